@@ -1,0 +1,345 @@
+//! Everything that crosses the wire: REST bodies and WebSocket messages, defined once
+//! and used by the server, the command-line clients, the bench and the tests.
+//!
+//! Field names are the original backend's (spec §6–§7), camelCase and snake_case
+//! mixed exactly as it had them; fields we add are marked "added by coedit".
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Timestamps as the original wrote them: ISO-8601 in UTC.
+pub fn timestamp_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `GET /api/`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiInfo {
+    pub message: String,
+    /// Added by coedit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// `GET /api/health`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Health {
+    /// `healthy`, or `degraded` while the store is failing (added states by coedit).
+    pub status: String,
+    pub timestamp: String,
+    /// Added by coedit: the store's own state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreHealth>,
+}
+
+/// Added by coedit: which store is in use and whether it is keeping up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoreHealth {
+    /// `sqlite` or `mongodb`.
+    pub backend: String,
+    /// `healthy` or `degraded`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Accepted updates not yet written to the store.
+    #[serde(default)]
+    pub backlog: u64,
+}
+
+/// `GET /api/metrics`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    pub active_connections: u64,
+    pub messages_per_sec: f64,
+    pub p50_latency_ms: f64,
+    pub p95_latency_ms: f64,
+    /// Added by coedit.
+    #[serde(default)]
+    pub p99_latency_ms: f64,
+    /// Added by coedit.
+    #[serde(default)]
+    pub max_latency_ms: f64,
+    pub error_count: u64,
+    pub reconnect_count: u64,
+    pub total_doc_size_bytes: u64,
+    pub uptime_seconds: f64,
+    pub total_messages: u64,
+    pub rooms_active: u64,
+    /// Added by coedit: messages sent to clients, counting each recipient.
+    #[serde(default)]
+    pub messages_delivered: u64,
+    /// Added by coedit: connections closed because they stopped reading.
+    #[serde(default)]
+    pub slow_consumer_disconnects: u64,
+    /// Added by coedit: updates refused as malformed.
+    #[serde(default)]
+    pub rejected_updates: u64,
+    /// Added by coedit: failed store operations since start.
+    #[serde(default)]
+    pub store_errors: u64,
+    /// Added by coedit: accepted updates waiting to be written to the store.
+    #[serde(default)]
+    pub store_backlog: u64,
+    /// Added by coedit: rooms held in memory, with or without connections.
+    #[serde(default)]
+    pub rooms_loaded: u64,
+}
+
+/// One entry of `GET /api/metrics/events`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub timestamp: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub room_id: String,
+    pub user_id: String,
+    pub details: String,
+}
+
+/// A user as listed inside a room summary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserSummary {
+    pub id: String,
+    pub name: String,
+    pub color: String,
+    /// Added by coedit.
+    #[serde(default)]
+    pub simulated: bool,
+}
+
+/// `GET /api/rooms` entries and `GET /api/rooms/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoomInfo {
+    pub id: String,
+    pub name: String,
+    pub user_count: u64,
+    /// Bytes of the document's full-state encoding.
+    pub doc_size: u64,
+    pub users: Vec<UserSummary>,
+    /// Added by coedit: open WebSocket connections (a user may hold several).
+    #[serde(default)]
+    pub connections: u64,
+}
+
+/// A user's presence: `GET /api/rooms/{id}/users` and the `users` WebSocket message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoomUser {
+    pub id: String,
+    pub name: String,
+    pub color: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+    pub cursor_position: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Value>,
+    #[serde(default)]
+    pub simulated: bool,
+}
+
+/// `POST /api/rooms/{id}/persist` and `GET /api/rooms/{id}/load`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PersistResponse {
+    pub success: bool,
+    /// Length of the hex encoding, as the original stored it in `room_documents.size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `POST /api/simulate/users/{id}`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SimulateAddResponse {
+    pub success: bool,
+    pub simulated_users: u64,
+    pub total_users: u64,
+}
+
+/// `DELETE /api/simulate/users/{id}`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SimulateRemoveResponse {
+    pub success: bool,
+    pub removed: u64,
+}
+
+/// Body of every 4xx/5xx answer coedit itself produces.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub success: bool,
+    pub error: String,
+}
+
+/// Messages a client sends over `/api/ws/{room_id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Join {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        color: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        avatar_url: Option<String>,
+    },
+    SyncRequest,
+    Update {
+        #[serde(default)]
+        data: String,
+    },
+    Cursor {
+        #[serde(default, rename = "userId", skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        color: Option<String>,
+        #[serde(default)]
+        position: Option<i64>,
+    },
+    Selection {
+        #[serde(default)]
+        selection: Value,
+    },
+    /// Relayed to the other members as is, with the sender's id added.
+    Awareness {
+        #[serde(flatten)]
+        fields: serde_json::Map<String, Value>,
+    },
+    Ping {
+        #[serde(default)]
+        timestamp: Value,
+    },
+    /// Any other `type`; answered with an `error`, the connection stays open.
+    #[serde(other)]
+    Unknown,
+}
+
+/// An entry of the `users_list` message (note `cursorPosition`, camelCase, unlike the
+/// REST user list).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ListedUser {
+    pub id: String,
+    pub name: String,
+    pub color: String,
+    #[serde(rename = "cursorPosition")]
+    pub cursor_position: i64,
+    #[serde(default)]
+    pub simulated: bool,
+}
+
+/// Messages the server sends over `/api/ws/{room_id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Sync {
+        data: String,
+    },
+    Users {
+        users: Vec<RoomUser>,
+    },
+    UsersList {
+        users: Vec<ListedUser>,
+    },
+    Update {
+        data: String,
+        from: String,
+    },
+    Cursor {
+        #[serde(rename = "userId")]
+        user_id: String,
+        name: String,
+        color: String,
+        position: i64,
+    },
+    Selection {
+        #[serde(rename = "userId")]
+        user_id: String,
+        selection: Value,
+    },
+    Awareness {
+        #[serde(flatten)]
+        fields: serde_json::Map<String, Value>,
+    },
+    UserJoined {
+        #[serde(rename = "userId")]
+        user_id: String,
+        name: String,
+        color: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        simulated: bool,
+    },
+    UserLeft {
+        #[serde(rename = "userId")]
+        user_id: String,
+    },
+    Pong {
+        timestamp: Value,
+    },
+    Error {
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    /// Serialises to the text of one WebSocket frame.
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail: every key is a string and no value is a
+        // map with non-string keys.
+        serde_json::to_string(self).expect("server messages always serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn original_client_messages_parse() {
+        let join: ClientMessage =
+            serde_json::from_value(json!({"type":"join","name":"Alice","color":"#F43F5E"}))
+                .unwrap();
+        assert!(matches!(join, ClientMessage::Join { name: Some(n), .. } if n == "Alice"));
+        let cursor: ClientMessage = serde_json::from_value(
+            json!({"type":"cursor","userId":"u","name":"A","color":"#fff","position":3}),
+        )
+        .unwrap();
+        assert!(matches!(
+            cursor,
+            ClientMessage::Cursor {
+                position: Some(3),
+                ..
+            }
+        ));
+        let unknown: ClientMessage = serde_json::from_value(json!({"type":"dance"})).unwrap();
+        assert_eq!(unknown, ClientMessage::Unknown);
+    }
+
+    #[test]
+    fn server_messages_use_the_original_field_names() {
+        let joined = ServerMessage::UserJoined {
+            user_id: "u".into(),
+            name: "A".into(),
+            color: "#fff".into(),
+            simulated: false,
+        };
+        assert_eq!(
+            serde_json::to_value(&joined).unwrap(),
+            json!({"type":"user_joined","userId":"u","name":"A","color":"#fff"})
+        );
+        let list = ServerMessage::UsersList {
+            users: vec![ListedUser {
+                id: "b".into(),
+                name: "Bob".into(),
+                color: "#000".into(),
+                cursor_position: 4,
+                simulated: false,
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(&list).unwrap()["users"][0]["cursorPosition"],
+            json!(4)
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! `coedit serve`: flags and environment variables onto `server::Config`, bind,
+//! serve until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::{exit, Failure};
+use crate::server::{self, Config, StoreConfig};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8001)]
+    pub port: u16,
+
+    /// Allowed CORS origins, comma-separated; `*` allows any.
+    #[arg(long, env = "CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Directory of the embedded store (used unless --mongo-url is given).
+    #[arg(long, env = "COEDIT_DATA_DIR", default_value = "./coedit-data")]
+    pub data_dir: PathBuf,
+
+    /// MongoDB connection string; when set, rooms are stored in MongoDB instead of
+    /// the embedded store.
+    #[arg(long, env = "MONGO_URL")]
+    pub mongo_url: Option<String>,
+
+    /// MongoDB database name.
+    #[arg(long, env = "DB_NAME", default_value = "coedit")]
+    pub db_name: String,
+
+    /// Start even if the store cannot be reached, serving from memory until it can.
+    #[arg(long, env = "COEDIT_START_DEGRADED")]
+    pub start_degraded: bool,
+
+    /// Group-commit window in milliseconds: how long accepted updates are gathered
+    /// before one store write (the most a crash can lose).
+    #[arg(long, env = "COEDIT_COMMIT_INTERVAL_MS", default_value_t = Config::DEFAULT_COMMIT_INTERVAL.as_millis() as u64)]
+    pub commit_interval_ms: u64,
+
+    /// Seconds a room with no connections stays in memory before it is unloaded.
+    #[arg(long, env = "COEDIT_IDLE_UNLOAD_SECS", default_value_t = Config::DEFAULT_IDLE_UNLOAD.as_secs())]
+    pub idle_unload_secs: u64,
+
+    /// Messages queued for one connection before it is closed as a slow consumer.
+    #[arg(long, env = "COEDIT_OUTBOUND_QUEUE", default_value_t = Config::DEFAULT_OUTBOUND_QUEUE)]
+    pub outbound_queue: usize,
+
+    /// Largest WebSocket message accepted, in bytes.
+    #[arg(long, env = "COEDIT_MAX_MESSAGE_BYTES", default_value_t = Config::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+
+    /// Log filter (overridden by RUST_LOG), e.g. `info` or `coedit=debug`.
+    #[arg(long, env = "COEDIT_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Config {
+        let store = match &self.mongo_url {
+            Some(url) if !url.is_empty() => StoreConfig::Mongo {
+                url: url.clone(),
+                database: self.db_name.clone(),
+            },
+            _ => StoreConfig::Embedded {
+                data_dir: self.data_dir.clone(),
+            },
+        };
+        let mut config = Config::new(store);
+        config.cors_origins = self.cors_origins.clone();
+        config.start_degraded = self.start_degraded;
+        config.commit_interval = Duration::from_millis(self.commit_interval_ms);
+        config.idle_unload = Duration::from_secs(self.idle_unload_secs);
+        config.outbound_queue = self.outbound_queue.max(1);
+        config.max_message_bytes = self.max_message_bytes;
+        config
+    }
+
+    pub async fn run(self) -> Result<(), Failure> {
+        let config = self.config();
+        let address = format!("{}:{}", self.host, self.port);
+        let address: SocketAddr = tokio::net::lookup_host(&address)
+            .await
+            .ok()
+            .and_then(|mut addresses| addresses.next())
+            .ok_or_else(|| {
+                Failure::new(exit::USAGE, format!("invalid listen address {address}"))
+            })?;
+        let listener = TcpListener::bind(address).await.map_err(|error| {
+            Failure::new(exit::FAILED, format!("cannot listen on {address}: {error}"))
+        })?;
+
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        server::run(listener, config, shutdown)
+            .await
+            .map_err(|error| Failure::new(exit::FAILED, error.to_string()))
+    }
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot watch SIGTERM");
+                    let _ = interrupt.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,15 @@
+//! coedit: a real-time collaboration server for Yjs documents, and the command-line
+//! clients that operate it.
+//!
+//! # Layout
+//! - [`api`]: every type that crosses the wire (REST bodies, WebSocket messages),
+//!   shared by server, clients and tests.
+//! - [`server`]: `coedit serve` — router, REST handlers, WebSocket connections, rooms
+//!   with their `yrs` documents, the room registry, metrics, the journal and stores.
+//! - [`client`]: typed clients of a running server.
+//! - [`cli`]: the `coedit` command line, one module per subcommand.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod server;

@@ -1,0 +1,145 @@
+//! `coedit serve`: the collaboration server.
+//!
+//! `run` takes a bound listener, a configuration and a shutdown token, so the binary
+//! and the tests start it the same way. It owns the background tasks (journal,
+//! idle-room sweeper) and every connection task, and on shutdown closes sockets with
+//! 1001, waits for them, and writes everything still queued to the store.
+
+pub mod config;
+pub mod document;
+pub mod journal;
+pub mod metrics;
+pub mod registry;
+pub mod rest;
+pub mod room;
+pub mod routes;
+pub mod store;
+pub mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{Config, StoreConfig};
+use journal::Journal;
+use metrics::Metrics;
+use registry::Registry;
+use store::{memory::MemoryStore, sqlite::SqliteStore, Store, StoreError};
+
+/// How long shutdown waits for connections to close, then for the store to take the
+/// last writes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often idle rooms are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    /// Cancelled when the server shuts down; each connection's token is a child.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the configured store. An unreachable MongoDB fails here unless
+/// `start_degraded` is set.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    match &config.store {
+        StoreConfig::Embedded { data_dir } => Ok(Arc::new(SqliteStore::open(data_dir)?)),
+        StoreConfig::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreConfig::Mongo { .. } => Err(StoreError::Unavailable(
+            "MongoDB support is not built into this version".into(),
+        )),
+    }
+}
+
+/// Serves until `shutdown` is cancelled, then shuts down gracefully.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let store = open_store(&config).await?;
+    run_with_store(listener, config, store, shutdown).await
+}
+
+/// `run` with a store the caller opened (tests use this to share one).
+pub async fn run_with_store(
+    listener: TcpListener,
+    config: Config,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let metrics = Metrics::new();
+    let (journal, journal_task) = Journal::start(store.clone(), config.commit_interval);
+    let registry = Registry::new(store.clone(), journal, metrics.clone(), &config);
+    let tracker = TaskTracker::new();
+    let app = AppState {
+        config: Arc::new(config),
+        registry: registry.clone(),
+        metrics,
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    };
+
+    let sweeper = tokio::spawn(sweep_idle_rooms(
+        registry.clone(),
+        app.config.idle_unload,
+        shutdown.clone(),
+    ));
+    let router = routes::router(app);
+    tracing::info!(address = %listener.local_addr()?, store = store.backend(), "coedit serving");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+
+    // Connection tasks saw the same token and are sending their 1001 close frames.
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time");
+    }
+    let _ = sweeper.await;
+    registry.journal().flush_for_shutdown(SHUTDOWN_GRACE).await;
+    drop(registry);
+    if !journal_task.finish(SHUTDOWN_GRACE).await {
+        tracing::error!("store did not take the last writes before the deadline");
+    }
+    if let Err(error) = store.close().await {
+        tracing::warn!(%error, "store close failed");
+    }
+    tracing::info!("coedit stopped");
+    Ok(())
+}
+
+async fn sweep_idle_rooms(registry: Registry, idle: Duration, shutdown: CancellationToken) {
+    let mut interval =
+        tokio::time::interval(SWEEP_INTERVAL.min(idle.max(Duration::from_millis(50))));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = interval.tick() => {
+                let unloaded = registry.unload_idle(idle);
+                if unloaded > 0 {
+                    tracing::debug!(unloaded, "idle rooms unloaded");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Router assembly: every path under `/api`, CORS and request tracing. No logic.
+
+use axum::http::{HeaderValue, Method};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use super::{rest, ws, AppState};
+
+pub fn router(app: AppState) -> Router {
+    let api = Router::new()
+        .route("/", get(rest::root))
+        .route("/health", get(rest::health))
+        .route("/metrics", get(rest::metrics))
+        .route("/metrics/events", get(rest::events))
+        .route("/metrics/prometheus", get(rest::prometheus))
+        .route("/rooms", get(rest::list_rooms))
+        .route("/rooms/{room_id}", get(rest::get_room))
+        .route("/rooms/{room_id}/users", get(rest::room_users))
+        .route("/rooms/{room_id}/persist", post(rest::persist))
+        .route("/rooms/{room_id}/load", get(rest::load))
+        .route(
+            "/simulate/users/{room_id}",
+            post(rest::simulate_add).delete(rest::simulate_remove),
+        )
+        .route("/ws/{room_id}", get(ws::upgrade));
+    Router::new()
+        .nest("/api", api)
+        .layer(cors(&app.config.cors_origins))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// The original allowed any method and header from the configured origins.
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new().allow_methods([
+        Method::GET,
+        Method::POST,
+        Method::DELETE,
+        Method::PUT,
+        Method::OPTIONS,
+    ]);
+    if origins.iter().any(|origin| origin == "*") {
+        return layer.allow_origin(Any).allow_headers(Any);
+    }
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin.trim()).ok())
+        .collect();
+    layer
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_headers(Any)
+}

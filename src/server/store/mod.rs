@@ -1,0 +1,105 @@
+//! Where documents live when they are not in memory: the `Store` trait and its
+//! implementations (embedded SQLite by default; an in-memory one for tests).
+//!
+//! Two records are kept per room, on purpose separate:
+//! - the *durable state*: a compacted snapshot plus an append-only log of every
+//!   accepted update after it, written in batches by the journal (automatic, so a
+//!   crash loses at most one group-commit window);
+//! - the *checkpoint*: what `POST /api/rooms/{id}/persist` saved, in the original
+//!   backend's `room_documents` shape, restored by `GET /api/rooms/{id}/load`.
+
+pub mod conformance;
+pub mod memory;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// A failed store operation. Callers keep their data and retry; nothing is dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// One accepted update, numbered in its room's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedUpdate {
+    pub room_id: String,
+    pub seq: u64,
+    pub data: Bytes,
+}
+
+/// A room's compacted snapshot: its full state as of `through_seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub room_id: String,
+    pub through_seq: u64,
+    pub data: Bytes,
+}
+
+/// Everything needed to rebuild a room: merge `snapshot` then `updates` in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DurableState {
+    pub snapshot: Option<Bytes>,
+    /// Log entries after the snapshot, in sequence order.
+    pub updates: Vec<Bytes>,
+    /// Highest sequence number the room has used; new updates continue after it.
+    pub last_seq: u64,
+}
+
+/// One write the journal hands to the store, in the order the rooms produced them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Append(LoggedUpdate),
+    /// Replace the snapshot and drop log entries up to its `through_seq`.
+    Compact(Snapshot),
+}
+
+impl WriteOp {
+    pub fn room_id(&self) -> &str {
+        match self {
+            WriteOp::Append(update) => &update.room_id,
+            WriteOp::Compact(snapshot) => &snapshot.room_id,
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        match self {
+            WriteOp::Append(update) => update.seq,
+            WriteOp::Compact(snapshot) => snapshot.through_seq,
+        }
+    }
+}
+
+/// Storage backend. Implementations must apply a batch of `WriteOp`s in order, and
+/// must make `load_durable` correct even while a compaction of the same room is in
+/// flight (write the snapshot before deleting the log it covers).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite`, `mongodb`, `memory`: shown in health and logs.
+    fn backend(&self) -> &'static str;
+
+    /// Writes a batch of journal operations, all or (on error) possibly some; a
+    /// retried batch must be harmless to write twice.
+    async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError>;
+
+    /// The room's latest durable state, or `None` if it has never been written.
+    async fn load_durable(&self, room_id: &str) -> Result<Option<DurableState>, StoreError>;
+
+    /// Saves an explicit checkpoint (the `persist` endpoint).
+    async fn save_checkpoint(&self, room_id: &str, state: &[u8]) -> Result<(), StoreError>;
+
+    /// The last explicit checkpoint, including one written by the original backend.
+    async fn load_checkpoint(&self, room_id: &str) -> Result<Option<Bytes>, StoreError>;
+
+    /// Cheap round trip used to tell when a failing store has come back.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Flushes whatever the backend buffers itself; called once on shutdown.
+    async fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,304 @@
+//! The JSON-protocol WebSocket endpoint `/api/ws/{room_id}?client_id=`: one reader
+//! loop per connection that turns frames into room calls, and one writer task that
+//! drains the connection's outbound queue, batching frames into one flush, and
+//! sends keep-alive pings.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::rest::{validate_room_id, ApiError};
+use super::room::{
+    CloseReason, ConnectionId, Kick, Member, Origin, Outbound, Room, UpdateBytes, UpdateFormat,
+};
+use super::AppState;
+use crate::api::{ClientMessage, ServerMessage};
+
+/// Read buffer per connection. tokio-tungstenite's default (128 KiB, zero-filled on
+/// every read) would cost ~1.4 GB for 10,000 idle connections; editor messages are
+/// small and larger ones simply take several reads.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Frames written before one flush, so a burst costs one syscall, not one each.
+const MAX_FRAMES_PER_FLUSH: usize = 64;
+/// How long a closing writer waits for the peer before dropping the socket.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug, Deserialize)]
+pub struct ConnectParams {
+    client_id: Option<String>,
+}
+
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    Path(room_id): Path<String>,
+    Query(params): Query<ConnectParams>,
+    State(app): State<AppState>,
+) -> Result<Response, ApiError> {
+    validate_room_id(&room_id)?;
+    let client_id = params
+        .client_id
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if client_id.len() > 256 {
+        return Err(ApiError::BadRequest(
+            "client_id is longer than 256 bytes".into(),
+        ));
+    }
+    let tracker = app.tracker.clone();
+    Ok(ws
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(app.config.max_message_bytes)
+        .max_frame_size(app.config.max_message_bytes)
+        .on_upgrade(move |socket| {
+            tracker.track_future(serve_connection(socket, app, room_id, client_id))
+        }))
+}
+
+async fn serve_connection(socket: WebSocket, app: AppState, room_id: String, client_id: String) {
+    let connection = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    let (sink, stream) = socket.split();
+    let (queue, outbound) = mpsc::channel(app.config.outbound_queue);
+    let kick = Kick::new(app.shutdown.child_token());
+
+    let room = loop {
+        let room = match app.registry.get_or_load(&room_id).await {
+            Ok(room) => room,
+            Err(error) => {
+                tracing::error!(%error, "refusing connection");
+                app.metrics.record_error();
+                close_now(
+                    sink,
+                    1011,
+                    "room unavailable: store unreachable, retry later",
+                )
+                .await;
+                return;
+            }
+        };
+        let member = Member {
+            client_id: client_id.clone(),
+            queue: queue.clone(),
+            kick: kick.clone(),
+        };
+        if room.connect(connection, member) {
+            break room;
+        }
+    };
+    // The room holds the only sender now, so the writer ends once the room lets go.
+    drop(queue);
+
+    let counters = app.metrics.counters();
+    counters.active_connections.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(room = %room_id, %client_id, connection, "connected");
+
+    let writer = tokio::spawn(write_loop(
+        sink,
+        outbound,
+        kick.clone(),
+        app.config.ping_interval,
+    ));
+    read_loop(stream, &room, connection, &client_id, &kick, &app).await;
+
+    room.disconnect(connection);
+    kick.kick(CloseReason::NORMAL);
+    let _ = writer.await;
+    counters.active_connections.fetch_sub(1, Ordering::Relaxed);
+    tracing::debug!(room = %room_id, %client_id, connection, "disconnected");
+}
+
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    room: &Room,
+    connection: ConnectionId,
+    client_id: &str,
+    kick: &Kick,
+    app: &AppState,
+) {
+    // A peer that sends nothing (not even a pong) for three ping intervals is gone.
+    let silence_limit = app.config.ping_interval * 3;
+    loop {
+        let frame = tokio::select! {
+            _ = kick.token().cancelled() => return,
+            frame = tokio::time::timeout(silence_limit, stream.next()) => frame,
+        };
+        let message = match frame {
+            Err(_elapsed) => {
+                kick.kick(CloseReason::UNRESPONSIVE);
+                return;
+            }
+            Ok(None) | Ok(Some(Err(_))) => return,
+            Ok(Some(Ok(message))) => message,
+        };
+        let started = Instant::now();
+        match message {
+            Message::Text(text) => handle_text(room, connection, client_id, text.as_str(), app),
+            Message::Binary(bytes) => {
+                let origin = Origin {
+                    client_id,
+                    format: UpdateFormat::RawBinary,
+                };
+                if let Err(error) = room.apply_update(origin, UpdateBytes::Raw(&bytes)) {
+                    app.metrics.record_error();
+                    room.reply(
+                        connection,
+                        &ServerMessage::Error {
+                            message: error.to_string(),
+                        },
+                    );
+                }
+            }
+            Message::Close(_) => return,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        }
+        app.metrics.record_message(started.elapsed());
+    }
+}
+
+fn handle_text(room: &Room, connection: ConnectionId, client_id: &str, text: &str, app: &AppState) {
+    let message = match serde_json::from_str::<ClientMessage>(text) {
+        Ok(message) => message,
+        Err(error) => {
+            app.metrics.record_error();
+            let message = if serde_json::from_str::<serde_json::Value>(text).is_err() {
+                "Invalid JSON".to_owned()
+            } else {
+                format!("Invalid message: {error}")
+            };
+            room.reply(connection, &ServerMessage::Error { message });
+            return;
+        }
+    };
+    match message {
+        ClientMessage::Join {
+            name,
+            color,
+            avatar_url,
+        } => room.join(connection, client_id, name, color, avatar_url),
+        ClientMessage::SyncRequest => room.sync_request(connection),
+        ClientMessage::Update { data } => {
+            // The original ignores an update without data; so do we.
+            if data.is_empty() {
+                return;
+            }
+            let origin = Origin {
+                client_id,
+                format: UpdateFormat::JsonHex,
+            };
+            if let Err(error) = room.apply_update(origin, UpdateBytes::Hex(&data)) {
+                app.metrics.record_error();
+                room.reply(
+                    connection,
+                    &ServerMessage::Error {
+                        message: error.to_string(),
+                    },
+                );
+            }
+        }
+        ClientMessage::Cursor {
+            name,
+            color,
+            position,
+            ..
+        } => room.cursor(client_id, name, color, position),
+        ClientMessage::Selection { selection } => room.selection(client_id, selection),
+        ClientMessage::Awareness { fields } => room.awareness(client_id, fields),
+        ClientMessage::Ping { timestamp } => {
+            room.reply(connection, &ServerMessage::Pong { timestamp })
+        }
+        ClientMessage::Unknown => {
+            app.metrics.record_error();
+            let kind = serde_json::from_str::<TypeOnly>(text)
+                .map(|typed| typed.kind)
+                .unwrap_or_default();
+            room.reply(
+                connection,
+                &ServerMessage::Error {
+                    message: format!("Unknown message type: {kind}"),
+                },
+            );
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TypeOnly {
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut outbound: mpsc::Receiver<Outbound>,
+    kick: Kick,
+    ping_interval: Duration,
+) {
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = kick.token().cancelled() => break,
+            message = outbound.recv() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        // Drain what else is waiting and flush once: under load most of the cost of a
+        // delivery is the syscall, not the bytes.
+        let written = async {
+            sink.feed(to_message(first)).await?;
+            for _ in 1..MAX_FRAMES_PER_FLUSH {
+                match outbound.try_recv() {
+                    Ok(message) => sink.feed(to_message(message)).await?,
+                    Err(_) => break,
+                }
+            }
+            sink.flush().await
+        };
+        let result = tokio::select! {
+            // A peer that stopped reading can block the write forever; a kick wins.
+            _ = kick.token().cancelled() => break,
+            result = written => result,
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+    let reason = kick.reason();
+    let close = Message::Close(Some(CloseFrame {
+        code: reason.code,
+        reason: reason.reason.into(),
+    }));
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close)).await;
+}
+
+async fn close_now(mut sink: SplitSink<WebSocket, Message>, code: u16, reason: &'static str) {
+    let close = Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close)).await;
+}
+
+fn to_message(outbound: Outbound) -> Message {
+    match outbound {
+        Outbound::Text(text) => Message::Text(text),
+        Outbound::Binary(bytes) => Message::Binary(bytes),
+    }
+}
