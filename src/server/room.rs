@@ -82,7 +82,10 @@ impl Kick {
     }
 
     pub fn kick(&self, reason: CloseReason) {
-        let _ = self.reason.set(reason);
+        // A token already cancelled by its parent means shutdown; keep that reason.
+        if !self.token.is_cancelled() {
+            let _ = self.reason.set(reason);
+        }
         self.token.cancel();
     }
 

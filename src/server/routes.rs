@@ -26,6 +26,8 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/ws/{room_id}", get(ws::upgrade));
     Router::new()
+        // The original serves its welcome at `/api/`; a nested "/" only matches `/api`.
+        .route("/api/", get(rest::root))
         .nest("/api", api)
         .layer(cors(&app.config.cors_origins))
         .layer(TraceLayer::new_for_http())

@@ -213,6 +213,18 @@ impl Client {
         self.send_full_state().await
     }
 
+    /// Types `insert` and sends only the edit's own update (as y-websocket clients do).
+    pub async fn type_incremental(&mut self, index: u32, insert: &str) {
+        let before = self.doc.transact().state_vector();
+        self.text
+            .insert(&mut self.doc.transact_mut(), index, insert);
+        let update = self.doc.transact().encode_state_as_update_v1(&before);
+        self.send(&ClientMessage::Update {
+            data: hex::encode(update),
+        })
+        .await;
+    }
+
     pub async fn delete_text(&mut self, index: u32, len: u32) -> usize {
         self.text
             .remove_range(&mut self.doc.transact_mut(), index, len);

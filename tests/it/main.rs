@@ -2,4 +2,6 @@
 //! WebSocket connections. One test binary, one module per story.
 
 mod common;
+mod original_client;
 mod protocol;
+mod rest;
