@@ -80,6 +80,9 @@ pub struct Metrics {
     /// Added by coedit: accepted updates waiting to be written to the store.
     #[serde(default)]
     pub store_backlog: u64,
+    /// Added by coedit: of `active_connections`, those on the y-protocols endpoint.
+    #[serde(default)]
+    pub yjs_connections: u64,
     /// Added by coedit: rooms held in memory, with or without connections.
     #[serde(default)]
     pub rooms_loaded: u64,

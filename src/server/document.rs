@@ -142,6 +142,19 @@ impl Document {
         encoded
     }
 
+    /// The document's state vector (for the y-protocol's sync step 1).
+    pub fn state_vector(&self) -> StateVector {
+        self.doc.transact().state_vector()
+    }
+
+    /// Everything the document has that a peer with `remote` lacks (sync step 2).
+    pub fn diff(&mut self, remote: &StateVector) -> Bytes {
+        if remote.is_empty() {
+            return self.encoded_state();
+        }
+        Bytes::from(self.doc.transact().encode_state_as_update_v1(remote))
+    }
+
     /// Size in bytes of the full-state encoding.
     pub fn size(&mut self) -> usize {
         if self.encoded.is_none() {

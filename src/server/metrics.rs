@@ -28,6 +28,8 @@ pub struct Counters {
     pub error_count: AtomicU64,
     pub reconnect_count: AtomicU64,
     pub active_connections: AtomicU64,
+    /// Of `active_connections`, those speaking the binary y-protocols.
+    pub active_yjs_connections: AtomicU64,
     pub slow_consumer_disconnects: AtomicU64,
     pub rejected_updates: AtomicU64,
     pub panics_caught: AtomicU64,

@@ -161,6 +161,7 @@ fn metrics_snapshot(app: &AppState) -> Metrics {
         rejected_updates: counters.rejected_updates.load(Ordering::Relaxed),
         store_errors: journal.errors(),
         store_backlog: journal.backlog(),
+        yjs_connections: counters.active_yjs_connections.load(Ordering::Relaxed),
         rooms_loaded: rooms.len() as u64,
     }
 }
@@ -211,6 +212,12 @@ pub async fn prometheus(State(app): State<AppState>) -> Response {
         "active_connections",
         "Open WebSocket connections",
         snapshot.active_connections,
+    );
+    gauge(
+        &mut registry,
+        "yjs_connections",
+        "Open connections on the y-protocols endpoint",
+        snapshot.yjs_connections,
     );
     gauge(
         &mut registry,

@@ -24,7 +24,8 @@ pub fn router(app: AppState) -> Router {
             "/simulate/users/{room_id}",
             post(rest::simulate_add).delete(rest::simulate_remove),
         )
-        .route("/ws/{room_id}", get(ws::upgrade));
+        .route("/ws/{room_id}", get(ws::upgrade_json))
+        .route("/yjs/{*room_id}", get(ws::upgrade_yjs));
     Router::new()
         // The original serves its welcome at `/api/`; a nested "/" only matches `/api`.
         .route("/api/", get(rest::root))

@@ -1,7 +1,9 @@
-//! The JSON-protocol WebSocket endpoint `/api/ws/{room_id}?client_id=`: one reader
-//! loop per connection that turns frames into room calls, and one writer task that
-//! drains the connection's outbound queue, batching frames into one flush, and
-//! sends keep-alive pings.
+//! The WebSocket endpoints: the original JSON protocol at
+//! `/api/ws/{room_id}?client_id=` and the binary y-protocols at `/api/yjs/{room}`
+//! (what y-websocket's `WebsocketProvider` connects to). Each connection has one
+//! reader loop that turns frames into room calls, and one writer task that drains
+//! the connection's outbound queue, batching frames into one flush, and sends
+//! keep-alive pings.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,7 +18,8 @@ use tokio::sync::mpsc;
 
 use super::rest::{validate_room_id, ApiError};
 use super::room::{
-    CloseReason, ConnectionId, Kick, Member, Origin, Outbound, Room, UpdateBytes, UpdateFormat,
+    CloseReason, ConnectionId, Kick, Member, Origin, Outbound, Protocol, Room, UpdateBytes,
+    UpdateFormat,
 };
 use super::AppState;
 use crate::api::{ClientMessage, ServerMessage};
@@ -37,11 +40,33 @@ pub struct ConnectParams {
     client_id: Option<String>,
 }
 
-pub async fn upgrade(
+/// `GET /api/ws/{room_id}`: the original JSON protocol.
+pub async fn upgrade_json(
     ws: WebSocketUpgrade,
     Path(room_id): Path<String>,
     Query(params): Query<ConnectParams>,
     State(app): State<AppState>,
+) -> Result<Response, ApiError> {
+    upgrade(ws, room_id, params, app, Protocol::Json)
+}
+
+/// `GET /api/yjs/{*room}`: the y-protocols. Room names arrive unencoded and may
+/// contain `/`, hence the wildcard.
+pub async fn upgrade_yjs(
+    ws: WebSocketUpgrade,
+    Path(room_id): Path<String>,
+    Query(params): Query<ConnectParams>,
+    State(app): State<AppState>,
+) -> Result<Response, ApiError> {
+    upgrade(ws, room_id, params, app, Protocol::Yjs)
+}
+
+fn upgrade(
+    ws: WebSocketUpgrade,
+    room_id: String,
+    params: ConnectParams,
+    app: AppState,
+    protocol: Protocol,
 ) -> Result<Response, ApiError> {
     validate_room_id(&room_id)?;
     let client_id = params
@@ -60,11 +85,17 @@ pub async fn upgrade(
         .max_message_size(app.config.max_message_bytes)
         .max_frame_size(app.config.max_message_bytes)
         .on_upgrade(move |socket| {
-            tracker.track_future(serve_connection(socket, app, room_id, client_id))
+            tracker.track_future(serve_connection(socket, app, room_id, client_id, protocol))
         }))
 }
 
-async fn serve_connection(socket: WebSocket, app: AppState, room_id: String, client_id: String) {
+async fn serve_connection(
+    socket: WebSocket,
+    app: AppState,
+    room_id: String,
+    client_id: String,
+    protocol: Protocol,
+) {
     let connection = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let (sink, stream) = socket.split();
     let (queue, outbound) = mpsc::channel(app.config.outbound_queue);
@@ -87,6 +118,7 @@ async fn serve_connection(socket: WebSocket, app: AppState, room_id: String, cli
         };
         let member = Member {
             client_id: client_id.clone(),
+            protocol,
             queue: queue.clone(),
             kick: kick.clone(),
         };
@@ -98,7 +130,14 @@ async fn serve_connection(socket: WebSocket, app: AppState, room_id: String, cli
     drop(queue);
 
     let counters = app.metrics.counters();
+    let protocol_count = match protocol {
+        Protocol::Json => None,
+        Protocol::Yjs => Some(&counters.active_yjs_connections),
+    };
     counters.active_connections.fetch_add(1, Ordering::Relaxed);
+    if let Some(count) = protocol_count {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
     tracing::debug!(room = %room_id, %client_id, connection, "connected");
 
     let writer = tokio::spawn(write_loop(
@@ -107,64 +146,97 @@ async fn serve_connection(socket: WebSocket, app: AppState, room_id: String, cli
         kick.clone(),
         app.config.ping_interval,
     ));
-    read_loop(stream, &room, connection, &client_id, &kick, &app).await;
+    let peer = Peer {
+        room: &room,
+        connection,
+        client_id: &client_id,
+        kick: &kick,
+        app: &app,
+        protocol,
+    };
+    read_loop(stream, &peer).await;
 
     room.disconnect(connection);
     kick.kick(CloseReason::NORMAL);
     let _ = writer.await;
     counters.active_connections.fetch_sub(1, Ordering::Relaxed);
+    if let Some(count) = protocol_count {
+        count.fetch_sub(1, Ordering::Relaxed);
+    }
     tracing::debug!(room = %room_id, %client_id, connection, "disconnected");
 }
 
-async fn read_loop(
-    mut stream: SplitStream<WebSocket>,
-    room: &Room,
+/// One connection's view of its room, for the reader loop.
+struct Peer<'a> {
+    room: &'a Room,
     connection: ConnectionId,
-    client_id: &str,
-    kick: &Kick,
-    app: &AppState,
-) {
+    client_id: &'a str,
+    kick: &'a Kick,
+    app: &'a AppState,
+    protocol: Protocol,
+}
+
+async fn read_loop(mut stream: SplitStream<WebSocket>, peer: &Peer<'_>) {
     // A peer that sends nothing (not even a pong) for three ping intervals is gone.
-    let silence_limit = app.config.ping_interval * 3;
+    let silence_limit = peer.app.config.ping_interval * 3;
     loop {
         let frame = tokio::select! {
-            _ = kick.token().cancelled() => return,
+            _ = peer.kick.token().cancelled() => return,
             frame = tokio::time::timeout(silence_limit, stream.next()) => frame,
         };
         let message = match frame {
             Err(_elapsed) => {
-                kick.kick(CloseReason::UNRESPONSIVE);
+                peer.kick.kick(CloseReason::UNRESPONSIVE);
                 return;
             }
             Ok(None) | Ok(Some(Err(_))) => return,
             Ok(Some(Ok(message))) => message,
         };
         let started = Instant::now();
-        match message {
-            Message::Text(text) => handle_text(room, connection, client_id, text.as_str(), app),
-            Message::Binary(bytes) => {
+        match (peer.protocol, message) {
+            (Protocol::Json, Message::Text(text)) => handle_text(peer, text.as_str()),
+            (Protocol::Json, Message::Binary(bytes)) => {
                 let origin = Origin {
-                    client_id,
+                    client_id: peer.client_id,
                     format: UpdateFormat::RawBinary,
                 };
-                if let Err(error) = room.apply_update(origin, UpdateBytes::Raw(&bytes)) {
-                    app.metrics.record_error();
-                    room.reply(
-                        connection,
+                if let Err(error) = peer.room.apply_update(origin, UpdateBytes::Raw(&bytes)) {
+                    peer.app.metrics.record_error();
+                    peer.room.reply(
+                        peer.connection,
                         &ServerMessage::Error {
                             message: error.to_string(),
                         },
                     );
                 }
             }
-            Message::Close(_) => return,
-            Message::Ping(_) | Message::Pong(_) => continue,
+            (Protocol::Yjs, Message::Binary(bytes)) => {
+                if let Err(error) = peer
+                    .room
+                    .yjs_message(peer.connection, peer.client_id, &bytes)
+                {
+                    peer.app.metrics.record_error();
+                    tracing::debug!(%error, client_id = peer.client_id, "refused y-protocol frame");
+                    // The binary protocol has no error message: a frame we cannot
+                    // read or apply means the peer is not speaking it, so close.
+                    peer.kick.kick(CloseReason::MALFORMED);
+                    return;
+                }
+            }
+            (Protocol::Yjs, Message::Text(_)) => {
+                peer.app.metrics.record_error();
+                peer.kick.kick(CloseReason::MALFORMED);
+                return;
+            }
+            (_, Message::Close(_)) => return,
+            (_, Message::Ping(_) | Message::Pong(_)) => continue,
         }
-        app.metrics.record_message(started.elapsed());
+        peer.app.metrics.record_message(started.elapsed());
     }
 }
 
-fn handle_text(room: &Room, connection: ConnectionId, client_id: &str, text: &str, app: &AppState) {
+fn handle_text(peer: &Peer<'_>, text: &str) {
+    let (room, connection, client_id, app) = (peer.room, peer.connection, peer.client_id, peer.app);
     let message = match serde_json::from_str::<ClientMessage>(text) {
         Ok(message) => message,
         Err(error) => {

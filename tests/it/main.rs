@@ -5,3 +5,4 @@ mod common;
 mod original_client;
 mod protocol;
 mod rest;
+mod yjs;

@@ -1,0 +1,206 @@
+//! How messages leave a room: each connection's bounded outbound queue, the close
+//! request a writer task watches, and broadcast that serialises a message once per
+//! protocol and shares it by reference count.
+//!
+//! Nothing here waits: a connection whose queue is full is a slow consumer and is
+//! asked to close, so one stalled client never holds up a room.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ServerMessage;
+use crate::server::metrics::Metrics;
+
+/// Identifies one WebSocket connection (a client id may hold several).
+pub type ConnectionId = u64;
+
+/// One frame waiting in a connection's outbound queue. Clones share the payload.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Text(Utf8Bytes),
+    Binary(Bytes),
+}
+
+impl Outbound {
+    pub fn json(message: &ServerMessage) -> Self {
+        Outbound::Text(Utf8Bytes::from(message.to_json()))
+    }
+}
+
+/// Which protocol a connection speaks, and so which form of a message it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The original JSON protocol at `/api/ws/{room}`.
+    Json,
+    /// The binary y-protocols (y-websocket) at `/api/yjs/{room}`.
+    Yjs,
+}
+
+/// Why a connection is being closed by the server, as a WebSocket close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl CloseReason {
+    pub const SLOW_CONSUMER: CloseReason = CloseReason {
+        code: 1013,
+        reason: "slow consumer: outbound queue full",
+    };
+    pub const SHUTDOWN: CloseReason = CloseReason {
+        code: 1001,
+        reason: "server shutting down",
+    };
+    /// The client went away first; the frame is only sent if its socket still works.
+    pub const NORMAL: CloseReason = CloseReason {
+        code: 1000,
+        reason: "",
+    };
+    pub const UNRESPONSIVE: CloseReason = CloseReason {
+        code: 1001,
+        reason: "no answer to pings",
+    };
+    pub const MALFORMED: CloseReason = CloseReason {
+        code: 1007,
+        reason: "malformed y-protocol message",
+    };
+}
+
+/// Asks a connection to close: its reader and writer both watch the token.
+#[derive(Debug, Clone, Default)]
+pub struct Kick {
+    token: CancellationToken,
+    reason: Arc<OnceLock<CloseReason>>,
+}
+
+impl Kick {
+    pub fn new(token: CancellationToken) -> Self {
+        Self {
+            token,
+            reason: Arc::default(),
+        }
+    }
+
+    pub fn kick(&self, reason: CloseReason) {
+        // A token already cancelled by its parent means shutdown; keep that reason.
+        if !self.token.is_cancelled() {
+            let _ = self.reason.set(reason);
+        }
+        self.token.cancel();
+    }
+
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// The reason given to `kick`, or a shutdown when the parent token fired.
+    pub fn reason(&self) -> CloseReason {
+        self.reason.get().copied().unwrap_or(CloseReason::SHUTDOWN)
+    }
+}
+
+/// A connection's handle as the room holds it.
+pub struct Member {
+    pub client_id: String,
+    pub protocol: Protocol,
+    pub queue: mpsc::Sender<Outbound>,
+    pub kick: Kick,
+}
+
+/// A message in the form each protocol needs, built at most once per protocol and
+/// only if some recipient speaks it.
+pub struct PerProtocol<J, Y> {
+    json: J,
+    yjs: Y,
+    json_built: Option<Option<Outbound>>,
+    yjs_built: Option<Option<Outbound>>,
+}
+
+impl<J, Y> PerProtocol<J, Y>
+where
+    J: FnMut() -> Option<Outbound>,
+    Y: FnMut() -> Option<Outbound>,
+{
+    pub fn new(json: J, yjs: Y) -> Self {
+        Self {
+            json,
+            yjs,
+            json_built: None,
+            yjs_built: None,
+        }
+    }
+
+    fn for_protocol(&mut self, protocol: Protocol) -> Option<Outbound> {
+        match protocol {
+            Protocol::Json => self.json_built.get_or_insert_with(&mut self.json).clone(),
+            Protocol::Yjs => self.yjs_built.get_or_insert_with(&mut self.yjs).clone(),
+        }
+    }
+}
+
+/// A JSON-protocol message; y-protocol clients cannot read JSON and do not get it.
+pub fn json_only(
+    message: &ServerMessage,
+) -> PerProtocol<impl FnMut() -> Option<Outbound>, impl FnMut() -> Option<Outbound>> {
+    let outbound = Outbound::json(message);
+    PerProtocol::new(move || Some(outbound.clone()), || None)
+}
+
+/// Queues `message` for one member; a full queue closes it as a slow consumer.
+pub fn push(member: &Member, metrics: &Metrics, message: Outbound) -> bool {
+    if member.kick.token().is_cancelled() {
+        return false;
+    }
+    match member.queue.try_send(message) {
+        Ok(()) => {
+            metrics
+                .counters()
+                .messages_delivered
+                .fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            metrics
+                .counters()
+                .slow_consumer_disconnects
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client_id = %member.client_id, "closing slow consumer");
+            member.kick.kick(CloseReason::SLOW_CONSUMER);
+            false
+        }
+        // The writer is gone; the connection's own cleanup will remove it.
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
+/// Queues the right form of `message` for every member not belonging to client id
+/// `except`; returns how many members it was queued for.
+pub fn broadcast<'a, J, Y>(
+    members: impl Iterator<Item = &'a Member>,
+    metrics: &Metrics,
+    except: Option<&str>,
+    mut message: PerProtocol<J, Y>,
+) -> usize
+where
+    J: FnMut() -> Option<Outbound>,
+    Y: FnMut() -> Option<Outbound>,
+{
+    let mut sent = 0;
+    for member in members {
+        if Some(member.client_id.as_str()) == except {
+            continue;
+        }
+        if let Some(outbound) = message.for_protocol(member.protocol) {
+            if push(member, metrics, outbound) {
+                sent += 1;
+            }
+        }
+    }
+    sent
+}

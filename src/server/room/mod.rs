@@ -1,0 +1,646 @@
+//! A room: its CRDT document, who is present, and the outbound queues of its
+//! connections. Everything a client message does to a room happens here, through
+//! plain method calls; sockets and HTTP stay in `ws.rs`, `yjs.rs` and `rest.rs`.
+//!
+//! - `fanout`: outbound queues, close requests, broadcast per protocol;
+//! - `simulated`: the load-testing users of `/api/simulate`;
+//! - `yjs`: the binary y-protocols (sync steps, awareness) for y-websocket clients.
+
+mod fanout;
+mod simulated;
+mod yjs;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use serde_json::Value;
+
+use fanout::{broadcast, json_only, push, PerProtocol};
+pub use fanout::{CloseReason, ConnectionId, Kick, Member, Outbound, Protocol};
+pub use yjs::YjsError;
+
+use super::document::{Applied, Document, DocumentError};
+use super::journal::Journal;
+use super::metrics::Metrics;
+use super::store::{DurableState, LoggedUpdate, Snapshot, WriteOp};
+use crate::api::{ListedUser, RoomInfo, RoomUser, ServerMessage, UserSummary};
+
+/// How an update arrived, and so how JSON-protocol members get it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateFormat {
+    /// `{"type":"update","data":hex}`: JSON members get `{"type":"update",…,"from"}`.
+    JsonHex,
+    /// Raw Yjs bytes in a binary frame (the original's binary path): JSON members
+    /// get the delta as a binary frame too.
+    RawBinary,
+    /// A y-protocol sync message: JSON members get the JSON `update`.
+    YjsSync,
+}
+
+/// An update as it arrived: hex text from the JSON protocol or raw bytes.
+#[derive(Debug, Clone, Copy)]
+pub enum UpdateBytes<'a> {
+    Hex(&'a str),
+    Raw(&'a [u8]),
+}
+
+/// Where an update came from, for the broadcast that follows it.
+pub struct Origin<'a> {
+    pub client_id: &'a str,
+    pub format: UpdateFormat,
+}
+
+/// Result of an update sent by a client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    /// Merged; this many other connections were sent the delta.
+    Broadcast(usize),
+    /// Nothing new in it; nothing was sent.
+    NothingNew,
+}
+
+/// Colours given to users who did not choose one.
+const PALETTE: [&str; 8] = [
+    "#3B82F6", "#EF4444", "#10B981", "#F59E0B", "#8B5CF6", "#EC4899", "#14B8A6", "#F97316",
+];
+
+/// A user's presence, per client id.
+#[derive(Debug, Clone)]
+struct Presence {
+    user: RoomUser,
+    /// Open connections of this client id; presence ends when the last one closes.
+    connections: usize,
+    /// Whether the user has introduced itself (`join`, or a y-protocol awareness
+    /// state with a name); only those are listed.
+    joined: bool,
+    order: u64,
+}
+
+struct RoomState {
+    document: Document,
+    /// Cached `sync` message for the current document, dropped on change.
+    sync_message: Option<Utf8Bytes>,
+    members: HashMap<ConnectionId, Member>,
+    presence: HashMap<String, Presence>,
+    awareness: yjs::AwarenessStates,
+    next_order: u64,
+    /// Last sequence number handed to the journal.
+    last_seq: u64,
+    /// Sequence number covered by the last compaction.
+    compacted_seq: u64,
+    /// Client ids that left recently, to count reconnects.
+    departed: HashMap<String, Instant>,
+    /// When the last connection left (None while anyone is connected).
+    empty_since: Option<Instant>,
+    /// Set when the registry unloads the room; a late joiner must load it afresh.
+    closed: bool,
+}
+
+impl RoomState {
+    fn broadcast<J, Y>(
+        &self,
+        metrics: &Metrics,
+        except: Option<&str>,
+        message: PerProtocol<J, Y>,
+    ) -> usize
+    where
+        J: FnMut() -> Option<Outbound>,
+        Y: FnMut() -> Option<Outbound>,
+    {
+        broadcast(self.members.values(), metrics, except, message)
+    }
+
+    fn send_to(&self, metrics: &Metrics, connection: ConnectionId, message: Outbound) {
+        if let Some(member) = self.members.get(&connection) {
+            push(member, metrics, message);
+        }
+    }
+
+    fn sync_message(&mut self) -> Utf8Bytes {
+        if let Some(message) = &self.sync_message {
+            return message.clone();
+        }
+        let data = hex::encode(self.document.encoded_state());
+        let message = Utf8Bytes::from(ServerMessage::Sync { data }.to_json());
+        self.sync_message = Some(message.clone());
+        message
+    }
+
+    fn joined_count(&self) -> u64 {
+        self.presence
+            .values()
+            .filter(|presence| presence.joined)
+            .count() as u64
+    }
+
+    /// Joined users in join order, optionally without one client id.
+    fn listed_users(&self, except: Option<&str>) -> Vec<RoomUser> {
+        let mut present: Vec<&Presence> = self
+            .presence
+            .values()
+            .filter(|presence| presence.joined && Some(presence.user.id.as_str()) != except)
+            .collect();
+        present.sort_by_key(|presence| presence.order);
+        present
+            .into_iter()
+            .map(|presence| presence.user.clone())
+            .collect()
+    }
+
+    fn new_presence(&mut self, id: &str, simulated: bool) -> Presence {
+        let order = self.next_order;
+        self.next_order += 1;
+        Presence {
+            user: RoomUser {
+                id: id.to_owned(),
+                name: String::new(),
+                color: String::new(),
+                avatar_url: None,
+                cursor_position: 0,
+                selection: None,
+                simulated,
+            },
+            connections: 0,
+            joined: false,
+            order,
+        }
+    }
+
+    /// Records a name and colour for `client_id` and announces it to the others when
+    /// it is new or changed. Returns false if the client id is not present.
+    fn introduce(
+        &mut self,
+        metrics: &Metrics,
+        client_id: &str,
+        name: String,
+        color: String,
+    ) -> bool {
+        let Some(presence) = self.presence.get_mut(client_id) else {
+            return false;
+        };
+        let changed =
+            !presence.joined || presence.user.name != name || presence.user.color != color;
+        presence.joined = true;
+        presence.user.name = name.clone();
+        presence.user.color = color.clone();
+        if changed {
+            let joined = ServerMessage::UserJoined {
+                user_id: client_id.to_owned(),
+                name,
+                color,
+                simulated: presence.user.simulated,
+            };
+            self.broadcast(metrics, Some(client_id), json_only(&joined));
+        }
+        true
+    }
+}
+
+/// Cheap to clone; clones share one room.
+#[derive(Clone)]
+pub struct Room {
+    inner: Arc<RoomInner>,
+}
+
+struct RoomInner {
+    id: String,
+    /// `std::sync::Mutex`: critical sections are a CRDT merge plus non-blocking
+    /// queue pushes, microseconds long and never held across an await; an async
+    /// mutex would only add wake-ups to the hot path.
+    state: Mutex<RoomState>,
+    /// Highest sequence number the journal has written for this room.
+    written_seq: Arc<AtomicU64>,
+    journal: Journal,
+    metrics: Metrics,
+    compact_every: u64,
+    reconnect_window: Duration,
+}
+
+impl Room {
+    /// A room rebuilt from its durable state (or empty when `durable` is `None`).
+    pub fn new(
+        id: String,
+        durable: Option<DurableState>,
+        journal: Journal,
+        metrics: Metrics,
+        compact_every: u64,
+        reconnect_window: Duration,
+    ) -> Result<Self, DocumentError> {
+        let mut document = Document::new();
+        let mut last_seq = 0;
+        let mut log_len = 0;
+        if let Some(durable) = durable {
+            if let Some(snapshot) = &durable.snapshot {
+                document.apply_update(snapshot)?;
+            }
+            for update in &durable.updates {
+                // A log entry that no longer decodes is skipped, not fatal: the rest of
+                // the document is still worth serving.
+                if let Err(error) = document.apply_update(update) {
+                    tracing::error!(room = %id, %error, "skipping unreadable log entry");
+                }
+            }
+            last_seq = durable.last_seq;
+            log_len = durable.updates.len() as u64;
+        }
+        let room = Self {
+            inner: Arc::new(RoomInner {
+                id,
+                state: Mutex::new(RoomState {
+                    document,
+                    sync_message: None,
+                    members: HashMap::new(),
+                    presence: HashMap::new(),
+                    awareness: yjs::AwarenessStates::default(),
+                    next_order: 0,
+                    last_seq,
+                    compacted_seq: last_seq.saturating_sub(log_len),
+                    departed: HashMap::new(),
+                    empty_since: Some(Instant::now()),
+                    closed: false,
+                }),
+                written_seq: Arc::new(AtomicU64::new(last_seq)),
+                journal,
+                metrics,
+                compact_every,
+                reconnect_window,
+            }),
+        };
+        if log_len >= compact_every {
+            let mut state = room.lock();
+            room.compact(&mut state);
+        }
+        Ok(room)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RoomState> {
+        // A panic while holding the lock cannot leave the document half-merged
+        // (`Document` catches its own), so the data is still consistent.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Adds a connection and queues its greeting — JSON: `sync` (if the room has
+    /// content) then `users`; y-protocol: our sync step 1 and the awareness states.
+    /// Returns `false` when the room was unloaded meanwhile and the caller must
+    /// fetch it from the registry again.
+    pub fn connect(&self, connection: ConnectionId, member: Member) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        let client_id = member.client_id.clone();
+        let protocol = member.protocol;
+        let now = Instant::now();
+        let window = self.inner.reconnect_window;
+        state
+            .departed
+            .retain(|_, left| now.duration_since(*left) < window);
+        let returning = state.departed.remove(&client_id).is_some()
+            || state
+                .presence
+                .get(&client_id)
+                .is_some_and(|p| p.connections > 0);
+        if returning {
+            self.metrics()
+                .counters()
+                .reconnect_count
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if !state.presence.contains_key(&client_id) {
+            let presence = state.new_presence(&client_id, false);
+            state.presence.insert(client_id.clone(), presence);
+        }
+        if let Some(presence) = state.presence.get_mut(&client_id) {
+            presence.connections += 1;
+        }
+        state.empty_since = None;
+        state.members.insert(connection, member);
+
+        let greeting = match protocol {
+            Protocol::Json => {
+                let mut greeting = Vec::with_capacity(2);
+                if !state.document.is_empty() {
+                    greeting.push(Outbound::Text(state.sync_message()));
+                }
+                greeting.push(Outbound::json(&ServerMessage::Users {
+                    users: state.listed_users(None),
+                }));
+                greeting
+            }
+            Protocol::Yjs => yjs::greeting(&state),
+        };
+        for message in greeting {
+            state.send_to(self.metrics(), connection, message);
+        }
+        drop(state);
+        self.metrics()
+            .add_event("connect", &self.inner.id, &client_id, "WebSocket connected");
+        true
+    }
+
+    /// Removes a connection (idempotent). When it was its client id's last one, the
+    /// user leaves and the others get `user_left`; its awareness states are removed.
+    pub fn disconnect(&self, connection: ConnectionId) {
+        let mut state = self.lock();
+        let Some(member) = state.members.remove(&connection) else {
+            return;
+        };
+        let client_id = member.client_id;
+        yjs::forget_connection(&mut state, self.metrics(), connection, &client_id);
+        let last = match state.presence.get_mut(&client_id) {
+            Some(presence) => {
+                presence.connections = presence.connections.saturating_sub(1);
+                presence.connections == 0
+            }
+            None => true,
+        };
+        if last {
+            state.presence.remove(&client_id);
+            state.departed.insert(client_id.clone(), Instant::now());
+            let left = ServerMessage::UserLeft {
+                user_id: client_id.clone(),
+            };
+            state.broadcast(self.metrics(), Some(&client_id), json_only(&left));
+        }
+        if state.members.is_empty() {
+            state.empty_since = Some(Instant::now());
+        }
+        drop(state);
+        self.metrics().add_event(
+            "disconnect",
+            &self.inner.id,
+            &client_id,
+            "WebSocket disconnected",
+        );
+    }
+
+    /// `join`: records the user's name and colour, answers with `users_list` (the
+    /// others), and announces the user to everyone else.
+    pub fn join(
+        &self,
+        connection: ConnectionId,
+        client_id: &str,
+        name: Option<String>,
+        color: Option<String>,
+        avatar_url: Option<String>,
+    ) {
+        let mut state = self.lock();
+        let name = name.unwrap_or_else(|| "Anonymous".into());
+        let color = color.unwrap_or_else(|| PALETTE[0].into());
+        if let Some(presence) = state.presence.get_mut(client_id) {
+            presence.user.avatar_url = avatar_url;
+        }
+        let others = ServerMessage::UsersList {
+            users: state
+                .listed_users(Some(client_id))
+                .into_iter()
+                .map(|user| ListedUser {
+                    id: user.id,
+                    name: user.name,
+                    color: user.color,
+                    cursor_position: user.cursor_position,
+                    simulated: user.simulated,
+                })
+                .collect(),
+        };
+        state.send_to(self.metrics(), connection, Outbound::json(&others));
+        state.introduce(self.metrics(), client_id, name.clone(), color);
+        drop(state);
+        self.metrics().add_event(
+            "join",
+            &self.inner.id,
+            client_id,
+            format!("User {name} joined"),
+        );
+    }
+
+    /// `sync_request`: the merged document, to this connection only.
+    pub fn sync_request(&self, connection: ConnectionId) {
+        let mut state = self.lock();
+        let sync = Outbound::Text(state.sync_message());
+        state.send_to(self.metrics(), connection, sync);
+    }
+
+    /// Merges an update and broadcasts what was new in it to every connection of
+    /// every other client id, in each one's protocol. Nothing changes when it is
+    /// refused.
+    pub fn apply_update(
+        &self,
+        origin: Origin<'_>,
+        update: UpdateBytes<'_>,
+    ) -> Result<UpdateOutcome, DocumentError> {
+        let mut state = self.lock();
+        let applied = match update {
+            UpdateBytes::Hex(hex_update) => state.document.apply_hex_update(hex_update),
+            UpdateBytes::Raw(raw) => state.document.apply_update(raw),
+        };
+        let delta = match applied {
+            Ok(Applied::Delta(delta)) => delta,
+            Ok(Applied::Nothing) => return Ok(UpdateOutcome::NothingNew),
+            Err(error) => {
+                let counters = self.metrics().counters();
+                counters.rejected_updates.fetch_add(1, Ordering::Relaxed);
+                if error == DocumentError::Panicked {
+                    counters.panics_caught.fetch_add(1, Ordering::Relaxed);
+                }
+                return Err(error);
+            }
+        };
+        state.sync_message = None;
+        self.log_update(&mut state, delta.clone());
+        let json = || {
+            Some(match origin.format {
+                UpdateFormat::RawBinary => Outbound::Binary(delta.clone()),
+                UpdateFormat::JsonHex | UpdateFormat::YjsSync => {
+                    Outbound::json(&ServerMessage::Update {
+                        data: hex::encode(&delta),
+                        from: origin.client_id.to_owned(),
+                    })
+                }
+            })
+        };
+        let binary = || Some(yjs::update_message(&delta));
+        let sent = state.broadcast(
+            self.metrics(),
+            Some(origin.client_id),
+            PerProtocol::new(json, binary),
+        );
+        Ok(UpdateOutcome::Broadcast(sent))
+    }
+
+    /// `cursor`: remembers the position and relays it under the sender's identity.
+    pub fn cursor(
+        &self,
+        client_id: &str,
+        name: Option<String>,
+        color: Option<String>,
+        position: Option<i64>,
+    ) {
+        let mut state = self.lock();
+        let (name, color, position) = match state.presence.get_mut(client_id) {
+            Some(presence) => {
+                if let Some(position) = position {
+                    presence.user.cursor_position = position;
+                }
+                let user = &presence.user;
+                (
+                    non_empty(&user.name).or(name).unwrap_or_default(),
+                    non_empty(&user.color).or(color).unwrap_or_default(),
+                    user.cursor_position,
+                )
+            }
+            None => (
+                name.unwrap_or_default(),
+                color.unwrap_or_default(),
+                position.unwrap_or(0),
+            ),
+        };
+        let message = ServerMessage::Cursor {
+            user_id: client_id.to_owned(),
+            name,
+            color,
+            position,
+        };
+        state.broadcast(self.metrics(), Some(client_id), json_only(&message));
+    }
+
+    /// `selection`: remembers the range and relays it.
+    pub fn selection(&self, client_id: &str, selection: Value) {
+        let mut state = self.lock();
+        if let Some(presence) = state.presence.get_mut(client_id) {
+            presence.user.selection = Some(selection.clone());
+        }
+        let message = ServerMessage::Selection {
+            user_id: client_id.to_owned(),
+            selection,
+        };
+        state.broadcast(self.metrics(), Some(client_id), json_only(&message));
+    }
+
+    /// JSON `awareness`: relayed to the other JSON members as sent, with the
+    /// sender's id added.
+    pub fn awareness(&self, client_id: &str, mut fields: serde_json::Map<String, Value>) {
+        fields.insert("userId".into(), Value::String(client_id.to_owned()));
+        let message = ServerMessage::Awareness { fields };
+        let state = self.lock();
+        state.broadcast(self.metrics(), Some(client_id), json_only(&message));
+    }
+
+    /// Queues a JSON message for one connection (pong, error).
+    pub fn reply(&self, connection: ConnectionId, message: &ServerMessage) {
+        let outbound = Outbound::json(message);
+        self.lock().send_to(self.metrics(), connection, outbound);
+    }
+
+    pub fn info(&self) -> RoomInfo {
+        let mut state = self.lock();
+        let users = state.listed_users(None);
+        RoomInfo {
+            id: self.inner.id.clone(),
+            name: self.inner.id.clone(),
+            user_count: users.len() as u64,
+            doc_size: state.document.size() as u64,
+            users: users
+                .into_iter()
+                .map(|user| UserSummary {
+                    id: user.id,
+                    name: user.name,
+                    color: user.color,
+                    simulated: user.simulated,
+                })
+                .collect(),
+            connections: state.members.len() as u64,
+        }
+    }
+
+    pub fn users(&self) -> Vec<RoomUser> {
+        self.lock().listed_users(None)
+    }
+
+    /// The document text (`getText('content')`), for tests and diagnostics.
+    pub fn text(&self) -> String {
+        self.lock().document.text()
+    }
+
+    /// The full state to save as a checkpoint, or `None` when the room is empty.
+    pub fn checkpoint_state(&self) -> Option<Bytes> {
+        let mut state = self.lock();
+        (!state.document.is_empty()).then(|| state.document.encoded_state())
+    }
+
+    /// Restores a checkpoint: the live document becomes exactly `checkpoint`, and the
+    /// durable state is replaced with it too (not merged).
+    pub fn restore(&self, checkpoint: &[u8]) -> Result<(), DocumentError> {
+        let mut state = self.lock();
+        state.document.replace(checkpoint)?;
+        state.sync_message = None;
+        self.compact(&mut state);
+        Ok(())
+    }
+
+    /// True when the room can leave memory: nobody connected or simulated, empty for
+    /// at least `idle`, and everything it accepted already written. On `true` the room
+    /// is marked closed, so a connection racing the unload reloads it instead.
+    pub fn close_if_idle(&self, idle: Duration) -> bool {
+        let mut state = self.lock();
+        let idle_long_enough = state
+            .empty_since
+            .is_some_and(|since| since.elapsed() >= idle);
+        let unload = state.members.is_empty()
+            && state.presence.is_empty()
+            && idle_long_enough
+            && self.inner.written_seq.load(Ordering::Acquire) >= state.last_seq;
+        if unload {
+            state.closed = true;
+        }
+        unload
+    }
+
+    fn log_update(&self, state: &mut RoomState, delta: Bytes) {
+        state.last_seq += 1;
+        self.inner.journal.submit(
+            WriteOp::Append(LoggedUpdate {
+                room_id: self.inner.id.clone(),
+                seq: state.last_seq,
+                data: delta,
+            }),
+            self.inner.written_seq.clone(),
+        );
+        if state.last_seq - state.compacted_seq >= self.inner.compact_every {
+            self.compact(state);
+        }
+    }
+
+    /// Queues a snapshot of the whole document covering every sequence number so far.
+    fn compact(&self, state: &mut RoomState) {
+        state.last_seq += 1;
+        state.compacted_seq = state.last_seq;
+        self.inner.journal.submit(
+            WriteOp::Compact(Snapshot {
+                room_id: self.inner.id.clone(),
+                through_seq: state.last_seq,
+                data: state.document.encoded_state(),
+            }),
+            self.inner.written_seq.clone(),
+        );
+    }
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}

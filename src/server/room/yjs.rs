@@ -1,0 +1,271 @@
+//! The binary y-protocols as a room speaks them to y-websocket clients: sync step 1
+//! and 2, document updates, awareness states and awareness queries.
+//!
+//! Protocol details stock clients depend on: one protocol message per frame
+//! (y-websocket 2.x/3.x reads only the first message of a frame); a provider counts
+//! as synced only after sync step 2; every awareness change is relayed, renewals
+//! included, since a browser provider closes a socket silent for 30 s; a client's
+//! awareness states are removed with a null-state update when it disconnects.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use yrs::encoding::read::Cursor;
+use yrs::sync::awareness::AwarenessUpdateEntry;
+use yrs::sync::protocol::MessageReader;
+use yrs::sync::{AwarenessUpdate, Message, SyncMessage};
+use yrs::updates::decoder::DecoderV1;
+use yrs::updates::encoder::Encode;
+use yrs::ClientID;
+
+use super::fanout::{ConnectionId, Outbound, PerProtocol};
+use super::{Origin, Room, RoomState, UpdateBytes, UpdateFormat};
+use crate::server::document::DocumentError;
+use crate::server::metrics::Metrics;
+
+/// Awareness state JSON of a client that has gone.
+const NULL_STATE: &str = "null";
+
+/// Why a y-protocol frame was refused. The connection is closed for `Malformed`;
+/// the room is untouched either way.
+#[derive(Debug, thiserror::Error)]
+pub enum YjsError {
+    #[error("malformed y-protocol message: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Update(#[from] DocumentError),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    clock: u32,
+    json: Arc<str>,
+    connection: ConnectionId,
+}
+
+/// The latest awareness state of every y-protocol client in the room, by Yjs
+/// client id. A removed state is kept as `null` with its clock, so an older update
+/// arriving late cannot bring it back.
+#[derive(Debug, Default)]
+pub(super) struct AwarenessStates {
+    entries: HashMap<u64, Entry>,
+}
+
+impl AwarenessStates {
+    /// Current non-null states as one awareness update, or `None` if there are none.
+    fn current(&self) -> Option<AwarenessUpdate> {
+        let clients: HashMap<ClientID, AwarenessUpdateEntry> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| &*entry.json != NULL_STATE)
+            .map(|(id, entry)| {
+                (
+                    ClientID::new(*id),
+                    AwarenessUpdateEntry {
+                        clock: entry.clock,
+                        json: entry.json.clone(),
+                    },
+                )
+            })
+            .collect();
+        (!clients.is_empty()).then_some(AwarenessUpdate { clients })
+    }
+}
+
+fn binary(message: &Message) -> Outbound {
+    Outbound::Binary(Bytes::from(message.encode_v1()))
+}
+
+/// A document update as y-protocol clients receive it.
+pub(super) fn update_message(delta: &[u8]) -> Outbound {
+    binary(&Message::Sync(SyncMessage::Update(delta.to_vec())))
+}
+
+/// What a y-protocol client is sent on connecting: our sync step 1, so it sends
+/// what we lack, and the awareness states of everyone already here.
+pub(super) fn greeting(state: &RoomState) -> Vec<Outbound> {
+    let mut greeting = vec![binary(&Message::Sync(SyncMessage::SyncStep1(
+        state.document.state_vector(),
+    )))];
+    if let Some(current) = state.awareness.current() {
+        greeting.push(binary(&Message::Awareness(current)));
+    }
+    greeting
+}
+
+/// Removes the awareness states a closing connection owned and tells the other
+/// y-protocol clients, with the null-state update they expect.
+pub(super) fn forget_connection(
+    state: &mut RoomState,
+    metrics: &Metrics,
+    connection: ConnectionId,
+    client_id: &str,
+) {
+    let mut removed = HashMap::new();
+    state.awareness.entries.retain(|id, entry| {
+        if entry.connection != connection {
+            return true;
+        }
+        removed.insert(
+            ClientID::new(*id),
+            AwarenessUpdateEntry {
+                clock: entry.clock.wrapping_add(1),
+                json: Arc::from(NULL_STATE),
+            },
+        );
+        false
+    });
+    if removed.is_empty() {
+        return;
+    }
+    let message = binary(&Message::Awareness(AwarenessUpdate { clients: removed }));
+    state.broadcast(metrics, Some(client_id), yjs_only(message));
+}
+
+fn yjs_only(
+    message: Outbound,
+) -> PerProtocol<impl FnMut() -> Option<Outbound>, impl FnMut() -> Option<Outbound>> {
+    PerProtocol::new(|| None, move || Some(message.clone()))
+}
+
+/// Decodes every protocol message in a frame; a panic in the decoder counts as
+/// malformed input.
+fn decode(frame: &[u8]) -> Result<Vec<Message>, YjsError> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let mut decoder = DecoderV1::new(Cursor::new(frame));
+        MessageReader::new(&mut decoder).collect::<Result<Vec<_>, _>>()
+    }))
+    .map_err(|_| YjsError::Malformed("decoder crashed".into()))?
+    .map_err(|error| YjsError::Malformed(error.to_string()))
+    .and_then(|messages| {
+        if messages.is_empty() {
+            Err(YjsError::Malformed("empty frame".into()))
+        } else {
+            Ok(messages)
+        }
+    })
+}
+
+impl Room {
+    /// Handles one binary frame from a y-protocol connection.
+    pub fn yjs_message(
+        &self,
+        connection: ConnectionId,
+        client_id: &str,
+        frame: &[u8],
+    ) -> Result<(), YjsError> {
+        for message in decode(frame)? {
+            match message {
+                Message::Sync(SyncMessage::SyncStep1(remote)) => {
+                    let mut state = self.lock();
+                    let diff = state.document.diff(&remote);
+                    let reply = binary(&Message::Sync(SyncMessage::SyncStep2(diff.to_vec())));
+                    state.send_to(self.metrics(), connection, reply);
+                }
+                Message::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update)) => {
+                    let origin = Origin {
+                        client_id,
+                        format: UpdateFormat::YjsSync,
+                    };
+                    self.apply_update(origin, UpdateBytes::Raw(&update))?;
+                }
+                Message::Awareness(update) => self.apply_awareness(connection, client_id, update),
+                Message::AwarenessQuery => {
+                    let state = self.lock();
+                    if let Some(current) = state.awareness.current() {
+                        state.send_to(
+                            self.metrics(),
+                            connection,
+                            binary(&Message::Awareness(current)),
+                        );
+                    }
+                }
+                // Authentication is not part of this endpoint; unknown message kinds
+                // are ignored so newer clients keep working.
+                Message::Auth(_) | Message::Custom(..) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_awareness(&self, connection: ConnectionId, client_id: &str, update: AwarenessUpdate) {
+        let mut state = self.lock();
+        let mut accepted = HashMap::new();
+        let mut introduced = None;
+        for (id, entry) in update.clients {
+            let is_null = &*entry.json == NULL_STATE;
+            let newer = match state.awareness.entries.get(&id.get()) {
+                None => !is_null,
+                Some(known) => {
+                    known.clock < entry.clock
+                        || (known.clock == entry.clock && is_null && &*known.json != NULL_STATE)
+                }
+            };
+            if !newer {
+                continue;
+            }
+            if !is_null {
+                introduced = user_of(&entry.json).or(introduced);
+            }
+            state.awareness.entries.insert(
+                id.get(),
+                Entry {
+                    clock: entry.clock,
+                    json: entry.json.clone(),
+                    connection,
+                },
+            );
+            accepted.insert(id, entry);
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let relay = binary(&Message::Awareness(AwarenessUpdate { clients: accepted }));
+        state.broadcast(self.metrics(), Some(client_id), yjs_only(relay));
+        if let Some((name, color)) = introduced {
+            state.introduce(self.metrics(), client_id, name, color);
+        }
+    }
+}
+
+/// The `user: {name, color}` y-websocket editors put in their awareness state.
+fn user_of(json: &str) -> Option<(String, String)> {
+    let state: serde_json::Value = serde_json::from_str(json).ok()?;
+    let user = state.get("user")?;
+    let name = user.get("name")?.as_str()?.to_owned();
+    let color = user
+        .get("color")
+        .and_then(|color| color.as_str())
+        .unwrap_or(super::PALETTE[0])
+        .to_owned();
+    Some((name, color))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_that_are_not_y_protocol_are_malformed() {
+        assert!(matches!(decode(&[]), Err(YjsError::Malformed(_))));
+        assert!(matches!(decode(&[0, 9, 1]), Err(YjsError::Malformed(_))));
+        assert!(matches!(
+            decode(&[0, 0, 200, 200, 200]),
+            Err(YjsError::Malformed(_))
+        ));
+        let step1 = Message::Sync(SyncMessage::SyncStep1(Default::default())).encode_v1();
+        assert_eq!(decode(&step1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn user_names_come_from_the_awareness_user_field() {
+        assert_eq!(
+            user_of(r##"{"user":{"name":"Ada","color":"#30bced"}}"##),
+            Some(("Ada".into(), "#30bced".into()))
+        );
+        assert_eq!(user_of(r#"{"cursor":null}"#), None);
+        assert_eq!(user_of("not json"), None);
+    }
+}

@@ -1,0 +1,232 @@
+//! The binary y-protocols endpoint `/api/yjs/{room}`, driven by a client built on
+//! yrs's own protocol types; the JavaScript provider itself is exercised by the
+//! interop tests under `tests/interop`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use coedit::api::ServerMessage;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use yrs::sync::awareness::AwarenessUpdateEntry;
+use yrs::sync::{AwarenessUpdate, Message, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{ClientID, Doc, GetString, ReadTxn, Text, TextRef, Transact, Update};
+
+use super::common::*;
+
+struct YClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    doc: Doc,
+    text: TextRef,
+}
+
+impl YClient {
+    async fn connect(server: &TestServer, room: &str) -> Self {
+        let url = format!("ws://{}/api/yjs/{}", server.addr, room);
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let doc = Doc::new();
+        let text = doc.get_or_insert_text("content");
+        Self { socket, doc, text }
+    }
+
+    async fn send(&mut self, message: Message) {
+        self.socket
+            .send(Frame::binary(message.encode_v1()))
+            .await
+            .unwrap();
+    }
+
+    async fn recv(&mut self) -> Message {
+        loop {
+            match tokio::time::timeout(EXPECT, self.socket.next()).await {
+                Ok(Some(Ok(Frame::Binary(bytes)))) => return Message::decode_v1(&bytes).unwrap(),
+                Ok(Some(Ok(Frame::Ping(_) | Frame::Pong(_)))) => continue,
+                other => panic!("expected a y-protocol frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Connects and completes the handshake the way y-websocket does.
+    async fn synced(server: &TestServer, room: &str) -> Self {
+        let mut client = Self::connect(server, room).await;
+        let Message::Sync(SyncMessage::SyncStep1(_)) = client.recv().await else {
+            panic!("the server must open with sync step 1");
+        };
+        let sv = client.doc.transact().state_vector();
+        client.send(Message::Sync(SyncMessage::SyncStep1(sv))).await;
+        loop {
+            if let Message::Sync(SyncMessage::SyncStep2(update)) = client.recv().await {
+                client.apply(&update);
+                return client;
+            }
+        }
+    }
+
+    fn apply(&mut self, update: &[u8]) {
+        let update = Update::decode_v1(update).unwrap();
+        self.doc.transact_mut().apply_update(update).unwrap();
+    }
+
+    async fn type_text(&mut self, index: u32, insert: &str) {
+        let before = self.doc.transact().state_vector();
+        self.text
+            .insert(&mut self.doc.transact_mut(), index, insert);
+        let update = self.doc.transact().encode_state_as_update_v1(&before);
+        self.send(Message::Sync(SyncMessage::Update(update))).await;
+    }
+
+    async fn recv_update(&mut self) {
+        loop {
+            if let Message::Sync(SyncMessage::Update(update)) = self.recv().await {
+                self.apply(&update);
+                return;
+            }
+        }
+    }
+
+    fn content(&self) -> String {
+        self.text.get_string(&self.doc.transact())
+    }
+}
+
+fn awareness(id: u64, clock: u32, json: &str) -> Message {
+    let mut clients = HashMap::new();
+    clients.insert(
+        ClientID::new(id),
+        AwarenessUpdateEntry {
+            clock,
+            json: Arc::from(json),
+        },
+    );
+    Message::Awareness(AwarenessUpdate { clients })
+}
+
+#[tokio::test]
+async fn a_late_provider_gets_the_document_in_sync_step_2() {
+    let server = TestServer::start().await;
+    let mut writer = YClient::synced(&server, "ydoc").await;
+    writer.type_text(0, "from yjs").await;
+    // Wait until the room has it: a second client's step 2 carries it.
+    let mut reader = YClient::synced(&server, "ydoc").await;
+    if reader.content().is_empty() {
+        reader.recv_update().await;
+    }
+    assert_eq!(reader.content(), "from yjs");
+
+    writer.type_text(8, "!").await;
+    reader.recv_update().await;
+    assert_eq!(reader.content(), "from yjs!");
+}
+
+#[tokio::test]
+async fn json_clients_and_y_protocol_clients_share_one_document() {
+    let server = TestServer::start().await;
+    let mut page = server.join("mixed", "page", "Page").await;
+    let mut provider = YClient::synced(&server, "mixed").await;
+
+    page.type_text(0, "json ").await;
+    provider.recv_update().await;
+    assert_eq!(provider.content(), "json ");
+
+    provider.type_text(5, "and yjs").await;
+    let update = loop {
+        match page.recv().await {
+            update @ ServerMessage::Update { .. } => break update,
+            _ => continue,
+        }
+    };
+    page.apply_if_document(&update);
+    assert_eq!(page.content(), "json and yjs");
+}
+
+#[tokio::test]
+async fn awareness_is_relayed_listed_and_removed_on_disconnect() {
+    let server = TestServer::start().await;
+    let mut ada = YClient::synced(&server, "aware").await;
+    let mut bob = YClient::synced(&server, "aware").await;
+
+    ada.send(awareness(
+        11,
+        1,
+        r##"{"user":{"name":"Ada","color":"#30bced"}}"##,
+    ))
+    .await;
+    let Message::Awareness(update) = bob.recv().await else {
+        panic!("expected Ada's awareness");
+    };
+    assert_eq!(
+        &*update.clients[&ClientID::new(11)].json,
+        r##"{"user":{"name":"Ada","color":"#30bced"}}"##
+    );
+    let (_, users) = server.get("/rooms/aware/users").await;
+    assert_eq!(users[0]["name"], "Ada");
+
+    // A renewal (same state, newer clock) is relayed too: it is the provider's keep-alive.
+    ada.send(awareness(
+        11,
+        2,
+        r##"{"user":{"name":"Ada","color":"#30bced"}}"##,
+    ))
+    .await;
+    assert!(matches!(bob.recv().await, Message::Awareness(_)));
+    // An older clock is not.
+    ada.send(awareness(11, 1, r#"{"stale":true}"#)).await;
+
+    // A newcomer gets the current states; a query gets them too.
+    let mut carol = YClient::connect(&server, "aware").await;
+    let _step1 = carol.recv().await;
+    let Message::Awareness(current) = carol.recv().await else {
+        panic!("a newcomer must be sent the awareness states");
+    };
+    assert_eq!(current.clients[&ClientID::new(11)].clock, 2);
+    carol.send(Message::AwarenessQuery).await;
+    assert!(matches!(carol.recv().await, Message::Awareness(_)));
+
+    drop(ada);
+    let removed = loop {
+        if let Message::Awareness(update) = bob.recv().await {
+            break update;
+        }
+    };
+    let entry = &removed.clients[&ClientID::new(11)];
+    assert_eq!((&*entry.json, entry.clock), ("null", 3));
+}
+
+#[tokio::test]
+async fn room_names_may_contain_slashes() {
+    let server = TestServer::start().await;
+    let mut writer = YClient::synced(&server, "team/notes/today").await;
+    writer.type_text(0, "nested").await;
+    let (status, room) = server.get("/rooms").await;
+    assert_eq!(status, 200);
+    assert_eq!(room[0]["id"], "team/notes/today");
+}
+
+#[tokio::test]
+async fn malformed_frames_close_the_connection_and_leave_the_room_intact() {
+    let server = TestServer::start().await;
+    let mut writer = YClient::synced(&server, "broken").await;
+    writer.type_text(0, "intact").await;
+
+    let mut vandal = YClient::synced(&server, "broken").await;
+    vandal
+        .socket
+        .send(Frame::binary(vec![0, 2, 50, 1, 2, 3]))
+        .await
+        .unwrap();
+    let close = loop {
+        match tokio::time::timeout(EXPECT, vandal.socket.next()).await {
+            Ok(Some(Ok(Frame::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|frame| u16::from(frame.code)), Some(1007));
+
+    let reader = YClient::synced(&server, "broken").await;
+    assert_eq!(reader.content(), "intact");
+}
