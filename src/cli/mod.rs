@@ -2,6 +2,7 @@
 //! `--help` text) and dispatch to one module per subcommand.
 
 pub mod serve;
+pub mod token;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,10 @@ pub enum Command {
     ///
     /// Example: coedit serve --port 8001 --data-dir ./coedit-data
     Serve(serve::ServeArgs),
+    /// Mint a room token for a server started with --auth-secret.
+    ///
+    /// Example: coedit token --room notes --read-only --ttl 8h --secret "$COEDIT_AUTH_SECRET"
+    Token(token::TokenArgs),
 }
 
 /// A failed command: what to print on stderr and the exit code.
@@ -61,12 +66,14 @@ impl Cli {
     pub fn default_log_filter(&self) -> String {
         match &self.command {
             Command::Serve(args) => args.log_level.clone(),
+            Command::Token(_) => "warn".into(),
         }
     }
 
     pub async fn run(self) -> Result<(), Failure> {
         match self.command {
             Command::Serve(args) => args.run().await,
+            Command::Token(args) => args.run(),
         }
     }
 }

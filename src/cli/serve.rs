@@ -60,6 +60,36 @@ pub struct ServeArgs {
     #[arg(long, env = "COEDIT_MAX_MESSAGE_BYTES", default_value_t = Config::DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
+    /// Require `Authorization: Bearer TOKEN` on the admin endpoints (persist, load,
+    /// simulate, events, room listings).
+    #[arg(long, env = "COEDIT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Require WebSocket clients to present a room token signed with this secret
+    /// (mint them with `coedit token`).
+    #[arg(long, env = "COEDIT_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// Open WebSocket connections allowed in total; more get HTTP 503.
+    #[arg(long, env = "COEDIT_MAX_CONNECTIONS", default_value_t = Config::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Open WebSocket connections allowed per room; more get HTTP 503.
+    #[arg(long, env = "COEDIT_MAX_CONNECTIONS_PER_ROOM", default_value_t = Config::DEFAULT_MAX_CONNECTIONS_PER_ROOM)]
+    pub max_connections_per_room: usize,
+
+    /// Largest document a room may grow to, in bytes of its Yjs encoding.
+    #[arg(long, env = "COEDIT_MAX_DOCUMENT_BYTES", default_value_t = Config::DEFAULT_MAX_DOCUMENT_BYTES)]
+    pub max_document_bytes: usize,
+
+    /// Messages per second one connection may send on average.
+    #[arg(long, env = "COEDIT_RATE_LIMIT", default_value_t = Config::DEFAULT_RATE_LIMIT_PER_SEC)]
+    pub rate_limit: u32,
+
+    /// Messages one connection may send in a burst.
+    #[arg(long, env = "COEDIT_RATE_BURST", default_value_t = Config::DEFAULT_RATE_LIMIT_BURST)]
+    pub rate_burst: u32,
+
     /// Log filter (overridden by RUST_LOG), e.g. `info` or `coedit=debug`.
     #[arg(long, env = "COEDIT_LOG", default_value = "info")]
     pub log_level: String,
@@ -83,6 +113,13 @@ impl ServeArgs {
         config.idle_unload = Duration::from_secs(self.idle_unload_secs);
         config.outbound_queue = self.outbound_queue.max(1);
         config.max_message_bytes = self.max_message_bytes;
+        config.admin_token = self.admin_token.clone().filter(|token| !token.is_empty());
+        config.auth_secret = self.auth_secret.clone().filter(|secret| !secret.is_empty());
+        config.max_connections = self.max_connections;
+        config.max_connections_per_room = self.max_connections_per_room;
+        config.max_document_bytes = self.max_document_bytes;
+        config.rate_limit_per_sec = self.rate_limit;
+        config.rate_limit_burst = self.rate_burst;
         config
     }
 

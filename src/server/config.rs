@@ -40,6 +40,20 @@ pub struct Config {
     pub max_simulated_per_request: u32,
     /// Start even when the store cannot be reached, serving from memory.
     pub start_degraded: bool,
+    /// When set, admin and mutating REST endpoints require `Bearer <token>`.
+    pub admin_token: Option<String>,
+    /// When set, WebSocket clients must present a room token signed with it.
+    pub auth_secret: Option<String>,
+    /// Open WebSocket connections allowed in total; more are refused with 503.
+    pub max_connections: usize,
+    /// Open WebSocket connections allowed per room; more are refused with 503.
+    pub max_connections_per_room: usize,
+    /// Largest document a room may grow to (bytes of its Yjs encoding).
+    pub max_document_bytes: usize,
+    /// Messages per second a connection may send on average…
+    pub rate_limit_per_sec: u32,
+    /// …and in a burst.
+    pub rate_limit_burst: u32,
 }
 
 impl Config {
@@ -52,6 +66,13 @@ impl Config {
     pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
     pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(60);
     pub const DEFAULT_MAX_SIMULATED: u32 = 1000;
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+    pub const DEFAULT_MAX_CONNECTIONS_PER_ROOM: usize = 1_000;
+    /// 64 MiB: a very long text document with its history is a few MiB.
+    pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+    /// Fast typing in the original page is ~20 keys/s, two messages each.
+    pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 100;
+    pub const DEFAULT_RATE_LIMIT_BURST: u32 = 300;
 
     pub fn new(store: StoreConfig) -> Self {
         Self {
@@ -66,6 +87,13 @@ impl Config {
             reconnect_window: Self::DEFAULT_RECONNECT_WINDOW,
             max_simulated_per_request: Self::DEFAULT_MAX_SIMULATED,
             start_degraded: false,
+            admin_token: None,
+            auth_secret: None,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_room: Self::DEFAULT_MAX_CONNECTIONS_PER_ROOM,
+            max_document_bytes: Self::DEFAULT_MAX_DOCUMENT_BYTES,
+            rate_limit_per_sec: Self::DEFAULT_RATE_LIMIT_PER_SEC,
+            rate_limit_burst: Self::DEFAULT_RATE_LIMIT_BURST,
         }
     }
 

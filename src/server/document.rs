@@ -25,6 +25,8 @@ pub enum DocumentError {
     Unapplicable(String),
     #[error("update crashed the decoder and was discarded")]
     Panicked,
+    #[error("update refused: the document would exceed its limit of {limit} bytes")]
+    TooLarge { limit: usize },
 }
 
 /// What applying one update did to the document.
@@ -45,9 +47,12 @@ pub enum Applied {
 pub struct Document {
     doc: Doc,
     encoded: Option<Bytes>,
-    /// Bytes of the full-state encoding as of the last encode; kept even when the
-    /// cache is dropped so size queries never force an encode.
+    /// Bytes of the full-state encoding as of the last encode.
     size: usize,
+    /// `size` plus the deltas applied since: an upper bound on the real size that
+    /// costs nothing to keep, so the exact size is only computed near the limit.
+    estimate: usize,
+    max_bytes: usize,
 }
 
 impl Default for Document {
@@ -62,7 +67,14 @@ impl Document {
             doc: Doc::new(),
             encoded: None,
             size: 0,
+            estimate: 0,
+            max_bytes: usize::MAX,
         }
+    }
+
+    /// Refuse updates that would make the full-state encoding larger than `max_bytes`.
+    pub fn set_size_limit(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
     }
 
     /// A document holding the state encoded in `state` (a v1 update), as written by
@@ -91,6 +103,11 @@ impl Document {
             .map_err(|_| DocumentError::Panicked)?
             .map_err(|error| DocumentError::Undecodable(error.to_string()))?;
 
+        // Near the limit, keep the current state so an update that crosses it can be
+        // undone; far from it, the estimate proves it cannot.
+        let near_limit = self.estimate.saturating_add(update.len()) > self.max_bytes;
+        let before = near_limit.then(|| self.encoded_state());
+
         let doc = &self.doc;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut();
@@ -104,6 +121,14 @@ impl Document {
         match outcome {
             Ok(Ok(Some(delta))) => {
                 self.encoded = None;
+                self.estimate = self.estimate.saturating_add(delta.len());
+                if let Some(before) = before {
+                    if self.size() > self.max_bytes {
+                        let limit = self.max_bytes;
+                        self.restore_unchecked(&before);
+                        return Err(DocumentError::TooLarge { limit });
+                    }
+                }
                 Ok(Applied::Delta(Bytes::from(delta)))
             }
             Ok(Ok(None)) => Ok(Applied::Nothing),
@@ -123,8 +148,21 @@ impl Document {
     /// Replaces the whole document with `state` (the explicit `load` endpoint: restore
     /// a checkpoint, not merge it).
     pub fn replace(&mut self, state: &[u8]) -> Result<(), DocumentError> {
-        *self = Self::from_state(state)?;
+        let mut replacement = Self::from_state(state)?;
+        replacement.max_bytes = self.max_bytes;
+        *self = replacement;
         Ok(())
+    }
+
+    /// Goes back to `state`, a full state this document had before.
+    fn restore_unchecked(&mut self, state: &Bytes) {
+        let max_bytes = self.max_bytes;
+        self.encoded = Some(state.clone());
+        self.rebuild();
+        self.max_bytes = max_bytes;
+        self.encoded = Some(state.clone());
+        self.size = state.len();
+        self.estimate = state.len();
     }
 
     /// The full state as a v1 update, encoded at most once per change.
@@ -138,6 +176,7 @@ impl Document {
                 .encode_state_as_update_v1(&StateVector::default()),
         );
         self.size = encoded.len();
+        self.estimate = encoded.len();
         self.encoded = Some(encoded.clone());
         encoded
     }
@@ -278,6 +317,30 @@ mod tests {
             .apply_update(Update::decode_v1(&delta).unwrap())
             .unwrap();
         assert_eq!(bob_text.get_string(&bob.transact()), "hell");
+    }
+
+    #[test]
+    fn an_update_past_the_size_limit_is_refused_and_undone() {
+        let (alice, text) = editor(1);
+        let mut room = Document::new();
+        room.set_size_limit(1000);
+        text.insert(&mut alice.transact_mut(), 0, &"a".repeat(500));
+        room.apply_update(&full_state(&alice)).unwrap();
+        text.insert(&mut alice.transact_mut(), 500, &"b".repeat(600));
+        assert_eq!(
+            room.apply_update(&full_state(&alice)),
+            Err(DocumentError::TooLarge { limit: 1000 })
+        );
+        assert_eq!(room.text(), "a".repeat(500));
+        assert!(room.size() <= 1000);
+        // Small edits still fit.
+        let (bob, bob_text) = editor(2);
+        bob.transact_mut()
+            .apply_update(Update::decode_v1(&room.encoded_state()).unwrap())
+            .unwrap();
+        bob_text.insert(&mut bob.transact_mut(), 0, "ok ");
+        room.apply_update(&full_state(&bob)).unwrap();
+        assert!(room.text().starts_with("ok "));
     }
 
     #[test]

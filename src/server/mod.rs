@@ -5,9 +5,11 @@
 //! idle-room sweeper) and every connection task, and on shutdown closes sockets with
 //! 1001, waits for them, and writes everything still queued to the store.
 
+pub mod auth;
 pub mod config;
 pub mod document;
 pub mod journal;
+pub mod limits;
 pub mod metrics;
 pub mod registry;
 pub mod rest;

@@ -11,7 +11,7 @@ use super::config::Config;
 use super::document::DocumentError;
 use super::journal::Journal;
 use super::metrics::Metrics;
-use super::room::Room;
+use super::room::{Room, RoomSettings};
 use super::store::{DurableState, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +37,7 @@ struct Inner {
     store: Arc<dyn Store>,
     journal: Journal,
     metrics: Metrics,
-    compact_every: u64,
-    reconnect_window: Duration,
+    settings: RoomSettings,
 }
 
 impl Registry {
@@ -49,8 +48,11 @@ impl Registry {
                 store,
                 journal,
                 metrics,
-                compact_every: config.compact_every.max(1),
-                reconnect_window: config.reconnect_window,
+                settings: RoomSettings {
+                    compact_every: config.compact_every.max(1),
+                    reconnect_window: config.reconnect_window,
+                    max_document_bytes: config.max_document_bytes,
+                },
             }),
         }
     }
@@ -157,8 +159,7 @@ impl Registry {
             durable,
             self.inner.journal.clone(),
             self.inner.metrics.clone(),
-            self.inner.compact_every,
-            self.inner.reconnect_window,
+            self.inner.settings,
         )
         .map_err(|source| LoadError::Document {
             room: room_id.to_owned(),

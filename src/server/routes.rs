@@ -1,20 +1,26 @@
 //! Router assembly: every path under `/api`, CORS and request tracing. No logic.
 
 use axum::http::{HeaderValue, Method};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-use super::{rest, ws, AppState};
+use super::{auth, rest, ws, AppState};
 
 pub fn router(app: AppState) -> Router {
-    let api = Router::new()
+    // Open to everyone, as in the original: the page polls metrics and connects.
+    let public = Router::new()
         .route("/", get(rest::root))
         .route("/health", get(rest::health))
         .route("/metrics", get(rest::metrics))
-        .route("/metrics/events", get(rest::events))
         .route("/metrics/prometheus", get(rest::prometheus))
+        .route("/ws/{room_id}", get(ws::upgrade_json))
+        .route("/yjs/{*room_id}", get(ws::upgrade_yjs));
+    // Behind the admin token when one is configured.
+    let admin = Router::new()
+        .route("/metrics/events", get(rest::events))
         .route("/rooms", get(rest::list_rooms))
         .route("/rooms/{room_id}", get(rest::get_room))
         .route("/rooms/{room_id}/users", get(rest::room_users))
@@ -24,8 +30,8 @@ pub fn router(app: AppState) -> Router {
             "/simulate/users/{room_id}",
             post(rest::simulate_add).delete(rest::simulate_remove),
         )
-        .route("/ws/{room_id}", get(ws::upgrade_json))
-        .route("/yjs/{*room_id}", get(ws::upgrade_yjs));
+        .route_layer(from_fn_with_state(app.clone(), auth::require_admin));
+    let api = public.merge(admin);
     Router::new()
         // The original serves its welcome at `/api/`; a nested "/" only matches `/api`.
         .route("/api/", get(rest::root))

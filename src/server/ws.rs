@@ -10,12 +10,16 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
+use axum::http::header::ORIGIN;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::auth::{self, Access, AuthError};
+use super::limits::{RateLimiter, Verdict};
 use super::rest::{validate_room_id, ApiError};
 use super::room::{
     CloseReason, ConnectionId, Kick, Member, Origin, Outbound, Protocol, Room, UpdateBytes,
@@ -38,6 +42,8 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug, Deserialize)]
 pub struct ConnectParams {
     client_id: Option<String>,
+    /// Room token, required when the server has an auth secret.
+    token: Option<String>,
 }
 
 /// `GET /api/ws/{room_id}`: the original JSON protocol.
@@ -46,8 +52,9 @@ pub async fn upgrade_json(
     Path(room_id): Path<String>,
     Query(params): Query<ConnectParams>,
     State(app): State<AppState>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    upgrade(ws, room_id, params, app, Protocol::Json)
+    upgrade(ws, room_id, params, &headers, app, Protocol::Json)
 }
 
 /// `GET /api/yjs/{*room}`: the y-protocols. Room names arrive unencoded and may
@@ -57,18 +64,75 @@ pub async fn upgrade_yjs(
     Path(room_id): Path<String>,
     Query(params): Query<ConnectParams>,
     State(app): State<AppState>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    upgrade(ws, room_id, params, app, Protocol::Yjs)
+    upgrade(ws, room_id, params, &headers, app, Protocol::Yjs)
+}
+
+/// Everything that can refuse a connection, checked before the upgrade so a refusal
+/// is a plain HTTP answer with a JSON reason: the room id, the page's origin, the
+/// room token, and capacity.
+fn admit(
+    app: &AppState,
+    room_id: &str,
+    params: &ConnectParams,
+    headers: &HeaderMap,
+) -> Result<Access, ApiError> {
+    validate_room_id(room_id)?;
+    let origins = &app.config.cors_origins;
+    if !origins.iter().any(|origin| origin == "*") {
+        // Browsers always send Origin on a WebSocket upgrade; checking it stops other
+        // sites' pages from opening sockets with their visitors' cookies.
+        if let Some(origin) = headers.get(ORIGIN).and_then(|value| value.to_str().ok()) {
+            if !origins.iter().any(|allowed| allowed.trim() == origin) {
+                return Err(ApiError::Forbidden(format!(
+                    "origin {origin} is not allowed"
+                )));
+            }
+        }
+    }
+    let access = match &app.config.auth_secret {
+        None => Access::ReadWrite,
+        Some(secret) => {
+            auth::verify(secret, params.token.as_deref(), room_id).map_err(|error| match error {
+                AuthError::WrongRoom(_) => ApiError::Forbidden(error.to_string()),
+                _ => ApiError::Unauthorized(error.to_string()),
+            })?
+        }
+    };
+    let open = app
+        .metrics
+        .counters()
+        .active_connections
+        .load(Ordering::Relaxed);
+    if open >= app.config.max_connections as u64 {
+        return Err(ApiError::Unavailable(format!(
+            "server is at its limit of {} connections; retry later",
+            app.config.max_connections
+        )));
+    }
+    let in_room = app
+        .registry
+        .loaded(room_id)
+        .map_or(0, |room| room.connection_count());
+    if in_room >= app.config.max_connections_per_room {
+        return Err(ApiError::Unavailable(format!(
+            "room is at its limit of {} connections; retry later",
+            app.config.max_connections_per_room
+        )));
+    }
+    Ok(access)
 }
 
 fn upgrade(
     ws: WebSocketUpgrade,
     room_id: String,
     params: ConnectParams,
+    headers: &HeaderMap,
     app: AppState,
     protocol: Protocol,
 ) -> Result<Response, ApiError> {
-    validate_room_id(&room_id)?;
+    let access = admit(&app, &room_id, &params, headers)?;
     let client_id = params
         .client_id
         .filter(|id| !id.is_empty())
@@ -85,7 +149,9 @@ fn upgrade(
         .max_message_size(app.config.max_message_bytes)
         .max_frame_size(app.config.max_message_bytes)
         .on_upgrade(move |socket| {
-            tracker.track_future(serve_connection(socket, app, room_id, client_id, protocol))
+            tracker.track_future(serve_connection(
+                socket, app, room_id, client_id, protocol, access,
+            ))
         }))
 }
 
@@ -95,6 +161,7 @@ async fn serve_connection(
     room_id: String,
     client_id: String,
     protocol: Protocol,
+    access: Access,
 ) {
     let connection = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let (sink, stream) = socket.split();
@@ -153,6 +220,7 @@ async fn serve_connection(
         kick: &kick,
         app: &app,
         protocol,
+        access,
     };
     read_loop(stream, &peer).await;
 
@@ -174,11 +242,32 @@ struct Peer<'a> {
     kick: &'a Kick,
     app: &'a AppState,
     protocol: Protocol,
+    access: Access,
 }
+
+impl Peer<'_> {
+    fn refuse(&self, message: &str) {
+        self.app.metrics.record_error();
+        self.room.reply(
+            self.connection,
+            &ServerMessage::Error {
+                message: message.to_owned(),
+            },
+        );
+    }
+}
+
+const READ_ONLY: &str = "read-only access: updates are not accepted";
 
 async fn read_loop(mut stream: SplitStream<WebSocket>, peer: &Peer<'_>) {
     // A peer that sends nothing (not even a pong) for three ping intervals is gone.
     let silence_limit = peer.app.config.ping_interval * 3;
+    let config = &peer.app.config;
+    let mut limiter = RateLimiter::new(
+        config.rate_limit_per_sec,
+        config.rate_limit_burst,
+        Instant::now(),
+    );
     loop {
         let frame = tokio::select! {
             _ = peer.kick.token().cancelled() => return,
@@ -189,12 +278,38 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, peer: &Peer<'_>) {
                 peer.kick.kick(CloseReason::UNRESPONSIVE);
                 return;
             }
-            Ok(None) | Ok(Some(Err(_))) => return,
+            Ok(Some(Err(error))) => {
+                if is_too_big(error) {
+                    peer.app.metrics.record_error();
+                    peer.kick.kick(CloseReason::TOO_BIG);
+                }
+                return;
+            }
+            Ok(None) => return,
             Ok(Some(Ok(message))) => message,
         };
         let started = Instant::now();
+        if matches!(message, Message::Text(_) | Message::Binary(_)) {
+            match (limiter.check(started), peer.protocol) {
+                (Verdict::Accept, _) => {}
+                (Verdict::Refuse, Protocol::Json) => {
+                    peer.refuse("rate limit exceeded: message dropped");
+                    continue;
+                }
+                // Dropping a y-protocol update would silently fork the peer's
+                // document, so that protocol closes at once.
+                (Verdict::Refuse, Protocol::Yjs) | (Verdict::Close, _) => {
+                    peer.app.metrics.record_error();
+                    peer.kick.kick(CloseReason::RATE_LIMITED);
+                    return;
+                }
+            }
+        }
         match (peer.protocol, message) {
             (Protocol::Json, Message::Text(text)) => handle_text(peer, text.as_str()),
+            (Protocol::Json, Message::Binary(_)) if peer.access == Access::ReadOnly => {
+                peer.refuse(READ_ONLY)
+            }
             (Protocol::Json, Message::Binary(bytes)) => {
                 let origin = Origin {
                     client_id: peer.client_id,
@@ -211,10 +326,12 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, peer: &Peer<'_>) {
                 }
             }
             (Protocol::Yjs, Message::Binary(bytes)) => {
-                if let Err(error) = peer
-                    .room
-                    .yjs_message(peer.connection, peer.client_id, &bytes)
-                {
+                if let Err(error) = peer.room.yjs_message(
+                    peer.connection,
+                    peer.client_id,
+                    &bytes,
+                    peer.access == Access::ReadWrite,
+                ) {
                     peer.app.metrics.record_error();
                     tracing::debug!(%error, client_id = peer.client_id, "refused y-protocol frame");
                     // The binary protocol has no error message: a frame we cannot
@@ -260,6 +377,10 @@ fn handle_text(peer: &Peer<'_>, text: &str) {
         ClientMessage::Update { data } => {
             // The original ignores an update without data; so do we.
             if data.is_empty() {
+                return;
+            }
+            if peer.access == Access::ReadOnly {
+                peer.refuse(READ_ONLY);
                 return;
             }
             let origin = Origin {
@@ -366,6 +487,14 @@ async fn close_now(mut sink: SplitSink<WebSocket, Message>, code: u16, reason: &
         reason: reason.into(),
     }));
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close)).await;
+}
+
+/// Whether a read failed because the peer sent more than `max_message_bytes`.
+fn is_too_big(error: axum::Error) -> bool {
+    error
+        .into_inner()
+        .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+        .is_some_and(|error| matches!(error, tokio_tungstenite::tungstenite::Error::Capacity(_)))
 }
 
 fn to_message(outbound: Outbound) -> Message {

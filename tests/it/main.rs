@@ -2,6 +2,7 @@
 //! WebSocket connections. One test binary, one module per story.
 
 mod common;
+mod hardening;
 mod lifecycle;
 mod original_client;
 mod protocol;

@@ -66,6 +66,14 @@ impl CloseReason {
         code: 1001,
         reason: "no answer to pings",
     };
+    pub const RATE_LIMITED: CloseReason = CloseReason {
+        code: 1008,
+        reason: "rate limit exceeded",
+    };
+    pub const TOO_BIG: CloseReason = CloseReason {
+        code: 1009,
+        reason: "message too big",
+    };
     pub const MALFORMED: CloseReason = CloseReason {
         code: 1007,
         reason: "malformed y-protocol message",

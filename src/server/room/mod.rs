@@ -63,6 +63,17 @@ pub enum UpdateOutcome {
     NothingNew,
 }
 
+/// Per-room settings, from the server's `Config`.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomSettings {
+    /// Log entries after which the room's log is compacted into its snapshot.
+    pub compact_every: u64,
+    /// A client id seen again within this window counts as a reconnect.
+    pub reconnect_window: Duration,
+    /// Largest full-state encoding the document may grow to.
+    pub max_document_bytes: usize,
+}
+
 /// Colours given to users who did not choose one.
 const PALETTE: [&str; 8] = [
     "#3B82F6", "#EF4444", "#10B981", "#F59E0B", "#8B5CF6", "#EC4899", "#14B8A6", "#F97316",
@@ -216,8 +227,7 @@ struct RoomInner {
     written_seq: Arc<AtomicU64>,
     journal: Journal,
     metrics: Metrics,
-    compact_every: u64,
-    reconnect_window: Duration,
+    settings: RoomSettings,
 }
 
 impl Room {
@@ -227,8 +237,7 @@ impl Room {
         durable: Option<DurableState>,
         journal: Journal,
         metrics: Metrics,
-        compact_every: u64,
-        reconnect_window: Duration,
+        settings: RoomSettings,
     ) -> Result<Self, DocumentError> {
         let mut document = Document::new();
         let mut last_seq = 0;
@@ -247,6 +256,9 @@ impl Room {
             last_seq = durable.last_seq;
             log_len = durable.updates.len() as u64;
         }
+        // Set after loading: what is stored is kept even if the limit was lowered.
+        document.set_size_limit(settings.max_document_bytes);
+        let compact_every = settings.compact_every;
         let room = Self {
             inner: Arc::new(RoomInner {
                 id,
@@ -266,8 +278,7 @@ impl Room {
                 written_seq: Arc::new(AtomicU64::new(last_seq)),
                 journal,
                 metrics,
-                compact_every,
-                reconnect_window,
+                settings,
             }),
         };
         if log_len >= compact_every {
@@ -306,7 +317,7 @@ impl Room {
         let client_id = member.client_id.clone();
         let protocol = member.protocol;
         let now = Instant::now();
-        let window = self.inner.reconnect_window;
+        let window = self.inner.settings.reconnect_window;
         state
             .departed
             .retain(|_, left| now.duration_since(*left) < window);
@@ -568,6 +579,11 @@ impl Room {
         }
     }
 
+    /// Open connections in this room.
+    pub fn connection_count(&self) -> usize {
+        self.lock().members.len()
+    }
+
     pub fn users(&self) -> Vec<RoomUser> {
         self.lock().listed_users(None)
     }
@@ -621,7 +637,7 @@ impl Room {
             }),
             self.inner.written_seq.clone(),
         );
-        if state.last_seq - state.compacted_seq >= self.inner.compact_every {
+        if state.last_seq - state.compacted_seq >= self.inner.settings.compact_every {
             self.compact(state);
         }
     }

@@ -149,12 +149,15 @@ fn decode(frame: &[u8]) -> Result<Vec<Message>, YjsError> {
 }
 
 impl Room {
-    /// Handles one binary frame from a y-protocol connection.
+    /// Handles one binary frame from a y-protocol connection. Without `may_write`
+    /// (a read-only token) updates are ignored: the client still syncs and shows
+    /// presence, but cannot change the document.
     pub fn yjs_message(
         &self,
         connection: ConnectionId,
         client_id: &str,
         frame: &[u8],
+        may_write: bool,
     ) -> Result<(), YjsError> {
         for message in decode(frame)? {
             match message {
@@ -163,6 +166,9 @@ impl Room {
                     let diff = state.document.diff(&remote);
                     let reply = binary(&Message::Sync(SyncMessage::SyncStep2(diff.to_vec())));
                     state.send_to(self.metrics(), connection, reply);
+                }
+                Message::Sync(SyncMessage::SyncStep2(_) | SyncMessage::Update(_)) if !may_write => {
+                    tracing::debug!(client_id, "ignoring an update from a read-only client");
                 }
                 Message::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update)) => {
                     let origin = Origin {
