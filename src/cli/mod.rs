@@ -1,7 +1,16 @@
 //! The `coedit` command line: argument definitions (their doc comments are the
 //! `--help` text) and dispatch to one module per subcommand.
 
+pub mod client_args;
+pub mod completions;
+pub mod health;
+pub mod load;
+pub mod metrics;
+pub mod output;
+pub mod persist;
+pub mod rooms;
 pub mod serve;
+pub mod simulate;
 pub mod token;
 
 use std::process::ExitCode;
@@ -38,6 +47,42 @@ pub enum Command {
     ///
     /// Example: coedit serve --port 8001 --data-dir ./coedit-data
     Serve(serve::ServeArgs),
+
+    /// List and inspect the rooms of a running server.
+    ///
+    /// Example: coedit rooms list
+    Rooms(rooms::RoomsArgs),
+
+    /// Show a running server's metrics, once or refreshed in place.
+    ///
+    /// Example: coedit metrics --watch 5s
+    Metrics(metrics::MetricsArgs),
+
+    /// Save a checkpoint of a room's document in the server's store.
+    ///
+    /// Example: coedit persist my-room
+    Persist(persist::PersistArgs),
+
+    /// Restore a room's document to its last saved checkpoint.
+    ///
+    /// Example: coedit load my-room
+    Load(load::LoadArgs),
+
+    /// Add or remove simulated users in a room.
+    ///
+    /// Example: coedit simulate add my-room --count 5
+    Simulate(simulate::SimulateArgs),
+
+    /// Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3).
+    ///
+    /// Example: coedit health --server http://127.0.0.1:8001 --timeout 2s
+    Health(health::HealthArgs),
+
+    /// Print a shell completion script.
+    ///
+    /// Example: coedit completions bash > ~/.local/share/bash-completion/completions/coedit
+    Completions(completions::CompletionsArgs),
+
     /// Mint a room token for a server started with --auth-secret.
     ///
     /// Example: coedit token --room notes --read-only --ttl 8h --secret "$COEDIT_AUTH_SECRET"
@@ -66,13 +111,28 @@ impl Cli {
     pub fn default_log_filter(&self) -> String {
         match &self.command {
             Command::Serve(args) => args.log_level.clone(),
-            Command::Token(_) => "warn".into(),
+            // Clients' stdout is their output; only trouble belongs on stderr.
+            Command::Rooms(_)
+            | Command::Metrics(_)
+            | Command::Persist(_)
+            | Command::Load(_)
+            | Command::Simulate(_)
+            | Command::Health(_)
+            | Command::Completions(_)
+            | Command::Token(_) => "warn".to_owned(),
         }
     }
 
     pub async fn run(self) -> Result<(), Failure> {
         match self.command {
             Command::Serve(args) => args.run().await,
+            Command::Rooms(args) => args.run().await,
+            Command::Metrics(args) => args.run().await,
+            Command::Persist(args) => args.run().await,
+            Command::Load(args) => args.run().await,
+            Command::Simulate(args) => args.run().await,
+            Command::Health(args) => args.run().await,
+            Command::Completions(args) => args.run(),
             Command::Token(args) => args.run(),
         }
     }
@@ -82,6 +142,8 @@ impl Cli {
 pub async fn main(cli: Cli) -> ExitCode {
     match cli.run().await {
         Ok(()) => ExitCode::SUCCESS,
+        // A closed stdout (see `output`) ends a command early but successfully.
+        Err(failure) if failure.code == exit::SUCCESS => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("coedit: {}", failure.message);
             ExitCode::from(failure.code)

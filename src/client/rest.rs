@@ -92,6 +92,15 @@ impl RestClient {
             let message = serde_json::from_slice::<ErrorBody>(&body)
                 .map(|body| body.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_owned());
+            // An empty body (a proxy's bare 404) still deserves words.
+            let message = if message.is_empty() {
+                status
+                    .canonical_reason()
+                    .unwrap_or("no reason given")
+                    .to_owned()
+            } else {
+                message
+            };
             return Err(ClientError::Status {
                 url,
                 status: status.as_u16(),
@@ -200,15 +209,18 @@ fn encode(segment: &str) -> String {
     encoded
 }
 
-/// reqwest's top-level message hides the cause ("error sending request"); the
-/// chain says "connection refused".
+/// reqwest's top-level message hides the cause ("error sending request for url
+/// (…)", repeating the URL the caller already names); its causes say "connection
+/// refused" or "operation timed out".
 fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
+    let mut causes = Vec::new();
     let mut source = error.source();
     while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
+        causes.push(cause.to_string());
         source = cause.source();
     }
-    message
+    if causes.is_empty() {
+        return error.to_string();
+    }
+    causes.join(": ")
 }

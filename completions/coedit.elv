@@ -1,0 +1,296 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[coedit] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'coedit'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'coedit'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Run the collaboration server'
+            cand rooms 'List and inspect the rooms of a running server'
+            cand metrics 'Show a running server''s metrics, once or refreshed in place'
+            cand persist 'Save a checkpoint of a room''s document in the server''s store'
+            cand load 'Restore a room''s document to its last saved checkpoint'
+            cand simulate 'Add or remove simulated users in a room'
+            cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
+            cand completions 'Print a shell completion script'
+            cand token 'Mint a room token for a server started with --auth-secret'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'coedit;serve'= {
+            cand --host 'Address to listen on'
+            cand --port 'Port to listen on'
+            cand --cors-origins 'Allowed CORS origins, comma-separated; `*` allows any'
+            cand --data-dir 'Directory of the embedded store (used unless --mongo-url is given)'
+            cand --mongo-url 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store'
+            cand --db-name 'MongoDB database name'
+            cand --commit-interval-ms 'Group-commit window in milliseconds: how long accepted updates are gathered before one store write (the most a crash can lose)'
+            cand --idle-unload-secs 'Seconds a room with no connections stays in memory before it is unloaded'
+            cand --outbound-queue 'Messages queued for one connection before it is closed as a slow consumer'
+            cand --max-message-bytes 'Largest WebSocket message accepted, in bytes'
+            cand --admin-token 'Require `Authorization: Bearer TOKEN` on the admin endpoints (persist, load, simulate, events, room listings)'
+            cand --auth-secret 'Require WebSocket clients to present a room token signed with this secret (mint them with `coedit token`)'
+            cand --max-connections 'Open WebSocket connections allowed in total; more get HTTP 503'
+            cand --max-connections-per-room 'Open WebSocket connections allowed per room; more get HTTP 503'
+            cand --max-document-bytes 'Largest document a room may grow to, in bytes of its Yjs encoding'
+            cand --rate-limit 'Messages per second one connection may send on average'
+            cand --rate-burst 'Messages one connection may send in a burst'
+            cand --log-level 'Log filter (overridden by RUST_LOG), e.g. `info` or `coedit=debug`'
+            cand --start-degraded 'Start even if the store cannot be reached, serving from memory until it can'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;rooms'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print the server''s JSON answer as received instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'List the rooms the server holds in memory, with their users and document size'
+            cand show 'Show one room: its users, connections and document size'
+            cand users 'List the users present in a room, with their colour and cursor'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'coedit;rooms;list'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print the server''s JSON answer as received instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;rooms;show'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print the server''s JSON answer as received instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;rooms;users'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print the server''s JSON answer as received instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;rooms;help'= {
+            cand list 'List the rooms the server holds in memory, with their users and document size'
+            cand show 'Show one room: its users, connections and document size'
+            cand users 'List the users present in a room, with their colour and cursor'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'coedit;rooms;help;list'= {
+        }
+        &'coedit;rooms;help;show'= {
+        }
+        &'coedit;rooms;help;users'= {
+        }
+        &'coedit;rooms;help;help'= {
+        }
+        &'coedit;metrics'= {
+            cand --watch 'Refresh every INTERVAL (default 2s) until Ctrl-C; with --json, one JSON document per line per refresh'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print the server''s JSON answer as received instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand events 'Show the server''s recent events: joins, leaves, persists, errors'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'coedit;metrics;events'= {
+            cand --limit 'How many of the most recent events to show (server default 50, at most 1000)'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print the server''s JSON answer as received instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;metrics;help'= {
+            cand events 'Show the server''s recent events: joins, leaves, persists, errors'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'coedit;metrics;help;events'= {
+        }
+        &'coedit;metrics;help;help'= {
+        }
+        &'coedit;persist'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print the server''s JSON answer as received instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;load'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print the server''s JSON answer as received instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;simulate'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print the server''s JSON answer as received instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Add simulated users to a room (creating the room if needed)'
+            cand remove 'Remove every simulated user from a room'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'coedit;simulate;add'= {
+            cand -n 'How many users to add'
+            cand --count 'How many users to add'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print the server''s JSON answer as received instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;simulate;remove'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print the server''s JSON answer as received instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;simulate;help'= {
+            cand add 'Add simulated users to a room (creating the room if needed)'
+            cand remove 'Remove every simulated user from a room'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'coedit;simulate;help;add'= {
+        }
+        &'coedit;simulate;help;remove'= {
+        }
+        &'coedit;simulate;help;help'= {
+        }
+        &'coedit;health'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print the server''s JSON answer as received instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;completions'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;token'= {
+            cand --room 'Room the token grants; repeat for several. `prefix/*` grants every room under a prefix, `*` all rooms'
+            cand --ttl 'How long the token is valid, e.g. `30m`, `1h`, `7d`'
+            cand --subject 'Who the token is for (shown in server logs)'
+            cand --secret 'The server''s auth secret'
+            cand --read-only 'The bearer may read and show presence but not change documents'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;help'= {
+            cand serve 'Run the collaboration server'
+            cand rooms 'List and inspect the rooms of a running server'
+            cand metrics 'Show a running server''s metrics, once or refreshed in place'
+            cand persist 'Save a checkpoint of a room''s document in the server''s store'
+            cand load 'Restore a room''s document to its last saved checkpoint'
+            cand simulate 'Add or remove simulated users in a room'
+            cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
+            cand completions 'Print a shell completion script'
+            cand token 'Mint a room token for a server started with --auth-secret'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'coedit;help;serve'= {
+        }
+        &'coedit;help;rooms'= {
+            cand list 'List the rooms the server holds in memory, with their users and document size'
+            cand show 'Show one room: its users, connections and document size'
+            cand users 'List the users present in a room, with their colour and cursor'
+        }
+        &'coedit;help;rooms;list'= {
+        }
+        &'coedit;help;rooms;show'= {
+        }
+        &'coedit;help;rooms;users'= {
+        }
+        &'coedit;help;metrics'= {
+            cand events 'Show the server''s recent events: joins, leaves, persists, errors'
+        }
+        &'coedit;help;metrics;events'= {
+        }
+        &'coedit;help;persist'= {
+        }
+        &'coedit;help;load'= {
+        }
+        &'coedit;help;simulate'= {
+            cand add 'Add simulated users to a room (creating the room if needed)'
+            cand remove 'Remove every simulated user from a room'
+        }
+        &'coedit;help;simulate;add'= {
+        }
+        &'coedit;help;simulate;remove'= {
+        }
+        &'coedit;help;health'= {
+        }
+        &'coedit;help;completions'= {
+        }
+        &'coedit;help;token'= {
+        }
+        &'coedit;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

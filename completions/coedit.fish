@@ -1,0 +1,177 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_coedit_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_coedit_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_coedit_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_coedit_using_subcommand
+    set -l cmd (__fish_coedit_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c coedit -n "__fish_coedit_needs_command" -s h -l help -d 'Print help'
+complete -c coedit -n "__fish_coedit_needs_command" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "serve" -d 'Run the collaboration server'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "rooms" -d 'List and inspect the rooms of a running server'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "metrics" -d 'Show a running server\'s metrics, once or refreshed in place'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "persist" -d 'Save a checkpoint of a room\'s document in the server\'s store'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "simulate" -d 'Add or remove simulated users in a room'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "token" -d 'Mint a room token for a server started with --auth-secret'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l host -d 'Address to listen on' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l port -d 'Port to listen on' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l cors-origins -d 'Allowed CORS origins, comma-separated; `*` allows any' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l data-dir -d 'Directory of the embedded store (used unless --mongo-url is given)' -r -F
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l mongo-url -d 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l db-name -d 'MongoDB database name' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l commit-interval-ms -d 'Group-commit window in milliseconds: how long accepted updates are gathered before one store write (the most a crash can lose)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l idle-unload-secs -d 'Seconds a room with no connections stays in memory before it is unloaded' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l outbound-queue -d 'Messages queued for one connection before it is closed as a slow consumer' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-message-bytes -d 'Largest WebSocket message accepted, in bytes' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l admin-token -d 'Require `Authorization: Bearer TOKEN` on the admin endpoints (persist, load, simulate, events, room listings)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l auth-secret -d 'Require WebSocket clients to present a room token signed with this secret (mint them with `coedit token`)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-connections -d 'Open WebSocket connections allowed in total; more get HTTP 503' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-connections-per-room -d 'Open WebSocket connections allowed per room; more get HTTP 503' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-document-bytes -d 'Largest document a room may grow to, in bytes of its Yjs encoding' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-limit -d 'Messages per second one connection may send on average' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-burst -d 'Messages one connection may send in a burst' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l log-level -d 'Log filter (overridden by RUST_LOG), e.g. `info` or `coedit=debug`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l start-degraded -d 'Start even if the store cannot be reached, serving from memory until it can'
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "show" -d 'Show one room: its users, connections and document size'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "users" -d 'List the users present in a room, with their colour and cursor'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one room: its users, connections and document size'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "users" -d 'List the users present in a room, with their colour and cursor'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l watch -d 'Refresh every INTERVAL (default 2s) until Ctrl-C; with --json, one JSON document per line per refresh' -r
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -f -a "events" -d 'Show the server\'s recent events: joins, leaves, persists, errors'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l limit -d 'How many of the most recent events to show (server default 50, at most 1000)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from help" -f -a "events" -d 'Show the server\'s recent events: joins, leaves, persists, errors'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand persist" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand persist" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand persist" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand persist" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand persist" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand persist" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand load" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand load" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand load" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand load" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand load" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand load" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -f -a "add" -d 'Add simulated users to a room (creating the room if needed)'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -f -a "remove" -d 'Remove every simulated user from a room'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -s n -l count -d 'How many users to add' -r
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add simulated users to a room (creating the room if needed)'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove every simulated user from a room'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand health" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand health" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand health" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand health" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand health" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand health" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand token" -l room -d 'Room the token grants; repeat for several. `prefix/*` grants every room under a prefix, `*` all rooms' -r
+complete -c coedit -n "__fish_coedit_using_subcommand token" -l ttl -d 'How long the token is valid, e.g. `30m`, `1h`, `7d`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand token" -l subject -d 'Who the token is for (shown in server logs)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand token" -l secret -d 'The server\'s auth secret' -r
+complete -c coedit -n "__fish_coedit_using_subcommand token" -l read-only -d 'The bearer may read and show presence but not change documents'
+complete -c coedit -n "__fish_coedit_using_subcommand token" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand token" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "serve" -d 'Run the collaboration server'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "rooms" -d 'List and inspect the rooms of a running server'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "metrics" -d 'Show a running server\'s metrics, once or refreshed in place'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "persist" -d 'Save a checkpoint of a room\'s document in the server\'s store'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "simulate" -d 'Add or remove simulated users in a room'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "completions" -d 'Print a shell completion script'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "token" -d 'Mint a room token for a server started with --auth-secret'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "show" -d 'Show one room: its users, connections and document size'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "users" -d 'List the users present in a room, with their colour and cursor'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "events" -d 'Show the server\'s recent events: joins, leaves, persists, errors'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from simulate" -f -a "add" -d 'Add simulated users to a room (creating the room if needed)'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from simulate" -f -a "remove" -d 'Remove every simulated user from a room'

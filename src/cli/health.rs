@@ -1,0 +1,49 @@
+//! `coedit health`: whether the server is up and its store keeping up, as an exit
+//! code a readiness probe can use.
+
+use clap::Args;
+
+use super::client_args::ClientArgs;
+use super::output::{print, print_json};
+use super::{exit, Failure};
+use crate::api::Health;
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl HealthArgs {
+    pub async fn run(self) -> Result<(), Failure> {
+        let answer = self.client.client()?.health().await?;
+        if self.client.json {
+            print_json(&answer.raw)?;
+        } else {
+            print(summary(&answer.value))?;
+        }
+        let health = answer.value;
+        if health.status == "healthy" {
+            return Ok(());
+        }
+        let reason = health
+            .store
+            .and_then(|store| store.reason)
+            .unwrap_or_else(|| "no reason given".to_owned());
+        Err(Failure::new(
+            exit::FAILED,
+            format!("{} is {}: {reason}", self.client.server, health.status),
+        ))
+    }
+}
+
+/// One line: `healthy (store sqlite healthy, backlog 0)`.
+fn summary(health: &Health) -> String {
+    match &health.store {
+        Some(store) => format!(
+            "{} (store {} {}, backlog {})",
+            health.status, store.backend, store.state, store.backlog
+        ),
+        None => health.status.clone(),
+    }
+}

@@ -1,0 +1,23 @@
+//! `coedit load ROOM`: restore a room's live document to its last checkpoint.
+
+use clap::Args;
+
+use super::client_args::ClientArgs;
+use super::persist::report;
+use super::Failure;
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Room id.
+    pub room: String,
+
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl LoadArgs {
+    pub async fn run(self) -> Result<(), Failure> {
+        let answer = self.client.client()?.load(&self.room).await?;
+        report(answer, self.client.json, "Loaded", &self.room)
+    }
+}
