@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod fuzz;
 mod hardening;
 mod lifecycle;
 mod original_client;

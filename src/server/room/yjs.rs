@@ -108,6 +108,11 @@ pub(super) fn forget_connection(
         if entry.connection != connection {
             return true;
         }
+        // A client that said goodbye (a null state) was already announced as gone;
+        // announcing it again would make editors show the departure twice.
+        if &*entry.json == NULL_STATE {
+            return false;
+        }
         removed.insert(
             ClientID::new(*id),
             AwarenessUpdateEntry {

@@ -165,8 +165,7 @@ test('a provider that leaves is removed from the others\' awareness and from the
 })
 
 test('a provider that leaves is announced gone once, as the y-websocket server does', {
-  timeout: TEST_TIMEOUT_MS,
-  todo: 'coedit sends a second null-state update for a client that already sent its own when its connection closes'
+  timeout: TEST_TIMEOUT_MS
 }, async () => {
   const room = uniqueRoom('leave-once')
   const { ada, bea } = await adaAndBea(room)
