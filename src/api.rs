@@ -74,6 +74,10 @@ pub struct Metrics {
     /// Added by coedit: updates refused as malformed.
     #[serde(default)]
     pub rejected_updates: u64,
+    /// Added by coedit: panics in decoding or merging untrusted data, caught and
+    /// answered with an error (the room was rebuilt from its last good state).
+    #[serde(default)]
+    pub panics_caught: u64,
     /// Added by coedit: failed store operations since start.
     #[serde(default)]
     pub store_errors: u64,

@@ -165,6 +165,7 @@ fn metrics_snapshot(app: &AppState) -> Metrics {
         messages_delivered: counters.messages_delivered.load(Ordering::Relaxed),
         slow_consumer_disconnects: counters.slow_consumer_disconnects.load(Ordering::Relaxed),
         rejected_updates: counters.rejected_updates.load(Ordering::Relaxed),
+        panics_caught: counters.panics_caught.load(Ordering::Relaxed),
         store_errors: journal.errors(),
         store_backlog: journal.backlog(),
         yjs_connections: counters.active_yjs_connections.load(Ordering::Relaxed),
@@ -314,6 +315,12 @@ pub async fn prometheus(State(app): State<AppState>) -> Response {
         "slow_consumer_disconnects",
         "Connections closed for not reading",
         snapshot.slow_consumer_disconnects,
+    );
+    counter(
+        &mut registry,
+        "panics_caught",
+        "Panics in decoding untrusted data, caught",
+        snapshot.panics_caught,
     );
     counter(
         &mut registry,

@@ -468,6 +468,11 @@ impl Room {
                 counters.rejected_updates.fetch_add(1, Ordering::Relaxed);
                 if error == DocumentError::Panicked {
                     counters.panics_caught.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        room = %self.inner.id,
+                        client_id = origin.client_id,
+                        "an update panicked the Yjs decoder; refused, room restored"
+                    );
                 }
                 return Err(error);
             }
