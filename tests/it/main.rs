@@ -2,4 +2,7 @@
 //! WebSocket connections. One test binary, one module per story.
 
 mod common;
+mod durability;
+mod mongo_env;
 mod protocol;
+mod store;
