@@ -2,7 +2,7 @@
 //! original backend's `room_documents` checkpoints read and written in its shape.
 
 use coedit::api::ServerMessage;
-use coedit::server::store::mongo::{MongoStore, CHECKPOINTS};
+use coedit::server::store::mongo::{MongoStore, CHECKPOINTS, UPDATES};
 use coedit::server::store::{conformance, Store};
 use coedit::server::{Config, StoreConfig};
 use mongodb::bson::{doc, Bson};
@@ -54,6 +54,19 @@ async fn the_mongodb_store_passes_the_conformance_suite() {
     let loaded = reopened.load_durable("mongo-log").await.unwrap().unwrap();
     assert_eq!(loaded.snapshot.as_deref(), Some(&b"all"[..]));
     assert_eq!(loaded.last_seq, 4);
+    // The log entries compactions covered are deleted (in the background, off the
+    // journal's path), leaving only the snapshot.
+    let db = super::mongo_env::database(&url, &database).await;
+    let updates = db.collection::<mongodb::bson::Document>(UPDATES);
+    assert!(
+        eventually(async || updates
+            .count_documents(doc! {"room_id": "mongo-log"})
+            .await
+            .unwrap()
+            == 0)
+        .await,
+        "covered log entries are never deleted"
+    );
     reopened.close().await.unwrap();
     store.close().await.unwrap();
     database_handle_drop(&url, &database).await;

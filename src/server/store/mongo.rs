@@ -19,7 +19,9 @@
 //! transactions and no `bulkWrite` command, so a batch is made harmless to repeat
 //! instead of atomic.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,6 +32,8 @@ use mongodb::bson::{doc, Binary, Bson, Document};
 use mongodb::error::{Error as DriverError, ErrorKind};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::{DurableState, Store, StoreError, WriteOp};
 
@@ -67,6 +71,14 @@ pub struct MongoStore {
     indexes_ready: AtomicBool,
     /// `host:port` list from the URL, for messages (never the credentials).
     hosts: String,
+    /// Log ranges a compaction has covered, for `remove_compacted` to delete.
+    /// Deleting is garbage collection, not durability (readers skip covered entries
+    /// by sequence number), so it stays off the journal's write path: on a slow
+    /// server, deleting hundreds of entries per room would hold up every room's
+    /// next group commit. `None` once closing. A `std::sync::Mutex` held only to
+    /// send or take, never across an await.
+    cleanup: Mutex<Option<mpsc::UnboundedSender<(String, i64)>>>,
+    cleanup_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl MongoStore {
@@ -94,14 +106,19 @@ impl MongoStore {
             .join(",");
         let client = Client::with_options(options).map_err(unavailable)?;
         let database = client.database(database);
+        let updates: Collection<Document> = database.collection(UPDATES);
+        let (cleanup, queued) = mpsc::unbounded_channel();
+        let cleanup_task = tokio::spawn(remove_compacted(updates.clone(), queued));
         Ok(Self {
             checkpoints: database.collection(CHECKPOINTS),
-            updates: database.collection(UPDATES),
+            updates,
             snapshots: database.collection(SNAPSHOTS),
             database,
             client,
             indexes_ready: AtomicBool::new(false),
             hosts,
+            cleanup: Mutex::new(Some(cleanup)),
+            cleanup_task: Mutex::new(Some(cleanup_task)),
         })
     }
 
@@ -162,10 +179,10 @@ impl MongoStore {
         }
     }
 
-    /// Replaces the room's snapshot, then drops the log entries it covers. In that
-    /// order: a reader between the two sees the new snapshot and skips the covered
-    /// entries by sequence number, and a crash between them leaves stale entries that
-    /// the next compaction removes.
+    /// Replaces the room's snapshot, then hands the log entries it covers to the
+    /// cleanup task. In that order: a reader between the two sees the new snapshot
+    /// and skips the covered entries by sequence number, and entries left behind (a
+    /// crash, a failed delete) are removed by the room's next compaction.
     async fn compact(&self, snapshot: &super::Snapshot) -> Result<(), StoreError> {
         let through_seq = to_i64(snapshot.through_seq)?;
         bounded(
@@ -182,11 +199,19 @@ impl MongoStore {
                 .upsert(true),
         )
         .await?;
-        bounded(self.updates.delete_many(doc! {
-            "room_id": &snapshot.room_id,
-            "seq": {"$lte": through_seq},
-        }))
-        .await?;
+        let queued = self.cleanup.lock().ok().and_then(|sender| {
+            sender
+                .as_ref()
+                .map(|sender| sender.send((snapshot.room_id.clone(), through_seq)))
+        });
+        if !matches!(queued, Some(Ok(()))) {
+            // Closing: delete inline rather than leave the entries for later.
+            bounded(self.updates.delete_many(doc! {
+                "room_id": &snapshot.room_id,
+                "seq": {"$lte": through_seq},
+            }))
+            .await?;
+        }
         Ok(())
     }
 
@@ -246,11 +271,21 @@ impl Store for MongoStore {
             }
         }
         self.append(entries).await?;
+        // A room's later compaction replaces all of an earlier one (snapshot and
+        // covered range), so only the last per room is written, and different rooms'
+        // snapshots go out together.
+        let mut last_per_room: HashMap<&str, &super::Snapshot> = HashMap::new();
         for op in batch {
             if let WriteOp::Compact(snapshot) = op {
-                self.compact(snapshot).await?;
+                last_per_room.insert(&snapshot.room_id, snapshot);
             }
         }
+        futures_util::future::try_join_all(
+            last_per_room
+                .into_values()
+                .map(|snapshot| self.compact(snapshot)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -344,11 +379,72 @@ impl Store for MongoStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
+        // Lets the cleanup task finish what it was given; whatever it cannot delete in
+        // time stays behind harmlessly until the room's next compaction.
+        if let Ok(mut sender) = self.cleanup.lock() {
+            sender.take();
+        }
+        let task = self
+            .cleanup_task
+            .lock()
+            .ok()
+            .and_then(|mut task| task.take());
+        if let Some(task) = task {
+            if tokio::time::timeout(OPERATION_TIMEOUT, task).await.is_err() {
+                tracing::warn!("compacted log entries left for the next compaction");
+            }
+        }
         // Ends server sessions and closes pooled connections politely; the journal has
         // already written (or given up on) everything by now.
         tokio::time::timeout(OPERATION_TIMEOUT, self.client.clone().shutdown())
             .await
             .map_err(|_| Failure::TimedOut.into())
+    }
+}
+
+/// Deletes log entries that compactions covered, one room at a time, coalescing
+/// ranges queued for the same room. Ends when the store closes and the queue is done.
+async fn remove_compacted(
+    updates: Collection<Document>,
+    mut queued: mpsc::UnboundedReceiver<(String, i64)>,
+) {
+    let mut pending: HashMap<String, i64> = HashMap::new();
+    let mut open = true;
+    loop {
+        if pending.is_empty() {
+            match queued.recv().await {
+                Some((room, through_seq)) => {
+                    pending.insert(room, through_seq);
+                }
+                None => return,
+            }
+        }
+        while open {
+            match queued.try_recv() {
+                Ok((room, through_seq)) => {
+                    let entry = pending.entry(room).or_insert(through_seq);
+                    *entry = (*entry).max(through_seq);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        let Some(room) = pending.keys().next().cloned() else {
+            continue;
+        };
+        let Some(through_seq) = pending.remove(&room) else {
+            continue;
+        };
+        let deleted = bounded(updates.delete_many(doc! {
+            "room_id": &room,
+            "seq": {"$lte": through_seq},
+        }))
+        .await;
+        if let Err(failure) = deleted {
+            // Not retried: during an outage that would spin, and the room's next
+            // compaction covers these entries again.
+            tracing::debug!(room, error = %StoreError::from(failure), "compacted log entries not deleted");
+        }
     }
 }
 
