@@ -111,6 +111,16 @@ async fn a_room_the_original_backend_persisted_opens_with_its_text() {
         .await
         .unwrap();
 
+    // An operator's own (non-unique) index on room_id must not stop coedit.
+    db.collection::<mongodb::bson::Document>(CHECKPOINTS)
+        .create_index(
+            mongodb::IndexModel::builder()
+                .keys(doc! {"room_id": 1})
+                .build(),
+        )
+        .await
+        .unwrap();
+
     let server =
         TestServer::start_with(mongo_config(&url, &name), mongo_store(&url, &name).await).await;
     for (room, text) in [

@@ -55,6 +55,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// MongoDB's duplicate-key error: the log entry is already there (a retried batch).
 const DUPLICATE_KEY: i32 = 11000;
+/// What the server answers when an index cannot be built as asked: options clash
+/// with an existing index on the same keys, or existing documents break uniqueness.
+const INDEX_OPTIONS_CONFLICT: i32 = 85;
+const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
 /// `load_durable` re-reads when a compaction lands between its reads; more than a
 /// few in a row would mean something else is wrong.
 const LOAD_ATTEMPTS: usize = 5;
@@ -144,14 +148,29 @@ impl MongoStore {
                 .options(IndexOptions::builder().unique(true).build())
                 .build()
         };
-        // The original backend created no indexes, so these never clash with its.
-        bounded(self.checkpoints.create_index(unique(doc! {"room_id": 1}))).await?;
-        bounded(
-            self.updates
-                .create_index(unique(doc! {"room_id": 1, "seq": 1})),
-        )
-        .await?;
-        bounded(self.snapshots.create_index(unique(doc! {"room_id": 1}))).await?;
+        let indexes = [
+            (&self.checkpoints, unique(doc! {"room_id": 1})),
+            (&self.updates, unique(doc! {"room_id": 1, "seq": 1})),
+            (&self.snapshots, unique(doc! {"room_id": 1})),
+        ];
+        for (collection, index) in indexes {
+            match bounded(collection.create_index(index)).await {
+                Ok(_) => {}
+                // The original backend created no indexes, but an operator may have
+                // added one on `room_documents.room_id` with other options, or left
+                // duplicate room ids there: the server refuses ours. Upserts by
+                // room id work without it, so say so and go on rather than refuse
+                // every write forever.
+                Err(Failure::Driver(error)) if refused_index(&error) => {
+                    tracing::warn!(
+                        collection = collection.name(),
+                        error = %describe_error(&error),
+                        "unique room_id index not created; continuing without it"
+                    );
+                }
+                Err(failure) => return Err(failure.into()),
+            }
+        }
         self.indexes_ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -475,6 +494,14 @@ async fn bounded<T>(
         Ok(Err(error)) => Err(Failure::Driver(error)),
         Err(_) => Err(Failure::TimedOut),
     }
+}
+
+fn refused_index(error: &DriverError) -> bool {
+    matches!(
+        error.kind.as_ref(),
+        ErrorKind::Command(refusal)
+            if [INDEX_OPTIONS_CONFLICT, INDEX_KEY_SPECS_CONFLICT, DUPLICATE_KEY].contains(&refusal.code)
+    )
 }
 
 /// Undecodable stored data is `Corrupt`; everything else the driver reports (no
