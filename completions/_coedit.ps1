@@ -45,6 +45,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--mongo-url', '--mongo-url', [CompletionResultType]::ParameterName, 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store')
             [CompletionResult]::new('--db-name', '--db-name', [CompletionResultType]::ParameterName, 'MongoDB database name')
             [CompletionResult]::new('--commit-interval-ms', '--commit-interval-ms', [CompletionResultType]::ParameterName, 'Group-commit window in milliseconds: how long accepted updates are gathered before one store write (the most a crash can lose)')
+            [CompletionResult]::new('--compact-every', '--compact-every', [CompletionResultType]::ParameterName, 'Updates logged for a room before its log is compacted into one snapshot')
             [CompletionResult]::new('--idle-unload-secs', '--idle-unload-secs', [CompletionResultType]::ParameterName, 'Seconds a room with no connections stays in memory before it is unloaded')
             [CompletionResult]::new('--outbound-queue', '--outbound-queue', [CompletionResultType]::ParameterName, 'Messages queued for one connection before it is closed as a slow consumer')
             [CompletionResult]::new('--max-message-bytes', '--max-message-bytes', [CompletionResultType]::ParameterName, 'Largest WebSocket message accepted, in bytes')

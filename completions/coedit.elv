@@ -41,6 +41,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --mongo-url 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store'
             cand --db-name 'MongoDB database name'
             cand --commit-interval-ms 'Group-commit window in milliseconds: how long accepted updates are gathered before one store write (the most a crash can lose)'
+            cand --compact-every 'Updates logged for a room before its log is compacted into one snapshot'
             cand --idle-unload-secs 'Seconds a room with no connections stays in memory before it is unloaded'
             cand --outbound-queue 'Messages queued for one connection before it is closed as a slow consumer'
             cand --max-message-bytes 'Largest WebSocket message accepted, in bytes'

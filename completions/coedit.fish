@@ -43,6 +43,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand serve" -l data-dir -d 'Dir
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l mongo-url -d 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l db-name -d 'MongoDB database name' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l commit-interval-ms -d 'Group-commit window in milliseconds: how long accepted updates are gathered before one store write (the most a crash can lose)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l compact-every -d 'Updates logged for a room before its log is compacted into one snapshot' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l idle-unload-secs -d 'Seconds a room with no connections stays in memory before it is unloaded' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l outbound-queue -d 'Messages queued for one connection before it is closed as a slow consumer' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-message-bytes -d 'Largest WebSocket message accepted, in bytes' -r

@@ -48,6 +48,10 @@ pub struct ServeArgs {
     #[arg(long, env = "COEDIT_COMMIT_INTERVAL_MS", default_value_t = Config::DEFAULT_COMMIT_INTERVAL.as_millis() as u64)]
     pub commit_interval_ms: u64,
 
+    /// Updates logged for a room before its log is compacted into one snapshot.
+    #[arg(long, env = "COEDIT_COMPACT_EVERY", default_value_t = Config::DEFAULT_COMPACT_EVERY)]
+    pub compact_every: u64,
+
     /// Seconds a room with no connections stays in memory before it is unloaded.
     #[arg(long, env = "COEDIT_IDLE_UNLOAD_SECS", default_value_t = Config::DEFAULT_IDLE_UNLOAD.as_secs())]
     pub idle_unload_secs: u64,
@@ -111,6 +115,7 @@ impl ServeArgs {
         config.start_degraded = self.start_degraded;
         config.commit_interval = Duration::from_millis(self.commit_interval_ms);
         config.idle_unload = Duration::from_secs(self.idle_unload_secs);
+        config.compact_every = self.compact_every.max(1);
         config.outbound_queue = self.outbound_queue.max(1);
         config.max_message_bytes = self.max_message_bytes;
         config.admin_token = self.admin_token.clone().filter(|token| !token.is_empty());

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::store::{Store, WriteOp};
 
@@ -19,6 +20,9 @@ use super::store::{Store, WriteOp};
 const MAX_BATCH: usize = 2000;
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often a degraded store with nothing left to write is pinged to find out it
+/// is back (with a backlog, the writer's own retries find out).
+const RECOVERY_PROBE: Duration = Duration::from_secs(1);
 
 enum Item {
     Write {
@@ -151,6 +155,30 @@ impl JournalTask {
     }
 }
 
+/// Clears a degraded state that no write would clear: a store unreachable at start-up
+/// (`--start-degraded`) or a failed room load, with nothing queued. Runs until
+/// `shutdown`.
+pub async fn watch_recovery(journal: Journal, store: Arc<dyn Store>, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(RECOVERY_PROBE);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        if journal.backlog() > 0 || journal.state() == StoreState::Healthy {
+            continue;
+        }
+        let ping = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ping = store.ping() => ping,
+        };
+        if ping.is_ok() {
+            journal.report_success();
+        }
+    }
+}
+
 fn set_state(shared: &Shared, state: StoreState) {
     if let Ok(mut current) = shared.state.lock() {
         if *current != state {
@@ -221,7 +249,10 @@ async fn run_writer(
                         }
                     }
                 }
-                set_state(&shared, StoreState::Healthy);
+                // A batch of flush markers alone proves nothing about the store.
+                if !ops.is_empty() {
+                    set_state(&shared, StoreState::Healthy);
+                }
             }
             Err(error) => {
                 shared.errors.fetch_add(1, Ordering::Relaxed);

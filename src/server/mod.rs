@@ -29,7 +29,7 @@ pub use config::{Config, StoreConfig};
 use journal::Journal;
 use metrics::Metrics;
 use registry::Registry;
-use store::{memory::MemoryStore, sqlite::SqliteStore, Store, StoreError};
+use store::{memory::MemoryStore, mongo::MongoStore, sqlite::SqliteStore, Store, StoreError};
 
 /// How long shutdown waits for connections to close, then for the store to take the
 /// last writes.
@@ -53,6 +53,9 @@ pub struct AppState {
 pub enum ServeError {
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    /// MongoDB did not answer at start-up (and `start_degraded` was not set).
+    #[error("{0}")]
+    StoreUnreachable(String),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -60,13 +63,50 @@ pub enum ServeError {
 /// Opens the configured store. An unreachable MongoDB fails here unless
 /// `start_degraded` is set.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
-    match &config.store {
-        StoreConfig::Embedded { data_dir } => Ok(Arc::new(SqliteStore::open(data_dir)?)),
-        StoreConfig::Memory => Ok(Arc::new(MemoryStore::new())),
-        StoreConfig::Mongo { .. } => Err(StoreError::Unavailable(
-            "MongoDB support is not built into this version".into(),
-        )),
+    match open_store_reporting(config).await {
+        Ok(opened) => Ok(opened.store),
+        Err(ServeError::Store(error)) => Err(error),
+        Err(other) => Err(StoreError::Unavailable(other.to_string())),
     }
+}
+
+/// A store just opened, and why it could not be reached when the server was told to
+/// start anyway.
+struct OpenedStore {
+    store: Arc<dyn Store>,
+    /// Why the store could not be reached, shown in health until it can.
+    unreachable: Option<String>,
+}
+
+async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError> {
+    let store: Arc<dyn Store> = match &config.store {
+        StoreConfig::Embedded { data_dir } => Arc::new(SqliteStore::open(data_dir)?),
+        StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        StoreConfig::Mongo { url, database } => {
+            let store = MongoStore::connect(url, database).await?;
+            if let Err(error) = store.prepare().await {
+                let reason = match &error {
+                    StoreError::Unavailable(reason) | StoreError::Corrupt(reason) => reason,
+                };
+                let problem = format!("cannot reach MongoDB at {}: {reason}", store.hosts());
+                if !config.start_degraded {
+                    return Err(ServeError::StoreUnreachable(format!(
+                        "{problem} (use --start-degraded to start anyway)"
+                    )));
+                }
+                tracing::warn!("{problem}; serving from memory until it is back");
+                return Ok(OpenedStore {
+                    store: Arc::new(store),
+                    unreachable: Some(problem),
+                });
+            }
+            Arc::new(store)
+        }
+    };
+    Ok(OpenedStore {
+        store,
+        unreachable: None,
+    })
 }
 
 /// Serves until `shutdown` is cancelled, then shuts down gracefully.
@@ -75,8 +115,8 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let store = open_store(&config).await?;
-    run_with_store(listener, config, store, shutdown).await
+    let opened = open_store_reporting(&config).await?;
+    serve(listener, config, opened, shutdown).await
 }
 
 /// `run` with a store the caller opened (tests use this to share one).
@@ -86,8 +126,30 @@ pub async fn run_with_store(
     store: Arc<dyn Store>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let opened = OpenedStore {
+        store,
+        unreachable: None,
+    };
+    serve(listener, config, opened, shutdown).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    config: Config,
+    opened: OpenedStore,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let OpenedStore { store, unreachable } = opened;
     let metrics = Metrics::new();
     let (journal, journal_task) = Journal::start(store.clone(), config.commit_interval);
+    if let Some(problem) = unreachable {
+        journal.report_failure(&problem);
+    }
+    let recovery = tokio::spawn(journal::watch_recovery(
+        journal.clone(),
+        store.clone(),
+        shutdown.clone(),
+    ));
     let registry = Registry::new(store.clone(), journal, metrics.clone(), &config);
     let tracker = TaskTracker::new();
     let app = AppState {
@@ -118,6 +180,7 @@ pub async fn run_with_store(
         tracing::warn!("some connections did not close in time");
     }
     let _ = sweeper.await;
+    let _ = recovery.await;
     registry.journal().flush_for_shutdown(SHUTDOWN_GRACE).await;
     drop(registry);
     if !journal_task.finish(SHUTDOWN_GRACE).await {

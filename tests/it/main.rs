@@ -3,10 +3,13 @@
 
 mod cli;
 mod common;
+mod durability;
 mod fuzz;
 mod hardening;
 mod lifecycle;
+mod mongo_env;
 mod original_client;
 mod protocol;
 mod rest;
+mod store;
 mod yjs;

@@ -1,5 +1,6 @@
 //! Where documents live when they are not in memory: the `Store` trait and its
-//! implementations (embedded SQLite by default; an in-memory one for tests).
+//! implementations (embedded SQLite by default, MongoDB when configured; an
+//! in-memory one for tests).
 //!
 //! Two records are kept per room, on purpose separate:
 //! - the *durable state*: a compacted snapshot plus an append-only log of every
@@ -10,6 +11,7 @@
 
 pub mod conformance;
 pub mod memory;
+pub mod mongo;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -1,0 +1,634 @@
+//! The MongoDB store, through the official `mongodb` driver.
+//!
+//! Three collections in the configured database:
+//! - `room_documents`: explicit checkpoints in the original backend's shape
+//!   `{room_id, data: hex string, updated_at: ISO-8601 string, size: int32}`, so
+//!   documents the original wrote stay readable and ones coedit writes stay readable
+//!   by it;
+//! - `room_updates`: the update log `{room_id, seq: int64, data: binary}`;
+//! - `room_snapshots`: compacted state `{room_id, through_seq: int64, data: binary,
+//!   updated_at: date}`.
+//!
+//! Everything is read as a plain `bson::Document` and picked apart leniently: the
+//! original backend's documents (and ones edited by hand) must never fail to load
+//! because a field has another BSON type than coedit would write.
+//!
+//! The operations used (createIndexes, insert with ordered:false, update with upsert,
+//! delete, find with sort and projection, ping) are the common core that MongoDB and
+//! the MongoDB-compatible servers coedit is tested against all support: no
+//! transactions and no `bulkWrite` command, so a batch is made harmless to repeat
+//! instead of atomic.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{doc, Binary, Bson, Document};
+use mongodb::error::{Error as DriverError, ErrorKind};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{DurableState, Store, StoreError, WriteOp};
+
+/// The original backend's checkpoint collection.
+pub const CHECKPOINTS: &str = "room_documents";
+/// The update log: one document per accepted update.
+pub const UPDATES: &str = "room_updates";
+/// One compacted snapshot per room.
+pub const SNAPSHOTS: &str = "room_snapshots";
+
+/// How long the driver looks for a usable server (and waits for a TCP connection)
+/// before an operation fails. The driver's own default is 30 s, which would freeze
+/// the journal and every room load for that long when MongoDB goes away; 2 s lets an
+/// outage show in health at once while riding out a brief hiccup.
+pub const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Upper bound on any one operation, including a server that accepted the
+/// connection but stopped answering (the driver has no socket timeout of its own).
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// MongoDB's duplicate-key error: the log entry is already there (a retried batch).
+const DUPLICATE_KEY: i32 = 11000;
+/// What the server answers when an index cannot be built as asked: options clash
+/// with an existing index on the same keys, or existing documents break uniqueness.
+const INDEX_OPTIONS_CONFLICT: i32 = 85;
+const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
+/// `load_durable` re-reads when a compaction lands between its reads; more than a
+/// few in a row would mean something else is wrong.
+const LOAD_ATTEMPTS: usize = 5;
+
+pub struct MongoStore {
+    client: Client,
+    database: Database,
+    checkpoints: Collection<Document>,
+    updates: Collection<Document>,
+    snapshots: Collection<Document>,
+    /// Set once the indexes exist. A server started with `--start-degraded` creates
+    /// them on the first operation that reaches MongoDB; the unique log index is
+    /// what makes a retried batch harmless, so nothing is written before it exists.
+    indexes_ready: AtomicBool,
+    /// `host:port` list from the URL, for messages (never the credentials).
+    hosts: String,
+    /// Log ranges a compaction has covered, for `remove_compacted` to delete.
+    /// Deleting is garbage collection, not durability (readers skip covered entries
+    /// by sequence number), so it stays off the journal's write path: on a slow
+    /// server, deleting hundreds of entries per room would hold up every room's
+    /// next group commit. `None` once closing. A `std::sync::Mutex` held only to
+    /// send or take, never across an await.
+    cleanup: Mutex<Option<mpsc::UnboundedSender<(String, i64)>>>,
+    cleanup_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl MongoStore {
+    /// Builds a client for `url` without contacting the server yet (the driver
+    /// connects lazily). Fails only on a malformed URL or an SRV record that does not
+    /// resolve.
+    pub async fn connect(url: &str, database: &str) -> Result<Self, StoreError> {
+        let mut options = ClientOptions::parse(url).await.map_err(|error| {
+            StoreError::Unavailable(format!(
+                "cannot use the MongoDB URL: {}",
+                describe_error(&error)
+            ))
+        })?;
+        // Respect timeouts the URL sets itself; otherwise fail fast (see above).
+        options
+            .server_selection_timeout
+            .get_or_insert(SERVER_SELECTION_TIMEOUT);
+        options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
+        options.app_name.get_or_insert_with(|| "coedit".to_owned());
+        let hosts = options
+            .hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let client = Client::with_options(options).map_err(unavailable)?;
+        let database = client.database(database);
+        let updates: Collection<Document> = database.collection(UPDATES);
+        let (cleanup, queued) = mpsc::unbounded_channel();
+        let cleanup_task = tokio::spawn(remove_compacted(updates.clone(), queued));
+        Ok(Self {
+            checkpoints: database.collection(CHECKPOINTS),
+            updates,
+            snapshots: database.collection(SNAPSHOTS),
+            database,
+            client,
+            indexes_ready: AtomicBool::new(false),
+            hosts,
+            cleanup: Mutex::new(Some(cleanup)),
+            cleanup_task: Mutex::new(Some(cleanup_task)),
+        })
+    }
+
+    /// The servers this store talks to, as `host:port[,host:port…]`.
+    pub fn hosts(&self) -> &str {
+        &self.hosts
+    }
+
+    /// Creates the indexes (once) and checks the server answers: what `open_store`
+    /// calls before serving.
+    pub async fn prepare(&self) -> Result<(), StoreError> {
+        self.ensure_indexes().await?;
+        self.ping().await
+    }
+
+    async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        if self.indexes_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let unique = |keys: Document| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().unique(true).build())
+                .build()
+        };
+        let indexes = [
+            (&self.checkpoints, unique(doc! {"room_id": 1})),
+            (&self.updates, unique(doc! {"room_id": 1, "seq": 1})),
+            (&self.snapshots, unique(doc! {"room_id": 1})),
+        ];
+        for (collection, index) in indexes {
+            match bounded(collection.create_index(index)).await {
+                Ok(_) => {}
+                // The original backend created no indexes, but an operator may have
+                // added one on `room_documents.room_id` with other options, or left
+                // duplicate room ids there: the server refuses ours. Upserts by
+                // room id work without it, so say so and go on rather than refuse
+                // every write forever.
+                Err(Failure::Driver(error)) if refused_index(&error) => {
+                    tracing::warn!(
+                        collection = collection.name(),
+                        error = %describe_error(&error),
+                        "unique room_id index not created; continuing without it"
+                    );
+                }
+                Err(failure) => return Err(failure.into()),
+            }
+        }
+        self.indexes_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Inserts log entries, skipping ones already there. Unordered, so one duplicate
+    /// (from a retried batch) does not stop the entries after it.
+    async fn append(&self, entries: Vec<Document>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        match bounded(self.updates.insert_many(entries).ordered(false)).await {
+            Ok(_) => Ok(()),
+            Err(Failure::Driver(error)) => match *error.kind {
+                ErrorKind::InsertMany(ref failure)
+                    if failure.write_concern_error.is_none()
+                        && failure.write_errors.as_ref().is_some_and(|errors| {
+                            errors.iter().all(|error| error.code == DUPLICATE_KEY)
+                        }) =>
+                {
+                    Ok(())
+                }
+                _ => Err(driver_error(error)),
+            },
+            Err(timed_out) => Err(timed_out.into()),
+        }
+    }
+
+    /// Replaces the room's snapshot, then hands the log entries it covers to the
+    /// cleanup task. In that order: a reader between the two sees the new snapshot
+    /// and skips the covered entries by sequence number, and entries left behind (a
+    /// crash, a failed delete) are removed by the room's next compaction.
+    async fn compact(&self, snapshot: &super::Snapshot) -> Result<(), StoreError> {
+        let through_seq = to_i64(snapshot.through_seq)?;
+        bounded(
+            self.snapshots
+                .update_one(
+                    doc! {"room_id": &snapshot.room_id},
+                    doc! {"$set": {
+                        "room_id": &snapshot.room_id,
+                        "through_seq": through_seq,
+                        "data": binary(&snapshot.data),
+                        "updated_at": mongodb::bson::DateTime::now(),
+                    }},
+                )
+                .upsert(true),
+        )
+        .await?;
+        let queued = self.cleanup.lock().ok().and_then(|sender| {
+            sender
+                .as_ref()
+                .map(|sender| sender.send((snapshot.room_id.clone(), through_seq)))
+        });
+        if !matches!(queued, Some(Ok(()))) {
+            // Closing: delete inline rather than leave the entries for later.
+            bounded(self.updates.delete_many(doc! {
+                "room_id": &snapshot.room_id,
+                "seq": {"$lte": through_seq},
+            }))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The snapshot's sequence number and data, if the room has one.
+    async fn read_snapshot(&self, room_id: &str) -> Result<Option<(u64, Bytes)>, StoreError> {
+        let Some(snapshot) = bounded(self.snapshots.find_one(doc! {"room_id": room_id})).await?
+        else {
+            return Ok(None);
+        };
+        let through_seq = sequence(&snapshot, "through_seq")?;
+        let data = bytes_field(&snapshot, "data")?;
+        Ok(Some((through_seq, data)))
+    }
+
+    /// Log entries after `after`, in order, skipping any duplicate sequence number.
+    async fn read_log(&self, room_id: &str, after: u64) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        let cursor = bounded(
+            self.updates
+                .find(doc! {"room_id": room_id, "seq": {"$gt": to_i64(after)?}})
+                .sort(doc! {"seq": 1})
+                .projection(doc! {"_id": 0, "seq": 1, "data": 1}),
+        )
+        .await?;
+        let documents: Vec<Document> = bounded(cursor.try_collect()).await?;
+        let mut entries: Vec<(u64, Bytes)> = Vec::with_capacity(documents.len());
+        for document in &documents {
+            let seq = sequence(document, "seq")?;
+            if entries.last().is_some_and(|(last, _)| *last == seq) {
+                continue;
+            }
+            entries.push((seq, bytes_field(document, "data")?));
+        }
+        Ok(entries)
+    }
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    fn backend(&self) -> &'static str {
+        "mongodb"
+    }
+
+    async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
+        self.ensure_indexes().await?;
+        // Appends go in first, all in one round trip (this is what group commit buys),
+        // then compactions in batch order. Moving a compaction after appends that
+        // followed it is safe: it deletes only entries at or below its own sequence
+        // number, which those later appends are above.
+        let mut entries = Vec::new();
+        for op in batch {
+            if let WriteOp::Append(update) = op {
+                entries.push(doc! {
+                    "room_id": &update.room_id,
+                    "seq": to_i64(update.seq)?,
+                    "data": binary(&update.data),
+                });
+            }
+        }
+        self.append(entries).await?;
+        // A room's later compaction replaces all of an earlier one (snapshot and
+        // covered range), so only the last per room is written, and different rooms'
+        // snapshots go out together.
+        let mut last_per_room: HashMap<&str, &super::Snapshot> = HashMap::new();
+        for op in batch {
+            if let WriteOp::Compact(snapshot) = op {
+                last_per_room.insert(&snapshot.room_id, snapshot);
+            }
+        }
+        futures_util::future::try_join_all(
+            last_per_room
+                .into_values()
+                .map(|snapshot| self.compact(snapshot)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn load_durable(&self, room_id: &str) -> Result<Option<DurableState>, StoreError> {
+        // Without a transaction the snapshot and the log are read at different moments.
+        // A compaction landing in between could delete entries newer than the snapshot
+        // just read; since it writes its snapshot first, re-reading the snapshot's
+        // sequence number afterwards tells whether that happened.
+        for _ in 0..LOAD_ATTEMPTS {
+            let snapshot = self.read_snapshot(room_id).await?;
+            let snapshot_seq = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+            let entries = self.read_log(room_id, snapshot_seq).await?;
+            let seq_now = self.read_snapshot(room_id).await?.map(|(seq, _)| seq);
+            if seq_now != snapshot.as_ref().map(|(seq, _)| *seq) {
+                continue;
+            }
+            if snapshot.is_none() && entries.is_empty() {
+                return Ok(None);
+            }
+            let last_seq = entries.last().map_or(snapshot_seq, |(seq, _)| *seq);
+            return Ok(Some(DurableState {
+                snapshot: snapshot.map(|(_, data)| data),
+                updates: entries.into_iter().map(|(_, data)| data).collect(),
+                last_seq: last_seq.max(snapshot_seq),
+            }));
+        }
+        Err(StoreError::Unavailable(format!(
+            "room {room_id} kept being compacted while it was read"
+        )))
+    }
+
+    async fn save_checkpoint(&self, room_id: &str, state: &[u8]) -> Result<(), StoreError> {
+        self.ensure_indexes().await?;
+        let data = hex::encode(state);
+        // The original stores `size` as a Python int, which BSON encodes as int32 when
+        // it fits; write the same so both backends read each other's documents alike.
+        let size = i32::try_from(data.len())
+            .map(Bson::Int32)
+            .unwrap_or(Bson::Int64(data.len() as i64));
+        let updated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+        bounded(
+            self.checkpoints
+                .update_one(
+                    doc! {"room_id": room_id},
+                    doc! {"$set": {
+                        "room_id": room_id,
+                        "data": data,
+                        "updated_at": updated_at,
+                        "size": size,
+                    }},
+                )
+                .upsert(true),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn load_checkpoint(&self, room_id: &str) -> Result<Option<Bytes>, StoreError> {
+        // Only `data` is read: `updated_at` and `size` vary in type between writers
+        // (string or date, int32 or int64 or double) and nothing here needs them.
+        let found = bounded(
+            self.checkpoints
+                .find_one(doc! {"room_id": room_id})
+                .projection(doc! {"_id": 0, "data": 1}),
+        )
+        .await?;
+        let Some(document) = found else {
+            return Ok(None);
+        };
+        match document.get("data") {
+            Some(Bson::String(hex_data)) => hex::decode(hex_data.trim())
+                .map(|bytes| Some(Bytes::from(bytes)))
+                .map_err(|error| {
+                    StoreError::Corrupt(format!("checkpoint of room {room_id} is not hex: {error}"))
+                }),
+            Some(Bson::Binary(binary)) => Ok(Some(Bytes::from(binary.bytes.clone()))),
+            other => Err(StoreError::Corrupt(format!(
+                "checkpoint of room {room_id} has no hex data (found {})",
+                other.map_or("nothing".to_owned(), |value| format!(
+                    "{:?}",
+                    value.element_type()
+                ))
+            ))),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.ensure_indexes().await?;
+        bounded(self.database.run_command(doc! {"ping": 1})).await?;
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        // Lets the cleanup task finish what it was given; whatever it cannot delete in
+        // time stays behind harmlessly until the room's next compaction.
+        if let Ok(mut sender) = self.cleanup.lock() {
+            sender.take();
+        }
+        let task = self
+            .cleanup_task
+            .lock()
+            .ok()
+            .and_then(|mut task| task.take());
+        if let Some(task) = task {
+            if tokio::time::timeout(OPERATION_TIMEOUT, task).await.is_err() {
+                tracing::warn!("compacted log entries left for the next compaction");
+            }
+        }
+        // Ends server sessions and closes pooled connections politely; the journal has
+        // already written (or given up on) everything by now.
+        tokio::time::timeout(OPERATION_TIMEOUT, self.client.clone().shutdown())
+            .await
+            .map_err(|_| Failure::TimedOut.into())
+    }
+}
+
+/// Deletes log entries that compactions covered, one room at a time, coalescing
+/// ranges queued for the same room. Ends when the store closes and the queue is done.
+async fn remove_compacted(
+    updates: Collection<Document>,
+    mut queued: mpsc::UnboundedReceiver<(String, i64)>,
+) {
+    let mut pending: HashMap<String, i64> = HashMap::new();
+    let mut open = true;
+    loop {
+        if pending.is_empty() {
+            match queued.recv().await {
+                Some((room, through_seq)) => {
+                    pending.insert(room, through_seq);
+                }
+                None => return,
+            }
+        }
+        while open {
+            match queued.try_recv() {
+                Ok((room, through_seq)) => {
+                    let entry = pending.entry(room).or_insert(through_seq);
+                    *entry = (*entry).max(through_seq);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        let Some(room) = pending.keys().next().cloned() else {
+            continue;
+        };
+        let Some(through_seq) = pending.remove(&room) else {
+            continue;
+        };
+        let deleted = bounded(updates.delete_many(doc! {
+            "room_id": &room,
+            "seq": {"$lte": through_seq},
+        }))
+        .await;
+        if let Err(failure) = deleted {
+            // Not retried: during an outage that would spin, and the room's next
+            // compaction covers these entries again.
+            tracing::debug!(room, error = %StoreError::from(failure), "compacted log entries not deleted");
+        }
+    }
+}
+
+/// A driver call that failed or did not answer in time.
+enum Failure {
+    Driver(DriverError),
+    TimedOut,
+}
+
+impl From<Failure> for StoreError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Driver(error) => driver_error(error),
+            Failure::TimedOut => StoreError::Unavailable(format!(
+                "MongoDB did not answer within {} s",
+                OPERATION_TIMEOUT.as_secs()
+            )),
+        }
+    }
+}
+
+/// Runs a driver operation with `OPERATION_TIMEOUT`.
+async fn bounded<T>(
+    operation: impl std::future::IntoFuture<Output = Result<T, DriverError>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(OPERATION_TIMEOUT, operation.into_future()).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(Failure::Driver(error)),
+        Err(_) => Err(Failure::TimedOut),
+    }
+}
+
+fn refused_index(error: &DriverError) -> bool {
+    matches!(
+        error.kind.as_ref(),
+        ErrorKind::Command(refusal)
+            if [INDEX_OPTIONS_CONFLICT, INDEX_KEY_SPECS_CONFLICT, DUPLICATE_KEY].contains(&refusal.code)
+    )
+}
+
+/// Undecodable stored data is `Corrupt`; everything else the driver reports (no
+/// server, connection lost, timeouts, a command the server refused) is something a
+/// retry can get past, so `Unavailable`.
+fn driver_error(error: DriverError) -> StoreError {
+    match *error.kind {
+        ErrorKind::BsonDeserialization(_) => StoreError::Corrupt(describe_error(&error)),
+        _ => StoreError::Unavailable(describe_error(&error)),
+    }
+}
+
+fn unavailable(error: DriverError) -> StoreError {
+    StoreError::Unavailable(describe_error(&error))
+}
+
+/// The driver's error without its labels and source chain, on one line. A
+/// server-selection timeout describes the whole topology; what a person needs is
+/// why the server could not be used, e.g. "Connection refused".
+pub fn describe_error(error: &DriverError) -> String {
+    if let ErrorKind::ServerSelection { message, .. } = error.kind.as_ref() {
+        let cause = message
+            .split("Error: Kind: ")
+            .nth(1)
+            .and_then(|rest| rest.split(", labels:").next());
+        return match cause {
+            Some(cause) => one_line(&format!("no server available ({cause})")),
+            None => "no server available".to_owned(),
+        };
+    }
+    one_line(&error.kind.to_string())
+}
+
+/// Health, logs and the start-up message want one line.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn binary(data: &[u8]) -> Binary {
+    Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: data.to_vec(),
+    }
+}
+
+fn to_i64(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq)
+        .map_err(|_| StoreError::Corrupt(format!("sequence number {seq} does not fit in int64")))
+}
+
+/// A sequence number stored as any BSON number (a hand-edited or imported document
+/// may hold an int32 or a double).
+fn sequence(document: &Document, field: &str) -> Result<u64, StoreError> {
+    let value = match document.get(field) {
+        Some(Bson::Int64(value)) => Some(*value),
+        Some(Bson::Int32(value)) => Some(i64::from(*value)),
+        Some(Bson::Double(value)) if value.fract() == 0.0 => Some(*value as i64),
+        _ => None,
+    };
+    value
+        .and_then(|value| u64::try_from(value).ok())
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{field} is not a non-negative integer in {}",
+                describe(document)
+            ))
+        })
+}
+
+fn bytes_field(document: &Document, field: &str) -> Result<Bytes, StoreError> {
+    match document.get(field) {
+        Some(Bson::Binary(binary)) => Ok(Bytes::from(binary.bytes.clone())),
+        _ => Err(StoreError::Corrupt(format!(
+            "{field} is not binary data in {}",
+            describe(document)
+        ))),
+    }
+}
+
+/// Names a stored document in an error without dumping its (possibly large) data.
+fn describe(document: &Document) -> String {
+    let room = document.get_str("room_id").unwrap_or("?");
+    match document.get("seq") {
+        Some(seq) => format!("room {room} entry {seq}"),
+        None => format!("room {room}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_are_read_from_any_integer_type() {
+        for value in [Bson::Int32(7), Bson::Int64(7), Bson::Double(7.0)] {
+            let document = doc! {"room_id": "r", "seq": value};
+            assert_eq!(sequence(&document, "seq").unwrap(), 7);
+        }
+        for bad in [Bson::Double(7.5), Bson::Int64(-1), Bson::String("7".into())] {
+            let document = doc! {"room_id": "r", "seq": bad};
+            assert!(matches!(
+                sequence(&document, "seq"),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_described_by_its_cause() {
+        let store = MongoStore::connect("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200", "x")
+            .await
+            .unwrap();
+        match store.ping().await {
+            Err(StoreError::Unavailable(reason)) => {
+                assert!(reason.starts_with("no server available ("), "{reason}");
+                assert!(reason.contains("refused"), "{reason}");
+                assert!(!reason.contains("labels"), "{reason}");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn multi_line_driver_messages_become_one_line() {
+        assert_eq!(
+            one_line("Server selection timeout:\n  No available servers.  Topology: {}"),
+            "Server selection timeout: No available servers. Topology: {}"
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! Every store behaves alike: the shared conformance suite against MongoDB, and the
+//! original backend's `room_documents` checkpoints read and written in its shape.
+
+use coedit::api::ServerMessage;
+use coedit::server::store::mongo::{MongoStore, CHECKPOINTS, UPDATES};
+use coedit::server::store::{conformance, Store};
+use coedit::server::{Config, StoreConfig};
+use mongodb::bson::{doc, Bson};
+use std::sync::Arc;
+use yrs::{Doc, ReadTxn, StateVector, Text, Transact};
+
+use super::common::*;
+use super::mongo_env::*;
+
+/// A Yjs full state whose `content` text is `text`, hex-encoded as the original
+/// page sends it.
+fn hex_state_of(text: &str) -> String {
+    let doc = Doc::new();
+    let content = doc.get_or_insert_text("content");
+    content.insert(&mut doc.transact_mut(), 0, text);
+    let state = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    hex::encode(state)
+}
+
+async fn mongo_store(url: &str, database: &str) -> Arc<MongoStore> {
+    let store = MongoStore::connect(url, database).await.unwrap();
+    store.prepare().await.unwrap();
+    Arc::new(store)
+}
+
+fn mongo_config(url: &str, database: &str) -> Config {
+    let mut config = Config::for_tests();
+    config.store = StoreConfig::Mongo {
+        url: url.to_owned(),
+        database: database.to_owned(),
+    };
+    config
+}
+
+#[tokio::test]
+async fn the_mongodb_store_passes_the_conformance_suite() {
+    let Some(url) = mongo_url("the_mongodb_store_passes_the_conformance_suite") else {
+        return;
+    };
+    let database = unique_database("conformance");
+    let store = mongo_store(&url, &database).await;
+    conformance::run_all(store.as_ref(), "mongo").await.unwrap();
+
+    // A second client on the same database sees the same state: it is in MongoDB,
+    // not in the first client's memory.
+    let reopened = mongo_store(&url, &database).await;
+    let loaded = reopened.load_durable("mongo-log").await.unwrap().unwrap();
+    assert_eq!(loaded.snapshot.as_deref(), Some(&b"all"[..]));
+    assert_eq!(loaded.last_seq, 4);
+    // The log entries compactions covered are deleted (in the background, off the
+    // journal's path), leaving only the snapshot.
+    let db = super::mongo_env::database(&url, &database).await;
+    let updates = db.collection::<mongodb::bson::Document>(UPDATES);
+    assert!(
+        eventually(async || updates
+            .count_documents(doc! {"room_id": "mongo-log"})
+            .await
+            .unwrap()
+            == 0)
+        .await,
+        "covered log entries are never deleted"
+    );
+    reopened.close().await.unwrap();
+    store.close().await.unwrap();
+    database_handle_drop(&url, &database).await;
+}
+
+async fn database_handle_drop(url: &str, name: &str) {
+    database(url, name).await.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_room_the_original_backend_persisted_opens_with_its_text() {
+    let Some(url) = mongo_url("a_room_the_original_backend_persisted_opens_with_its_text") else {
+        return;
+    };
+    let name = unique_database("original");
+    let db = database(&url, &name).await;
+    // Exactly what the original's persist endpoint writes (update_one with $set and
+    // upsert): hex data, an ISO-8601 string, and the hex length as int32.
+    let data = hex_state_of("written by the original backend");
+    db.collection::<mongodb::bson::Document>(CHECKPOINTS)
+        .update_one(
+            doc! {"room_id": "legacy"},
+            doc! {"$set": {
+                "room_id": "legacy",
+                "data": &data,
+                "updated_at": "2024-05-01T09:30:00.123456+00:00",
+                "size": data.len() as i32,
+            }},
+        )
+        .upsert(true)
+        .await
+        .unwrap();
+    // One written with other field types (a date, an int64 size) must load too.
+    let other = hex_state_of("typed differently");
+    db.collection::<mongodb::bson::Document>(CHECKPOINTS)
+        .insert_one(doc! {
+            "room_id": "legacy-typed",
+            "data": &other,
+            "updated_at": mongodb::bson::DateTime::now(),
+            "size": Bson::Int64(other.len() as i64),
+        })
+        .await
+        .unwrap();
+
+    // An operator's own (non-unique) index on room_id must not stop coedit.
+    db.collection::<mongodb::bson::Document>(CHECKPOINTS)
+        .create_index(
+            mongodb::IndexModel::builder()
+                .keys(doc! {"room_id": 1})
+                .build(),
+        )
+        .await
+        .unwrap();
+
+    let server =
+        TestServer::start_with(mongo_config(&url, &name), mongo_store(&url, &name).await).await;
+    for (room, text) in [
+        ("legacy", "written by the original backend"),
+        ("legacy-typed", "typed differently"),
+    ] {
+        let (_client, greeting) = server.connect(room, "reader").await;
+        let Some(ServerMessage::Sync { data }) = greeting.first() else {
+            panic!("room {room} must greet with its document: {greeting:?}");
+        };
+        assert_eq!(text_of_hex_state(data), text, "room {room}");
+    }
+    server.stop().await;
+    db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn persist_writes_the_original_backends_document_shape() {
+    let Some(url) = mongo_url("persist_writes_the_original_backends_document_shape") else {
+        return;
+    };
+    let name = unique_database("persist");
+    let db = database(&url, &name).await;
+    let server =
+        TestServer::start_with(mongo_config(&url, &name), mongo_store(&url, &name).await).await;
+    let mut alice = server.join("shape", "alice", "Alice").await;
+    alice.type_text(0, "checkpointed").await;
+    assert!(
+        eventually(async || {
+            let (_, room) = server.get("/rooms/shape").await;
+            room["doc_size"].as_u64().unwrap_or(0) > 0
+        })
+        .await
+    );
+    let (status, body) = server
+        .send(reqwest::Method::POST, "/rooms/shape/persist")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], true, "{body}");
+
+    let stored = find_room(&db, CHECKPOINTS, "shape")
+        .await
+        .expect("checkpoint written");
+    let data = stored.get_str("data").expect("data is a hex string");
+    assert_eq!(text_of_hex_state(data), "checkpointed");
+    match stored.get("size") {
+        Some(Bson::Int32(size)) => assert_eq!(*size as usize, data.len()),
+        other => panic!("size must be an int32 equal to the hex length, got {other:?}"),
+    }
+    assert_eq!(body["size"].as_u64(), Some(data.len() as u64), "{body}");
+    let updated_at = stored
+        .get_str("updated_at")
+        .expect("updated_at is a string");
+    chrono::DateTime::parse_from_rfc3339(updated_at)
+        .unwrap_or_else(|error| panic!("updated_at {updated_at:?} is not ISO-8601: {error}"));
+
+    // And `load` reads it back into the live room.
+    alice.type_text(12, " and more").await;
+    let persisted_size = data.len() as u64 / 2;
+    assert!(
+        eventually(async || {
+            let (_, room) = server.get("/rooms/shape").await;
+            room["doc_size"].as_u64().unwrap_or(0) > persisted_size
+        })
+        .await
+    );
+    let (status, body) = server.send(reqwest::Method::GET, "/rooms/shape/load").await;
+    assert_eq!(status, 200, "{body}");
+    let (_bob, greeting) = server.connect("shape", "bob").await;
+    let Some(ServerMessage::Sync { data }) = greeting.first() else {
+        panic!("expected sync first: {greeting:?}");
+    };
+    assert_eq!(text_of_hex_state(data), "checkpointed");
+    alice.close().await;
+    server.stop().await;
+    db.drop().await.unwrap();
+}
