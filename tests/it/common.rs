@@ -159,6 +159,27 @@ impl Client {
         }
     }
 
+    /// A client over a socket the caller opened.
+    pub fn from_socket(socket: WebSocketStream<MaybeTlsStream<TcpStream>>, id: &str) -> Self {
+        let doc = Doc::new();
+        let text = doc.get_or_insert_text("content");
+        Self {
+            id: id.to_owned(),
+            socket,
+            doc,
+            text,
+        }
+    }
+
+    /// Sends a frame, reporting failure instead of panicking (for clients that
+    /// expect to be cut off).
+    pub async fn socket_send(
+        &mut self,
+        message: Message,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.socket.send(message).await
+    }
+
     pub async fn send(&mut self, message: &ClientMessage) {
         let text = serde_json::to_string(message).unwrap();
         self.socket.send(Message::text(text)).await.unwrap();

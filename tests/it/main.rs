@@ -11,5 +11,6 @@ mod mongo_env;
 mod original_client;
 mod protocol;
 mod rest;
+mod soak;
 mod store;
 mod yjs;

@@ -219,6 +219,15 @@ impl CoeditProcess {
         format!("127.0.0.1:{}", self.port)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM and wait: the graceful shutdown an operator would do.
+    pub fn stop_gracefully(&mut self) {
+        terminate(&mut self.child);
+    }
+
     /// `kill -9`: no graceful shutdown, no final flush.
     pub fn kill_hard(mut self) {
         self.child.kill().unwrap();
