@@ -4,8 +4,10 @@
 //! # Layout
 //! - [`api`]: every type that crosses the wire (REST bodies, WebSocket messages),
 //!   shared by server, clients and tests.
-//! - [`server`]: `coedit serve` — router, REST handlers, WebSocket connections, rooms
-//!   with their `yrs` documents, the room registry, metrics, the journal and stores.
+//! - [`server`]: `coedit serve` — router, REST handlers (`rest`), WebSocket admission
+//!   (`ws`) and connections (`connection`), rooms with their `yrs` documents (`room`,
+//!   `document`), the room registry, auth and limits, metrics, the journal (group
+//!   commit) and the stores (SQLite, MongoDB, memory).
 //! - [`client`]: typed clients of a running server.
 //! - [`cli`]: the `coedit` command line, one module per subcommand.
 

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod connection;
 pub mod document;
 pub mod journal;
 pub mod limits;

@@ -3,10 +3,14 @@
 //! plain method calls; sockets and HTTP stay in `ws.rs`, `yjs.rs` and `rest.rs`.
 //!
 //! - `fanout`: outbound queues, close requests, broadcast per protocol;
+//! - `presence`: who is here, per client id;
+//! - `durable`: the journal, compaction, checkpoints, unloading;
 //! - `simulated`: the load-testing users of `/api/simulate`;
 //! - `yjs`: the binary y-protocols (sync steps, awareness) for y-websocket clients.
 
+mod durable;
 mod fanout;
+mod presence;
 mod simulated;
 mod yjs;
 
@@ -16,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use bytes::Bytes;
 use serde_json::Value;
 
 use fanout::{broadcast, json_only, push, PerProtocol};
@@ -26,7 +29,7 @@ pub use yjs::YjsError;
 use super::document::{Applied, Document, DocumentError};
 use super::journal::Journal;
 use super::metrics::Metrics;
-use super::store::{DurableState, LoggedUpdate, Snapshot, WriteOp};
+use super::store::DurableState;
 use crate::api::{ListedUser, RoomInfo, RoomUser, ServerMessage, UserSummary};
 
 /// How an update arrived, and so how JSON-protocol members get it.
@@ -79,17 +82,7 @@ const PALETTE: [&str; 8] = [
     "#3B82F6", "#EF4444", "#10B981", "#F59E0B", "#8B5CF6", "#EC4899", "#14B8A6", "#F97316",
 ];
 
-/// A user's presence, per client id.
-#[derive(Debug, Clone)]
-struct Presence {
-    user: RoomUser,
-    /// Open connections of this client id; presence ends when the last one closes.
-    connections: usize,
-    /// Whether the user has introduced itself (`join`, or a y-protocol awareness
-    /// state with a name); only those are listed.
-    joined: bool,
-    order: u64,
-}
+use presence::Presence;
 
 struct RoomState {
     document: Document,
@@ -139,75 +132,6 @@ impl RoomState {
         let message = Utf8Bytes::from(ServerMessage::Sync { data }.to_json());
         self.sync_message = Some(message.clone());
         message
-    }
-
-    fn joined_count(&self) -> u64 {
-        self.presence
-            .values()
-            .filter(|presence| presence.joined)
-            .count() as u64
-    }
-
-    /// Joined users in join order, optionally without one client id.
-    fn listed_users(&self, except: Option<&str>) -> Vec<RoomUser> {
-        let mut present: Vec<&Presence> = self
-            .presence
-            .values()
-            .filter(|presence| presence.joined && Some(presence.user.id.as_str()) != except)
-            .collect();
-        present.sort_by_key(|presence| presence.order);
-        present
-            .into_iter()
-            .map(|presence| presence.user.clone())
-            .collect()
-    }
-
-    fn new_presence(&mut self, id: &str, simulated: bool) -> Presence {
-        let order = self.next_order;
-        self.next_order += 1;
-        Presence {
-            user: RoomUser {
-                id: id.to_owned(),
-                name: String::new(),
-                color: String::new(),
-                avatar_url: None,
-                cursor_position: 0,
-                selection: None,
-                simulated,
-            },
-            connections: 0,
-            joined: false,
-            order,
-        }
-    }
-
-    /// Records a name and colour for `client_id` and announces it to the others when
-    /// it is new or changed. Returns false if the client id is not present.
-    fn introduce(
-        &mut self,
-        metrics: &Metrics,
-        client_id: &str,
-        name: String,
-        color: String,
-    ) -> bool {
-        let Some(presence) = self.presence.get_mut(client_id) else {
-            return false;
-        };
-        let changed =
-            !presence.joined || presence.user.name != name || presence.user.color != color;
-        presence.joined = true;
-        presence.user.name = name.clone();
-        presence.user.color = color.clone();
-        if changed {
-            let joined = ServerMessage::UserJoined {
-                user_id: client_id.to_owned(),
-                name,
-                color,
-                simulated: presence.user.simulated,
-            };
-            self.broadcast(metrics, Some(client_id), json_only(&joined));
-        }
-        true
     }
 }
 
@@ -596,69 +520,6 @@ impl Room {
     /// The document text (`getText('content')`), for tests and diagnostics.
     pub fn text(&self) -> String {
         self.lock().document.text()
-    }
-
-    /// The full state to save as a checkpoint, or `None` when the room is empty.
-    pub fn checkpoint_state(&self) -> Option<Bytes> {
-        let mut state = self.lock();
-        (!state.document.is_empty()).then(|| state.document.encoded_state())
-    }
-
-    /// Restores a checkpoint: the live document becomes exactly `checkpoint`, and the
-    /// durable state is replaced with it too (not merged).
-    pub fn restore(&self, checkpoint: &[u8]) -> Result<(), DocumentError> {
-        let mut state = self.lock();
-        state.document.replace(checkpoint)?;
-        state.sync_message = None;
-        self.compact(&mut state);
-        Ok(())
-    }
-
-    /// True when the room can leave memory: nobody connected or simulated, empty for
-    /// at least `idle`, and everything it accepted already written. On `true` the room
-    /// is marked closed, so a connection racing the unload reloads it instead.
-    pub fn close_if_idle(&self, idle: Duration) -> bool {
-        let mut state = self.lock();
-        let idle_long_enough = state
-            .empty_since
-            .is_some_and(|since| since.elapsed() >= idle);
-        let unload = state.members.is_empty()
-            && state.presence.is_empty()
-            && idle_long_enough
-            && self.inner.written_seq.load(Ordering::Acquire) >= state.last_seq;
-        if unload {
-            state.closed = true;
-        }
-        unload
-    }
-
-    fn log_update(&self, state: &mut RoomState, delta: Bytes) {
-        state.last_seq += 1;
-        self.inner.journal.submit(
-            WriteOp::Append(LoggedUpdate {
-                room_id: self.inner.id.clone(),
-                seq: state.last_seq,
-                data: delta,
-            }),
-            self.inner.written_seq.clone(),
-        );
-        if state.last_seq - state.compacted_seq >= self.inner.settings.compact_every {
-            self.compact(state);
-        }
-    }
-
-    /// Queues a snapshot of the whole document covering every sequence number so far.
-    fn compact(&self, state: &mut RoomState) {
-        state.last_seq += 1;
-        state.compacted_seq = state.last_seq;
-        self.inner.journal.submit(
-            WriteOp::Compact(Snapshot {
-                room_id: self.inner.id.clone(),
-                through_seq: state.last_seq,
-                data: state.document.encoded_state(),
-            }),
-            self.inner.written_seq.clone(),
-        );
     }
 }
 

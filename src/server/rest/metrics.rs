@@ -1,0 +1,257 @@
+//! The observability endpoints: health (with the store's state), the metrics of
+//! spec §6 plus coedit's additions, the event log, and the same figures in the
+//! Prometheus text format.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry as PrometheusRegistry;
+use serde::Deserialize;
+
+use super::{bounded, ApiError};
+use crate::api::{Event, Health, Metrics, StoreHealth};
+use crate::server::journal::StoreState;
+use crate::server::AppState;
+
+/// Default and largest `limit` for the event log.
+pub const DEFAULT_EVENT_LIMIT: usize = 50;
+pub const MAX_EVENT_LIMIT: usize = 1000;
+
+pub async fn health(State(app): State<AppState>) -> Json<Health> {
+    let journal = app.registry.journal();
+    let (state, reason) = match journal.state() {
+        StoreState::Healthy => ("healthy", None),
+        StoreState::Degraded(reason) => ("degraded", Some(reason)),
+    };
+    Json(Health {
+        status: state.into(),
+        timestamp: crate::api::timestamp_now(),
+        store: Some(StoreHealth {
+            backend: journal.backend().into(),
+            state: state.into(),
+            reason,
+            backlog: journal.backlog(),
+        }),
+    })
+}
+
+fn metrics_snapshot(app: &AppState) -> Metrics {
+    let counters = app.metrics.counters();
+    let latency = app.metrics.latency();
+    let rooms = app.registry.loaded_rooms();
+    let mut rooms_active = 0;
+    let mut total_doc_size = 0;
+    for room in &rooms {
+        let info = room.info();
+        if info.connections > 0 || info.user_count > 0 {
+            rooms_active += 1;
+        }
+        total_doc_size += info.doc_size;
+    }
+    let journal = app.registry.journal();
+    Metrics {
+        active_connections: counters.active_connections.load(Ordering::Relaxed),
+        messages_per_sec: (app.metrics.messages_per_sec() * 100.0).round() / 100.0,
+        p50_latency_ms: latency.p50_ms,
+        p95_latency_ms: latency.p95_ms,
+        p99_latency_ms: latency.p99_ms,
+        max_latency_ms: latency.max_ms,
+        error_count: counters.error_count.load(Ordering::Relaxed),
+        reconnect_count: counters.reconnect_count.load(Ordering::Relaxed),
+        total_doc_size_bytes: total_doc_size,
+        uptime_seconds: (app.metrics.uptime().as_secs_f64() * 10.0).round() / 10.0,
+        total_messages: counters.total_messages.load(Ordering::Relaxed),
+        rooms_active,
+        messages_delivered: counters.messages_delivered.load(Ordering::Relaxed),
+        slow_consumer_disconnects: counters.slow_consumer_disconnects.load(Ordering::Relaxed),
+        rejected_updates: counters.rejected_updates.load(Ordering::Relaxed),
+        panics_caught: counters.panics_caught.load(Ordering::Relaxed),
+        store_errors: journal.errors(),
+        store_backlog: journal.backlog(),
+        yjs_connections: counters.active_yjs_connections.load(Ordering::Relaxed),
+        rooms_loaded: rooms.len() as u64,
+    }
+}
+
+pub async fn metrics(State(app): State<AppState>) -> Json<Metrics> {
+    Json(metrics_snapshot(&app))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    limit: Option<String>,
+}
+
+pub async fn events(
+    State(app): State<AppState>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<Vec<Event>>, ApiError> {
+    let limit = bounded(
+        "limit",
+        query.limit.as_deref(),
+        DEFAULT_EVENT_LIMIT,
+        1..=MAX_EVENT_LIMIT,
+    )?;
+    Ok(Json(app.metrics.recent_events(limit)))
+}
+
+/// The same figures as `/api/metrics`, in the Prometheus text format.
+pub async fn prometheus(State(app): State<AppState>) -> Response {
+    let snapshot = metrics_snapshot(&app);
+    let mut registry = PrometheusRegistry::with_prefix("coedit");
+    let gauge = |registry: &mut PrometheusRegistry, name: &str, help: &str, value: u64| {
+        let metric = Gauge::<i64>::default();
+        metric.set(value as i64);
+        registry.register(name, help, metric);
+    };
+    let float = |registry: &mut PrometheusRegistry, name: &str, help: &str, value: f64| {
+        let metric = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        metric.set(value);
+        registry.register(name, help, metric);
+    };
+    let counter = |registry: &mut PrometheusRegistry, name: &str, help: &str, value: u64| {
+        let metric = Counter::<u64>::default();
+        metric.inc_by(value);
+        registry.register(name, help, metric);
+    };
+    gauge(
+        &mut registry,
+        "active_connections",
+        "Open WebSocket connections",
+        snapshot.active_connections,
+    );
+    gauge(
+        &mut registry,
+        "yjs_connections",
+        "Open connections on the y-protocols endpoint",
+        snapshot.yjs_connections,
+    );
+    gauge(
+        &mut registry,
+        "rooms_active",
+        "Rooms with connections or users",
+        snapshot.rooms_active,
+    );
+    gauge(
+        &mut registry,
+        "rooms_loaded",
+        "Rooms held in memory",
+        snapshot.rooms_loaded,
+    );
+    gauge(
+        &mut registry,
+        "doc_size_bytes",
+        "Sum of loaded documents' encoded sizes",
+        snapshot.total_doc_size_bytes,
+    );
+    gauge(
+        &mut registry,
+        "store_backlog",
+        "Accepted updates not yet written to the store",
+        snapshot.store_backlog,
+    );
+    float(
+        &mut registry,
+        "messages_per_second",
+        "Client messages per second, last 10 s",
+        snapshot.messages_per_sec,
+    );
+    float(
+        &mut registry,
+        "latency_p50_ms",
+        "Message processing latency, median",
+        snapshot.p50_latency_ms,
+    );
+    float(
+        &mut registry,
+        "latency_p95_ms",
+        "Message processing latency, 95th percentile",
+        snapshot.p95_latency_ms,
+    );
+    float(
+        &mut registry,
+        "latency_p99_ms",
+        "Message processing latency, 99th percentile",
+        snapshot.p99_latency_ms,
+    );
+    float(
+        &mut registry,
+        "latency_max_ms",
+        "Message processing latency, maximum",
+        snapshot.max_latency_ms,
+    );
+    float(
+        &mut registry,
+        "uptime_seconds",
+        "Seconds since start",
+        snapshot.uptime_seconds,
+    );
+    counter(
+        &mut registry,
+        "messages",
+        "Client messages processed",
+        snapshot.total_messages,
+    );
+    counter(
+        &mut registry,
+        "messages_delivered",
+        "Messages queued to recipients",
+        snapshot.messages_delivered,
+    );
+    counter(
+        &mut registry,
+        "errors",
+        "Errors answered to clients",
+        snapshot.error_count,
+    );
+    counter(
+        &mut registry,
+        "reconnects",
+        "Client ids seen again in a room",
+        snapshot.reconnect_count,
+    );
+    counter(
+        &mut registry,
+        "slow_consumer_disconnects",
+        "Connections closed for not reading",
+        snapshot.slow_consumer_disconnects,
+    );
+    counter(
+        &mut registry,
+        "panics_caught",
+        "Panics in decoding untrusted data, caught",
+        snapshot.panics_caught,
+    );
+    counter(
+        &mut registry,
+        "rejected_updates",
+        "Malformed updates refused",
+        snapshot.rejected_updates,
+    );
+    counter(
+        &mut registry,
+        "store_errors",
+        "Failed store operations",
+        snapshot.store_errors,
+    );
+
+    let mut body = String::new();
+    if let Err(error) = encode(&mut body, &registry) {
+        tracing::error!(%error, "prometheus encoding failed");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
