@@ -1,6 +1,7 @@
 //! The `coedit` command line: argument definitions (their doc comments are the
 //! `--help` text) and dispatch to one module per subcommand.
 
+pub mod bench;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -37,6 +38,15 @@ pub enum Command {
     ///
     /// Example: coedit serve --port 8001 --data-dir ./coedit-data
     Serve(serve::ServeArgs),
+    /// Load-test a running server with simulated editors and measure fan-out latency.
+    ///
+    /// Each client types real Yjs edits at --rate per second; the latency of a
+    /// keystroke is measured from its scheduled time to its arrival at each other
+    /// editor of the room. Exit code 1 when a --max-p99-ms or --min-delivery-ratio
+    /// threshold is missed, 3 when the server cannot be reached.
+    ///
+    /// Example: coedit bench --url ws://127.0.0.1:8001 --rooms 10 --clients 10 --rate 2
+    Bench(bench::BenchArgs),
 }
 
 /// A failed command: what to print on stderr and the exit code.
@@ -61,12 +71,14 @@ impl Cli {
     pub fn default_log_filter(&self) -> String {
         match &self.command {
             Command::Serve(args) => args.log_level.clone(),
+            Command::Bench(_) => "warn".to_owned(),
         }
     }
 
     pub async fn run(self) -> Result<(), Failure> {
         match self.command {
             Command::Serve(args) => args.run().await,
+            Command::Bench(args) => args.run().await,
         }
     }
 }
