@@ -158,8 +158,11 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
             "{prefix}-{room_index}-{}",
             index % config.clients_per_room as usize
         );
-        // Spread evenly over the ramp; each client's schedule starts once it is
-        // connected, at a random phase so rooms do not type in lockstep.
+        // Connections are spread evenly over the ramp and typing starts when the
+        // ramp ends, at a random phase so rooms do not type in lockstep. Nobody
+        // types before everyone is there: a plain relay has no `sync` to give a
+        // late joiner what it missed, and with incremental updates Yjs cannot
+        // integrate an editor's later keystrokes without its earlier ones.
         let connect_at = started + config.ramp.mul_f64(index as f64 / total as f64);
         let phase = interval.map_or(Duration::ZERO, |interval| interval.mul_f64(phases.f64()));
         let plan = ClientPlan {
@@ -172,7 +175,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
                 client_id,
             },
             connect_at,
-            first_edit_at: connect_at + phase,
+            first_edit_at: ramp_end + phase,
             interval,
             stop_editing_at: measure_end,
             protocol: config.protocol,
