@@ -34,6 +34,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Mint a room token for a server started with --auth-secret')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load-test a running server with simulated editors and measure fan-out latency')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -273,6 +274,29 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'coedit;bench' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Base WebSocket URL of the server')
+            [CompletionResult]::new('--rooms', '--rooms', [CompletionResultType]::ParameterName, 'Number of rooms')
+            [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Clients (editors) in each room')
+            [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'Edits per second per client; 0 only holds the connections open')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'How long to measure, e.g. `10s`, `500ms`, `2m`')
+            [CompletionResult]::new('--warmup', '--warmup', [CompletionResultType]::ParameterName, 'How long clients type before measuring starts')
+            [CompletionResult]::new('--ramp', '--ramp', [CompletionResultType]::ParameterName, 'Connections are opened evenly over this long')
+            [CompletionResult]::new('--drain', '--drain', [CompletionResultType]::ParameterName, 'Longest wait after measuring for keystrokes still on their way')
+            [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'Wire protocol the simulated editors speak')
+            [CompletionResult]::new('--payload', '--payload', [CompletionResultType]::ParameterName, '`full`: the whole document state plus a cursor message on every keystroke, like the original browser page; `incremental`: only the keystroke''s update')
+            [CompletionResult]::new('--room-prefix', '--room-prefix', [CompletionResultType]::ParameterName, 'Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default')
+            [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seed for the editors'' random choices')
+            [CompletionResult]::new('--server-pid', '--server-pid', [CompletionResultType]::ParameterName, 'Pid of the server, to report its CPU use and memory over the run')
+            [CompletionResult]::new('--max-p99-ms', '--max-p99-ms', [CompletionResultType]::ParameterName, 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds')
+            [CompletionResult]::new('--min-delivery-ratio', '--min-delivery-ratio', [CompletionResultType]::ParameterName, 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the report as one JSON object on stdout and nothing else')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'coedit;help' {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the collaboration server')
             [CompletionResult]::new('rooms', 'rooms', [CompletionResultType]::ParameterValue, 'List and inspect the rooms of a running server')
@@ -283,6 +307,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Mint a room token for a server started with --auth-secret')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load-test a running server with simulated editors and measure fan-out latency')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -335,6 +360,9 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             break
         }
         'coedit;help;token' {
+            break
+        }
+        'coedit;help;bench' {
             break
         }
         'coedit;help;help' {

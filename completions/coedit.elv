@@ -31,6 +31,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
             cand completions 'Print a shell completion script'
             cand token 'Mint a room token for a server started with --auth-secret'
+            cand bench 'Load-test a running server with simulated editors and measure fan-out latency'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'coedit;serve'= {
@@ -242,6 +243,28 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'coedit;bench'= {
+            cand --url 'Base WebSocket URL of the server'
+            cand --rooms 'Number of rooms'
+            cand --clients 'Clients (editors) in each room'
+            cand --rate 'Edits per second per client; 0 only holds the connections open'
+            cand --duration 'How long to measure, e.g. `10s`, `500ms`, `2m`'
+            cand --warmup 'How long clients type before measuring starts'
+            cand --ramp 'Connections are opened evenly over this long'
+            cand --drain 'Longest wait after measuring for keystrokes still on their way'
+            cand --protocol 'Wire protocol the simulated editors speak'
+            cand --payload '`full`: the whole document state plus a cursor message on every keystroke, like the original browser page; `incremental`: only the keystroke''s update'
+            cand --room-prefix 'Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default'
+            cand --seed 'Seed for the editors'' random choices'
+            cand --server-pid 'Pid of the server, to report its CPU use and memory over the run'
+            cand --max-p99-ms 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds'
+            cand --min-delivery-ratio 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived'
+            cand --json 'Print the report as one JSON object on stdout and nothing else'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'coedit;help'= {
             cand serve 'Run the collaboration server'
             cand rooms 'List and inspect the rooms of a running server'
@@ -252,6 +275,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
             cand completions 'Print a shell completion script'
             cand token 'Mint a room token for a server started with --auth-secret'
+            cand bench 'Load-test a running server with simulated editors and measure fan-out latency'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'coedit;help;serve'= {
@@ -289,6 +313,8 @@ set edit:completion:arg-completer[coedit] = {|@words|
         &'coedit;help;completions'= {
         }
         &'coedit;help;token'= {
+        }
+        &'coedit;help;bench'= {
         }
         &'coedit;help;help'= {
         }

@@ -35,6 +35,7 @@ complete -c coedit -n "__fish_coedit_needs_command" -f -a "simulate" -d 'Add or 
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "token" -d 'Mint a room token for a server started with --auth-secret'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "bench" -d 'Load-test a running server with simulated editors and measure fan-out latency'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l host -d 'Address to listen on' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l port -d 'Port to listen on' -r
@@ -160,16 +161,36 @@ complete -c coedit -n "__fish_coedit_using_subcommand token" -l secret -d 'The s
 complete -c coedit -n "__fish_coedit_using_subcommand token" -l read-only -d 'The bearer may read and show presence but not change documents'
 complete -c coedit -n "__fish_coedit_using_subcommand token" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand token" -s V -l version -d 'Print version'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "serve" -d 'Run the collaboration server'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "rooms" -d 'List and inspect the rooms of a running server'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "metrics" -d 'Show a running server\'s metrics, once or refreshed in place'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "persist" -d 'Save a checkpoint of a room\'s document in the server\'s store'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "simulate" -d 'Add or remove simulated users in a room'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "completions" -d 'Print a shell completion script'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "token" -d 'Mint a room token for a server started with --auth-secret'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l url -d 'Base WebSocket URL of the server' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l rooms -d 'Number of rooms' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l clients -d 'Clients (editors) in each room' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l rate -d 'Edits per second per client; 0 only holds the connections open' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l duration -d 'How long to measure, e.g. `10s`, `500ms`, `2m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l warmup -d 'How long clients type before measuring starts' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l ramp -d 'Connections are opened evenly over this long' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l drain -d 'Longest wait after measuring for keystrokes still on their way' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l protocol -d 'Wire protocol the simulated editors speak' -r -f -a "json\t'The original JSON protocol: `update {data: hex}` text frames (spec §7)'"
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l payload -d '`full`: the whole document state plus a cursor message on every keystroke, like the original browser page; `incremental`: only the keystroke\'s update' -r -f -a "full\t'The whole document state on every keystroke, then a `cursor` message — exactly what the original browser page sends'
+incremental\t'Only the keystroke\'s own update'"
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l room-prefix -d 'Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l seed -d 'Seed for the editors\' random choices' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l server-pid -d 'Pid of the server, to report its CPU use and memory over the run' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l max-p99-ms -d 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l min-delivery-ratio -d 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l json -d 'Print the report as one JSON object on stdout and nothing else'
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "serve" -d 'Run the collaboration server'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "rooms" -d 'List and inspect the rooms of a running server'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "metrics" -d 'Show a running server\'s metrics, once or refreshed in place'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "persist" -d 'Save a checkpoint of a room\'s document in the server\'s store'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "simulate" -d 'Add or remove simulated users in a room'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "completions" -d 'Print a shell completion script'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "token" -d 'Mint a room token for a server started with --auth-secret'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "bench" -d 'Load-test a running server with simulated editors and measure fan-out latency'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "show" -d 'Show one room: its users, connections and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "users" -d 'List the users present in a room, with their colour and cursor'

@@ -1,6 +1,7 @@
 //! The `coedit` command line: argument definitions (their doc comments are the
 //! `--help` text) and dispatch to one module per subcommand.
 
+pub mod bench;
 pub mod client_args;
 pub mod completions;
 pub mod health;
@@ -87,6 +88,16 @@ pub enum Command {
     ///
     /// Example: coedit token --room notes --read-only --ttl 8h --secret "$COEDIT_AUTH_SECRET"
     Token(token::TokenArgs),
+
+    /// Load-test a running server with simulated editors and measure fan-out latency.
+    ///
+    /// Each client types real Yjs edits at --rate per second; the latency of a
+    /// keystroke is measured from its scheduled time to its arrival at each other
+    /// editor of the room. Exit code 1 when a --max-p99-ms or --min-delivery-ratio
+    /// threshold is missed, 3 when the server cannot be reached.
+    ///
+    /// Example: coedit bench --url ws://127.0.0.1:8001 --rooms 10 --clients 10 --rate 2
+    Bench(bench::BenchArgs),
 }
 
 /// A failed command: what to print on stderr and the exit code.
@@ -119,7 +130,8 @@ impl Cli {
             | Command::Simulate(_)
             | Command::Health(_)
             | Command::Completions(_)
-            | Command::Token(_) => "warn".to_owned(),
+            | Command::Token(_)
+            | Command::Bench(_) => "warn".to_owned(),
         }
     }
 
@@ -134,6 +146,7 @@ impl Cli {
             Command::Health(args) => args.run().await,
             Command::Completions(args) => args.run(),
             Command::Token(args) => args.run(),
+            Command::Bench(args) => args.run().await,
         }
     }
 }

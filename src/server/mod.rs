@@ -22,6 +22,7 @@ pub mod ws;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -168,6 +169,14 @@ async fn serve(
     ));
     let router = routes::router(app);
     tracing::info!(address = %listener.local_addr()?, store = store.backend(), "coedit serving");
+    // Editor messages are small and latency-bound: without TCP_NODELAY, Nagle holds
+    // back each frame written while an earlier one is unacknowledged, and the
+    // peer's delayed ACK turns that into ~40 ms stalls (BENCHMARKS.md).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;

@@ -1,0 +1,169 @@
+//! Micro-benchmarks of the server's per-keystroke work, on the shape of traffic the
+//! original browser page produces: a ~10 KB document, and on every keystroke the
+//! page's FULL state (hex) with one new character in it.
+//!
+//! Routines return the room they used, so criterion drops it outside the timed
+//! region: tearing down a 10 KB document is not part of handling a keystroke.
+//!
+//! Run: cargo bench --bench hot_paths
+
+use std::hint::black_box;
+
+use coedit::api::ServerMessage;
+use coedit::server::document::{Applied, Document, TEXT_NAME};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use yrs::updates::decoder::Decode;
+use yrs::{Doc, ReadTxn, StateVector, Text, Transact, Update};
+
+/// Target size of the document's full-state encoding.
+const DOCUMENT_BYTES: usize = 10 * 1024;
+
+/// An editor's document typed in bursts at scattered places, as people write, until
+/// its encoding reaches `DOCUMENT_BYTES`; and the room's document holding the same.
+struct Fixture {
+    /// The room's state before the keystroke.
+    room_state: Vec<u8>,
+    /// The editor's full state after typing one more character.
+    full_after_keystroke: Vec<u8>,
+    /// That keystroke alone.
+    keystroke: Vec<u8>,
+    /// What the room broadcasts for it.
+    delta: Vec<u8>,
+}
+
+fn fixture() -> Fixture {
+    let doc = Doc::with_client_id(7);
+    let text = doc.get_or_insert_text(TEXT_NAME);
+    let mut rng = fastrand::Rng::with_seed(1);
+    let words = "the quick brown fox jumps over the lazy dog ";
+    loop {
+        let mut txn = doc.transact_mut();
+        let len = text.len(&txn);
+        let at = rng.u32(0..=len);
+        let burst = &words[..rng.usize(1..words.len())];
+        text.insert(&mut txn, at, burst);
+        drop(txn);
+        let size = doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default())
+            .len();
+        if size >= DOCUMENT_BYTES {
+            break;
+        }
+    }
+    let room_state = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let keystroke = {
+        let mut txn = doc.transact_mut();
+        let len = text.len(&txn);
+        text.insert(&mut txn, len / 2, "x");
+        txn.encode_update_v1()
+    };
+    let full_after_keystroke = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let mut room = Document::from_state(&room_state).expect("fixture state applies");
+    let Ok(Applied::Delta(delta)) = room.apply_update(&full_after_keystroke) else {
+        panic!("a new character must produce a delta");
+    };
+    eprintln!(
+        "fixture: full state {} bytes, keystroke update {} bytes, broadcast delta {} bytes",
+        full_after_keystroke.len(),
+        keystroke.len(),
+        delta.len()
+    );
+    Fixture {
+        room_state,
+        full_after_keystroke,
+        keystroke,
+        delta: delta.to_vec(),
+    }
+}
+
+fn room(fixture: &Fixture) -> Document {
+    Document::from_state(&fixture.room_state).expect("fixture state applies")
+}
+
+fn document(c: &mut Criterion) {
+    let fixture = fixture();
+    let full_hex = hex::encode(&fixture.full_after_keystroke);
+    let mut group = c.benchmark_group("document");
+    group.throughput(Throughput::Bytes(fixture.full_after_keystroke.len() as u64));
+
+    group.bench_function("decode_full_state_10kb", |b| {
+        b.iter(|| Update::decode_v1(black_box(&fixture.full_after_keystroke)))
+    });
+    // Decode + merge + delta: what the room does with each keystroke of the page.
+    group.bench_function("apply_full_state_10kb_one_new_char", |b| {
+        b.iter_batched(
+            || room(&fixture),
+            |mut room| {
+                let applied = room.apply_update(black_box(&fixture.full_after_keystroke));
+                (room, applied)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // The same from the wire: hex text as the JSON protocol carries it.
+    group.bench_function("apply_hex_full_state_10kb_one_new_char", |b| {
+        b.iter_batched(
+            || room(&fixture),
+            |mut room| {
+                let applied = room.apply_hex_update(black_box(&full_hex));
+                (room, applied)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // A full state the room already holds: must come out as `Nothing`, cheaply.
+    group.bench_function("apply_full_state_10kb_nothing_new", |b| {
+        let mut room = room(&fixture);
+        let _ = room.apply_update(&fixture.full_after_keystroke);
+        b.iter(|| room.apply_update(black_box(&fixture.full_after_keystroke)))
+    });
+    group.throughput(Throughput::Elements(1));
+    // An incremental client sends only this.
+    group.bench_function("apply_incremental_one_char", |b| {
+        b.iter_batched(
+            || room(&fixture),
+            |mut room| {
+                let applied = room.apply_update(black_box(&fixture.keystroke));
+                (room, applied)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // What a joiner is sent, once per change (cached after that).
+    group.bench_function("encode_full_state_10kb", |b| {
+        b.iter_batched(
+            || room(&fixture),
+            |mut room| {
+                let encoded = room.encoded_state();
+                (room, encoded)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn broadcast(c: &mut Criterion) {
+    let fixture = fixture();
+    let mut group = c.benchmark_group("broadcast");
+    group.throughput(Throughput::Elements(1));
+    // Serialised once per keystroke and shared by every recipient.
+    group.bench_function("serialise_update_message", |b| {
+        b.iter(|| {
+            ServerMessage::Update {
+                data: hex::encode(black_box(&fixture.delta)),
+                from: "0b7e1f62-5a8c-4d61-9a57-3c2f4e8d9b10".to_owned(),
+            }
+            .to_json()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, document, broadcast);
+criterion_main!(benches);

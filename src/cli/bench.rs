@@ -1,0 +1,171 @@
+//! `coedit bench`: flags onto `client::bench::BenchConfig`, run, print the report,
+//! and turn missed thresholds into exit code 1.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{exit, Failure};
+use crate::client::bench::{self, BenchConfig, BenchError, Payload, Protocol, Thresholds};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Base WebSocket URL of the server.
+    #[arg(long, default_value = "ws://127.0.0.1:8001")]
+    pub url: String,
+
+    /// Number of rooms.
+    #[arg(long, default_value_t = BenchConfig::DEFAULT_ROOMS)]
+    pub rooms: u32,
+
+    /// Clients (editors) in each room.
+    #[arg(long, default_value_t = BenchConfig::DEFAULT_CLIENTS)]
+    pub clients: u32,
+
+    /// Edits per second per client; 0 only holds the connections open.
+    #[arg(long, default_value_t = BenchConfig::DEFAULT_RATE)]
+    pub rate: f64,
+
+    /// How long to measure, e.g. `10s`, `500ms`, `2m`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// How long clients type before measuring starts.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+
+    /// Connections are opened evenly over this long.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub ramp: Duration,
+
+    /// Longest wait after measuring for keystrokes still on their way.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub drain: Duration,
+
+    /// Wire protocol the simulated editors speak.
+    #[arg(long, value_enum, default_value = "json")]
+    pub protocol: Protocol,
+
+    /// `full`: the whole document state plus a cursor message on every keystroke,
+    /// like the original browser page; `incremental`: only the keystroke's update.
+    #[arg(long, value_enum, default_value = "full")]
+    pub payload: Payload,
+
+    /// Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default.
+    #[arg(long)]
+    pub room_prefix: Option<String>,
+
+    /// Seed for the editors' random choices.
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Pid of the server, to report its CPU use and memory over the run.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// Print the report as one JSON object on stdout and nothing else.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Fail (exit 1) when the p99 fan-out latency is above this many milliseconds.
+    #[arg(long)]
+    pub max_p99_ms: Option<f64>,
+
+    /// Fail (exit 1) when fewer than this fraction of expected deliveries arrived.
+    #[arg(long)]
+    pub min_delivery_ratio: Option<f64>,
+}
+
+impl BenchArgs {
+    pub fn config(&self) -> BenchConfig {
+        BenchConfig {
+            url: self.url.clone(),
+            rooms: self.rooms,
+            clients_per_room: self.clients,
+            rate: self.rate,
+            duration: self.duration,
+            warmup: self.warmup,
+            ramp: self.ramp,
+            drain: self.drain,
+            protocol: self.protocol,
+            payload: self.payload,
+            room_prefix: self.room_prefix.clone(),
+            server_pid: self.server_pid,
+            show_progress: true,
+            seed: self.seed,
+        }
+    }
+
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            max_p99_ms: self.max_p99_ms,
+            min_delivery_ratio: self.min_delivery_ratio,
+        }
+    }
+
+    pub async fn run(self) -> Result<(), Failure> {
+        let report = bench::run(self.config())
+            .await
+            .map_err(|error| match error {
+                BenchError::Unreachable { .. } => {
+                    Failure::new(exit::UNREACHABLE, error.to_string())
+                }
+                BenchError::Invalid(_) => Failure::new(exit::USAGE, error.to_string()),
+            })?;
+        let output = if self.json {
+            serde_json::to_string_pretty(&report)
+                .map(|json| json + "\n")
+                .map_err(|error| Failure::new(exit::FAILED, error.to_string()))?
+        } else {
+            format!("{}\n", report.table())
+        };
+        let mut stdout = std::io::stdout().lock();
+        if let Err(error) = stdout.write_all(output.as_bytes()) {
+            // A closed pipe (`| head`) is the reader's choice, not a failure.
+            if error.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(Failure::new(exit::FAILED, error.to_string()));
+            }
+        }
+        let missed = self.thresholds().violations(&report);
+        if missed.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::new(exit::FAILED, missed.join("; ")))
+        }
+    }
+}
+
+/// `250ms`, `10s`, `1.5s`, `2m`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 10s or 2m"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        other => return Err(format!("unknown unit {other:?} (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3h").is_err());
+    }
+}

@@ -1,0 +1,400 @@
+//! One simulated editor: connects, says hello, types on a fixed schedule, applies
+//! what the others type and times each of their keystrokes, reconnects when
+//! dropped, and at the end reports the text it holds.
+//!
+//! Sending is open-loop: edit n is due at `first_edit + n / rate` whatever happened
+//! before, and its latency is measured from that due time. A server (or a bench)
+//! that falls behind therefore shows up as latency instead of as a quietly lower
+//! send rate (coordinated omission).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use super::editor::{Arrived, Editor, TextFingerprint};
+use super::protocol::{Identity, Incoming, Payload, Protocol};
+use super::stats::{LocalStats, Shared};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Editor messages are small; a bigger read buffer is zero-filled on every read
+/// for nothing (tokio-tungstenite's default is 128 KiB).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Frames of one edit are fed and then flushed together; nothing needs to wait in
+/// the write buffer beyond that.
+const WRITE_BUFFER_BYTES: usize = 0;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts before a client that never connected gives up.
+const FIRST_CONNECT_ATTEMPTS: u32 = 3;
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+/// Local numbers are folded into the shared ones at least this often, which is
+/// also how fresh the progress display is.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+const COLORS: [&str; 6] = [
+    "#3B82F6", "#EF4444", "#10B981", "#F59E0B", "#8B5CF6", "#EC4899",
+];
+
+/// What one client is told to do.
+pub struct ClientPlan {
+    /// Global index; also the sender index in the send-time table.
+    pub index: usize,
+    pub room_index: usize,
+    /// Full WebSocket URL of its room.
+    pub url: String,
+    pub identity: Identity,
+    pub connect_at: Instant,
+    /// Due time of edit 0; later edits follow every `interval`.
+    pub first_edit_at: Instant,
+    /// None when the client only holds its connection open.
+    pub interval: Option<Duration>,
+    /// No edit is due at or after this.
+    pub stop_editing_at: Instant,
+    pub protocol: Protocol,
+    pub payload: Payload,
+    pub seed: u64,
+}
+
+/// What a client reports when the bench stops.
+pub struct ClientOutcome {
+    pub room_index: usize,
+    /// Whether it ever connected.
+    pub connected: bool,
+    /// Its text, when it was connected at the end.
+    pub text: Option<TextFingerprint>,
+}
+
+/// The WebSocket settings of every bench connection.
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+}
+
+struct Client {
+    plan: ClientPlan,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    editor: Editor,
+    local: LocalStats,
+    scratch: Vec<u8>,
+    frames: Vec<Message>,
+    greeted: bool,
+}
+
+/// Runs one simulated editor until `stop` is cancelled.
+pub async fn run(plan: ClientPlan, shared: Arc<Shared>, stop: CancellationToken) -> ClientOutcome {
+    let editor = Editor::new(plan.index, plan.seed);
+    let mut client = Client {
+        plan,
+        shared,
+        stop,
+        editor,
+        local: LocalStats::default(),
+        scratch: Vec::new(),
+        frames: Vec::new(),
+        greeted: false,
+    };
+    let outcome = client.run().await;
+    client.local.flush(&client.shared, client.plan.index);
+    outcome
+}
+
+impl Client {
+    async fn run(&mut self) -> ClientOutcome {
+        let room_index = self.plan.room_index;
+        tokio::select! {
+            _ = self.stop.cancelled() => {
+                return ClientOutcome { room_index, connected: false, text: None };
+            }
+            _ = tokio::time::sleep_until(self.plan.connect_at.into()) => {}
+        }
+        let Some(mut socket) = self.first_connect().await else {
+            return ClientOutcome {
+                room_index,
+                connected: false,
+                text: None,
+            };
+        };
+        let shared = self.shared.clone();
+        let counters = &shared.counters;
+        counters
+            .open_connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut connected_at_end = true;
+        loop {
+            match self.session(&mut socket).await {
+                SessionEnd::Stopped => break,
+                SessionEnd::Dropped => {
+                    counters
+                        .open_connections
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    match self.reconnect().await {
+                        Some(fresh) => {
+                            socket = fresh;
+                            counters
+                                .open_connections
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        None => {
+                            connected_at_end = false;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if connected_at_end {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close(None)).await;
+            counters
+                .open_connections
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        ClientOutcome {
+            room_index,
+            connected: true,
+            text: connected_at_end.then(|| self.editor.fingerprint()),
+        }
+    }
+
+    async fn first_connect(&mut self) -> Option<Socket> {
+        for attempt in 0..FIRST_CONNECT_ATTEMPTS {
+            if attempt > 0 {
+                tokio::select! {
+                    _ = self.stop.cancelled() => return None,
+                    _ = tokio::time::sleep(RECONNECT_BACKOFF) => {}
+                }
+            }
+            if let Some(socket) = self.connect().await {
+                self.shared
+                    .counters
+                    .connects
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Some(socket);
+            }
+        }
+        self.shared
+            .counters
+            .connect_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        None
+    }
+
+    /// Reconnects until it works or the bench stops; then brings the server up to
+    /// date with everything typed meanwhile, as a page would with its next update.
+    async fn reconnect(&mut self) -> Option<Socket> {
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return None,
+                _ = tokio::time::sleep(RECONNECT_BACKOFF) => {}
+            }
+            if let Some(mut socket) = self.connect().await {
+                self.shared
+                    .counters
+                    .reconnects
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let frames = self.plan.protocol.resync_frames(&self.editor);
+                if self.send_all(&mut socket, frames).await.is_ok() {
+                    return Some(socket);
+                }
+            }
+        }
+    }
+
+    /// One connection attempt: handshake, then the protocol's hello.
+    async fn connect(&mut self) -> Option<Socket> {
+        let started = Instant::now();
+        let attempt = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::connect_async_with_config(
+                self.plan.url.as_str(),
+                Some(websocket_config()),
+                true,
+            ),
+        );
+        let connected = tokio::select! {
+            _ = self.stop.cancelled() => return None,
+            connected = attempt => connected,
+        };
+        match connected {
+            Ok(Ok((mut socket, _response))) => {
+                self.shared
+                    .record_connect_time(started.elapsed().as_micros() as u64);
+                let hello = self.plan.protocol.hello(&self.plan.identity);
+                self.send_all(&mut socket, hello).await.ok()?;
+                Some(socket)
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, url = %self.plan.url, "connect failed");
+                self.local.errors += 1;
+                None
+            }
+            Err(_elapsed) => {
+                tracing::debug!(url = %self.plan.url, "connect timed out");
+                self.local.errors += 1;
+                None
+            }
+        }
+    }
+
+    /// Types and listens on one connection until the bench stops or the
+    /// connection drops.
+    async fn session(&mut self, socket: &mut Socket) -> SessionEnd {
+        let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One timer re-armed per edit, not a new one per received frame.
+        let next_edit = tokio::time::sleep_until(self.plan.stop_editing_at.into());
+        tokio::pin!(next_edit);
+        let mut armed_for = None;
+        loop {
+            let due = self.next_edit_due();
+            if due != armed_for {
+                if let Some(due) = due {
+                    next_edit.as_mut().reset(due.into());
+                }
+                armed_for = due;
+            }
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return SessionEnd::Stopped,
+                _ = flush.tick() => self.local.flush(&self.shared, self.plan.index),
+                _ = &mut next_edit, if due.is_some() => {
+                    if self.type_one(socket, due.unwrap_or_else(Instant::now)).await.is_err() {
+                        return SessionEnd::Dropped;
+                    }
+                }
+                frame = socket.next() => match frame {
+                    Some(Ok(frame)) => self.receive(frame),
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "connection dropped");
+                        self.local.errors += 1;
+                        return SessionEnd::Dropped;
+                    }
+                    None => return SessionEnd::Dropped,
+                },
+            }
+            if self.local.wants_flush() {
+                self.local.flush(&self.shared, self.plan.index);
+            }
+        }
+    }
+
+    /// Due time of the next edit, or None when this client has no more to make.
+    fn next_edit_due(&self) -> Option<Instant> {
+        let interval = self.plan.interval?;
+        let due = self.plan.first_edit_at + interval * self.editor.next_seq();
+        (due < self.plan.stop_editing_at
+            && (self.editor.next_seq() as usize) < self.shared.send_times.capacity())
+        .then_some(due)
+    }
+
+    async fn type_one(&mut self, socket: &mut Socket, due: Instant) -> Result<(), ()> {
+        let due_ns = due.saturating_duration_since(self.shared.epoch).as_nanos() as u64;
+        let edit = self.editor.edit();
+        self.shared
+            .send_times
+            .record(self.plan.index, edit.seq, due_ns);
+        if self.shared.window.contains(due_ns) {
+            self.local.edits_in_window += 1;
+        }
+        let mut frames = std::mem::take(&mut self.frames);
+        self.plan.protocol.edit_frames(
+            self.plan.payload,
+            &self.editor,
+            &edit,
+            &self.plan.identity,
+            &mut frames,
+        );
+        let sent = self.send_all(socket, frames.drain(..)).await;
+        self.frames = frames;
+        sent
+    }
+
+    /// Feeds every frame and flushes once.
+    async fn send_all(
+        &mut self,
+        socket: &mut Socket,
+        frames: impl IntoIterator<Item = Message>,
+    ) -> Result<(), ()> {
+        for frame in frames {
+            self.local.messages_sent += 1;
+            self.local.bytes_sent += frame.len() as u64;
+            if let Err(error) = socket.feed(frame).await {
+                tracing::debug!(%error, "send failed");
+                self.local.errors += 1;
+                return Err(());
+            }
+        }
+        socket.flush().await.map_err(|error| {
+            tracing::debug!(%error, "flush failed");
+            self.local.errors += 1;
+        })
+    }
+
+    fn receive(&mut self, frame: Message) {
+        if matches!(
+            frame,
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_)
+        ) {
+            return;
+        }
+        self.local.messages_received += 1;
+        self.local.bytes_received += frame.len() as u64;
+        match self.plan.protocol.read(&frame, &mut self.scratch) {
+            Incoming::Document => {
+                let now_ns = self.shared.now_ns();
+                let shared = &self.shared;
+                let local = &mut self.local;
+                let applied = self.editor.apply_remote(&self.scratch, |arrived| {
+                    record_arrivals(shared, local, arrived, now_ns)
+                });
+                if let Err(error) = applied {
+                    tracing::debug!(%error, "received update refused");
+                    self.local.errors += 1;
+                }
+            }
+            Incoming::Greeting => {
+                if !self.greeted {
+                    self.greeted = true;
+                    self.shared
+                        .counters
+                        .greeted
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Incoming::ServerError | Incoming::Malformed => self.local.errors += 1,
+            Incoming::Other => {}
+        }
+    }
+}
+
+enum SessionEnd {
+    Stopped,
+    Dropped,
+}
+
+/// Times every keystroke of the measurement window that just arrived.
+fn record_arrivals(shared: &Shared, local: &mut LocalStats, arrived: Arrived, now_ns: u64) {
+    for seq in arrived.first..arrived.end {
+        let Some(sent_ns) = shared.send_times.get(arrived.sender, seq) else {
+            continue;
+        };
+        if shared.window.contains(sent_ns) {
+            local.deliveries_in_window += 1;
+            local
+                .latencies_us
+                .push(now_ns.saturating_sub(sent_ns) / 1000);
+        }
+    }
+}
+
+/// A colour from a small palette, so rooms look like the original page's.
+pub fn color_for(index: usize) -> String {
+    COLORS[index % COLORS.len()].to_owned()
+}

@@ -1,0 +1,518 @@
+//! `coedit bench`: a load generator that measures real end-to-end fan-out latency —
+//! one editor's keystroke to every other editor of the room having it — against a
+//! running server.
+//!
+//! A run: ramp up `rooms × clients` connections over `ramp`; let them type for
+//! `warmup`; measure for `duration`; stop typing and drain until every keystroke of
+//! the window arrived (or `drain` passes); check that every room's editors hold the
+//! same text. Only keystrokes scheduled inside the measured window count.
+//!
+//! - [`editor`]: one editor's Yjs document and how keystrokes are recognised.
+//! - [`client`]: one editor's connection, schedule and receive loop.
+//! - [`protocol`]: what goes over the wire.
+//! - [`stats`]: shared send times, counters, histograms.
+//! - [`report`]: the result, its table and threshold checks.
+//! - [`system`]: CPU and memory of the bench and the server.
+
+pub mod client;
+pub mod editor;
+pub mod protocol;
+pub mod report;
+pub mod stats;
+pub mod system;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::http::Uri;
+use tokio_util::sync::CancellationToken;
+
+use client::{ClientOutcome, ClientPlan};
+use protocol::Identity;
+pub use protocol::{Payload, Protocol};
+use report::{ConnectionReport, CpuUse, LatencySummary, ServerReport};
+pub use report::{Report, Thresholds};
+use stats::{Counters, SendTimes, Shared, Window};
+
+/// How often the progress line and the server's memory are looked at.
+const TICK: Duration = Duration::from_millis(250);
+/// Slack in the send-time table for edits a client makes beyond its share.
+const SEND_TABLE_SLACK: usize = 16;
+/// After the window closes, clients fold in their last numbers within one flush
+/// interval; the drain does not declare victory before that.
+const SETTLE: Duration = Duration::from_millis(250);
+
+/// Everything a run needs; the CLI fills it from flags, tests build it directly.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Base WebSocket URL of the server, e.g. `ws://127.0.0.1:8001`.
+    pub url: String,
+    pub rooms: u32,
+    /// Clients in each room.
+    pub clients_per_room: u32,
+    /// Edits per second per client; 0 holds connections open without typing.
+    pub rate: f64,
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// Connections are opened evenly over this long.
+    pub ramp: Duration,
+    /// Longest wait after the window for late deliveries.
+    pub drain: Duration,
+    pub protocol: Protocol,
+    pub payload: Payload,
+    /// Room names are `{prefix}-{n}`; a fresh random prefix by default, so runs
+    /// never meet each other's documents.
+    pub room_prefix: Option<String>,
+    /// A server process to watch (CPU, memory).
+    pub server_pid: Option<u32>,
+    pub show_progress: bool,
+    /// Seed of the editors' random choices; random by default.
+    pub seed: Option<u64>,
+}
+
+impl BenchConfig {
+    pub const DEFAULT_ROOMS: u32 = 10;
+    pub const DEFAULT_CLIENTS: u32 = 10;
+    pub const DEFAULT_RATE: f64 = 2.0;
+    pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+    pub const DEFAULT_WARMUP: Duration = Duration::from_secs(2);
+    pub const DEFAULT_RAMP: Duration = Duration::from_secs(2);
+    pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            rooms: Self::DEFAULT_ROOMS,
+            clients_per_room: Self::DEFAULT_CLIENTS,
+            rate: Self::DEFAULT_RATE,
+            duration: Self::DEFAULT_DURATION,
+            warmup: Self::DEFAULT_WARMUP,
+            ramp: Self::DEFAULT_RAMP,
+            drain: Self::DEFAULT_DRAIN,
+            protocol: Protocol::Json,
+            payload: Payload::Full,
+            room_prefix: None,
+            server_pid: None,
+            show_progress: false,
+            seed: None,
+        }
+    }
+
+    fn total_clients(&self) -> usize {
+        self.rooms as usize * self.clients_per_room as usize
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("invalid bench settings: {0}")]
+    Invalid(String),
+    #[error("cannot reach the server at {address}: {reason}")]
+    Unreachable { address: String, reason: String },
+}
+
+/// Runs the bench and returns its report.
+pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
+    validate(&config)?;
+    let address = socket_address(&config.url)?;
+    tokio::net::TcpStream::connect(&address)
+        .await
+        .map_err(|error| BenchError::Unreachable {
+            address: address.clone(),
+            reason: error.to_string(),
+        })?;
+    system::raise_open_file_limit();
+
+    let total = config.total_clients();
+    let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
+    let prefix = config
+        .room_prefix
+        .clone()
+        .unwrap_or_else(|| format!("bench-{:08x}", seed as u32));
+
+    // The timeline, relative to one epoch shared by every client.
+    let started = Instant::now();
+    let ramp_end = started + config.ramp;
+    let measure_start = ramp_end + config.warmup;
+    let measure_end = measure_start + config.duration;
+    let edits_per_client =
+        (config.rate * (config.ramp + config.warmup + config.duration).as_secs_f64()).ceil();
+    let send_times = SendTimes::new(total, edits_per_client as usize + SEND_TABLE_SLACK);
+    let window = Window {
+        start_ns: (measure_start - started).as_nanos() as u64,
+        end_ns: (measure_end - started).as_nanos() as u64,
+    };
+    let shared = Arc::new(Shared::new(started, window, send_times));
+
+    let stop = CancellationToken::new();
+    let mut clients = JoinSet::new();
+    let interval = (config.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / config.rate));
+    let mut phases = fastrand::Rng::with_seed(seed);
+    for index in 0..total {
+        let room_index = index / config.clients_per_room as usize;
+        let room = format!("{prefix}-{room_index}");
+        let client_id = format!(
+            "{prefix}-{room_index}-{}",
+            index % config.clients_per_room as usize
+        );
+        // Connections are spread evenly over the ramp and typing starts when the
+        // ramp ends, at a random phase so rooms do not type in lockstep. Nobody
+        // types before everyone is there: a plain relay has no `sync` to give a
+        // late joiner what it missed, and with incremental updates Yjs cannot
+        // integrate an editor's later keystrokes without its earlier ones.
+        let connect_at = started + config.ramp.mul_f64(index as f64 / total as f64);
+        let phase = interval.map_or(Duration::ZERO, |interval| interval.mul_f64(phases.f64()));
+        let plan = ClientPlan {
+            index,
+            room_index,
+            url: config.protocol.room_url(&config.url, &room, &client_id),
+            identity: Identity {
+                name: format!("bench {index}"),
+                color: client::color_for(index),
+                client_id,
+            },
+            connect_at,
+            first_edit_at: ramp_end + phase,
+            interval,
+            stop_editing_at: measure_end,
+            protocol: config.protocol,
+            payload: config.payload,
+            seed,
+        };
+        clients.spawn(client::run(plan, shared.clone(), stop.clone()));
+    }
+
+    let mut progress = Progress::new(config.show_progress, total);
+    let mut server_rss_max = 0u64;
+    let mut cpu_at_start = None;
+    let mut cpu_at_end = None;
+    let mut next_tick = started;
+    loop {
+        // Wake on the tick, and exactly at the window's edges for the CPU samples.
+        next_tick += TICK;
+        let mut wake = next_tick;
+        if cpu_at_start.is_none() {
+            wake = wake.min(measure_start);
+        }
+        if cpu_at_end.is_none() {
+            wake = wake.min(measure_end);
+        }
+        tokio::time::sleep_until(wake.into()).await;
+        if wake < next_tick {
+            next_tick = wake;
+        }
+        let now = Instant::now();
+        if let Some(pid) = config.server_pid {
+            server_rss_max = server_rss_max.max(system::process_rss_bytes(pid).unwrap_or(0));
+        }
+        if cpu_at_start.is_none() && now >= measure_start {
+            cpu_at_start = Some(CpuSample::take(config.server_pid));
+        }
+        if cpu_at_end.is_none() && now >= measure_end {
+            cpu_at_end = Some(CpuSample::take(config.server_pid));
+        }
+        let phase = if now < ramp_end {
+            "ramp-up"
+        } else if now < measure_start {
+            "warm-up"
+        } else if now < measure_end {
+            "measuring"
+        } else {
+            "draining"
+        };
+        progress.show(phase, &shared);
+        if now >= measure_end + SETTLE {
+            let counters = &shared.counters;
+            let expected = Counters::get(&counters.edits_in_window)
+                * u64::from(config.clients_per_room.saturating_sub(1));
+            let delivered = Counters::get(&counters.deliveries_in_window);
+            if delivered >= expected || now >= measure_end + config.drain {
+                break;
+            }
+        }
+    }
+    progress.finish();
+    stop.cancel();
+    let mut outcomes = Vec::with_capacity(total);
+    while let Some(outcome) = clients.join_next().await {
+        match outcome {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(error) => tracing::error!(%error, "a bench client failed"),
+        }
+    }
+
+    let measured = cpu_at_start.zip(cpu_at_end);
+    Ok(build_report(
+        &config,
+        &shared,
+        &outcomes,
+        measured,
+        server_rss_max,
+    ))
+}
+
+fn validate(config: &BenchConfig) -> Result<(), BenchError> {
+    let invalid = |reason: &str| Err(BenchError::Invalid(reason.to_owned()));
+    if config.rooms == 0 || config.clients_per_room == 0 {
+        return invalid("--rooms and --clients must be at least 1");
+    }
+    if !config.rate.is_finite() || config.rate < 0.0 {
+        return invalid("--rate must be zero or a positive number of edits per second");
+    }
+    if config.duration.is_zero() {
+        return invalid("--duration must be longer than zero");
+    }
+    // The send-time table holds this many slots per client.
+    let edits = config.rate * (config.ramp + config.warmup + config.duration).as_secs_f64();
+    if edits * config.total_clients() as f64 > 200_000_000.0 {
+        return invalid("rate × clients × run time is above 200 million edits");
+    }
+    Ok(())
+}
+
+/// `host:port` of a `ws://` URL, for the reachability check.
+fn socket_address(url: &str) -> Result<String, BenchError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|error| BenchError::Invalid(format!("--url {url}: {error}")))?;
+    match uri.scheme_str() {
+        Some("ws") => {}
+        Some("wss") => {
+            return Err(BenchError::Invalid(
+                "wss:// is not supported by the bench; point it at the server's ws:// address"
+                    .into(),
+            ))
+        }
+        _ => {
+            return Err(BenchError::Invalid(format!(
+                "--url {url}: expected ws://HOST:PORT"
+            )))
+        }
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| BenchError::Invalid(format!("--url {url}: no host")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    Ok(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
+/// CPU times at one moment, to take differences over the window.
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    at: Instant,
+    own: Option<Duration>,
+    server: Option<Duration>,
+}
+
+impl CpuSample {
+    fn take(server_pid: Option<u32>) -> Self {
+        Self {
+            at: Instant::now(),
+            own: system::own_cpu_time(),
+            server: server_pid.and_then(system::process_cpu_time),
+        }
+    }
+}
+
+fn cpu_between(start: Option<Duration>, end: Option<Duration>, wall: Duration) -> Option<CpuUse> {
+    let seconds = end?.checked_sub(start?)?.as_secs_f64();
+    Some(CpuUse {
+        seconds,
+        cores: seconds / wall.as_secs_f64().max(1e-9),
+    })
+}
+
+fn build_report(
+    config: &BenchConfig,
+    shared: &Shared,
+    outcomes: &[ClientOutcome],
+    cpu: Option<(CpuSample, CpuSample)>,
+    server_rss_max: u64,
+) -> Report {
+    let counters = &shared.counters;
+    let seconds = config.duration.as_secs_f64();
+    let per_second =
+        |counter: &std::sync::atomic::AtomicU64| Counters::get(counter) as f64 / seconds;
+    let edits = Counters::get(&counters.edits_in_window);
+    let expected = edits * u64::from(config.clients_per_room.saturating_sub(1));
+    let deliveries = Counters::get(&counters.deliveries_in_window);
+    let missed = expected.saturating_sub(deliveries);
+    let delivery_ratio = if expected == 0 {
+        1.0
+    } else {
+        deliveries as f64 / expected as f64
+    };
+
+    // Every room's editors that were still connected must hold the same text.
+    let mut texts: HashMap<usize, Vec<_>> = HashMap::new();
+    for outcome in outcomes {
+        if let Some(text) = outcome.text {
+            texts.entry(outcome.room_index).or_default().push(text);
+        }
+    }
+    let rooms_diverged = texts
+        .values()
+        .filter(|room| room.windows(2).any(|pair| pair[0] != pair[1]))
+        .count() as u32;
+    let never_connected = outcomes.iter().filter(|outcome| !outcome.connected).count() as u64;
+
+    let (bench_cpu, server_cpu) = match cpu {
+        Some((start, end)) => {
+            let wall = end.at.duration_since(start.at);
+            (
+                cpu_between(start.own, end.own, wall).unwrap_or_default(),
+                cpu_between(start.server, end.server, wall),
+            )
+        }
+        None => (CpuUse::default(), None),
+    };
+    let server = config.server_pid.map(|pid| {
+        let cpu = server_cpu.unwrap_or_default();
+        ServerReport {
+            pid,
+            cpu_us_per_delivery: if deliveries > 0 {
+                cpu.seconds * 1e6 / deliveries as f64
+            } else {
+                0.0
+            },
+            cpu,
+            rss_max_bytes: server_rss_max,
+        }
+    });
+
+    Report {
+        url: config.url.clone(),
+        protocol: config.protocol,
+        payload: config.payload,
+        rooms: config.rooms,
+        clients_per_room: config.clients_per_room,
+        rate: config.rate,
+        ramp_s: config.ramp.as_secs_f64(),
+        warmup_s: config.warmup.as_secs_f64(),
+        duration_s: seconds,
+        connections: ConnectionReport {
+            attempted: config.total_clients() as u64,
+            opened: Counters::get(&counters.connects),
+            failed: never_connected,
+            reconnects: Counters::get(&counters.reconnects),
+            greeted: Counters::get(&counters.greeted),
+            connect_ms: LatencySummary::from_micros(&shared.connect_histogram()),
+        },
+        latency_ms: LatencySummary::from_micros(&shared.latencies.total()),
+        edits,
+        expected_deliveries: expected,
+        deliveries,
+        missed_deliveries: missed,
+        delivery_ratio,
+        deliveries_per_sec: deliveries as f64 / seconds,
+        messages_sent_per_sec: per_second(&counters.messages_sent),
+        messages_received_per_sec: per_second(&counters.messages_received),
+        bytes_sent_per_sec: per_second(&counters.bytes_sent),
+        bytes_received_per_sec: per_second(&counters.bytes_received),
+        errors: Counters::get(&counters.errors),
+        converged: rooms_diverged == 0,
+        rooms_diverged,
+        bench_cpu,
+        server,
+    }
+}
+
+/// The live progress line on stderr (drawn only when stderr is a terminal).
+struct Progress {
+    bar: ProgressBar,
+    total: usize,
+    /// When the line was last drawn, with the message counters then.
+    last: (Instant, u64, u64),
+}
+
+impl Progress {
+    fn new(visible: bool, total: usize) -> Self {
+        let bar = if visible {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}") {
+                bar.set_style(style);
+            }
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Self {
+            bar,
+            total,
+            last: (Instant::now(), 0, 0),
+        }
+    }
+
+    fn show(&mut self, phase: &str, shared: &Shared) {
+        if self.bar.is_hidden() {
+            return;
+        }
+        let counters = &shared.counters;
+        let sent = Counters::get(&counters.messages_sent);
+        let received = Counters::get(&counters.messages_received);
+        let (then, sent_then, received_then) = self.last;
+        let elapsed = then.elapsed().as_secs_f64().max(1e-3);
+        let sent_rate = sent.saturating_sub(sent_then) as f64 / elapsed;
+        let received_rate = received.saturating_sub(received_then) as f64 / elapsed;
+        self.last = (Instant::now(), sent, received);
+        let recent = shared.latencies.take_recent();
+        let p99 = if recent.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.2} ms", recent.value_at_quantile(0.99) as f64 / 1000.0)
+        };
+        self.bar.set_message(format!(
+            "{phase:<9} | {}/{} open | sent {sent_rate:.0}/s received {received_rate:.0}/s | p99 {p99} | errors {}",
+            Counters::get(&counters.open_connections),
+            self.total,
+            Counters::get(&counters.errors),
+        ));
+        self.bar.tick();
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_the_address_to_probe() {
+        assert_eq!(
+            socket_address("ws://127.0.0.1:8001").unwrap(),
+            "127.0.0.1:8001"
+        );
+        assert_eq!(socket_address("ws://localhost").unwrap(), "localhost:80");
+        assert_eq!(socket_address("ws://[::1]:9/").unwrap(), "[::1]:9");
+        assert!(matches!(
+            socket_address("http://x:1"),
+            Err(BenchError::Invalid(_))
+        ));
+        assert!(matches!(
+            socket_address("wss://x:1"),
+            Err(BenchError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn nonsense_settings_are_refused() {
+        let mut config = BenchConfig::new("ws://127.0.0.1:1");
+        config.clients_per_room = 0;
+        assert!(validate(&config).is_err());
+        let mut config = BenchConfig::new("ws://127.0.0.1:1");
+        config.rate = f64::NAN;
+        assert!(validate(&config).is_err());
+        assert!(validate(&BenchConfig::new("ws://127.0.0.1:1")).is_ok());
+    }
+}

@@ -1,0 +1,245 @@
+//! The wire protocols the bench can speak: where to connect, what to say on
+//! connecting, how an edit becomes frames, and what a received frame means.
+//!
+//! Only the original JSON protocol exists today; a binary y-websocket protocol
+//! would be another variant with its own arms here and nothing to change elsewhere.
+
+use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::editor::{Edit, Editor};
+use crate::api::ClientMessage;
+
+/// Which protocol the simulated editors speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// The original JSON protocol: `update {data: hex}` text frames (spec §7).
+    Json,
+}
+
+/// What an edit sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    /// The whole document state on every keystroke, then a `cursor` message —
+    /// exactly what the original browser page sends.
+    Full,
+    /// Only the keystroke's own update.
+    Incremental,
+}
+
+/// Who a simulated editor says it is.
+pub struct Identity {
+    pub client_id: String,
+    pub name: String,
+    pub color: String,
+}
+
+/// A received frame, as far as the bench cares.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A Yjs update (from `update`, `sync` or a binary frame), decoded into the
+    /// caller's scratch buffer.
+    Document,
+    /// The `users` message that ends coedit's greeting.
+    Greeting,
+    /// The server reported an error.
+    ServerError,
+    /// Presence, cursors, pongs: nothing to measure.
+    Other,
+    /// Not something this protocol can read.
+    Malformed,
+}
+
+/// The fields of a server message the bench reads; everything else is skipped.
+/// Hex and message types never contain escapes, so borrowing cannot fail on them.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(default, borrow)]
+    data: Option<&'a str>,
+}
+
+impl Protocol {
+    /// The WebSocket URL of `room` for `client_id` under the server's base URL.
+    pub fn room_url(&self, base: &str, room: &str, client_id: &str) -> String {
+        match self {
+            Protocol::Json => format!(
+                "{}/api/ws/{room}?client_id={client_id}",
+                base.trim_end_matches('/')
+            ),
+        }
+    }
+
+    /// Frames sent right after connecting. The original page sends `join` as soon
+    /// as the socket opens, without waiting for the greeting, and so does the bench
+    /// — which also lets it work against servers that send no greeting at all.
+    pub fn hello(&self, identity: &Identity) -> Vec<Message> {
+        match self {
+            Protocol::Json => [
+                ClientMessage::Join {
+                    name: Some(identity.name.clone()),
+                    color: Some(identity.color.clone()),
+                    avatar_url: None,
+                },
+                ClientMessage::SyncRequest,
+            ]
+            .iter()
+            .filter_map(|message| serde_json::to_string(message).ok())
+            .map(Message::text)
+            .collect(),
+        }
+    }
+
+    /// Frames that carry `edit` with the given payload, appended to `out`.
+    pub fn edit_frames(
+        &self,
+        payload: Payload,
+        editor: &Editor,
+        edit: &Edit,
+        identity: &Identity,
+        out: &mut Vec<Message>,
+    ) {
+        match (self, payload) {
+            (Protocol::Json, Payload::Incremental) => {
+                out.push(Message::text(json_update(&edit.update)));
+            }
+            (Protocol::Json, Payload::Full) => {
+                out.push(Message::text(json_update(&editor.full_state())));
+                out.push(Message::text(json_cursor(identity, edit.cursor)));
+            }
+        }
+    }
+
+    /// Frames that bring the server up to date with everything the editor has,
+    /// after a reconnect.
+    pub fn resync_frames(&self, editor: &Editor) -> Vec<Message> {
+        match self {
+            Protocol::Json => vec![Message::text(json_update(&editor.full_state()))],
+        }
+    }
+
+    /// Reads a received frame; a document update is hex-decoded into `scratch`.
+    pub fn read(&self, frame: &Message, scratch: &mut Vec<u8>) -> Incoming {
+        match (self, frame) {
+            (Protocol::Json, Message::Text(text)) => {
+                let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(text.as_str()) else {
+                    return Incoming::Malformed;
+                };
+                match (envelope.kind, envelope.data) {
+                    ("update" | "sync", Some(data)) => {
+                        scratch.clear();
+                        scratch.resize(data.len() / 2, 0);
+                        match hex::decode_to_slice(data, scratch) {
+                            Ok(()) => Incoming::Document,
+                            Err(_) => Incoming::Malformed,
+                        }
+                    }
+                    ("users", _) => Incoming::Greeting,
+                    ("error", _) => Incoming::ServerError,
+                    _ => Incoming::Other,
+                }
+            }
+            // The original page treats a binary frame as a raw Yjs update.
+            (Protocol::Json, Message::Binary(bytes)) => {
+                scratch.clear();
+                scratch.extend_from_slice(bytes);
+                Incoming::Document
+            }
+            _ => Incoming::Other,
+        }
+    }
+}
+
+/// `{"type":"update","data":"<hex>"}`, built in one allocation.
+pub fn json_update(update: &[u8]) -> String {
+    const HEAD: &str = r#"{"type":"update","data":""#;
+    const TAIL: &str = r#""}"#;
+    let mut json = String::with_capacity(HEAD.len() + update.len() * 2 + TAIL.len());
+    json.push_str(HEAD);
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in update {
+        json.push(DIGITS[(byte >> 4) as usize] as char);
+        json.push(DIGITS[(byte & 0x0f) as usize] as char);
+    }
+    json.push_str(TAIL);
+    json
+}
+
+fn json_cursor(identity: &Identity, position: u32) -> String {
+    let message = ClientMessage::Cursor {
+        user_id: Some(identity.client_id.clone()),
+        name: Some(identity.name.clone()),
+        color: Some(identity.color.clone()),
+        position: Some(i64::from(position)),
+    };
+    // A struct of strings and an integer always serialises.
+    serde_json::to_string(&message).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_are_what_the_original_page_sends() {
+        let json = json_update(&[0, 1, 0xab]);
+        assert_eq!(json, r#"{"type":"update","data":"0001ab"}"#);
+        let parsed: ClientMessage = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            parsed,
+            ClientMessage::Update {
+                data: "0001ab".into()
+            }
+        );
+    }
+
+    #[test]
+    fn server_frames_are_classified() {
+        let mut scratch = Vec::new();
+        let read =
+            |text: &str, scratch: &mut Vec<u8>| Protocol::Json.read(&Message::text(text), scratch);
+        assert_eq!(
+            read(
+                r#"{"type":"update","data":"0a0b","from":"x"}"#,
+                &mut scratch
+            ),
+            Incoming::Document
+        );
+        assert_eq!(scratch, vec![10, 11]);
+        assert_eq!(
+            read(r#"{"type":"sync","data":"ff"}"#, &mut scratch),
+            Incoming::Document
+        );
+        assert_eq!(
+            read(
+                r#"{"type":"users","users":[{"id":"a","name":"A"}]}"#,
+                &mut scratch
+            ),
+            Incoming::Greeting
+        );
+        assert_eq!(
+            read(r#"{"type":"cursor","userId":"a"}"#, &mut scratch),
+            Incoming::Other
+        );
+        assert_eq!(
+            read(r#"{"type":"error","message":"no"}"#, &mut scratch),
+            Incoming::ServerError
+        );
+        assert_eq!(
+            read(r#"{"type":"update","data":"zz"}"#, &mut scratch),
+            Incoming::Malformed
+        );
+        assert_eq!(read("not json", &mut scratch), Incoming::Malformed);
+    }
+
+    #[test]
+    fn room_urls_follow_the_original_path() {
+        assert_eq!(
+            Protocol::Json.room_url("ws://127.0.0.1:8001/", "r1", "c1"),
+            "ws://127.0.0.1:8001/api/ws/r1?client_id=c1"
+        );
+    }
+}

@@ -1,0 +1,373 @@
+//! The bench's result: one serde struct printed as JSON for scripts or as a table
+//! for people, and the threshold checks that turn it into an exit code.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::protocol::{Payload, Protocol};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub url: String,
+    pub protocol: Protocol,
+    pub payload: Payload,
+    pub rooms: u32,
+    pub clients_per_room: u32,
+    /// Edits per second per client.
+    pub rate: f64,
+    pub ramp_s: f64,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    pub connections: ConnectionReport,
+    /// Keystroke to another editor's document, measured from the keystroke's
+    /// scheduled time, over every (edit, receiver) pair of the measurement window.
+    pub latency_ms: LatencySummary,
+    /// Edits scheduled in the measurement window.
+    pub edits: u64,
+    /// `edits × (clients_per_room − 1)`: every other editor should get each one.
+    pub expected_deliveries: u64,
+    pub deliveries: u64,
+    pub missed_deliveries: u64,
+    /// `deliveries / expected_deliveries`; 1 when nothing was expected.
+    pub delivery_ratio: f64,
+    pub deliveries_per_sec: f64,
+    pub messages_sent_per_sec: f64,
+    pub messages_received_per_sec: f64,
+    pub bytes_sent_per_sec: f64,
+    pub bytes_received_per_sec: f64,
+    /// Errors the server reported, frames the bench could not read, failed sends.
+    pub errors: u64,
+    /// Every room's connected editors hold the same text at the end.
+    pub converged: bool,
+    pub rooms_diverged: u32,
+    /// CPU the bench itself used during the measurement window.
+    pub bench_cpu: CpuUse,
+    /// The server process, when its pid was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConnectionReport {
+    pub attempted: u64,
+    /// Connections that completed the WebSocket handshake (first connects only).
+    pub opened: u64,
+    /// Clients that never got connected.
+    pub failed: u64,
+    /// Connections re-opened after dropping.
+    pub reconnects: u64,
+    /// Connections that received a `users` greeting (coedit sends one; a plain
+    /// relay does not).
+    pub greeted: u64,
+    /// TCP connect plus WebSocket handshake.
+    pub connect_ms: LatencySummary,
+}
+
+/// Percentiles of a histogram of microseconds, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl LatencySummary {
+    pub fn from_micros(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Self::default();
+        }
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Self {
+            count: histogram.len(),
+            mean: histogram.mean() / 1000.0,
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p95: ms(histogram.value_at_quantile(0.95)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            p999: ms(histogram.value_at_quantile(0.999)),
+            max: ms(histogram.max()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CpuUse {
+    /// User plus system CPU seconds.
+    pub seconds: f64,
+    /// `seconds` divided by wall-clock seconds: 1.0 is one core kept busy.
+    pub cores: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerReport {
+    pub pid: u32,
+    pub cpu: CpuUse,
+    /// Server CPU per delivered keystroke, in microseconds.
+    pub cpu_us_per_delivery: f64,
+    /// Highest resident memory seen while the bench ran.
+    pub rss_max_bytes: u64,
+}
+
+/// Limits that make the bench fail (exit code 1) when missed.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Thresholds {
+    pub max_p99_ms: Option<f64>,
+    pub min_delivery_ratio: Option<f64>,
+}
+
+impl Thresholds {
+    /// One line per missed threshold; empty when the run passed.
+    pub fn violations(&self, report: &Report) -> Vec<String> {
+        let mut missed = Vec::new();
+        if let Some(limit) = self.max_p99_ms {
+            if report.latency_ms.count == 0 && report.expected_deliveries > 0 {
+                missed.push(format!(
+                    "no keystroke was delivered, so p99 cannot be under --max-p99-ms {limit}"
+                ));
+            } else if report.latency_ms.p99 > limit {
+                missed.push(format!(
+                    "p99 latency {:.3} ms is above --max-p99-ms {limit}",
+                    report.latency_ms.p99
+                ));
+            }
+        }
+        if let Some(limit) = self.min_delivery_ratio {
+            if report.delivery_ratio < limit {
+                missed.push(format!(
+                    "delivery ratio {:.6} is below --min-delivery-ratio {limit} ({} of {} missed)",
+                    report.delivery_ratio, report.missed_deliveries, report.expected_deliveries
+                ));
+            }
+        }
+        missed
+    }
+}
+
+impl Report {
+    /// The summary table printed for people.
+    pub fn table(&self) -> Table {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(vec!["", "value"]);
+        let latency = |summary: &LatencySummary| {
+            format!(
+                "p50 {:.2}  p95 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+                summary.p50, summary.p95, summary.p99, summary.p999, summary.max
+            )
+        };
+        let mut rows: Vec<(&str, String)> = vec![
+            (
+                "target",
+                format!(
+                    "{} ({:?}, {:?} payload)",
+                    self.url, self.protocol, self.payload
+                ),
+            ),
+            (
+                "load",
+                format!(
+                    "{} rooms × {} clients × {} edits/s ({:.0} deliveries/s offered)",
+                    self.rooms,
+                    self.clients_per_room,
+                    self.rate,
+                    f64::from(self.rooms)
+                        * f64::from(self.clients_per_room)
+                        * f64::from(self.clients_per_room.saturating_sub(1))
+                        * self.rate
+                ),
+            ),
+            (
+                "timing",
+                format!(
+                    "ramp {:.1}s, warm-up {:.1}s, measured {:.1}s",
+                    self.ramp_s, self.warmup_s, self.duration_s
+                ),
+            ),
+            (
+                "connections",
+                format!(
+                    "{} of {} opened, {} failed, {} reconnects, {} greeted",
+                    self.connections.opened,
+                    self.connections.attempted,
+                    self.connections.failed,
+                    self.connections.reconnects,
+                    self.connections.greeted
+                ),
+            ),
+            ("connect time (ms)", latency(&self.connections.connect_ms)),
+            ("fan-out latency (ms)", latency(&self.latency_ms)),
+            (
+                "deliveries",
+                format!(
+                    "{} of {} ({} missed, ratio {:.6}), {:.0}/s",
+                    self.deliveries,
+                    self.expected_deliveries,
+                    self.missed_deliveries,
+                    self.delivery_ratio,
+                    self.deliveries_per_sec
+                ),
+            ),
+            (
+                "messages/s",
+                format!(
+                    "sent {:.0}, received {:.0}",
+                    self.messages_sent_per_sec, self.messages_received_per_sec
+                ),
+            ),
+            (
+                "bytes/s",
+                format!(
+                    "sent {}, received {}",
+                    human_bytes(self.bytes_sent_per_sec),
+                    human_bytes(self.bytes_received_per_sec)
+                ),
+            ),
+            ("errors", self.errors.to_string()),
+            (
+                "converged",
+                if self.converged {
+                    "yes".to_owned()
+                } else {
+                    format!("NO: {} rooms differ", self.rooms_diverged)
+                },
+            ),
+            (
+                "bench CPU",
+                format!(
+                    "{:.2} s ({:.2} cores)",
+                    self.bench_cpu.seconds, self.bench_cpu.cores
+                ),
+            ),
+        ];
+        if let Some(server) = &self.server {
+            rows.push((
+                "server CPU",
+                format!(
+                    "{:.2} s ({:.2} cores), {:.2} µs per delivery",
+                    server.cpu.seconds, server.cpu.cores, server.cpu_us_per_delivery
+                ),
+            ));
+            rows.push(("server RSS (max)", human_bytes(server.rss_max_bytes as f64)));
+        }
+        for (name, value) in rows {
+            table.add_row(vec![
+                Cell::new(name).set_alignment(CellAlignment::Right),
+                Cell::new(value),
+            ]);
+        }
+        table
+    }
+}
+
+fn human_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample_report() -> Report {
+        Report {
+            url: "ws://127.0.0.1:1".into(),
+            protocol: Protocol::Json,
+            payload: Payload::Full,
+            rooms: 1,
+            clients_per_room: 3,
+            rate: 1.0,
+            ramp_s: 0.0,
+            warmup_s: 0.0,
+            duration_s: 1.0,
+            connections: ConnectionReport {
+                attempted: 3,
+                opened: 3,
+                failed: 0,
+                reconnects: 0,
+                greeted: 3,
+                connect_ms: LatencySummary::default(),
+            },
+            latency_ms: LatencySummary {
+                count: 6,
+                p99: 4.0,
+                ..LatencySummary::default()
+            },
+            edits: 3,
+            expected_deliveries: 6,
+            deliveries: 6,
+            missed_deliveries: 0,
+            delivery_ratio: 1.0,
+            deliveries_per_sec: 6.0,
+            messages_sent_per_sec: 0.0,
+            messages_received_per_sec: 0.0,
+            bytes_sent_per_sec: 0.0,
+            bytes_received_per_sec: 0.0,
+            errors: 0,
+            converged: true,
+            rooms_diverged: 0,
+            bench_cpu: CpuUse::default(),
+            server: None,
+        }
+    }
+
+    #[test]
+    fn thresholds_pass_and_fail_on_the_right_side() {
+        let report = sample_report();
+        let lenient = Thresholds {
+            max_p99_ms: Some(4.0),
+            min_delivery_ratio: Some(1.0),
+        };
+        assert!(lenient.violations(&report).is_empty());
+        let strict = Thresholds {
+            max_p99_ms: Some(3.9),
+            min_delivery_ratio: None,
+        };
+        assert_eq!(strict.violations(&report).len(), 1);
+
+        let lossy = Report {
+            deliveries: 5,
+            missed_deliveries: 1,
+            delivery_ratio: 5.0 / 6.0,
+            ..sample_report()
+        };
+        let wanted = Thresholds {
+            max_p99_ms: None,
+            min_delivery_ratio: Some(0.99),
+        };
+        assert!(wanted.violations(&lossy)[0].contains("1 of 6 missed"));
+        assert!(Thresholds::default().violations(&lossy).is_empty());
+    }
+
+    #[test]
+    fn nothing_delivered_fails_a_latency_threshold() {
+        let silent = Report {
+            latency_ms: LatencySummary::default(),
+            deliveries: 0,
+            missed_deliveries: 6,
+            delivery_ratio: 0.0,
+            ..sample_report()
+        };
+        let limit = Thresholds {
+            max_p99_ms: Some(50.0),
+            min_delivery_ratio: None,
+        };
+        assert_eq!(limit.violations(&silent).len(), 1);
+    }
+
+    #[test]
+    fn the_table_shows_the_key_figures() {
+        let text = sample_report().table().to_string();
+        assert!(text.contains("p99 4.00"), "{text}");
+        assert!(text.contains("6 of 6"), "{text}");
+    }
+}

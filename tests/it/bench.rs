@@ -1,0 +1,249 @@
+//! `coedit bench` told from an operator's side: it sees every keystroke arrive on a
+//! healthy server, notices when a server loses some, and fails a CI job on a
+//! threshold.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coedit::client::bench::{self, BenchConfig, Payload, Report};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::common::*;
+
+/// 2 rooms × 3 editors typing 5 keystrokes a second for 2 seconds.
+fn small_load(url: String, payload: Payload) -> BenchConfig {
+    let mut config = BenchConfig::new(url);
+    config.rooms = 2;
+    config.clients_per_room = 3;
+    config.rate = 5.0;
+    config.duration = Duration::from_secs(2);
+    config.warmup = Duration::from_millis(500);
+    config.ramp = Duration::from_millis(200);
+    config.drain = Duration::from_secs(3);
+    config.payload = payload;
+    config.seed = Some(42);
+    config
+}
+
+fn assert_every_keystroke_arrived(report: &Report) {
+    // 6 editors × 5/s × 2 s, each seen by the 2 others in its room.
+    assert!(report.edits >= 50, "{report:#?}");
+    assert_eq!(report.expected_deliveries, report.edits * 2);
+    assert_eq!(report.missed_deliveries, 0, "{report:#?}");
+    assert_eq!(report.deliveries, report.expected_deliveries);
+    assert_eq!(report.delivery_ratio, 1.0);
+    assert_eq!(report.latency_ms.count, report.deliveries);
+    assert!(report.latency_ms.p50 > 0.0);
+    assert!(report.converged, "{report:#?}");
+    assert_eq!(report.connections.opened, 6);
+    assert_eq!(
+        report.connections.greeted, 6,
+        "coedit greets every connection"
+    );
+    assert_eq!(report.errors, 0, "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_coedit_every_keystroke_reaches_every_other_editor_and_rooms_converge() {
+    let server = TestServer::start().await;
+    let report = bench::run(small_load(format!("ws://{}", server.addr), Payload::Full))
+        .await
+        .unwrap();
+    assert_every_keystroke_arrived(&report);
+    // Full payload: every edit is an update plus a cursor message.
+    assert!(report.messages_sent_per_sec * report.duration_s >= 2.0 * report.edits as f64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_updates_are_measured_the_same_way() {
+    let server = TestServer::start().await;
+    let report = bench::run(small_load(
+        format!("ws://{}", server.addr),
+        Payload::Incremental,
+    ))
+    .await
+    .unwrap();
+    assert_every_keystroke_arrived(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_loses_updates_is_caught() {
+    let relay = DroppingRelay::start().await;
+    let report = bench::run(small_load(relay.url(), Payload::Incremental))
+        .await
+        .unwrap();
+    assert_eq!(report.connections.opened, 6);
+    assert_eq!(report.connections.greeted, 0, "the relay sends no greeting");
+    assert!(report.missed_deliveries > 0, "{report:#?}");
+    assert!(report.delivery_ratio < 1.0, "{report:#?}");
+    // A Yjs document cannot integrate an editor's later edits while one of its
+    // earlier ones is missing, so one lost update costs every keystroke after it.
+    assert!(report.delivery_ratio < 0.5, "{report:#?}");
+    assert!(!report.converged, "{report:#?}");
+    let thresholds = bench::Thresholds {
+        max_p99_ms: None,
+        min_delivery_ratio: Some(0.99),
+    };
+    assert_eq!(thresholds.violations(&report).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_fails_a_missed_threshold_with_exit_code_1() {
+    let server = TestServer::start().await;
+    let url = format!("ws://{}", server.addr);
+    let output = run_binary(&[
+        "--url",
+        &url,
+        "--rooms",
+        "1",
+        "--clients",
+        "2",
+        "--rate",
+        "10",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--ramp",
+        "100ms",
+        "--json",
+        "--max-p99-ms",
+        "0.000001",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report.deliveries > 0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--max-p99-ms"), "{stderr}");
+
+    let passing = run_binary(&[
+        "--url",
+        &url,
+        "--rooms",
+        "1",
+        "--clients",
+        "2",
+        "--rate",
+        "10",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--ramp",
+        "100ms",
+        "--json",
+        "--min-delivery-ratio",
+        "1",
+    ])
+    .await;
+    assert_eq!(passing.status.code(), Some(0), "{passing:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_exit_code_3() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let output = run_binary(&["--url", &url, "--duration", "1s"]).await;
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert!(output.stdout.is_empty());
+}
+
+async fn run_binary(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_coedit"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+type Members = Vec<(u64, mpsc::UnboundedSender<Message>)>;
+
+/// A relay that forwards every frame to the other members of its room except every
+/// other `update`, which it silently drops: a server with a bug the bench must see.
+struct DroppingRelay {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DroppingRelay {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rooms: Arc<Mutex<HashMap<String, Members>>> = Arc::default();
+        let task = tokio::spawn(async move {
+            let mut next_id = 0;
+            while let Ok((stream, _)) = listener.accept().await {
+                next_id += 1;
+                tokio::spawn(relay_connection(stream, next_id, rooms.clone()));
+            }
+        });
+        Self { addr, task }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+}
+
+impl Drop for DroppingRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// The handshake callback's error type is tungstenite's, not ours.
+#[allow(clippy::result_large_err)]
+async fn relay_connection(stream: TcpStream, id: u64, rooms: Arc<Mutex<HashMap<String, Members>>>) {
+    let mut path = String::new();
+    let callback = |request: &Request, response: Response| {
+        path = request.uri().path().to_owned();
+        Ok(response)
+    };
+    let Ok(socket) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+        return;
+    };
+    let (mut sink, mut stream) = socket.split();
+    let (queue, mut outbound) = mpsc::unbounded_channel();
+    rooms
+        .lock()
+        .unwrap()
+        .entry(path.clone())
+        .or_default()
+        .push((id, queue));
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outbound.recv().await {
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut updates = 0u64;
+    while let Some(Ok(message)) = stream.next().await {
+        let Message::Text(text) = &message else {
+            continue;
+        };
+        if text.as_str().contains(r#""type":"update""#) {
+            updates += 1;
+            if updates.is_multiple_of(2) {
+                continue;
+            }
+        }
+        for (member, queue) in rooms.lock().unwrap().get(&path).into_iter().flatten() {
+            if *member != id {
+                let _ = queue.send(message.clone());
+            }
+        }
+    }
+    if let Some(members) = rooms.lock().unwrap().get_mut(&path) {
+        members.retain(|(member, _)| *member != id);
+    }
+    writer.abort();
+}
