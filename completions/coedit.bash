@@ -214,7 +214,7 @@ _coedit() {
                     return 0
                     ;;
                 --protocol)
-                    COMPREPLY=($(compgen -W "json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "json yjs" -- "${cur}"))
                     return 0
                     ;;
                 --payload)

@@ -169,7 +169,8 @@ complete -c coedit -n "__fish_coedit_using_subcommand bench" -l duration -d 'How
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l warmup -d 'How long clients type before measuring starts' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l ramp -d 'Connections are opened evenly over this long' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l drain -d 'Longest wait after measuring for keystrokes still on their way' -r
-complete -c coedit -n "__fish_coedit_using_subcommand bench" -l protocol -d 'Wire protocol the simulated editors speak' -r -f -a "json\t'The original JSON protocol: `update {data: hex}` text frames (spec §7)'"
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l protocol -d 'Wire protocol the simulated editors speak' -r -f -a "json\t'The original JSON protocol: `update {data: hex}` text frames (spec §7)'
+yjs\t'The y-protocols of y-websocket: binary sync and update messages. The room is appended to `--url` as a provider does (`--url ws://host:8001/api/yjs` for coedit, `ws://host:1234` for a y-websocket server)'"
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l payload -d '`full`: the whole document state plus a cursor message on every keystroke, like the original browser page; `incremental`: only the keystroke\'s update' -r -f -a "full\t'The whole document state on every keystroke, then a `cursor` message — exactly what the original browser page sends'
 incremental\t'Only the keystroke\'s own update'"
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l room-prefix -d 'Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default' -r

@@ -72,6 +72,18 @@ async fn incremental_updates_are_measured_the_same_way() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_y_protocols_endpoint_is_measured_like_a_provider_sees_it() {
+    let server = TestServer::start().await;
+    let mut config = small_load(
+        format!("ws://{}/api/yjs", server.addr),
+        Payload::Incremental,
+    );
+    config.protocol = bench::Protocol::Yjs;
+    let report = bench::run(config).await.unwrap();
+    assert_every_keystroke_arrived(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_loses_updates_is_caught() {
     let relay = DroppingRelay::start().await;
     let report = bench::run(small_load(relay.url(), Payload::Incremental))

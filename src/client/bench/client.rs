@@ -346,8 +346,16 @@ impl Client {
         }
         self.local.messages_received += 1;
         self.local.bytes_received += frame.len() as u64;
-        match self.plan.protocol.read(&frame, &mut self.scratch) {
-            Incoming::Document => {
+        let incoming = self.plan.protocol.read(&frame, &mut self.scratch);
+        if matches!(incoming, Incoming::Greeting | Incoming::SyncedDocument) && !self.greeted {
+            self.greeted = true;
+            self.shared
+                .counters
+                .greeted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        match incoming {
+            Incoming::Document | Incoming::SyncedDocument => {
                 let now_ns = self.shared.now_ns();
                 let shared = &self.shared;
                 let local = &mut self.local;
@@ -359,15 +367,7 @@ impl Client {
                     self.local.errors += 1;
                 }
             }
-            Incoming::Greeting => {
-                if !self.greeted {
-                    self.greeted = true;
-                    self.shared
-                        .counters
-                        .greeted
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
+            Incoming::Greeting => {}
             Incoming::ServerError | Incoming::Malformed => self.local.errors += 1,
             Incoming::Other => {}
         }

@@ -1,11 +1,15 @@
 //! The wire protocols the bench can speak: where to connect, what to say on
 //! connecting, how an edit becomes frames, and what a received frame means.
 //!
-//! Only the original JSON protocol exists today; a binary y-websocket protocol
-//! would be another variant with its own arms here and nothing to change elsewhere.
+//! Two protocols: coedit's original JSON protocol, and the binary y-protocols that
+//! y-websocket providers speak (to coedit's `/api/yjs` or any y-websocket server).
 
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
+use yrs::sync::{Message as YMessage, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::StateVector;
 
 use super::editor::{Edit, Editor};
 use crate::api::ClientMessage;
@@ -16,6 +20,10 @@ use crate::api::ClientMessage;
 pub enum Protocol {
     /// The original JSON protocol: `update {data: hex}` text frames (spec §7).
     Json,
+    /// The y-protocols of y-websocket: binary sync and update messages. The room is
+    /// appended to `--url` as a provider does (`--url ws://host:8001/api/yjs` for
+    /// coedit, `ws://host:1234` for a y-websocket server).
+    Yjs,
 }
 
 /// What an edit sends.
@@ -44,6 +52,8 @@ pub enum Incoming {
     Document,
     /// The `users` message that ends coedit's greeting.
     Greeting,
+    /// A document update that also ends the greeting (y-protocol sync step 2).
+    SyncedDocument,
     /// The server reported an error.
     ServerError,
     /// Presence, cursors, pongs: nothing to measure.
@@ -70,6 +80,7 @@ impl Protocol {
                 "{}/api/ws/{room}?client_id={client_id}",
                 base.trim_end_matches('/')
             ),
+            Protocol::Yjs => format!("{}/{room}", base.trim_end_matches('/')),
         }
     }
 
@@ -90,6 +101,10 @@ impl Protocol {
             .filter_map(|message| serde_json::to_string(message).ok())
             .map(Message::text)
             .collect(),
+            // A provider opens with sync step 1; the answer (step 2) ends the greeting.
+            Protocol::Yjs => vec![y_frame(YMessage::Sync(SyncMessage::SyncStep1(
+                StateVector::default(),
+            )))],
         }
     }
 
@@ -110,6 +125,8 @@ impl Protocol {
                 out.push(Message::text(json_update(&editor.full_state())));
                 out.push(Message::text(json_cursor(identity, edit.cursor)));
             }
+            (Protocol::Yjs, Payload::Incremental) => out.push(y_update(edit.update.to_vec())),
+            (Protocol::Yjs, Payload::Full) => out.push(y_update(editor.full_state())),
         }
     }
 
@@ -118,6 +135,7 @@ impl Protocol {
     pub fn resync_frames(&self, editor: &Editor) -> Vec<Message> {
         match self {
             Protocol::Json => vec![Message::text(json_update(&editor.full_state()))],
+            Protocol::Yjs => vec![y_update(editor.full_state())],
         }
     }
 
@@ -148,6 +166,22 @@ impl Protocol {
                 scratch.extend_from_slice(bytes);
                 Incoming::Document
             }
+            (Protocol::Yjs, Message::Binary(bytes)) => match YMessage::decode_v1(bytes) {
+                Ok(YMessage::Sync(SyncMessage::Update(update))) => {
+                    scratch.clear();
+                    scratch.extend_from_slice(&update);
+                    Incoming::Document
+                }
+                // Sync step 2 answers our step 1: the room's state, and the end of
+                // the greeting. Its content is applied like any update.
+                Ok(YMessage::Sync(SyncMessage::SyncStep2(update))) => {
+                    scratch.clear();
+                    scratch.extend_from_slice(&update);
+                    Incoming::SyncedDocument
+                }
+                Ok(_) => Incoming::Other,
+                Err(_) => Incoming::Malformed,
+            },
             _ => Incoming::Other,
         }
     }
@@ -166,6 +200,14 @@ pub fn json_update(update: &[u8]) -> String {
     }
     json.push_str(TAIL);
     json
+}
+
+fn y_frame(message: YMessage) -> Message {
+    Message::binary(message.encode_v1())
+}
+
+fn y_update(update: Vec<u8>) -> Message {
+    y_frame(YMessage::Sync(SyncMessage::Update(update)))
 }
 
 fn json_cursor(identity: &Identity, position: u32) -> String {
