@@ -252,6 +252,11 @@ impl Client {
         let next_edit = tokio::time::sleep_until(self.plan.stop_editing_at.into());
         tokio::pin!(next_edit);
         let mut armed_for = None;
+        // One cancellation future for the session: making a new one per frame
+        // registers and unregisters a waiter each time.
+        let stop = self.stop.clone();
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
         loop {
             let due = self.next_edit_due();
             if due != armed_for {
@@ -262,7 +267,7 @@ impl Client {
             }
             tokio::select! {
                 biased;
-                _ = self.stop.cancelled() => return SessionEnd::Stopped,
+                _ = &mut stopped => return SessionEnd::Stopped,
                 _ = flush.tick() => self.local.flush(&self.shared, self.plan.index),
                 _ = &mut next_edit, if due.is_some() => {
                     if self.type_one(socket, due.unwrap_or_else(Instant::now)).await.is_err() {
