@@ -3,10 +3,12 @@
 # (examples/relay.rs) under the same loads from `coedit bench`, each run against a
 # freshly started server on this machine's loopback.
 #
-# Usage: scripts/bench.sh [loads|ceiling|idle|all]   (default: all)
+# Usage: scripts/bench.sh [loads|ceiling|steps|idle|all]   (default: all)
 #   loads    the three fixed loads, RUNS runs each
 #   ceiling  rooms of CEILING_CLIENTS at CEILING_RATE edits/s, more rooms each step,
 #            until p99 reaches 50 ms or keystrokes go missing
+#   steps    each of CEILING_ROOMS, RUNS runs each, without stopping (to confirm
+#            the ceiling with medians)
 #   idle     IDLE_CONNECTIONS connections that only stay open: server memory, connect time
 # Environment: RUNS (3), DURATION (10s), WARMUP (2s), RAMP (2s), PAYLOAD (full),
 #   SERVERS ("coedit relay"), PORT (18401), OUT (target/bench-results/<time>),
@@ -113,6 +115,18 @@ ceiling() {
     done
 }
 
+steps() {
+    for server in $SERVERS; do
+        for rooms in $CEILING_ROOMS; do
+            for _ in $(seq "$RUNS"); do
+                run "4-steps-${rooms}x${CEILING_CLIENTS}x${CEILING_RATE}" "$server" \
+                    --rooms "$rooms" --clients "$CEILING_CLIENTS" --rate "$CEILING_RATE" \
+                    --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --payload "$PAYLOAD" >/dev/null
+            done
+        done
+    done
+}
+
 idle() {
     local rooms=$((IDLE_CONNECTIONS / 100))
     for server in $SERVERS; do
@@ -136,9 +150,10 @@ summary() {
 case $MODE in
     loads) loads ;;
     ceiling) ceiling ;;
+    steps) steps ;;
     idle) idle ;;
     all) loads; ceiling; idle ;;
-    *) echo "usage: $0 [loads|ceiling|idle|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [loads|ceiling|steps|idle|all]" >&2; exit 2 ;;
 esac
 echo "| load | server | runs | p50 ms | p99 ms | max ms | deliveries/s | delivery ratio | server cores | server µs/delivery | bench cores | server RSS MiB | connect p99 ms | compilers |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
