@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Takes the measurements of BENCHMARKS.md: coedit serve and the plain relay
+# (examples/relay.rs) under the same loads from `coedit bench`, each run against a
+# freshly started server on this machine's loopback.
+#
+# Usage: scripts/bench.sh [loads|ceiling|steps|idle|all]   (default: all)
+#   loads    the three fixed loads, RUNS runs each
+#   ceiling  rooms of CEILING_CLIENTS at CEILING_RATE edits/s, more rooms each step,
+#            until p99 reaches 50 ms or keystrokes go missing
+#   steps    each of CEILING_ROOMS, RUNS runs each, without stopping (to confirm
+#            the ceiling with medians)
+#   idle     IDLE_CONNECTIONS connections that only stay open: server memory, connect time
+# Environment: RUNS (3), DURATION (10s), WARMUP (2s), RAMP (2s), PAYLOAD (full),
+#   SERVERS ("coedit relay"), PORT (18401), OUT (target/bench-results/<time>),
+#   QUIET_WAIT (120): seconds to wait before each run for no compiler (rustc) to be
+#   running on the machine, since a build on the same cores pollutes the numbers.
+# Results: one JSON report per run under $OUT, and a summary table (median and
+# min–max over the runs) on stdout. Needs jq for the summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=${1:-all}
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+RAMP=${RAMP:-2s}
+PAYLOAD=${PAYLOAD:-full}
+SERVERS=${SERVERS:-coedit relay}
+PORT=${PORT:-18401}
+OUT=${OUT:-target/bench-results/$(date +%Y%m%d-%H%M%S)}
+CEILING_CLIENTS=${CEILING_CLIENTS:-20}
+CEILING_RATE=${CEILING_RATE:-2}
+CEILING_ROOMS=${CEILING_ROOMS:-10 20 40 60 80 120 160 240 320}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
+QUIET_WAIT=${QUIET_WAIT:-120}
+P99_LIMIT_MS=50
+
+# Every connection is a file descriptor, on both sides.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+mkdir -p "$OUT"
+cargo build --release --bins --examples >&2
+COEDIT=target/release/coedit
+RELAY=target/release/examples/relay
+SERVER_PID=
+
+start_server() {
+    case $1 in
+        coedit) "$COEDIT" serve --host 127.0.0.1 --port "$PORT" --data-dir "$(mktemp -d)" \
+                    --log-level warn >&2 & ;;
+        relay) "$RELAY" --port "$PORT" 2>/dev/null & ;;
+    esac
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "server $1 did not start" >&2
+    return 1
+}
+
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+}
+trap stop_server EXIT
+
+# run NAME SERVER BENCH-ARGS...: one bench against a fresh server; the report gets
+# the number of compiler processes seen at its start, so noisy runs can be told apart.
+run() {
+    local name=$1 server=$2
+    shift 2
+    for _ in $(seq "$QUIET_WAIT"); do
+        [ "$(pgrep -c rustc || true)" = 0 ] && break
+        sleep 1
+    done
+    start_server "$server"
+    local compilers
+    compilers=$(pgrep -c rustc || true)
+    local file="$OUT/$name.$server.$(date +%s%N).json"
+    "$COEDIT" bench --url "ws://127.0.0.1:$PORT" --server-pid "$SERVER_PID" --json "$@" \
+        | jq --arg name "$name" --arg server "$server" --argjson compilers "$compilers" \
+            '. + {name: $name, server_kind: $server, compilers_running: $compilers}' > "$file" \
+        || true
+    stop_server
+    echo "$file"
+}
+
+loads() {
+    for server in $SERVERS; do
+        for _ in $(seq "$RUNS"); do
+            run "1-10x10x2" "$server" --rooms 10 --clients 10 --rate 2 \
+                --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --payload "$PAYLOAD" >/dev/null
+            run "2-50x20x1" "$server" --rooms 50 --clients 20 --rate 1 \
+                --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --payload "$PAYLOAD" >/dev/null
+            run "3-1x100x1" "$server" --rooms 1 --clients 100 --rate 1 \
+                --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --payload "$PAYLOAD" >/dev/null
+        done
+    done
+}
+
+ceiling() {
+    for server in $SERVERS; do
+        for rooms in $CEILING_ROOMS; do
+            local file
+            file=$(run "4-ceiling-${rooms}x${CEILING_CLIENTS}x${CEILING_RATE}" "$server" \
+                --rooms "$rooms" --clients "$CEILING_CLIENTS" --rate "$CEILING_RATE" \
+                --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --payload "$PAYLOAD")
+            if ! jq -e --argjson limit "$P99_LIMIT_MS" \
+                '.latency_ms.p99 < $limit and .delivery_ratio >= 0.999 and .connections.failed == 0' \
+                "$file" >/dev/null 2>&1; then
+                echo "$server: p99 >= ${P99_LIMIT_MS} ms or deliveries lost at $rooms rooms" >&2
+                break
+            fi
+        done
+    done
+}
+
+steps() {
+    for server in $SERVERS; do
+        for rooms in $CEILING_ROOMS; do
+            for _ in $(seq "$RUNS"); do
+                run "4-steps-${rooms}x${CEILING_CLIENTS}x${CEILING_RATE}" "$server" \
+                    --rooms "$rooms" --clients "$CEILING_CLIENTS" --rate "$CEILING_RATE" \
+                    --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --payload "$PAYLOAD" >/dev/null
+            done
+        done
+    done
+}
+
+idle() {
+    local rooms=$((IDLE_CONNECTIONS / 100))
+    for server in $SERVERS; do
+        for _ in $(seq "$RUNS"); do
+            run "5-idle-${IDLE_CONNECTIONS}" "$server" --rooms "$rooms" --clients 100 --rate 0 \
+                --duration 5s --warmup 0s --ramp 10s >/dev/null
+        done
+    done
+}
+
+summary() {
+    jq -s -r '
+      def median: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+      def spread(f): [.[] | f] as $values
+        | "\($values | median | . * 100 | round / 100) (\($values | min | . * 100 | round / 100)–\($values | max | . * 100 | round / 100))";
+      group_by([.name, .server_kind])[]
+      | "| \(.[0].name) | \(.[0].server_kind) | \(length) | \(spread(.latency_ms.p50)) | \(spread(.latency_ms.p99)) | \(spread(.latency_ms.max)) | \(spread(.deliveries_per_sec)) | \(spread(.delivery_ratio)) | \(spread(.server.cpu.cores)) | \(spread(.server.cpu_us_per_delivery)) | \(spread(.bench_cpu.cores)) | \(spread(.server.rss_max_bytes / 1048576)) | \(spread(.connections.connect_ms.p99)) | \([.[].compilers_running] | max) |"
+    ' "$OUT"/*.json
+}
+
+case $MODE in
+    loads) loads ;;
+    ceiling) ceiling ;;
+    steps) steps ;;
+    idle) idle ;;
+    all) loads; ceiling; idle ;;
+    *) echo "usage: $0 [loads|ceiling|steps|idle|all]" >&2; exit 2 ;;
+esac
+echo "| load | server | runs | p50 ms | p99 ms | max ms | deliveries/s | delivery ratio | server cores | server µs/delivery | bench cores | server RSS MiB | connect p99 ms | compilers |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+summary
+echo "results in $OUT" >&2
