@@ -279,7 +279,8 @@ async fn a_document_cannot_grow_past_its_limit() {
 #[tokio::test]
 async fn a_flooding_client_is_refused_then_closed() {
     let server = server_with(|config| {
-        config.rate_limit_per_sec = 5;
+        // One token a second: the burst cannot refill while the test sends.
+        config.rate_limit_per_sec = 1;
         config.rate_limit_burst = 5;
     })
     .await;
