@@ -15,7 +15,8 @@ use crate::server::{self, Config, StoreConfig};
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    // Not plain `HOST`: some shells and CI images export it as the machine's name.
+    #[arg(long, env = "COEDIT_HOST", default_value = "0.0.0.0")]
     pub host: String,
 
     /// Port to listen on.
