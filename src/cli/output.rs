@@ -202,6 +202,27 @@ pub fn print_json(raw: &serde_json::Value) -> Result<(), Failure> {
     print(text)
 }
 
+/// The end of a command whose answer has a `success` flag: the server's JSON when
+/// `json` was asked for; then exit 1 with `failure` if the operation failed (after the
+/// JSON, so scripts still get the document), or else the human line `done`.
+pub fn finish_operation(
+    raw: &serde_json::Value,
+    json: bool,
+    failure: Option<String>,
+    done: impl FnOnce() -> String,
+) -> Result<(), Failure> {
+    if json {
+        print_json(raw)?;
+    }
+    if let Some(failure) = failure {
+        return Err(Failure::new(exit::FAILED, failure));
+    }
+    if json {
+        return Ok(());
+    }
+    print(done())
+}
+
 impl From<std::io::Error> for Failure {
     /// A closed stdout means the reader has what it wanted (`coedit rooms list |
     /// head -1`): that is success, with nothing more to say.

@@ -3,8 +3,8 @@
 use clap::Args;
 
 use super::client_args::ClientArgs;
-use super::output::{print, print_json};
-use super::{exit, Failure};
+use super::output::finish_operation;
+use super::Failure;
 use crate::api::PersistResponse;
 use crate::client::rest::Answer;
 
@@ -32,21 +32,16 @@ pub(super) fn report(
     verb: &str,
     room: &str,
 ) -> Result<(), Failure> {
-    if json {
-        print_json(&answer.raw)?;
-    }
-    let response = answer.value;
-    if !response.success {
+    let response = &answer.value;
+    let failure = (!response.success).then(|| {
         let reason = response
             .error
-            .unwrap_or_else(|| "the server gave no reason".to_owned());
-        return Err(Failure::new(exit::FAILED, format!("room {room}: {reason}")));
-    }
-    if json {
-        return Ok(());
-    }
-    match response.size {
-        Some(size) => print(format!("{verb} room {room} ({size} hex chars)")),
-        None => print(format!("{verb} room {room}")),
-    }
+            .as_deref()
+            .unwrap_or("the server gave no reason");
+        format!("room {room}: {reason}")
+    });
+    finish_operation(&answer.raw, json, failure, || match response.size {
+        Some(size) => format!("{verb} room {room} ({size} hex chars)"),
+        None => format!("{verb} room {room}"),
+    })
 }

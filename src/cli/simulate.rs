@@ -4,8 +4,8 @@
 use clap::{Args, Subcommand};
 
 use super::client_args::ClientArgs;
-use super::output::{print, print_json};
-use super::{exit, Failure};
+use super::output::finish_operation;
+use super::Failure;
 
 /// The server's default, sent explicitly so the output can say what was asked for.
 pub const DEFAULT_COUNT: u32 = 10;
@@ -53,43 +53,27 @@ impl SimulateArgs {
         match self.command {
             SimulateCommand::Add { room, count } => {
                 let answer = client.simulate_add(&room, count).await?;
-                if json {
-                    print_json(&answer.raw)?;
-                }
-                let response = answer.value;
-                if !response.success {
-                    return Err(Failure::new(
-                        exit::FAILED,
-                        format!("room {room}: the server did not add users"),
-                    ));
-                }
-                if json {
-                    return Ok(());
-                }
-                print(format!(
-                    "Added {} simulated users to room {room} ({} users now)",
-                    response.simulated_users, response.total_users
-                ))
+                let response = &answer.value;
+                let failure = (!response.success)
+                    .then(|| format!("room {room}: the server did not add users"));
+                finish_operation(&answer.raw, json, failure, || {
+                    format!(
+                        "Added {} simulated users to room {room} ({} users now)",
+                        response.simulated_users, response.total_users
+                    )
+                })
             }
             SimulateCommand::Remove { room } => {
                 let answer = client.simulate_remove(&room).await?;
-                if json {
-                    print_json(&answer.raw)?;
-                }
-                let response = answer.value;
-                if !response.success {
-                    return Err(Failure::new(
-                        exit::FAILED,
-                        format!("room {room}: the server did not remove users"),
-                    ));
-                }
-                if json {
-                    return Ok(());
-                }
-                print(format!(
-                    "Removed {} simulated users from room {room}",
-                    response.removed
-                ))
+                let response = &answer.value;
+                let failure = (!response.success)
+                    .then(|| format!("room {room}: the server did not remove users"));
+                finish_operation(&answer.raw, json, failure, || {
+                    format!(
+                        "Removed {} simulated users from room {room}",
+                        response.removed
+                    )
+                })
             }
         }
     }

@@ -108,52 +108,36 @@ async fn a_server_that_loses_updates_is_caught() {
 async fn the_binary_fails_a_missed_threshold_with_exit_code_1() {
     let server = TestServer::start().await;
     let url = format!("ws://{}", server.addr);
-    let output = run_binary(&[
-        "--url",
-        &url,
-        "--rooms",
-        "1",
-        "--clients",
-        "2",
-        "--rate",
-        "10",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--ramp",
-        "100ms",
-        "--json",
-        "--max-p99-ms",
-        "0.000001",
-    ])
-    .await;
+    // A one-second load of 1 room × 2 editors, with a threshold added.
+    let with_threshold = |threshold: &'static [&'static str]| {
+        let mut args = vec![
+            "--url",
+            &url,
+            "--rooms",
+            "1",
+            "--clients",
+            "2",
+            "--rate",
+            "10",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--ramp",
+            "100ms",
+            "--json",
+        ];
+        args.extend_from_slice(threshold);
+        args
+    };
+    let output = run_binary(&with_threshold(&["--max-p99-ms", "0.000001"])).await;
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let report: Report = serde_json::from_slice(&output.stdout).unwrap();
     assert!(report.deliveries > 0);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--max-p99-ms"), "{stderr}");
 
-    let passing = run_binary(&[
-        "--url",
-        &url,
-        "--rooms",
-        "1",
-        "--clients",
-        "2",
-        "--rate",
-        "10",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--ramp",
-        "100ms",
-        "--json",
-        "--min-delivery-ratio",
-        "1",
-    ])
-    .await;
+    let passing = run_binary(&with_threshold(&["--min-delivery-ratio", "1"])).await;
     assert_eq!(passing.status.code(), Some(0), "{passing:?}");
 }
 
