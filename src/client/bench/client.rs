@@ -159,10 +159,12 @@ impl Client {
                 .open_connections
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
+        self.catch_up();
+        let text = connected_at_end.then(|| self.editor.fingerprint());
         ClientOutcome {
             room_index,
             connected: true,
-            text: connected_at_end.then(|| self.editor.fingerprint()),
+            text,
         }
     }
 
@@ -202,6 +204,7 @@ impl Client {
                     .counters
                     .reconnects
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.catch_up();
                 let frames = self.plan.protocol.resync_frames(&self.editor);
                 if self.send_all(&mut socket, frames).await.is_ok() {
                     return Some(socket);
@@ -275,7 +278,10 @@ impl Client {
             tokio::select! {
                 biased;
                 _ = &mut stopped => return SessionEnd::Stopped,
-                _ = flush.tick() => self.local.flush(&self.shared, self.plan.index),
+                _ = flush.tick() => {
+                    self.catch_up();
+                    self.local.flush(&self.shared, self.plan.index);
+                }
                 _ = &mut next_edit, if due.is_some() => {
                     if self.type_one(socket, due.unwrap_or_else(Instant::now)).await.is_err() {
                         return SessionEnd::Dropped;
@@ -308,6 +314,7 @@ impl Client {
 
     async fn type_one(&mut self, socket: &mut Socket, due: Instant) -> Result<(), ()> {
         let due_ns = due.saturating_duration_since(self.shared.epoch).as_nanos() as u64;
+        self.catch_up();
         let edit = self.editor.edit();
         self.shared
             .send_times
@@ -349,6 +356,21 @@ impl Client {
         })
     }
 
+    /// Integrates what was received since the last catch-up and times every
+    /// keystroke of the measurement window it brought in; a failure counts as an
+    /// error (the room's documents will then not converge either).
+    fn catch_up(&mut self) {
+        let shared = &self.shared;
+        let local = &mut self.local;
+        let caught_up = self
+            .editor
+            .catch_up(|arrived, received_ns| record_arrivals(shared, local, arrived, received_ns));
+        if let Err(error) = caught_up {
+            tracing::debug!(%error, "received updates do not apply");
+            self.local.errors += 1;
+        }
+    }
+
     fn receive(&mut self, frame: Message) {
         if matches!(
             frame,
@@ -368,16 +390,7 @@ impl Client {
         }
         match incoming {
             Incoming::Document | Incoming::SyncedDocument => {
-                let now_ns = self.shared.now_ns();
-                let shared = &self.shared;
-                let local = &mut self.local;
-                let applied = self.editor.apply_remote(&self.scratch, |arrived| {
-                    record_arrivals(shared, local, arrived, now_ns)
-                });
-                if let Err(error) = applied {
-                    tracing::debug!(%error, "received update refused");
-                    self.local.errors += 1;
-                }
+                self.editor.receive(&self.scratch, self.shared.now_ns());
             }
             Incoming::Greeting => {}
             Incoming::ServerError | Incoming::Malformed => self.local.errors += 1,
