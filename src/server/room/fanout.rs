@@ -1,5 +1,5 @@
 //! How messages leave a room: each connection's bounded outbound queue, the close
-//! request a writer task watches, and broadcast that serialises a message once per
+//! request its task watches, and broadcast that serialises a message once per
 //! protocol and shares it by reference count.
 //!
 //! Nothing here waits: a connection whose queue is full is a slow consumer and is
