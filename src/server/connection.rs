@@ -516,7 +516,7 @@ mod tests {
     use crate::server::Config;
 
     /// The task's future is most of what an idle connection costs (10,000 of them
-    /// in 45 MiB): it was 1.8 KiB split in two tasks, it is ~1.3 KiB as one.
+    /// in 46 MiB): it was 1.8 KiB split in two tasks, it is ~1.3 KiB as one.
     #[tokio::test]
     async fn a_connection_task_stays_small() {
         let config = Config::for_tests();
