@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod document;
+pub mod idle_io;
 pub mod journal;
 pub mod limits;
 pub mod metrics;

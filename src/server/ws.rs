@@ -2,15 +2,20 @@
 //! `/api/ws/{room_id}?client_id=` and the binary y-protocols at `/api/yjs/{room}`
 //! (what y-websocket's `WebsocketProvider` connects to). Everything that can refuse
 //! a connection is checked here, before the upgrade; `connection.rs` runs it after.
+//!
+//! The upgrade is done here rather than with axum's `WebSocketUpgrade` so that
+//! `connection.rs` can put the socket in an `IdleIo` before tungstenite sees it:
+//! that is what lets an idle connection hold no read or write buffer.
 
 use std::sync::atomic::Ordering;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, Query, State};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::header::ORIGIN;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
+use tokio_tungstenite::tungstenite::handshake::server::create_response;
 
 use super::auth::{self, Access, AuthError};
 use super::connection::serve_connection;
@@ -18,12 +23,6 @@ use super::rest::{validate_room_id, ApiError};
 use super::room::Protocol;
 use super::AppState;
 
-/// Read buffer per connection. tokio-tungstenite's default (128 KiB, zero-filled on
-/// every read) would cost ~1.4 GB for 10,000 idle connections; editor messages are
-/// small and larger ones simply take several reads.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
-/// Bytes gathered before tungstenite writes to the socket; `flush` writes the rest.
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 #[derive(Debug, Deserialize)]
 pub struct ConnectParams {
     client_id: Option<String>,
@@ -33,25 +32,23 @@ pub struct ConnectParams {
 
 /// `GET /api/ws/{room_id}`: the original JSON protocol.
 pub async fn upgrade_json(
-    ws: WebSocketUpgrade,
     Path(room_id): Path<String>,
     Query(params): Query<ConnectParams>,
     State(app): State<AppState>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    upgrade(ws, room_id, params, &headers, app, Protocol::Json)
+    upgrade(request, room_id, params, app, Protocol::Json)
 }
 
 /// `GET /api/yjs/{*room}`: the y-protocols. Room names arrive unencoded and may
 /// contain `/`, hence the wildcard.
 pub async fn upgrade_yjs(
-    ws: WebSocketUpgrade,
     Path(room_id): Path<String>,
     Query(params): Query<ConnectParams>,
     State(app): State<AppState>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    upgrade(ws, room_id, params, &headers, app, Protocol::Yjs)
+    upgrade(request, room_id, params, app, Protocol::Yjs)
 }
 
 /// Everything that can refuse a connection, checked before the upgrade so a refusal
@@ -110,14 +107,18 @@ fn admit(
 }
 
 fn upgrade(
-    ws: WebSocketUpgrade,
+    request: Request,
     room_id: String,
     params: ConnectParams,
-    headers: &HeaderMap,
     app: AppState,
     protocol: Protocol,
 ) -> Result<Response, ApiError> {
-    let access = admit(&app, &room_id, &params, headers)?;
+    let (parts, _body) = request.into_parts();
+    let mut head = Request::from_parts(parts, ());
+    // Checks the upgrade headers and computes `Sec-WebSocket-Accept`.
+    let accepted = create_response(&head)
+        .map_err(|error| ApiError::BadRequest(format!("not a WebSocket upgrade: {error}")))?;
+    let access = admit(&app, &room_id, &params, head.headers())?;
     let client_id = params
         .client_id
         .filter(|id| !id.is_empty())
@@ -127,17 +128,9 @@ fn upgrade(
             "client_id is longer than 256 bytes".into(),
         ));
     }
-    let tracker = app.tracker.clone();
-    Ok(ws
-        .read_buffer_size(READ_BUFFER_BYTES)
-        // The writer feeds a batch of frames and flushes once; a zero buffer would make
-        // tungstenite write each frame with its own syscall (BENCHMARKS.md, finding 3).
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_message_size(app.config.max_message_bytes)
-        .max_frame_size(app.config.max_message_bytes)
-        .on_upgrade(move |socket| {
-            tracker.track_future(serve_connection(
-                socket, app, room_id, client_id, protocol, access,
-            ))
-        }))
+    let on_upgrade = hyper::upgrade::on(&mut head);
+    app.tracker.clone().spawn(serve_connection(
+        on_upgrade, app, room_id, client_id, protocol, access,
+    ));
+    Ok(accepted.map(|()| Body::empty()))
 }

@@ -9,6 +9,7 @@ use coedit::api::ServerMessage;
 use coedit::server::document::Document;
 use coedit::server::journal::Journal;
 use coedit::server::metrics::Metrics;
+use coedit::server::room::queue;
 use coedit::server::room::{
     Kick, Member, Origin, Protocol, Room, RoomSettings, UpdateBytes, UpdateFormat,
 };
@@ -117,7 +118,7 @@ async fn y_protocol_frames_cannot_break_a_room() {
         max_document_bytes: 1 << 20,
     };
     let room = Room::new("fuzz".into(), None, journal, Metrics::new(), settings).unwrap();
-    let (queue, mut outbound) = tokio::sync::mpsc::channel(1 << 16);
+    let (queue, mut outbound) = queue::channel(1 << 16);
     let member = Member {
         client_id: "fuzzer".into(),
         protocol: Protocol::Yjs,

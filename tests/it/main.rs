@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod common;
+mod connection;
 mod durability;
 mod fuzz;
 mod hardening;

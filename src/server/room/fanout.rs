@@ -1,5 +1,5 @@
 //! How messages leave a room: each connection's bounded outbound queue, the close
-//! request a writer task watches, and broadcast that serialises a message once per
+//! request its task watches, and broadcast that serialises a message once per
 //! protocol and shares it by reference count.
 //!
 //! Nothing here waits: a connection whose queue is full is a slow consumer and is
@@ -8,11 +8,11 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::queue::{self, TrySendError};
 use crate::api::ServerMessage;
 use crate::server::metrics::Metrics;
 
@@ -20,15 +20,35 @@ use crate::server::metrics::Metrics;
 pub type ConnectionId = u64;
 
 /// One frame waiting in a connection's outbound queue. Clones share the payload.
+///
+/// One pointer wide: the queue's blocks hold 32 slots each and every connection has
+/// at least one, so a 40-byte payload enum inline would cost ~1 KiB per connection
+/// more. The extra allocation is once per message, not per recipient.
 #[derive(Debug, Clone)]
-pub enum Outbound {
+pub struct Outbound(Arc<Payload>);
+
+/// What an `Outbound` carries: the payload of a text or binary frame.
+#[derive(Debug)]
+pub enum Payload {
     Text(Utf8Bytes),
     Binary(Bytes),
 }
 
 impl Outbound {
+    pub fn text(text: Utf8Bytes) -> Self {
+        Self(Arc::new(Payload::Text(text)))
+    }
+
+    pub fn binary(bytes: Bytes) -> Self {
+        Self(Arc::new(Payload::Binary(bytes)))
+    }
+
     pub fn json(message: &ServerMessage) -> Self {
-        Outbound::Text(Utf8Bytes::from(message.to_json()))
+        Self::text(Utf8Bytes::from(message.to_json()))
+    }
+
+    pub fn payload(&self) -> &Payload {
+        &self.0
     }
 }
 
@@ -117,7 +137,7 @@ impl Kick {
 pub struct Member {
     pub client_id: String,
     pub protocol: Protocol,
-    pub queue: mpsc::Sender<Outbound>,
+    pub queue: queue::Sender<Outbound>,
     pub kick: Kick,
 }
 
@@ -173,7 +193,7 @@ pub fn push(member: &Member, metrics: &Metrics, message: Outbound) -> bool {
                 .fetch_add(1, Ordering::Relaxed);
             true
         }
-        Err(mpsc::error::TrySendError::Full(_)) => {
+        Err(TrySendError::Full(_)) => {
             metrics
                 .counters()
                 .slow_consumer_disconnects
@@ -183,7 +203,7 @@ pub fn push(member: &Member, metrics: &Metrics, message: Outbound) -> bool {
             false
         }
         // The writer is gone; the connection's own cleanup will remove it.
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Err(TrySendError::Closed(_)) => false,
     }
 }
 

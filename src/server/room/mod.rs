@@ -3,6 +3,7 @@
 //! plain method calls; sockets and HTTP stay in `ws.rs`, `yjs.rs` and `rest.rs`.
 //!
 //! - `fanout`: outbound queues, close requests, broadcast per protocol;
+//! - `queue`: the bounded outbound queue itself, which holds no memory when empty;
 //! - `presence`: who is here, per client id;
 //! - `durable`: the journal, compaction, checkpoints, unloading;
 //! - `simulated`: the load-testing users of `/api/simulate`;
@@ -11,6 +12,7 @@
 mod durable;
 mod fanout;
 mod presence;
+pub mod queue;
 mod simulated;
 mod yjs;
 
@@ -19,11 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use fanout::{broadcast, json_only, push, PerProtocol};
-pub use fanout::{CloseReason, ConnectionId, Kick, Member, Outbound, Protocol};
+pub use fanout::{CloseReason, ConnectionId, Kick, Member, Outbound, Payload, Protocol};
 pub use yjs::YjsError;
 
 use super::document::{Applied, Document, DocumentError};
@@ -270,7 +272,7 @@ impl Room {
             Protocol::Json => {
                 let mut greeting = Vec::with_capacity(2);
                 if !state.document.is_empty() {
-                    greeting.push(Outbound::Text(state.sync_message()));
+                    greeting.push(Outbound::text(state.sync_message()));
                 }
                 greeting.push(Outbound::json(&ServerMessage::Users {
                     users: state.listed_users(None),
@@ -367,7 +369,7 @@ impl Room {
     /// `sync_request`: the merged document, to this connection only.
     pub fn sync_request(&self, connection: ConnectionId) {
         let mut state = self.lock();
-        let sync = Outbound::Text(state.sync_message());
+        let sync = Outbound::text(state.sync_message());
         state.send_to(self.metrics(), connection, sync);
     }
 
@@ -405,7 +407,7 @@ impl Room {
         self.log_update(&mut state, delta.clone());
         let json = || {
             Some(match origin.format {
-                UpdateFormat::RawBinary => Outbound::Binary(delta.clone()),
+                UpdateFormat::RawBinary => Outbound::binary(delta.clone()),
                 UpdateFormat::JsonHex | UpdateFormat::YjsSync => {
                     Outbound::json(&ServerMessage::Update {
                         data: hex::encode(&delta),

@@ -1,0 +1,305 @@
+//! `IdleIo`: the byte stream under a server WebSocket, holding buffers only while
+//! bytes are in flight, so an idle connection costs no buffer memory.
+//!
+//! Reads: tungstenite is configured with a tiny read size (its read buffer is
+//! allocated up front, per connection, for as long as the connection lives). Asking
+//! the socket for that little at a time would cost a syscall per few hundred bytes,
+//! so each socket read goes into a large scratch array on the stack; what
+//! tungstenite did not take yet is kept in an exact-size heap buffer that is freed as
+//! soon as tungstenite has drained it.
+//!
+//! Writes: tungstenite's own write buffer keeps its capacity forever once a large
+//! frame has passed through it. Data frames therefore bypass it: the connection
+//! encodes them straight into this stream's write buffer (`queue_frame`), and the
+//! buffer is freed once a flush has written it out. tungstenite itself writes only
+//! control frames here (pongs, close), and `poll_write` always takes them whole, so
+//! frames from both sources never interleave.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+
+/// Bytes asked of the socket per read. On the stack, so it costs nothing per
+/// connection; larger means fewer syscalls for large messages, and only the part
+/// tungstenite has not taken yet is copied to the heap.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A stream that buffers reads and writes only while they are pending.
+#[derive(Debug)]
+pub struct IdleIo<S> {
+    io: S,
+    /// Bytes read from the socket that tungstenite has not taken yet, from
+    /// `read_pos` on. No allocation while empty.
+    read_buf: Vec<u8>,
+    read_pos: usize,
+    /// Encoded frames not yet written to the socket, from `write_pos` on. No
+    /// allocation while empty.
+    write_buf: Vec<u8>,
+    write_pos: usize,
+}
+
+impl<S> IdleIo<S> {
+    pub fn new(io: S) -> Self {
+        Self {
+            io,
+            read_buf: Vec::new(),
+            read_pos: 0,
+            write_buf: Vec::new(),
+            write_pos: 0,
+        }
+    }
+
+    /// Encodes a frame into the write buffer; the next flush writes it.
+    pub fn queue_frame(&mut self, frame: Frame) -> io::Result<()> {
+        self.write_buf.reserve(frame.len());
+        // Writing into a `Vec` cannot fail; the conversion keeps the signature honest.
+        frame.format(&mut self.write_buf).map_err(io::Error::other)
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub fn pending_writes(&self) -> usize {
+        self.write_buf.len() - self.write_pos
+    }
+
+    /// Heap bytes this stream holds in its buffers (zero when idle).
+    pub fn buffer_capacity(&self) -> usize {
+        self.read_buf.capacity() + self.write_buf.capacity()
+    }
+}
+
+impl<S: AsyncWrite + Unpin> IdleIo<S> {
+    /// Writes the write buffer out, then frees it.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.write_pos < self.write_buf.len() {
+            let written =
+                ready!(Pin::new(&mut self.io).poll_write(cx, &self.write_buf[self.write_pos..]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.write_pos += written;
+        }
+        // Freed rather than cleared: one allocation per batch is cheap next to the
+        // write's syscall, and an idle connection then holds nothing.
+        self.write_buf = Vec::new();
+        self.write_pos = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for IdleIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.read_pos < this.read_buf.len() {
+            let pending = &this.read_buf[this.read_pos..];
+            let taken = pending.len().min(buf.remaining());
+            buf.put_slice(&pending[..taken]);
+            this.read_pos += taken;
+            if this.read_pos == this.read_buf.len() {
+                this.read_buf = Vec::new();
+                this.read_pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut chunk = ReadBuf::uninit(&mut chunk);
+        ready!(Pin::new(&mut this.io).poll_read(cx, &mut chunk))?;
+        let read = chunk.filled();
+        let taken = read.len().min(buf.remaining());
+        buf.put_slice(&read[..taken]);
+        if taken < read.len() {
+            // Exact size, and only until tungstenite has taken it.
+            this.read_buf = read[taken..].to_vec();
+            this.read_pos = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for IdleIo<S> {
+    /// Takes all of `data` into the write buffer. Only tungstenite writes here (its
+    /// control frames, a few bytes each); accepting them whole keeps each frame in
+    /// one piece between the data frames queued by `queue_frame`.
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().write_buf.extend_from_slice(data);
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_out(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_out(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::time::Duration;
+
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{duplex, DuplexStream};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+    use tokio_tungstenite::tungstenite::{Bytes, Message};
+    use tokio_tungstenite::WebSocketStream;
+
+    use super::*;
+
+    /// Far below the messages sent, as the server configures it.
+    const SMALL_READS: usize = 64;
+
+    async fn pair() -> (
+        WebSocketStream<IdleIo<DuplexStream>>,
+        WebSocketStream<DuplexStream>,
+    ) {
+        let (server, client) = duplex(256 * 1024);
+        let config = WebSocketConfig::default()
+            .read_buffer_size(SMALL_READS)
+            .write_buffer_size(0);
+        let server =
+            WebSocketStream::from_raw_socket(IdleIo::new(server), Role::Server, Some(config)).await;
+        let client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        (server, client)
+    }
+
+    fn payload(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn large_frames_arrive_whole_and_the_buffer_is_freed() {
+        let (mut server, mut client) = pair().await;
+        for (len, seed) in [(5_000, 1), (100_000, 2), (3, 3), (READ_CHUNK * 3 + 7, 4)] {
+            let sent = payload(len, seed);
+            client.send(Message::binary(sent.clone())).await.unwrap();
+            let received = server.next().await.unwrap().unwrap();
+            assert_eq!(received.into_data(), sent, "message of {len} bytes");
+            assert_eq!(server.get_ref().buffer_capacity(), 0, "after {len} bytes");
+        }
+    }
+
+    #[tokio::test]
+    async fn several_messages_in_one_read_all_arrive() {
+        let (mut server, mut client) = pair().await;
+        let texts: Vec<String> = (0..50)
+            .map(|i| format!("message {i} {}", "x".repeat(i * 40)))
+            .collect();
+        for text in &texts {
+            client.feed(Message::text(text.clone())).await.unwrap();
+        }
+        client.flush().await.unwrap();
+        for text in &texts {
+            let received = server.next().await.unwrap().unwrap();
+            assert_eq!(received.into_text().unwrap().as_str(), text);
+        }
+        assert_eq!(server.get_ref().buffer_capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn reads_after_idle_work() {
+        let (mut server, mut client) = pair().await;
+        client.send(Message::text("before")).await.unwrap();
+        assert_eq!(
+            server.next().await.unwrap().unwrap(),
+            Message::text("before")
+        );
+        // Nothing to read: the server's read is pending, and holds no buffer.
+        let idle = tokio::time::timeout(Duration::from_millis(200), server.next()).await;
+        assert!(idle.is_err());
+        assert_eq!(server.get_ref().buffer_capacity(), 0);
+        let after = payload(20_000, 9);
+        client.send(Message::binary(after.clone())).await.unwrap();
+        assert_eq!(server.next().await.unwrap().unwrap().into_data(), after);
+    }
+
+    #[tokio::test]
+    async fn queued_frames_and_control_replies_are_written_in_order_then_freed() {
+        let (mut server, mut client) = pair().await;
+        let big = payload(70_000, 5);
+        let io = server.get_mut();
+        io.queue_frame(Frame::message(
+            Bytes::from(big.clone()),
+            OpCode::Data(Data::Binary),
+            true,
+        ))
+        .unwrap();
+        io.queue_frame(Frame::message(
+            Bytes::from_static(b"second"),
+            OpCode::Data(Data::Text),
+            true,
+        ))
+        .unwrap();
+        assert!(io.pending_writes() > 70_000);
+        // The duplex holds 256 KiB, so one flush writes everything.
+        poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx))
+            .await
+            .unwrap();
+        assert_eq!(io.pending_writes(), 0);
+        assert_eq!(io.buffer_capacity(), 0);
+        assert_eq!(client.next().await.unwrap().unwrap().into_data(), big);
+        assert_eq!(
+            client.next().await.unwrap().unwrap(),
+            Message::text("second")
+        );
+
+        // tungstenite answers a ping through `poll_write`; the reply reaches the peer.
+        client
+            .send(Message::Ping(Bytes::from_static(b"hi")))
+            .await
+            .unwrap();
+        client.send(Message::text("after ping")).await.unwrap();
+        assert_eq!(
+            server.next().await.unwrap().unwrap(),
+            Message::Ping(Bytes::from_static(b"hi"))
+        );
+        assert_eq!(
+            server.next().await.unwrap().unwrap(),
+            Message::text("after ping")
+        );
+        let pong = client.next().await.unwrap().unwrap();
+        assert_eq!(pong, Message::Pong(Bytes::from_static(b"hi")));
+        assert_eq!(server.get_ref().buffer_capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_is_refused() {
+        let (server, mut client) = duplex(256 * 1024);
+        let config = WebSocketConfig::default()
+            .read_buffer_size(SMALL_READS)
+            .write_buffer_size(0)
+            .max_message_size(Some(10_000))
+            .max_frame_size(Some(10_000));
+        let mut server =
+            WebSocketStream::from_raw_socket(IdleIo::new(server), Role::Server, Some(config)).await;
+        let mut client = WebSocketStream::from_raw_socket(&mut client, Role::Client, None).await;
+        client
+            .send(Message::binary(payload(10_001, 0)))
+            .await
+            .unwrap();
+        let error = server.next().await.unwrap().unwrap_err();
+        assert!(matches!(
+            error,
+            tokio_tungstenite::tungstenite::Error::Capacity(_)
+        ));
+    }
+}
