@@ -150,7 +150,7 @@ impl Protocol {
                     ("update" | "sync", Some(data)) => {
                         scratch.clear();
                         scratch.resize(data.len() / 2, 0);
-                        match hex::decode_to_slice(data, scratch) {
+                        match faster_hex::hex_decode(data.as_bytes(), scratch) {
                             Ok(()) => Incoming::Document,
                             Err(_) => Incoming::Malformed,
                         }
