@@ -31,8 +31,8 @@ use super::idle_io::IdleIo;
 use super::limits::{RateLimiter, Verdict};
 use super::room::queue;
 use super::room::{
-    CloseReason, ConnectionId, Kick, Member, Origin, Outbound, Payload, Protocol, Room,
-    UpdateBytes, UpdateFormat,
+    CloseReason, ConnectionId, Kick, Member, Origin, Outbound, Protocol, Room, UpdateBytes,
+    UpdateFormat,
 };
 use super::AppState;
 use crate::api::{ClientMessage, ServerMessage};
@@ -323,9 +323,9 @@ fn queue_batch<S>(
 /// The frame tungstenite would build for the message, encoded by the connection so
 /// it bypasses tungstenite's write buffer (see `idle_io.rs`).
 fn data_frame(outbound: Outbound) -> Frame {
-    match outbound.payload() {
-        Payload::Text(text) => Frame::message(text.clone(), OpCode::Data(Data::Text), true),
-        Payload::Binary(bytes) => Frame::message(bytes.clone(), OpCode::Data(Data::Binary), true),
+    match outbound {
+        Outbound::Text(text) => Frame::message(text, OpCode::Data(Data::Text), true),
+        Outbound::Binary(bytes) => Frame::message(bytes, OpCode::Data(Data::Binary), true),
     }
 }
 

@@ -149,14 +149,7 @@ pub struct Client {
 impl Client {
     pub async fn connect(url: &str, id: &str) -> Self {
         let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let doc = Doc::new();
-        let text = doc.get_or_insert_text("content");
-        Self {
-            id: id.to_owned(),
-            socket,
-            doc,
-            text,
-        }
+        Self::from_socket(socket, id)
     }
 
     /// A client over a socket the caller opened.

@@ -20,35 +20,15 @@ use crate::server::metrics::Metrics;
 pub type ConnectionId = u64;
 
 /// One frame waiting in a connection's outbound queue. Clones share the payload.
-///
-/// One pointer wide: the queue's blocks hold 32 slots each and every connection has
-/// at least one, so a 40-byte payload enum inline would cost ~1 KiB per connection
-/// more. The extra allocation is once per message, not per recipient.
 #[derive(Debug, Clone)]
-pub struct Outbound(Arc<Payload>);
-
-/// What an `Outbound` carries: the payload of a text or binary frame.
-#[derive(Debug)]
-pub enum Payload {
+pub enum Outbound {
     Text(Utf8Bytes),
     Binary(Bytes),
 }
 
 impl Outbound {
-    pub fn text(text: Utf8Bytes) -> Self {
-        Self(Arc::new(Payload::Text(text)))
-    }
-
-    pub fn binary(bytes: Bytes) -> Self {
-        Self(Arc::new(Payload::Binary(bytes)))
-    }
-
     pub fn json(message: &ServerMessage) -> Self {
-        Self::text(Utf8Bytes::from(message.to_json()))
-    }
-
-    pub fn payload(&self) -> &Payload {
-        &self.0
+        Outbound::Text(Utf8Bytes::from(message.to_json()))
     }
 }
 
@@ -100,7 +80,7 @@ impl CloseReason {
     };
 }
 
-/// Asks a connection to close: its reader and writer both watch the token.
+/// Asks a connection to close: its task watches the token.
 #[derive(Debug, Clone, Default)]
 pub struct Kick {
     token: CancellationToken,
@@ -202,7 +182,7 @@ pub fn push(member: &Member, metrics: &Metrics, message: Outbound) -> bool {
             member.kick.kick(CloseReason::SLOW_CONSUMER);
             false
         }
-        // The writer is gone; the connection's own cleanup will remove it.
+        // The connection's task is gone; its own cleanup will remove it.
         Err(TrySendError::Closed(_)) => false,
     }
 }

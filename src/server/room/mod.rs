@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use fanout::{broadcast, json_only, push, PerProtocol};
-pub use fanout::{CloseReason, ConnectionId, Kick, Member, Outbound, Payload, Protocol};
+pub use fanout::{CloseReason, ConnectionId, Kick, Member, Outbound, Protocol};
 pub use yjs::YjsError;
 
 use super::document::{Applied, Document, DocumentError};
@@ -272,7 +272,7 @@ impl Room {
             Protocol::Json => {
                 let mut greeting = Vec::with_capacity(2);
                 if !state.document.is_empty() {
-                    greeting.push(Outbound::text(state.sync_message()));
+                    greeting.push(Outbound::Text(state.sync_message()));
                 }
                 greeting.push(Outbound::json(&ServerMessage::Users {
                     users: state.listed_users(None),
@@ -369,7 +369,7 @@ impl Room {
     /// `sync_request`: the merged document, to this connection only.
     pub fn sync_request(&self, connection: ConnectionId) {
         let mut state = self.lock();
-        let sync = Outbound::text(state.sync_message());
+        let sync = Outbound::Text(state.sync_message());
         state.send_to(self.metrics(), connection, sync);
     }
 
@@ -407,7 +407,7 @@ impl Room {
         self.log_update(&mut state, delta.clone());
         let json = || {
             Some(match origin.format {
-                UpdateFormat::RawBinary => Outbound::binary(delta.clone()),
+                UpdateFormat::RawBinary => Outbound::Binary(delta.clone()),
                 UpdateFormat::JsonHex | UpdateFormat::YjsSync => {
                     Outbound::json(&ServerMessage::Update {
                         data: hex::encode(&delta),

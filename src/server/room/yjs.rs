@@ -75,7 +75,7 @@ impl AwarenessStates {
 }
 
 fn binary(message: &Message) -> Outbound {
-    Outbound::binary(Bytes::from(message.encode_v1()))
+    Outbound::Binary(Bytes::from(message.encode_v1()))
 }
 
 /// A document update as y-protocol clients receive it.
