@@ -74,6 +74,14 @@ struct Inner {
     tail_rows: usize,
 }
 
+impl Inner {
+    /// After a committed fold: nothing is in the tail any more.
+    fn tail_folded(&mut self) {
+        self.tail_rooms.clear();
+        self.tail_rows = 0;
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
@@ -223,8 +231,7 @@ impl Store for SqliteStore {
             }
             txn.commit().map_err(unavailable)?;
             if fold {
-                inner.tail_rooms.clear();
-                inner.tail_rows = 0;
+                inner.tail_folded();
             }
             Ok(())
         })
@@ -328,8 +335,7 @@ impl Store for SqliteStore {
     async fn close(&self) -> Result<(), StoreError> {
         self.with_inner(|inner| {
             fold_tail_now(&mut inner.connection).map_err(unavailable)?;
-            inner.tail_rooms.clear();
-            inner.tail_rows = 0;
+            inner.tail_folded();
             inner
                 .connection
                 .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
