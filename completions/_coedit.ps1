@@ -59,6 +59,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--rate-burst', '--rate-burst', [CompletionResultType]::ParameterName, 'Messages one connection may send in a burst')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter (overridden by RUST_LOG), e.g. `info` or `coedit=debug`')
             [CompletionResult]::new('--start-degraded', '--start-degraded', [CompletionResultType]::ParameterName, 'Start even if the store cannot be reached, serving from memory until it can')
+            [CompletionResult]::new('--no-dashboard', '--no-dashboard', [CompletionResultType]::ParameterName, 'Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

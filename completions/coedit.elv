@@ -55,6 +55,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --rate-burst 'Messages one connection may send in a burst'
             cand --log-level 'Log filter (overridden by RUST_LOG), e.g. `info` or `coedit=debug`'
             cand --start-degraded 'Start even if the store cannot be reached, serving from memory until it can'
+            cand --no-dashboard 'Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'

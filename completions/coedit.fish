@@ -57,6 +57,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-limit -d 'M
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-burst -d 'Messages one connection may send in a burst' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l log-level -d 'Log filter (overridden by RUST_LOG), e.g. `info` or `coedit=debug`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l start-degraded -d 'Start even if the store cannot be reached, serving from memory until it can'
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l no-dashboard -d 'Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged)'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r

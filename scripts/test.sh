@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: checks formatting and lints, builds, and
 # runs every Rust test, then the interop tests with the real JavaScript Yjs libraries
-# (Node 20+ and npm). Usage: scripts/test.sh
+# and the browser tests of the dashboard and the bench report in headless Chromium
+# (Node 20+ and npm; Chromium is installed with apt-get when missing). Usage:
+# scripts/test.sh
 #
 # The MongoDB tests need a server that speaks the MongoDB wire protocol. Real mongod
 # cannot be installed on our machines, so this script installs the PyPI package
@@ -86,7 +88,18 @@ env -u MONGO_URL \
     COEDIT_TEST_MONGOD="$MONGOD" \
     cargo test --all-targets --locked
 
+# The dashboard and the bench report are tested in a real browser: Debian's Chromium,
+# driven by playwright-core. Under CI=true those tests fail rather than skip without it.
+echo "== Chromium for the browser tests"
+if [ ! -x /usr/bin/chromium ]; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y chromium
+fi
+/usr/bin/chromium --version
+
 # After cargo test, so target/debug/coedit is built. Optional dependencies are left
 # out: y-websocket lists a LevelDB store and an old `ws` that only its own server uses.
-echo "== interop tests (tests/interop: y-websocket, yjs)"
+echo "== interop and browser tests (tests/interop: y-websocket, yjs, Chromium)"
 (cd tests/interop && npm ci --no-audit --no-fund --omit=optional && env -u MONGO_URL node --test)

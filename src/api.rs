@@ -19,6 +19,10 @@ pub struct ApiInfo {
     /// Added by coedit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Added by coedit: whether the admin endpoints want `Authorization: Bearer`,
+    /// so a page can ask for the token before calling them rather than after a 401.
+    #[serde(default)]
+    pub admin_token_required: bool,
 }
 
 /// `GET /api/health`
@@ -127,6 +131,50 @@ pub struct RoomInfo {
     /// Added by coedit: open WebSocket connections (a user may hold several).
     #[serde(default)]
     pub connections: u64,
+    /// Added by coedit: when the document last changed or someone came or went
+    /// (ISO-8601, to the second); absent until that has been seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<String>,
+}
+
+/// `GET /api/metrics/history`: the server second by second, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetricsHistory {
+    /// Seconds between samples.
+    pub interval_seconds: u64,
+    /// How many samples the server keeps (15 minutes' worth).
+    pub capacity: usize,
+    pub samples: Vec<MetricsSample>,
+}
+
+/// One second of the server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetricsSample {
+    /// End of the second, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// Client messages processed in that second.
+    pub messages: u64,
+    /// Messages queued to recipients in that second.
+    pub deliveries: u64,
+    /// Processing latency of that second's messages (0 when there were none).
+    pub p50_latency_ms: f64,
+    pub p99_latency_ms: f64,
+    /// Open WebSocket connections at the end of the second.
+    pub connections: u64,
+    /// Rooms in memory at the end of the second.
+    pub rooms: u64,
+}
+
+/// `GET /api/rooms/{id}/text` and the `text` event of `GET /api/rooms/{id}/stream`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoomText {
+    pub room_id: String,
+    /// `getText('content')` of the room's document.
+    pub text: String,
+    /// Changes whenever the document does; equal revisions mean equal text.
+    pub revision: u64,
+    /// False when the room is not in memory (the text is then empty).
+    pub loaded: bool,
 }
 
 /// A user's presence: `GET /api/rooms/{id}/users` and the `users` WebSocket message.

@@ -95,6 +95,10 @@ pub struct ServeArgs {
     #[arg(long, env = "COEDIT_RATE_BURST", default_value_t = Config::DEFAULT_RATE_LIMIT_BURST)]
     pub rate_burst: u32,
 
+    /// Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged).
+    #[arg(long, env = "COEDIT_NO_DASHBOARD")]
+    pub no_dashboard: bool,
+
     /// Log filter (overridden by RUST_LOG), e.g. `info` or `coedit=debug`.
     #[arg(long, env = "COEDIT_LOG", default_value = "info")]
     pub log_level: String,
@@ -126,6 +130,7 @@ impl ServeArgs {
         config.max_document_bytes = self.max_document_bytes;
         config.rate_limit_per_sec = self.rate_limit;
         config.rate_limit_burst = self.rate_burst;
+        config.dashboard = !self.no_dashboard;
         config
     }
 

@@ -54,6 +54,8 @@ pub struct Config {
     pub rate_limit_per_sec: u32,
     /// …and in a burst.
     pub rate_limit_burst: u32,
+    /// Serve the dashboard at `/`.
+    pub dashboard: bool,
 }
 
 impl Config {
@@ -94,6 +96,7 @@ impl Config {
             max_document_bytes: Self::DEFAULT_MAX_DOCUMENT_BYTES,
             rate_limit_per_sec: Self::DEFAULT_RATE_LIMIT_PER_SEC,
             rate_limit_burst: Self::DEFAULT_RATE_LIMIT_BURST,
+            dashboard: true,
         }
     }
 

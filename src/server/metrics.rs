@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::history::History;
 use crate::api::Event;
 
 /// Histograms rotate this often; percentiles cover the last one to two windows.
@@ -39,6 +40,8 @@ struct Window {
     current: Histogram<u64>,
     previous: Histogram<u64>,
     rotated_at: Instant,
+    /// Latencies since the history sampler last looked (about one second).
+    this_second: Histogram<u64>,
     /// Messages per whole second, newest last, with the second they belong to.
     per_second: VecDeque<(u64, u64)>,
 }
@@ -56,6 +59,8 @@ struct Inner {
     window: Mutex<Window>,
     /// `std::sync::Mutex`: pushes and copies of a bounded ring, never awaited.
     events: Mutex<VecDeque<Event>>,
+    /// Second-by-second samples and room activity, kept by one sampler task.
+    history: History,
 }
 
 /// Latency percentiles in milliseconds.
@@ -89,9 +94,11 @@ impl Metrics {
                     current: new_histogram(),
                     previous: new_histogram(),
                     rotated_at: now,
+                    this_second: new_histogram(),
                     per_second: VecDeque::with_capacity(RATE_SECONDS + 1),
                 }),
                 events: Mutex::new(VecDeque::with_capacity(EVENT_LOG_CAPACITY)),
+                history: History::default(),
             }),
         }
     }
@@ -118,6 +125,7 @@ impl Metrics {
         };
         window.rotate_if_due(now);
         window.current.saturating_record(micros);
+        window.this_second.saturating_record(micros);
         match window.per_second.back_mut() {
             Some((at, count)) if *at == second => *count += 1,
             _ => {
@@ -173,6 +181,31 @@ impl Metrics {
         }
     }
 
+    /// Median and p99 of the latencies recorded since the last call (zero when
+    /// there were none), for the once-a-second history sample.
+    pub fn take_second_latency(&self) -> Latency {
+        let Ok(mut window) = self.inner.window.lock() else {
+            return Latency::default();
+        };
+        let second = &mut window.this_second;
+        if second.is_empty() {
+            return Latency::default();
+        }
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        let latency = Latency {
+            p50_ms: ms(second.value_at_quantile(0.50)),
+            p95_ms: ms(second.value_at_quantile(0.95)),
+            p99_ms: ms(second.value_at_quantile(0.99)),
+            max_ms: ms(second.max()),
+        };
+        second.reset();
+        latency
+    }
+
+    pub fn history(&self) -> &History {
+        &self.inner.history
+    }
+
     pub fn add_event(&self, kind: &str, room_id: &str, user_id: &str, details: impl Into<String>) {
         let event = Event {
             id: uuid::Uuid::new_v4().to_string(),
@@ -188,6 +221,22 @@ impl Metrics {
             }
             events.push_back(event);
         }
+    }
+
+    /// The newest `limit` events of one room, oldest first.
+    pub fn recent_room_events(&self, room_id: &str, limit: usize) -> Vec<Event> {
+        let Ok(events) = self.inner.events.lock() else {
+            return Vec::new();
+        };
+        let mut newest: Vec<Event> = events
+            .iter()
+            .rev()
+            .filter(|event| event.room_id == room_id)
+            .take(limit)
+            .cloned()
+            .collect();
+        newest.reverse();
+        newest
     }
 
     /// The newest `limit` events, oldest first (the original's order).

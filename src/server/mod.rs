@@ -2,13 +2,15 @@
 //!
 //! `run` takes a bound listener, a configuration and a shutdown token, so the binary
 //! and the tests start it the same way. It owns the background tasks (journal,
-//! idle-room sweeper) and every connection task, and on shutdown closes sockets with
+//! idle-room sweeper, metrics-history sampler) and every connection task, and on shutdown closes sockets with
 //! 1001, waits for them, and writes everything still queued to the store.
 
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod dashboard;
 pub mod document;
+pub mod history;
 pub mod idle_io;
 pub mod journal;
 pub mod limits;
@@ -163,6 +165,11 @@ async fn serve(
         tracker: tracker.clone(),
     };
 
+    let sampler = tokio::spawn(history::run_sampler(
+        app.metrics.clone(),
+        registry.clone(),
+        shutdown.clone(),
+    ));
     let sweeper = tokio::spawn(sweep_idle_rooms(
         registry.clone(),
         app.config.idle_unload,
@@ -191,6 +198,7 @@ async fn serve(
         tracing::warn!("some connections did not close in time");
     }
     let _ = sweeper.await;
+    let _ = sampler.await;
     let _ = recovery.await;
     registry.journal().flush_for_shutdown(SHUTDOWN_GRACE).await;
     drop(registry);

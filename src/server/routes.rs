@@ -1,4 +1,5 @@
-//! Router assembly: every path under `/api`, CORS and request tracing. No logic.
+//! Router assembly: every path under `/api`, the dashboard at `/`, CORS and request
+//! tracing. No logic.
 
 use axum::http::{HeaderValue, Method};
 use axum::middleware::from_fn_with_state;
@@ -7,7 +8,7 @@ use axum::Router;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-use super::{auth, rest, ws, AppState};
+use super::{auth, dashboard, rest, ws, AppState};
 
 pub fn router(app: AppState) -> Router {
     // Open to everyone, as in the original: the page polls metrics and connects.
@@ -16,6 +17,7 @@ pub fn router(app: AppState) -> Router {
         .route("/health", get(rest::health))
         .route("/metrics", get(rest::metrics))
         .route("/metrics/prometheus", get(rest::prometheus))
+        .route("/metrics/history", get(rest::history))
         .route("/ws/{room_id}", get(ws::upgrade_json))
         .route("/yjs/{*room_id}", get(ws::upgrade_yjs));
     // Behind the admin token when one is configured.
@@ -24,6 +26,8 @@ pub fn router(app: AppState) -> Router {
         .route("/rooms", get(rest::list_rooms))
         .route("/rooms/{room_id}", get(rest::get_room))
         .route("/rooms/{room_id}/users", get(rest::room_users))
+        .route("/rooms/{room_id}/text", get(rest::room_text))
+        .route("/rooms/{room_id}/stream", get(rest::room_stream))
         .route("/rooms/{room_id}/persist", post(rest::persist))
         .route("/rooms/{room_id}/load", get(rest::load))
         .route(
@@ -32,7 +36,12 @@ pub fn router(app: AppState) -> Router {
         )
         .route_layer(from_fn_with_state(app.clone(), auth::require_admin));
     let api = public.merge(admin);
-    Router::new()
+    let pages = if app.config.dashboard {
+        dashboard::router()
+    } else {
+        Router::new()
+    };
+    pages
         // The original serves its welcome at `/api/`; a nested "/" only matches `/api`.
         .route("/api/", get(rest::root))
         .nest("/api", api)

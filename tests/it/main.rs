@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod common;
 mod connection;
+mod dashboard;
 mod durability;
 mod fuzz;
 mod hardening;

@@ -15,7 +15,8 @@ use prometheus_client::registry::Registry as PrometheusRegistry;
 use serde::Deserialize;
 
 use super::{bounded, ApiError};
-use crate::api::{Event, Health, Metrics, StoreHealth};
+use crate::api::{Event, Health, Metrics, MetricsHistory, StoreHealth};
+use crate::server::history::{HISTORY_CAPACITY, SAMPLE_INTERVAL};
 use crate::server::journal::StoreState;
 use crate::server::AppState;
 
@@ -86,6 +87,8 @@ pub async fn metrics(State(app): State<AppState>) -> Json<Metrics> {
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
     limit: Option<String>,
+    /// Only this room's events (added by coedit).
+    room: Option<String>,
 }
 
 pub async fn events(
@@ -98,7 +101,38 @@ pub async fn events(
         DEFAULT_EVENT_LIMIT,
         1..=MAX_EVENT_LIMIT,
     )?;
-    Ok(Json(app.metrics.recent_events(limit)))
+    Ok(Json(match query.room {
+        Some(room_id) => app.metrics.recent_room_events(&room_id, limit),
+        None => app.metrics.recent_events(limit),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    /// Only samples newer than this (milliseconds since the Unix epoch), so a page
+    /// that polls gets what it has not seen.
+    since: Option<String>,
+}
+
+/// The last 15 minutes, second by second. Open like `/api/metrics`: the same
+/// figures, over time.
+pub async fn history(
+    State(app): State<AppState>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<MetricsHistory>, ApiError> {
+    let since = match query.since.as_deref() {
+        None => None,
+        Some(raw) => Some(raw.trim().parse::<i64>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "since must be milliseconds since the Unix epoch, got {raw:?}"
+            ))
+        })?),
+    };
+    Ok(Json(MetricsHistory {
+        interval_seconds: SAMPLE_INTERVAL.as_secs(),
+        capacity: HISTORY_CAPACITY,
+        samples: app.metrics.history().since(since),
+    }))
 }
 
 /// The same figures as `/api/metrics`, in the Prometheus text format.

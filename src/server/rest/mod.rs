@@ -3,8 +3,10 @@
 //! `metrics`.
 
 mod metrics;
+mod watch;
 
-pub use metrics::{events, health, metrics, prometheus};
+pub use metrics::{events, health, history, metrics, prometheus};
+pub use watch::{room_stream, room_text};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -105,10 +107,11 @@ where
     }
 }
 
-pub async fn root() -> Json<ApiInfo> {
+pub async fn root(State(app): State<AppState>) -> Json<ApiInfo> {
     Json(ApiInfo {
         message: "CoEdit - Real-time Collaborative Editor API".into(),
         version: Some(env!("CARGO_PKG_VERSION").into()),
+        admin_token_required: app.config.admin_token.is_some(),
     })
 }
 
@@ -117,9 +120,17 @@ pub async fn list_rooms(State(app): State<AppState>) -> Json<Vec<RoomInfo>> {
         app.registry
             .loaded_rooms()
             .iter()
-            .map(|room| room.info())
+            .map(|room| room_info(&app, room))
             .collect(),
     )
+}
+
+/// A room's summary with when it was last active, which only the metrics
+/// sampler knows.
+fn room_info(app: &AppState, room: &super::room::Room) -> RoomInfo {
+    let mut info = room.info();
+    info.last_activity = app.metrics.history().last_activity(room.id());
+    info
 }
 
 async fn existing_room(app: &AppState, room_id: &str) -> Result<super::room::Room, ApiError> {
@@ -134,7 +145,7 @@ pub async fn get_room(
     State(app): State<AppState>,
     Path(room_id): Path<String>,
 ) -> Result<Json<RoomInfo>, ApiError> {
-    Ok(Json(existing_room(&app, &room_id).await?.info()))
+    Ok(Json(room_info(&app, &existing_room(&app, &room_id).await?)))
 }
 
 pub async fn room_users(

@@ -7,6 +7,7 @@
 //! - `presence`: who is here, per client id;
 //! - `durable`: the journal, compaction, checkpoints, unloading;
 //! - `simulated`: the load-testing users of `/api/simulate`;
+//! - `view`: read-only looks for the dashboard (text, revision), never a member;
 //! - `yjs`: the binary y-protocols (sync steps, awareness) for y-websocket clients.
 
 mod durable;
@@ -14,6 +15,7 @@ mod fanout;
 mod presence;
 pub mod queue;
 mod simulated;
+mod view;
 mod yjs;
 
 use std::collections::HashMap;
@@ -26,6 +28,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use fanout::{broadcast, json_only, push, PerProtocol};
 pub use fanout::{CloseReason, ConnectionId, Kick, Member, Outbound, Protocol};
+pub use view::ActivityMark;
 pub use yjs::YjsError;
 
 use super::document::{Applied, Document, DocumentError};
@@ -507,6 +510,9 @@ impl Room {
                 })
                 .collect(),
             connections: state.members.len() as u64,
+            // The room keeps no clock; the REST layer fills this in from the
+            // metrics sampler, which watches every room's `revision`.
+            last_activity: None,
         }
     }
 

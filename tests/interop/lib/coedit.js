@@ -44,9 +44,9 @@ export class Coedit {
   /**
    * Starts coedit. Without `dataDir` a fresh temporary directory is used and removed
    * by `cleanup()`; pass the `dataDir` (and `port`, for clients that reconnect) of an
-   * earlier server to restart on its data.
+   * earlier server to restart on its data. `args` are added to `coedit serve`'s.
    */
-  static async start ({ dataDir, port } = {}) {
+  static async start ({ dataDir, port, args = [] } = {}) {
     const binary = coeditBinary()
     if (!existsSync(binary)) {
       throw new Error(`coedit binary not found at ${binary}: run \`cargo build\` first or set COEDIT_BIN`)
@@ -56,7 +56,7 @@ export class Coedit {
     // A port found free can be taken before coedit binds it; try again on another.
     let lastError
     for (let attempt = 0; attempt < (port ? 1 : 3); attempt++) {
-      const server = new Coedit(binary, port ?? await freePort(), directory, ownsDataDir)
+      const server = new Coedit(binary, port ?? await freePort(), directory, ownsDataDir, args)
       try {
         await server.waitUntilHealthy()
         return server
@@ -71,14 +71,15 @@ export class Coedit {
     throw lastError
   }
 
-  constructor (binary, port, dataDir, ownsDataDir) {
+  constructor (binary, port, dataDir, ownsDataDir, args) {
     this.port = port
     this.dataDir = dataDir
     this.ownsDataDir = ownsDataDir
+    this.args = args
     this.log = ''
     this.exitCode = null
     this.child = spawn(binary, [
-      'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir
+      'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, ...args
     ], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, COEDIT_LOG: process.env.COEDIT_LOG || 'info', NO_COLOR: '1' }
