@@ -289,6 +289,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--room-prefix', '--room-prefix', [CompletionResultType]::ParameterName, 'Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default')
             [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seed for the editors'' random choices')
             [CompletionResult]::new('--server-pid', '--server-pid', [CompletionResultType]::ParameterName, 'Pid of the server, to report its CPU use and memory over the run')
+            [CompletionResult]::new('--report', '--report', [CompletionResultType]::ParameterName, 'Also write the report as one self-contained HTML page with plots (latency percentiles, latency and deliveries over time, connection times) to FILE')
             [CompletionResult]::new('--max-p99-ms', '--max-p99-ms', [CompletionResultType]::ParameterName, 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds')
             [CompletionResult]::new('--min-delivery-ratio', '--min-delivery-ratio', [CompletionResultType]::ParameterName, 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the report as one JSON object on stdout and nothing else')

@@ -175,7 +175,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__bench)
-            opts="-h -V --url --rooms --clients --rate --duration --warmup --ramp --drain --protocol --payload --room-prefix --seed --server-pid --json --max-p99-ms --min-delivery-ratio --help --version"
+            opts="-h -V --url --rooms --clients --rate --duration --warmup --ramp --drain --protocol --payload --room-prefix --seed --server-pid --json --report --max-p99-ms --min-delivery-ratio --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -230,6 +230,10 @@ _coedit() {
                     return 0
                     ;;
                 --server-pid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --report)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -258,6 +258,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --room-prefix 'Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default'
             cand --seed 'Seed for the editors'' random choices'
             cand --server-pid 'Pid of the server, to report its CPU use and memory over the run'
+            cand --report 'Also write the report as one self-contained HTML page with plots (latency percentiles, latency and deliveries over time, connection times) to FILE'
             cand --max-p99-ms 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds'
             cand --min-delivery-ratio 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived'
             cand --json 'Print the report as one JSON object on stdout and nothing else'

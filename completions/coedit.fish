@@ -177,6 +177,7 @@ incremental\t'Only the keystroke\'s own update'"
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l room-prefix -d 'Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l seed -d 'Seed for the editors\' random choices' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l server-pid -d 'Pid of the server, to report its CPU use and memory over the run' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l report -d 'Also write the report as one self-contained HTML page with plots (latency percentiles, latency and deliveries over time, connection times) to FILE' -r -F
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l max-p99-ms -d 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l min-delivery-ratio -d 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l json -d 'Print the report as one JSON object on stdout and nothing else'

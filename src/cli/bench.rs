@@ -2,11 +2,13 @@
 //! and turn missed thresholds into exit code 1.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::{exit, Failure};
+use crate::client::bench::system::Machine;
 use crate::client::bench::{self, BenchConfig, BenchError, Payload, Protocol, Thresholds};
 
 #[derive(Debug, Args)]
@@ -68,6 +70,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Also write the report as one self-contained HTML page with plots (latency
+    /// percentiles, latency and deliveries over time, connection times) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
     /// Fail (exit 1) when the p99 fan-out latency is above this many milliseconds.
     #[arg(long)]
     pub max_p99_ms: Option<f64>,
@@ -105,7 +112,7 @@ impl BenchArgs {
     }
 
     pub async fn run(self) -> Result<(), Failure> {
-        let report = bench::run(self.config())
+        let run = bench::run_detailed(self.config())
             .await
             .map_err(|error| match error {
                 BenchError::Unreachable { .. } => {
@@ -113,6 +120,21 @@ impl BenchArgs {
                 }
                 BenchError::Invalid(_) => Failure::new(exit::USAGE, error.to_string()),
             })?;
+        if let Some(path) = &self.report {
+            let generated = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+            let page =
+                bench::page::render(&run, &self.thresholds(), &Machine::this_one(), &generated);
+            std::fs::write(path, page).map_err(|error| {
+                Failure::new(
+                    exit::FAILED,
+                    format!("cannot write the report to {}: {error}", path.display()),
+                )
+            })?;
+            if !self.json {
+                eprintln!("report written to {}", path.display());
+            }
+        }
+        let report = run.report;
         let output = if self.json {
             serde_json::to_string_pretty(&report)
                 .map(|json| json + "\n")

@@ -141,6 +141,60 @@ async fn the_binary_fails_a_missed_threshold_with_exit_code_1() {
     assert_eq!(passing.status.code(), Some(0), "{passing:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_writes_a_self_contained_html_page_and_json_stays_on_stdout() {
+    let server = TestServer::start().await;
+    let url = format!("ws://{}", server.addr);
+    let directory = std::env::temp_dir().join(format!("coedit-report-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let page = directory.join("run.html");
+    let page_arg = page.to_string_lossy().into_owned();
+    let output = run_binary(&[
+        "--url",
+        &url,
+        "--rooms",
+        "1",
+        "--clients",
+        "3",
+        "--rate",
+        "10",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--ramp",
+        "100ms",
+        "--json",
+        "--report",
+        &page_arg,
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report.deliveries > 0);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("<svg").count(), 4);
+    assert!(html.contains(&format!("{:.2} ms", report.latency_ms.p99)));
+    std::fs::remove_dir_all(&directory).unwrap();
+
+    let output = run_binary(&[
+        "--url",
+        &url,
+        "--duration",
+        "1s",
+        "--rooms",
+        "1",
+        "--clients",
+        "2",
+        "--report",
+        "/nonexistent-directory/run.html",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot write the report"), "{stderr}");
+}
+
 #[tokio::test]
 async fn an_unreachable_server_is_exit_code_3() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

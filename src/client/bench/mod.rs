@@ -12,14 +12,20 @@
 //! - [`protocol`]: what goes over the wire.
 //! - [`stats`]: shared send times, counters, histograms.
 //! - [`report`]: the result, its table and threshold checks.
+//! - [`timeline`]: the run second by second, and the distributions behind the report.
+//! - [`page`]: the report as one self-contained HTML page with plots (`--report`).
+//! - [`plot`]: the SVG line charts that page draws.
 //! - [`system`]: CPU and memory of the bench and the server.
 
 pub mod client;
 pub mod editor;
+pub mod page;
+pub mod plot;
 pub mod protocol;
 pub mod report;
 pub mod stats;
 pub mod system;
+pub mod timeline;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +42,7 @@ pub use protocol::{Payload, Protocol};
 use report::{ConnectionReport, CpuUse, LatencySummary, ServerReport};
 pub use report::{Report, Thresholds};
 use stats::{Counters, SendTimes, Shared, Window};
+use timeline::{RunDetail, Timeline};
 
 /// How often the progress line and the server's memory are looked at.
 const TICK: Duration = Duration::from_millis(250);
@@ -116,6 +123,17 @@ pub enum BenchError {
 
 /// Runs the bench and returns its report.
 pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
+    run_detailed(config).await.map(|run| run.report)
+}
+
+/// A finished run: the report, and what the HTML page plots.
+pub struct Run {
+    pub report: Report,
+    pub detail: RunDetail,
+}
+
+/// Runs the bench and returns its report with the run's timeline and distributions.
+pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
     validate(&config)?;
     let address = socket_address(&config.url)?;
     tokio::net::TcpStream::connect(&address)
@@ -186,6 +204,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     }
 
     let mut progress = Progress::new(config.show_progress, total);
+    let mut timeline = Timeline::new(started);
     let mut server_rss_max = 0u64;
     let mut cpu_at_start = None;
     let mut cpu_at_end = None;
@@ -223,7 +242,10 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         } else {
             "draining"
         };
-        progress.show(phase, &shared);
+        // Taken once per tick for both the progress line and the timeline.
+        let recent = shared.latencies.take_recent();
+        timeline.record(now, &recent, &shared.counters);
+        progress.show(phase, &shared, &recent);
         if now >= measure_end + SETTLE {
             let counters = &shared.counters;
             let expected = Counters::get(&counters.edits_in_window)
@@ -245,13 +267,13 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     }
 
     let measured = cpu_at_start.zip(cpu_at_end);
-    Ok(build_report(
-        &config,
-        &shared,
-        &outcomes,
-        measured,
-        server_rss_max,
-    ))
+    let report = build_report(&config, &shared, &outcomes, measured, server_rss_max);
+    let detail = RunDetail {
+        latency_us: shared.latencies.total(),
+        connect_us: shared.connect_histogram(),
+        timeline: timeline.finish(Instant::now(), &shared.counters),
+    };
+    Ok(Run { report, detail })
 }
 
 fn validate(config: &BenchConfig) -> Result<(), BenchError> {
@@ -451,7 +473,7 @@ impl Progress {
         }
     }
 
-    fn show(&mut self, phase: &str, shared: &Shared) {
+    fn show(&mut self, phase: &str, shared: &Shared, recent: &hdrhistogram::Histogram<u64>) {
         if self.bar.is_hidden() {
             return;
         }
@@ -463,7 +485,6 @@ impl Progress {
         let sent_rate = sent.saturating_sub(sent_then) as f64 / elapsed;
         let received_rate = received.saturating_sub(received_then) as f64 / elapsed;
         self.last = (Instant::now(), sent, received);
-        let recent = shared.latencies.take_recent();
         let p99 = if recent.is_empty() {
             "-".to_owned()
         } else {

@@ -275,7 +275,7 @@ fn human_bytes(bytes: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample_report() -> Report {

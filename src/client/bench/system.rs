@@ -1,6 +1,7 @@
 //! What the operating system can tell about who used the CPU: the bench's own
-//! CPU time (getrusage), a server process's CPU time and memory (/proc), and the
-//! open-file limit that caps how many connections the bench can hold.
+//! CPU time (getrusage), a server process's CPU time and memory (/proc), the
+//! open-file limit that caps how many connections the bench can hold, and the
+//! machine the bench ran on, for its report.
 
 use std::time::Duration;
 
@@ -73,6 +74,52 @@ pub fn raise_open_file_limit() -> Option<u64> {
     None
 }
 
+/// The machine a run was measured on, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// Cores this process may use.
+    pub cores: usize,
+    /// The distribution's name (`PRETTY_NAME` of /etc/os-release) or the OS family.
+    pub os: String,
+    /// Kernel release, where the OS tells.
+    pub kernel: Option<String>,
+    /// CPU model, where the OS tells.
+    pub cpu: Option<String>,
+}
+
+impl Machine {
+    pub fn this_one() -> Self {
+        let os = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|release| os_release_name(&release))
+            .unwrap_or_else(|| std::env::consts::OS.to_owned());
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            os: format!("{os} ({})", std::env::consts::ARCH),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|release| release.trim().to_owned()),
+            cpu: std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|info| cpu_model(&info)),
+        }
+    }
+}
+
+fn os_release_name(release: &str) -> Option<String> {
+    let line = release
+        .lines()
+        .find(|line| line.starts_with("PRETTY_NAME="))?;
+    Some(line["PRETTY_NAME=".len()..].trim_matches('"').to_owned())
+}
+
+fn cpu_model(cpuinfo: &str) -> Option<String> {
+    let line = cpuinfo
+        .lines()
+        .find(|line| line.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_owned())
+}
+
 fn clock_ticks_per_second() -> u64 {
     #[cfg(unix)]
     {
@@ -120,6 +167,18 @@ mod tests {
     fn rss_is_read_in_kibibytes() {
         let status = "Name:\tcoedit\nVmPeak:\t  9000 kB\nVmRSS:\t    2048 kB\n";
         assert_eq!(rss_from_status(status), Some(2 * 1024 * 1024));
+    }
+
+    #[test]
+    fn the_machine_is_described_from_the_os_files() {
+        let release = "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n";
+        assert_eq!(
+            os_release_name(release).as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
+        let cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t: fpu\n";
+        assert_eq!(cpu_model(cpuinfo).as_deref(), Some("AMD EPYC 7B13"));
+        assert!(Machine::this_one().cores >= 1);
     }
 
     #[cfg(target_os = "linux")]
