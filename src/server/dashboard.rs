@@ -53,8 +53,3 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
         body,
     )
 }
-
-/// Bytes the page costs a browser: the HTML, the script and the style sheet.
-pub fn page_weight() -> usize {
-    INDEX_HTML.len() + SCRIPT_JS.len() + STYLE_CSS.len()
-}

@@ -140,7 +140,8 @@ async function refreshNode () {
   $('stat-connections').textContent = number(metrics.active_connections)
   $('stat-rooms').textContent = `${number(metrics.rooms_active)} / ${number(metrics.rooms_loaded)}`
   $('stat-rate').textContent = number(metrics.messages_per_sec, 1)
-  $('stat-latency').textContent = `${ms(metrics.p50_latency_ms)} / ${ms(metrics.p99_latency_ms)}`
+  // Nothing processed in the last minute leaves no latency to show, not a zero.
+  $('stat-latency').textContent = metrics.p99_latency_ms > 0 ? `${ms(metrics.p50_latency_ms)} / ${ms(metrics.p99_latency_ms)}` : '–'
   $('stat-uptime').textContent = duration(metrics.uptime_seconds)
   $('stat-store').replaceChildren(...[storeInWords(health.store)].flat())
   const status = $('status')

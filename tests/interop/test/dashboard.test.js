@@ -263,12 +263,12 @@ describe('dashboard', { skip, timeout: TEST_TIMEOUT_MS }, () => {
     }
     await Promise.all([
       takeTurns(review, [
-        'Design review: the dashboard\n',
-        '- charts: messages/s, p50/p99, connections\n',
-        '- rooms table with coloured user chips\n',
-        '- room page streams the text as we type\n'
+        'Design review: the dashboard',
+        '\n- charts: messages/s, p50/p99, connections',
+        '\n- rooms table with coloured user chips',
+        '\n- room page streams the text as we type'
       ]),
-      takeTurns(notes, ['Yesterday: bench report with HDR curve\n', 'Today: screenshots for the README\n'])
+      takeTurns(notes, ['Yesterday: bench report with HDR curve', '\nToday: screenshots for the README'])
     ])
     await page.locator('#rooms tr[data-room="design-review"]').getByText('Linus').waitFor({ timeout: 3_000 })
     await waitFor('ten seconds of history', async () => await chartPoints(page, 'chart-rate') >= 10)
