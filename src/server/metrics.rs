@@ -183,7 +183,7 @@ impl Metrics {
 
     /// Median and p99 of the latencies recorded since the last call (zero when
     /// there were none), for the once-a-second history sample. The quantile walks
-    /// happen under the lock: a few microseconds once a second, cheaper than
+    /// happen under the lock: tens of microseconds once a second, cheaper than
     /// allocating a fresh histogram to swap in.
     pub fn take_second_latency(&self) -> Latency {
         let Ok(mut window) = self.inner.window.lock() else {

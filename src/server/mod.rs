@@ -2,8 +2,9 @@
 //!
 //! `run` takes a bound listener, a configuration and a shutdown token, so the binary
 //! and the tests start it the same way. It owns the background tasks (journal,
-//! idle-room sweeper, metrics-history sampler) and every connection task, and on shutdown closes sockets with
-//! 1001, waits for them, and writes everything still queued to the store.
+//! idle-room sweeper, metrics-history sampler) and every connection task, and on
+//! shutdown closes sockets with 1001, waits for them, and writes everything still
+//! queued to the store.
 
 pub mod auth;
 pub mod config;
