@@ -603,6 +603,8 @@ function setOffline (offline) {
   if (offline === state.offline) return
   state.offline = offline
   $('offline').hidden = !offline
+  // What is on the page is from before the server went away: shown, but faded.
+  document.body.classList.toggle('offline', offline)
   if (offline) {
     $('status').textContent = 'unreachable'
     $('status').className = 'pill bad'
