@@ -256,7 +256,11 @@ function drawChart (figure, title, series, unit, format) {
 
 function drawCharts () {
   const plain = (v) => number(v, v < 10 && v % 1 ? 1 : 0)
-  drawChart($('chart-rate'), 'Messages per second', [{ name: 'messages', class: 's1', fill: true, value: (s) => s.messages }], '', plain)
+  // Received from clients, and delivered to them: the fan-out shows as the gap.
+  drawChart($('chart-rate'), 'Messages per second', [
+    { name: 'received', class: 's1', fill: true, value: (s) => s.messages },
+    { name: 'delivered', class: 's3', value: (s) => s.deliveries }
+  ], '', plain)
   drawChart($('chart-latency'), 'Latency (ms)', [
     // A second without messages has no latency: a gap, not a zero.
     { name: 'p50', class: 's1', value: (s) => s.messages ? s.p50_latency_ms : null },
