@@ -555,6 +555,9 @@ function route () {
   const match = location.hash.match(/^#\/room\/(.+)$/)
   const room = match ? decodeURIComponent(match[1]) : null
   if (state.routed && room === state.room) return
+  // Moving between pages puts keyboard focus at the new content; the first load
+  // leaves it where the browser starts, before the skip link.
+  const navigated = state.routed
   state.routed = true
   state.room = room
   $('overview-view').hidden = room !== null
@@ -573,7 +576,7 @@ function route () {
     $('room-users').replaceChildren()
     $('room-events').replaceChildren()
   }
-  $('main').focus({ preventScroll: true })
+  if (navigated) $('main').focus({ preventScroll: true })
   tick()
 }
 

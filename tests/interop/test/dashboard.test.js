@@ -71,6 +71,16 @@ describe('dashboard', { skip, timeout: TEST_TIMEOUT_MS }, () => {
     assert.ok(weight < PAGE_BUDGET_BYTES, `page weighs ${weight} bytes`)
     await screenshot(page, 'dashboard-empty')
 
+    // Keyboard: the first Tab shows the skip link, Enter moves into the content,
+    // and the next Tab reaches the room filter.
+    await page.keyboard.press('Tab')
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content')
+    assert.ok((await page.locator('.skip').boundingBox()).x >= 0, 'the focused skip link is on screen')
+    await page.keyboard.press('Enter')
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'main')
+    await page.keyboard.press('Tab')
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'room-filter')
+
     const dark = await openPage(browser, `${server.httpUrl}/`, { colorScheme: 'dark' })
     await waitUntilLive(dark.page)
     await screenshot(dark.page, 'dashboard-dark')
