@@ -869,7 +869,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__serve)
-            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --commit-interval-ms --compact-every --idle-unload-secs --outbound-queue --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --rate-limit --rate-burst --log-level --help --version"
+            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --idle-unload-secs --outbound-queue --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --rate-limit --rate-burst --log-level --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -897,6 +897,10 @@ _coedit() {
                     ;;
                 --db-name)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --durability)
+                    COMPREPLY=($(compgen -W "relaxed write-ahead fsync" -- "${cur}"))
                     return 0
                     ;;
                 --commit-interval-ms)

@@ -43,7 +43,10 @@ complete -c coedit -n "__fish_coedit_using_subcommand serve" -l cors-origins -d 
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l data-dir -d 'Directory of the embedded store (used unless --mongo-url is given)' -r -F
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l mongo-url -d 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l db-name -d 'MongoDB database name' -r
-complete -c coedit -n "__fish_coedit_using_subcommand serve" -l commit-interval-ms -d 'Group-commit window in milliseconds: how long accepted updates are gathered before one store write (the most a crash can lose)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l durability -d 'When an edit is relayed relative to being stored: `write-ahead` relays once the store has it (survives a crash), `fsync` once it is also on disk (survives power loss), `relaxed` at once, writing within --commit-interval-ms' -r -f -a "relaxed\t'Relay at once and write within `commit_interval`: a crash can lose the last window of edits, including ones other clients already saw'
+write-ahead\t'Relay once the store has the update (SQLite: committed to its write-ahead log in the OS; MongoDB: insert acknowledged): whatever anyone saw survives a crash of the server'
+fsync\t'As `write-ahead`, and the store syncs to disk before acknowledging (SQLite `synchronous=FULL`, MongoDB journaled writes): survives power loss too'"
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l commit-interval-ms -d 'With --durability relaxed: milliseconds accepted updates are gathered before one store write (the most a crash can lose). The write-ahead levels need no window: the next batch gathers while a write is in flight' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l compact-every -d 'Updates logged for a room before its log is compacted into one snapshot' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l idle-unload-secs -d 'Seconds a room with no connections stays in memory before it is unloaded' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l outbound-queue -d 'Messages queued for one connection before it is closed as a slow consumer' -r

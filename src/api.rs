@@ -44,6 +44,17 @@ pub struct StoreHealth {
     /// Accepted updates not yet written to the store.
     #[serde(default)]
     pub backlog: u64,
+    /// Rooms whose writes the store refuses for good (too large, invalid); they are
+    /// read-only and kept in memory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_rooms: Vec<RefusedRoom>,
+}
+
+/// Added by coedit: a room the store refuses to write, and the store's reason.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RefusedRoom {
+    pub room: String,
+    pub reason: String,
 }
 
 /// `GET /api/metrics`
@@ -84,6 +95,9 @@ pub struct Metrics {
     /// Added by coedit: accepted updates waiting to be written to the store.
     #[serde(default)]
     pub store_backlog: u64,
+    /// Added by coedit: rooms whose writes the store refuses for good.
+    #[serde(default)]
+    pub store_refused_rooms: u64,
     /// Added by coedit: of `active_connections`, those on the y-protocols endpoint.
     #[serde(default)]
     pub yjs_connections: u64,

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{exit, Failure};
-use crate::server::{self, Config, StoreConfig};
+use crate::server::{self, Config, DurabilityLevel, StoreConfig};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -44,8 +44,20 @@ pub struct ServeArgs {
     #[arg(long, env = "COEDIT_START_DEGRADED")]
     pub start_degraded: bool,
 
-    /// Group-commit window in milliseconds: how long accepted updates are gathered
-    /// before one store write (the most a crash can lose).
+    /// When an edit is relayed relative to being stored: `write-ahead` relays once
+    /// the store has it (survives a crash), `fsync` once it is also on disk
+    /// (survives power loss), `relaxed` at once, writing within --commit-interval-ms.
+    #[arg(
+        long,
+        env = "COEDIT_DURABILITY",
+        value_enum,
+        default_value = "write-ahead"
+    )]
+    pub durability: DurabilityLevel,
+
+    /// With --durability relaxed: milliseconds accepted updates are gathered before
+    /// one store write (the most a crash can lose). The write-ahead levels need no
+    /// window: the next batch gathers while a write is in flight.
     #[arg(long, env = "COEDIT_COMMIT_INTERVAL_MS", default_value_t = Config::DEFAULT_COMMIT_INTERVAL.as_millis() as u64)]
     pub commit_interval_ms: u64,
 
@@ -114,6 +126,7 @@ impl ServeArgs {
         let mut config = Config::new(store);
         config.cors_origins = self.cors_origins.clone();
         config.start_degraded = self.start_degraded;
+        config.durability = self.durability;
         config.commit_interval = Duration::from_millis(self.commit_interval_ms);
         config.idle_unload = Duration::from_secs(self.idle_unload_secs);
         config.compact_every = self.compact_every.max(1);

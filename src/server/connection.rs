@@ -521,7 +521,7 @@ mod tests {
     async fn a_connection_task_stays_small() {
         let config = Config::for_tests();
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let (journal, _journal_task) = Journal::start(store.clone(), config.commit_interval);
+        let (journal, _journal_task) = Journal::start(store.clone(), config.journal_pace());
         let metrics = Metrics::new();
         let app = AppState {
             registry: Registry::new(store, journal, metrics.clone(), &config),

@@ -15,4 +15,5 @@ mod protocol;
 mod rest;
 mod soak;
 mod store;
+mod write_ahead;
 mod yjs;

@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use crate::server::document::DocumentError;
+
 use super::registry::LoadError;
 use super::AppState;
 use crate::api::{
@@ -175,7 +177,11 @@ pub async fn persist(
             }))
         }
         Err(error) => {
-            app.registry.journal().report_failure(&error.to_string());
+            // A checkpoint the store refuses as it is (too large) says nothing about
+            // the store's health; anything else does.
+            if !error.is_permanent() {
+                app.registry.journal().report_failure(&error.to_string());
+            }
             tracing::error!(%error, room = %room_id, "persist failed");
             Ok(Json(failure(&format!("Store error: {error}"))))
         }
@@ -204,7 +210,10 @@ pub async fn load(
     };
     let room = app.registry.get_or_load(&room_id).await?;
     if let Err(error) = room.restore(&checkpoint) {
-        return Ok(failure(format!("Saved document is unreadable: {error}")));
+        return Ok(failure(match error {
+            DocumentError::Unstorable(_) => error.to_string(),
+            _ => format!("Saved document is unreadable: {error}"),
+        }));
     }
     app.metrics.add_event(
         "load",
