@@ -82,11 +82,32 @@ struct OpenedStore {
 }
 
 async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError> {
+    // One line says which store and where, first thing: a MONGO_URL inherited from
+    // the environment or a `.env` switches stores without any flag on the command.
     let store: Arc<dyn Store> = match &config.store {
-        StoreConfig::Embedded { data_dir } => Arc::new(SqliteStore::open(data_dir)?),
-        StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        StoreConfig::Embedded { data_dir } => {
+            let store = SqliteStore::open(data_dir)?;
+            let path = std::path::absolute(store.path()).unwrap_or_else(|_| store.path().into());
+            tracing::info!(store = "sqlite", path = %path.display(), "store: SQLite file {}", path.display());
+            Arc::new(store)
+        }
+        StoreConfig::Memory => {
+            tracing::info!(
+                store = "memory",
+                "store: memory only, nothing is kept after exit"
+            );
+            Arc::new(MemoryStore::new())
+        }
         StoreConfig::Mongo { url, database } => {
             let store = MongoStore::connect(url, database).await?;
+            // Host names only: the URL's credentials never reach the log.
+            tracing::info!(
+                store = "mongodb",
+                hosts = store.hosts(),
+                database = %database,
+                "store: MongoDB at {}, database {database}",
+                store.hosts()
+            );
             if let Err(error) = store.prepare().await {
                 let reason = match &error {
                     StoreError::Unavailable(reason) | StoreError::Corrupt(reason) => reason,
