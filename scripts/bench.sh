@@ -140,8 +140,11 @@ idle() {
 summary() {
     jq -s -r '
       def median: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
-      def spread(f): [.[] | f] as $values
-        | "\($values | median | . * 100 | round / 100) (\($values | min | . * 100 | round / 100)–\($values | max | . * 100 | round / 100))";
+      # null (e.g. the delivery ratio of a run that expected no delivery) shows as -.
+      def spread(f): [.[] | f | select(. != null)] as $values
+        | if ($values | length) == 0 then "-"
+          else "\($values | median | . * 100 | round / 100) (\($values | min | . * 100 | round / 100)–\($values | max | . * 100 | round / 100))"
+          end;
       group_by([.name, .server_kind])[]
       | "| \(.[0].name) | \(.[0].server_kind) | \(length) | \(spread(.latency_ms.p50)) | \(spread(.latency_ms.p99)) | \(spread(.latency_ms.max)) | \(spread(.deliveries_per_sec)) | \(spread(.delivery_ratio)) | \(spread(.server.cpu.cores)) | \(spread(.server.cpu_us_per_delivery)) | \(spread(.bench_cpu.cores)) | \(spread(.server.rss_max_bytes / 1048576)) | \(spread(.connections.connect_ms.p99)) | \([.[].compilers_running] | max) |"
     ' "$OUT"/*.json
