@@ -118,17 +118,6 @@ pub struct Event {
     pub details: String,
 }
 
-/// A user as listed inside a room summary.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct UserSummary {
-    pub id: String,
-    pub name: String,
-    pub color: String,
-    /// Added by coedit.
-    #[serde(default)]
-    pub simulated: bool,
-}
-
 /// `GET /api/rooms` entries and `GET /api/rooms/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RoomInfo {
@@ -137,22 +126,69 @@ pub struct RoomInfo {
     pub user_count: u64,
     /// Bytes of the document's full-state encoding.
     pub doc_size: u64,
-    pub users: Vec<UserSummary>,
+    /// Each user with every field of the user object, as in `/users`.
+    pub users: Vec<RoomUser>,
     /// Added by coedit: open WebSocket connections (a user may hold several).
     #[serde(default)]
     pub connections: u64,
+    /// Added by coedit: false when the server holds nothing for this room (nobody
+    /// connected, no simulated users, nothing stored). The original answered such a
+    /// room as an empty one, and so does coedit; this says it is only that.
+    #[serde(default = "yes")]
+    pub exists: bool,
 }
 
-/// A user's presence: `GET /api/rooms/{id}/users` and the `users` WebSocket message.
+fn yes() -> bool {
+    true
+}
+
+impl RoomInfo {
+    /// What the original answers for a room it has never seen: no users, no document.
+    pub fn empty(room_id: &str) -> Self {
+        Self {
+            id: room_id.to_owned(),
+            name: room_id.to_owned(),
+            user_count: 0,
+            doc_size: 0,
+            users: Vec::new(),
+            connections: 0,
+            exists: false,
+        }
+    }
+}
+
+/// Where a user's cursor is. The original page sends a character offset; the
+/// original backend gave its simulated users a line and a column.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum CursorPosition {
+    Offset(i64),
+    LineColumn { line: u32, column: u32 },
+}
+
+impl std::fmt::Display for CursorPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CursorPosition::Offset(offset) => write!(f, "{offset}"),
+            CursorPosition::LineColumn { line, column } => write!(f, "{line}:{column}"),
+        }
+    }
+}
+
+/// A user's presence: `GET /api/rooms/{id}/users`, the users of a room summary, and
+/// the `users` WebSocket message. Every field is always present, `null` when unknown,
+/// as the original wrote its user objects.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RoomUser {
     pub id: String,
     pub name: String,
     pub color: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub avatar_url: Option<String>,
-    pub cursor_position: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `null` until the user has sent a cursor.
+    #[serde(default)]
+    pub cursor_position: Option<CursorPosition>,
+    #[serde(default)]
     pub selection: Option<Value>,
     #[serde(default)]
     pub simulated: bool,
@@ -243,8 +279,9 @@ pub struct ListedUser {
     pub id: String,
     pub name: String,
     pub color: String,
-    #[serde(rename = "cursorPosition")]
-    pub cursor_position: i64,
+    /// `null` until the user has sent a cursor, as the original sent it.
+    #[serde(rename = "cursorPosition", default)]
+    pub cursor_position: Option<CursorPosition>,
     #[serde(default)]
     pub simulated: bool,
 }
@@ -354,7 +391,7 @@ mod tests {
                 id: "b".into(),
                 name: "Bob".into(),
                 color: "#000".into(),
-                cursor_position: 4,
+                cursor_position: Some(CursorPosition::Offset(4)),
                 simulated: false,
             }],
         };

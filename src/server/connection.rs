@@ -446,12 +446,7 @@ fn handle_text(peer: &Peer<'_>, text: &str) {
                 );
             }
         }
-        ClientMessage::Cursor {
-            name,
-            color,
-            position,
-            ..
-        } => room.cursor(client_id, name, color, position),
+        ClientMessage::Cursor { position, .. } => room.cursor(client_id, position),
         ClientMessage::Selection { selection } => room.selection(client_id, selection),
         ClientMessage::Awareness { fields } => room.awareness(client_id, fields),
         ClientMessage::Ping { timestamp } => {

@@ -90,20 +90,39 @@ struct OpenedStore {
 }
 
 async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError> {
+    // One line says which store and where, first thing: a MONGO_URL inherited from
+    // the environment or a `.env` switches stores without any flag on the command.
     let fsync = config.durability == DurabilityLevel::Fsync;
     let mut lock = None;
     let mut lease = None;
     let store: Arc<dyn Store> = match &config.store {
         StoreConfig::Embedded { data_dir } => {
             lock = Some(store::sqlite::DataDirLock::acquire(data_dir)?);
-            Arc::new(SqliteStore::open_with(data_dir, fsync)?)
+            let store = SqliteStore::open_with(data_dir, fsync)?;
+            let path = std::path::absolute(store.path()).unwrap_or_else(|_| store.path().into());
+            tracing::info!(store = "sqlite", path = %path.display(), "store: SQLite file {}", path.display());
+            Arc::new(store)
         }
-        StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        StoreConfig::Memory => {
+            tracing::info!(
+                store = "memory",
+                "store: memory only, nothing is kept after exit"
+            );
+            Arc::new(MemoryStore::new())
+        }
         StoreConfig::Mongo { url, database } => {
             let mut store = MongoStore::connect(url, database).await?;
             if fsync {
                 store.journal_writes();
             }
+            // Host names only: the URL's credentials never reach the log.
+            tracing::info!(
+                store = "mongodb",
+                hosts = store.hosts(),
+                database = %database,
+                "store: MongoDB at {}, database {database}",
+                store.hosts()
+            );
             if let Err(error) = store.prepare().await {
                 let reason = match &error {
                     StoreError::Unavailable(reason)

@@ -11,6 +11,7 @@ mod hardening;
 mod lifecycle;
 mod mongo_env;
 mod original_client;
+mod parity;
 mod protocol;
 mod rest;
 mod soak;

@@ -556,3 +556,76 @@ async fn a_second_server_on_the_same_mongodb_database_refuses_to_start() {
     one_writer_per_store(mongo_args(&url, &name), Duration::from_secs(40)).await;
     database(&url, &name).await.drop().await.ok();
 }
+
+/// The same through the real binary on MongoDB, with a crash: the database refuses
+/// one room's documents (a validator, as an operator's schema rule or an oversized
+/// record would), that room turns read-only and is named in health, and the other
+/// room's edits, seen by a watcher the instant before a `kill -9`, survive.
+#[tokio::test]
+async fn a_room_mongodb_refuses_does_not_hold_up_the_others_through_a_crash() {
+    let Some(url) = mongo_url("a_room_mongodb_refuses_does_not_hold_up_the_others_through_a_crash")
+    else {
+        return;
+    };
+    let name = unique_database("refused");
+    let db = database(&url, &name).await;
+    for collection in ["room_updates", "room_snapshots"] {
+        db.create_collection(collection)
+            .validator(doc! {"room_id": {"$ne": "poison"}})
+            .await
+            .unwrap();
+    }
+    let args = mongo_args(&url, &name);
+    let port = free_port();
+    let server = CoeditProcess::start_on(port, &args).await;
+    let base = server.base();
+
+    let mut poisoned = join(&base, "poison", "pia").await;
+    let mut other = join(&base, "poison", "paul").await;
+    poisoned.type_incremental(0, "never stored").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no error reached the room's clients"
+        );
+        if let Some(Frame::Text(text)) = other.next_frame(EXPECT).await {
+            if let ServerMessage::Error { message } = serde_json::from_str(text.as_str()).unwrap() {
+                assert!(message.contains("cannot be saved"), "{message}");
+                break;
+            }
+        }
+    }
+    let health: Value = reqwest::get(format!("http://{base}/api/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["store"]["refused_rooms"][0]["room"], "poison",
+        "{health}"
+    );
+
+    let mut writer = join(&base, "healthy", "writer").await;
+    let mut watcher = Watcher::Json(join(&base, "healthy", "watcher").await);
+    let burst = "still written after the refusal";
+    let typing = tokio::spawn(async move {
+        for character in burst.chars() {
+            let end = writer.content().chars().count() as u32;
+            writer.type_incremental(end, &character.to_string()).await;
+        }
+        writer
+    });
+    while watcher.content() != burst {
+        watcher.next(Duration::from_secs(30)).await;
+    }
+    kill_9(server.pid());
+    let _ = typing.await;
+    drop(server);
+
+    let restarted = CoeditProcess::start_on(port, &args).await;
+    assert_eq!(served_text(&restarted.base(), "healthy").await, burst);
+    drop(restarted);
+    db.drop().await.ok();
+}

@@ -124,26 +124,37 @@ pub async fn list_rooms(State(app): State<AppState>) -> Json<Vec<RoomInfo>> {
     )
 }
 
-async fn existing_room(app: &AppState, room_id: &str) -> Result<super::room::Room, ApiError> {
+/// The room if the server holds anything for it; `None` for a room nobody has
+/// joined and nothing is stored for (looking it up creates nothing).
+async fn known_room(app: &AppState, room_id: &str) -> Result<Option<super::room::Room>, ApiError> {
     validate_room_id(room_id)?;
-    app.registry
-        .find(room_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Room {room_id} not found")))
+    Ok(app.registry.find(room_id).await?)
 }
 
+/// One room. A room the server knows nothing about is an empty room with
+/// `exists: false`, not a 404: the original answered that way, and dashboards poll
+/// a room before anyone has joined it.
 pub async fn get_room(
     State(app): State<AppState>,
     Path(room_id): Path<String>,
 ) -> Result<Json<RoomInfo>, ApiError> {
-    Ok(Json(existing_room(&app, &room_id).await?.info()))
+    Ok(Json(match known_room(&app, &room_id).await? {
+        Some(room) => room.info(),
+        None => RoomInfo::empty(&room_id),
+    }))
 }
 
+/// The users of a room; `[]` for a room the server knows nothing about.
 pub async fn room_users(
     State(app): State<AppState>,
     Path(room_id): Path<String>,
 ) -> Result<Json<Vec<RoomUser>>, ApiError> {
-    Ok(Json(existing_room(&app, &room_id).await?.users()))
+    Ok(Json(
+        known_room(&app, &room_id)
+            .await?
+            .map(|room| room.users())
+            .unwrap_or_default(),
+    ))
 }
 
 pub async fn persist(

@@ -31,7 +31,7 @@ pub use yjs::YjsError;
 use super::document::{Applied, Document, DocumentError};
 use super::journal::Journal;
 use super::metrics::Metrics;
-use crate::api::{ListedUser, RoomInfo, RoomUser, ServerMessage, UserSummary};
+use crate::api::{CursorPosition, ListedUser, RoomInfo, RoomUser, ServerMessage};
 use durable::{Durability, Stored};
 
 /// How an update arrived, and so how JSON-protocol members get it.
@@ -405,47 +405,45 @@ impl Room {
     }
 
     /// `cursor`: remembers the position and relays it under the sender's identity.
-    pub fn cursor(
-        &self,
-        client_id: &str,
-        name: Option<String>,
-        color: Option<String>,
-        position: Option<i64>,
-    ) {
+    /// Ignored until the client has sent `join`, as the original did: presence comes
+    /// from joined users only, never from a nameless connection.
+    pub fn cursor(&self, client_id: &str, position: Option<i64>) {
         let mut state = self.lock();
-        let (name, color, position) = match state.presence.get_mut(client_id) {
-            Some(presence) => {
-                if let Some(position) = position {
-                    presence.user.cursor_position = position;
-                }
-                let user = &presence.user;
-                (
-                    non_empty(&user.name).or(name).unwrap_or_default(),
-                    non_empty(&user.color).or(color).unwrap_or_default(),
-                    user.cursor_position,
-                )
-            }
-            None => (
-                name.unwrap_or_default(),
-                color.unwrap_or_default(),
-                position.unwrap_or(0),
-            ),
+        let Some(presence) = state
+            .presence
+            .get_mut(client_id)
+            .filter(|presence| presence.joined)
+        else {
+            return;
         };
+        if let Some(position) = position {
+            presence.user.cursor_position = Some(CursorPosition::Offset(position));
+        }
+        let user = &presence.user;
         let message = ServerMessage::Cursor {
             user_id: client_id.to_owned(),
-            name,
-            color,
-            position,
+            name: user.name.clone(),
+            color: user.color.clone(),
+            position: match user.cursor_position {
+                Some(CursorPosition::Offset(offset)) => offset,
+                _ => 0,
+            },
         };
         state.broadcast(self.metrics(), Some(client_id), json_only(&message));
     }
 
-    /// `selection`: remembers the range and relays it.
+    /// `selection`: remembers the range and relays it; ignored before `join`, like
+    /// `cursor`.
     pub fn selection(&self, client_id: &str, selection: Value) {
         let mut state = self.lock();
-        if let Some(presence) = state.presence.get_mut(client_id) {
-            presence.user.selection = Some(selection.clone());
-        }
+        let Some(presence) = state
+            .presence
+            .get_mut(client_id)
+            .filter(|presence| presence.joined)
+        else {
+            return;
+        };
+        presence.user.selection = Some(selection.clone());
         let message = ServerMessage::Selection {
             user_id: client_id.to_owned(),
             selection,
@@ -476,16 +474,9 @@ impl Room {
             name: self.inner.id.clone(),
             user_count: users.len() as u64,
             doc_size: state.document.size() as u64,
-            users: users
-                .into_iter()
-                .map(|user| UserSummary {
-                    id: user.id,
-                    name: user.name,
-                    color: user.color,
-                    simulated: user.simulated,
-                })
-                .collect(),
+            users,
             connections: state.members.len() as u64,
+            exists: true,
         }
     }
 
@@ -510,8 +501,4 @@ fn lock_state(state: &Mutex<RoomState>) -> MutexGuard<'_, RoomState> {
     state
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn non_empty(value: &str) -> Option<String> {
-    (!value.is_empty()).then(|| value.to_owned())
 }

@@ -540,7 +540,7 @@ fn refused_index(error: &DriverError) -> bool {
 /// retry can get past, so `Unavailable`.
 fn driver_error(error: DriverError) -> StoreError {
     if refused_for_good(&error) {
-        return StoreError::Rejected(describe_error(&error));
+        return StoreError::Rejected(describe_refusal(&error));
     }
     match *error.kind {
         ErrorKind::BsonDeserialization(_) => StoreError::Corrupt(describe_error(&error)),
@@ -553,6 +553,28 @@ fn driver_error(error: DriverError) -> StoreError {
 /// DocumentValidationFailure, BSONObjectTooLarge, and the two "document too large
 /// to insert/update" codes.
 const REFUSALS: [i32; 6] = [2, 16, 121, 10334, 17419, 17420];
+
+/// The server's own words for a refusal, without the driver's error dump.
+fn describe_refusal(error: &DriverError) -> String {
+    use mongodb::error::WriteFailure;
+    let refusal = match error.kind.as_ref() {
+        ErrorKind::Command(command) => Some((command.message.clone(), command.code)),
+        ErrorKind::Write(WriteFailure::WriteError(write)) => {
+            Some((write.message.clone(), write.code))
+        }
+        ErrorKind::InsertMany(failure) => failure.write_errors.as_ref().and_then(|errors| {
+            errors
+                .iter()
+                .find(|error| error.code != DUPLICATE_KEY)
+                .map(|error| (error.message.clone(), error.code))
+        }),
+        _ => None,
+    };
+    match refusal {
+        Some((message, code)) => one_line(&format!("MongoDB: {message} (code {code})")),
+        None => describe_error(error),
+    }
+}
 
 /// True when MongoDB (or the driver, before sending) refuses the write as it is.
 fn refused_for_good(error: &DriverError) -> bool {
