@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_coedit_global_optspecs
-    string join \n h/help V/version
+    string join \n server= json timeout= token= h/help V/version
 end
 
 function __fish_coedit_needs_command
@@ -24,6 +24,10 @@ function __fish_coedit_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c coedit -n "__fish_coedit_needs_command" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_needs_command" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_needs_command" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_needs_command" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_needs_command" -s h -l help -d 'Print help'
 complete -c coedit -n "__fish_coedit_needs_command" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "serve" -d 'Run the collaboration server'
@@ -43,7 +47,10 @@ complete -c coedit -n "__fish_coedit_using_subcommand serve" -l cors-origins -d 
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l data-dir -d 'Directory of the embedded store (used unless --mongo-url is given)' -r -F
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l mongo-url -d 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l db-name -d 'MongoDB database name' -r
-complete -c coedit -n "__fish_coedit_using_subcommand serve" -l commit-interval-ms -d 'Group-commit window in milliseconds: how long accepted updates are gathered before one store write (the most a crash can lose)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l durability -d 'When an edit is relayed relative to being stored: `write-ahead` relays once the store has it (survives a crash), `fsync` once it is also on disk (survives power loss), `relaxed` at once, writing within --commit-interval-ms' -r -f -a "relaxed\t'Relay at once and write within `commit_interval`: a crash can lose the last window of edits, including ones other clients already saw'
+write-ahead\t'Relay once the store has the update (SQLite: committed to its write-ahead log in the OS; MongoDB: insert acknowledged): whatever anyone saw survives a crash of the server'
+fsync\t'As `write-ahead`, and the store syncs to disk before acknowledging (SQLite `synchronous=FULL`, MongoDB journaled writes): survives power loss too'"
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l commit-interval-ms -d 'With --durability relaxed: milliseconds accepted updates are gathered before one store write (the most a crash can lose). The write-ahead levels need no window: the next batch gathers while a write is in flight' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l compact-every -d 'Updates logged for a room before its log is compacted into one snapshot' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l idle-unload-secs -d 'Seconds a room with no connections stays in memory before it is unloaded' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l outbound-queue -d 'Messages queued for one connection before it is closed as a slow consumer' -r
@@ -55,15 +62,21 @@ complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-connections-
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-document-bytes -d 'Largest document a room may grow to, in bytes of its Yjs encoding' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-limit -d 'Messages per second one connection may send on average' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-burst -d 'Messages one connection may send in a burst' -r
-complete -c coedit -n "__fish_coedit_using_subcommand serve" -l log-level -d 'Log filter (overridden by RUST_LOG), e.g. `info` or `coedit=debug`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l log-level -d 'Log filter, e.g. `info` or `coedit=debug`; given here (or in COEDIT_LOG) it wins over RUST_LOG. Default: RUST_LOG if set, else `info`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l log-format -d '`text` for people (coloured only on a terminal without NO_COLOR), `json` for log shippers: one object per line' -r -f -a "text\t'One line of text per event, for people'
+json\t'One JSON object per line (`timestamp`, `level`, `target`, `message` and the event\'s fields), for log shippers'"
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l token -d 'Bearer token sent in the Authorization header' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l start-degraded -d 'Start even if the store cannot be reached, serving from memory until it can'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l no-dashboard -d 'Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged)'
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
@@ -73,19 +86,19 @@ complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
@@ -96,7 +109,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_se
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -f -a "events" -d 'Show the server\'s recent events: joins, leaves, persists, errors'
@@ -105,7 +118,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_s
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from help" -f -a "events" -d 'Show the server\'s recent events: joins, leaves, persists, errors'
@@ -113,19 +126,19 @@ complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_s
 complete -c coedit -n "__fish_coedit_using_subcommand persist" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand persist" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand persist" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand persist" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand persist" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand persist" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand persist" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand load" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand load" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand load" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand load" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand load" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand load" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand load" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -f -a "add" -d 'Add simulated users to a room (creating the room if needed)'
@@ -135,13 +148,13 @@ complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add simulated users to a room (creating the room if needed)'
@@ -150,19 +163,27 @@ complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_
 complete -c coedit -n "__fish_coedit_using_subcommand health" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand health" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand health" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand health" -l json -d 'Print the server\'s JSON answer as received instead of a table'
+complete -c coedit -n "__fish_coedit_using_subcommand health" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand health" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand health" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand completions" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand completions" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand completions" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand completions" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand token" -l room -d 'Room the token grants; repeat for several. `prefix/*` grants every room under a prefix, `*` all rooms' -r
 complete -c coedit -n "__fish_coedit_using_subcommand token" -l ttl -d 'How long the token is valid, e.g. `30m`, `1h`, `7d`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand token" -l subject -d 'Who the token is for (shown in server logs)' -r
 complete -c coedit -n "__fish_coedit_using_subcommand token" -l secret -d 'The server\'s auth secret' -r
+complete -c coedit -n "__fish_coedit_using_subcommand token" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand token" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand token" -l token -d 'Bearer token sent in the Authorization header' -r
 complete -c coedit -n "__fish_coedit_using_subcommand token" -l read-only -d 'The bearer may read and show presence but not change documents'
+complete -c coedit -n "__fish_coedit_using_subcommand token" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand token" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand token" -s V -l version -d 'Print version'
-complete -c coedit -n "__fish_coedit_using_subcommand bench" -l url -d 'Base WebSocket URL of the server' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l url -d 'Base WebSocket URL of the server; by default the --server address with ws:// (ws://127.0.0.1:8001)' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l rooms -d 'Number of rooms' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l clients -d 'Clients (editors) in each room' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l rate -d 'Edits per second per client; 0 only holds the connections open' -r
@@ -180,7 +201,10 @@ complete -c coedit -n "__fish_coedit_using_subcommand bench" -l server-pid -d 'P
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l report -d 'Also write the report as one self-contained HTML page with plots (latency percentiles, latency and deliveries over time, connection times) to FILE' -r -F
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l max-p99-ms -d 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l min-delivery-ratio -d 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived' -r
-complete -c coedit -n "__fish_coedit_using_subcommand bench" -l json -d 'Print the report as one JSON object on stdout and nothing else'
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "serve" -d 'Run the collaboration server'

@@ -10,19 +10,32 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use clap::Parser;
-use coedit::server::journal::Journal;
+use coedit::server::journal::{Journal, Pace, WriteWatcher};
 use coedit::server::store::mongo::MongoStore;
 use coedit::server::store::sqlite::SqliteStore;
 use coedit::server::store::{DurableState, LoggedUpdate, Snapshot, Store, StoreError, WriteOp};
 use hdrhistogram::Histogram;
 use yrs::{Doc, ReadTxn, StateVector, Text, TextRef, Transact};
+
+/// A load room's "written through" mark, as the journal reports it.
+#[derive(Default)]
+struct Written(AtomicU64);
+
+impl WriteWatcher for Written {
+    fn written(&self, seq: u64) {
+        self.0.fetch_max(seq, Ordering::Relaxed);
+    }
+    fn refused(&self, reason: &str) {
+        eprintln!("store refused a room: {reason}");
+    }
+}
 
 #[derive(Parser)]
 struct Args {
@@ -34,8 +47,10 @@ struct Args {
     rate: u64,
     #[arg(long, default_value_t = 20)]
     seconds: u64,
-    /// Group-commit window, as `coedit serve --commit-interval-ms`.
-    #[arg(long, default_value_t = 10)]
+    /// Group-commit window, as `coedit serve --durability relaxed
+    /// --commit-interval-ms`; 0 writes as soon as the previous write returns, as the
+    /// write-ahead levels do.
+    #[arg(long, default_value_t = 0)]
     commit_interval_ms: u64,
     /// Updates per room between compactions, as `coedit serve --compact-every`.
     #[arg(long, default_value_t = 500)]
@@ -129,7 +144,7 @@ struct LoadRoom {
     text: TextRef,
     seq: u64,
     compacted: u64,
-    written: Arc<AtomicU64>,
+    written: Arc<Written>,
 }
 
 impl LoadRoom {
@@ -184,10 +199,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         inner,
         recorded: Mutex::new(Recorded::default()),
     });
-    let (journal, task) = Journal::start(
-        store.clone(),
-        Duration::from_millis(args.commit_interval_ms),
-    );
+    let pace = match args.commit_interval_ms {
+        0 => Pace::Natural,
+        window => Pace::Window(Duration::from_millis(window)),
+    };
+    let (journal, task) = Journal::start(store.clone(), pace);
 
     let mut rooms: Vec<LoadRoom> = (0..args.rooms.max(1))
         .map(|index| {
@@ -199,7 +215,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 text,
                 seq: 0,
                 compacted: 0,
-                written: Arc::new(AtomicU64::new(0)),
+                written: Arc::new(Written::default()),
             }
         })
         .collect();

@@ -3,15 +3,18 @@
 # (examples/relay.rs) under the same loads from `coedit bench`, each run against a
 # freshly started server on this machine's loopback.
 #
-# Usage: scripts/bench.sh [loads|ceiling|steps|idle|all]   (default: all)
+# Usage: scripts/bench.sh [loads|ceiling|steps|idle|durability|all]   (default: all)
 #   loads    the three fixed loads, RUNS runs each
 #   ceiling  rooms of CEILING_CLIENTS at CEILING_RATE edits/s, more rooms each step,
 #            until p99 reaches 50 ms or keystrokes go missing
 #   steps    each of CEILING_ROOMS, RUNS runs each, without stopping (to confirm
 #            the ceiling with medians)
 #   idle     IDLE_CONNECTIONS connections that only stay open: server memory, connect time
+#   durability  load 2 and 500 rooms of 4 at 10/s, SERVERS interleaved run by run
 # Environment: RUNS (3), DURATION (10s), WARMUP (2s), RAMP (2s), PAYLOAD (full),
-#   SERVERS ("coedit relay"), PORT (18401), OUT (target/bench-results/<time>),
+#   SERVERS ("coedit relay"; also coedit-relaxed, coedit-fsync, and coedit-mongo,
+#   coedit-mongo-relaxed with BENCH_MONGO_URL: the durability levels), PORT (18401),
+#   OUT (target/bench-results/<time>),
 #   QUIET_WAIT (120): seconds to wait before each run for no compiler (rustc) to be
 #   running on the machine, since a build on the same cores pollutes the numbers.
 # Results: one JSON report per run under $OUT, and a summary table (median and
@@ -45,8 +48,16 @@ SERVER_PID=
 
 start_server() {
     case $1 in
-        coedit) "$COEDIT" serve --host 127.0.0.1 --port "$PORT" --data-dir "$(mktemp -d)" \
-                    --log-level warn >&2 & ;;
+        coedit | coedit-relaxed | coedit-fsync)
+            local durability=${1#coedit-}
+            [ "$durability" = coedit ] && durability=write-ahead
+            "$COEDIT" serve --host 127.0.0.1 --port "$PORT" --data-dir "$(mktemp -d)" \
+                --durability "$durability" --log-level warn >&2 & ;;
+        coedit-mongo | coedit-mongo-relaxed)
+            local durability=write-ahead
+            [ "$1" = coedit-mongo-relaxed ] && durability=relaxed
+            "$COEDIT" serve --host 127.0.0.1 --port "$PORT" --mongo-url "${BENCH_MONGO_URL:?set BENCH_MONGO_URL}" \
+                --db-name "coedit_bench_$(date +%s%N)" --durability "$durability" --log-level warn >&2 & ;;
         relay) "$RELAY" --port "$PORT" 2>/dev/null & ;;
     esac
     SERVER_PID=$!
@@ -98,6 +109,19 @@ loads() {
     done
 }
 
+# Load 2 and rooms of 4 at 60k deliveries/s, the SERVERS interleaved run by run:
+# what each durability level costs (SERVERS="coedit coedit-relaxed ...").
+durability() {
+    for _ in $(seq "$RUNS"); do
+        for server in $SERVERS; do
+            run "2-50x20x1" "$server" --rooms 50 --clients 20 --rate 1 \
+                --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --payload "$PAYLOAD" >/dev/null
+            run "4-500x4x10" "$server" --rooms 500 --clients 4 --rate 10 \
+                --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --payload "$PAYLOAD" >/dev/null
+        done
+    done
+}
+
 ceiling() {
     for server in $SERVERS; do
         for rooms in $CEILING_ROOMS; do
@@ -140,8 +164,11 @@ idle() {
 summary() {
     jq -s -r '
       def median: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
-      def spread(f): [.[] | f] as $values
-        | "\($values | median | . * 100 | round / 100) (\($values | min | . * 100 | round / 100)–\($values | max | . * 100 | round / 100))";
+      # null (e.g. the delivery ratio of a run that expected no delivery) shows as -.
+      def spread(f): [.[] | f | select(. != null)] as $values
+        | if ($values | length) == 0 then "-"
+          else "\($values | median | . * 100 | round / 100) (\($values | min | . * 100 | round / 100)–\($values | max | . * 100 | round / 100))"
+          end;
       group_by([.name, .server_kind])[]
       | "| \(.[0].name) | \(.[0].server_kind) | \(length) | \(spread(.latency_ms.p50)) | \(spread(.latency_ms.p99)) | \(spread(.latency_ms.max)) | \(spread(.deliveries_per_sec)) | \(spread(.delivery_ratio)) | \(spread(.server.cpu.cores)) | \(spread(.server.cpu_us_per_delivery)) | \(spread(.bench_cpu.cores)) | \(spread(.server.rss_max_bytes / 1048576)) | \(spread(.connections.connect_ms.p99)) | \([.[].compilers_running] | max) |"
     ' "$OUT"/*.json
@@ -152,8 +179,9 @@ case $MODE in
     ceiling) ceiling ;;
     steps) steps ;;
     idle) idle ;;
+    durability) durability ;;
     all) loads; ceiling; idle ;;
-    *) echo "usage: $0 [loads|ceiling|steps|idle|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [loads|ceiling|steps|idle|durability|all]" >&2; exit 2 ;;
 esac
 echo "| load | server | runs | p50 ms | p99 ms | max ms | deliveries/s | delivery ratio | server cores | server µs/delivery | bench cores | server RSS MiB | connect p99 ms | compilers |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -48,6 +48,17 @@ pub struct StoreHealth {
     /// Accepted updates not yet written to the store.
     #[serde(default)]
     pub backlog: u64,
+    /// Rooms whose writes the store refuses for good (too large, invalid); they are
+    /// read-only and kept in memory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_rooms: Vec<RefusedRoom>,
+}
+
+/// Added by coedit: a room the store refuses to write, and the store's reason.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RefusedRoom {
+    pub room: String,
+    pub reason: String,
 }
 
 /// `GET /api/metrics`
@@ -88,6 +99,9 @@ pub struct Metrics {
     /// Added by coedit: accepted updates waiting to be written to the store.
     #[serde(default)]
     pub store_backlog: u64,
+    /// Added by coedit: rooms whose writes the store refuses for good.
+    #[serde(default)]
+    pub store_refused_rooms: u64,
     /// Added by coedit: of `active_connections`, those on the y-protocols endpoint.
     #[serde(default)]
     pub yjs_connections: u64,
@@ -108,17 +122,6 @@ pub struct Event {
     pub details: String,
 }
 
-/// A user as listed inside a room summary.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct UserSummary {
-    pub id: String,
-    pub name: String,
-    pub color: String,
-    /// Added by coedit.
-    #[serde(default)]
-    pub simulated: bool,
-}
-
 /// `GET /api/rooms` entries and `GET /api/rooms/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RoomInfo {
@@ -127,10 +130,16 @@ pub struct RoomInfo {
     pub user_count: u64,
     /// Bytes of the document's full-state encoding.
     pub doc_size: u64,
-    pub users: Vec<UserSummary>,
+    /// Each user with every field of the user object, as in `/users`.
+    pub users: Vec<RoomUser>,
     /// Added by coedit: open WebSocket connections (a user may hold several).
     #[serde(default)]
     pub connections: u64,
+    /// Added by coedit: false when the server holds nothing for this room (nobody
+    /// connected, no simulated users, nothing stored). The original answered such a
+    /// room as an empty one, and so does coedit; this says it is only that.
+    #[serde(default = "yes")]
+    pub exists: bool,
     /// Added by coedit: when the document last changed or someone came or went
     /// (ISO-8601, to the second); absent until that has been seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,16 +186,58 @@ pub struct RoomText {
     pub loaded: bool,
 }
 
-/// A user's presence: `GET /api/rooms/{id}/users` and the `users` WebSocket message.
+fn yes() -> bool {
+    true
+}
+
+impl RoomInfo {
+    /// What the original answers for a room it has never seen: no users, no document.
+    pub fn empty(room_id: &str) -> Self {
+        Self {
+            id: room_id.to_owned(),
+            name: room_id.to_owned(),
+            user_count: 0,
+            doc_size: 0,
+            users: Vec::new(),
+            connections: 0,
+            exists: false,
+            last_activity: None,
+        }
+    }
+}
+
+/// Where a user's cursor is. The original page sends a character offset; the
+/// original backend gave its simulated users a line and a column.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum CursorPosition {
+    Offset(i64),
+    LineColumn { line: u32, column: u32 },
+}
+
+impl std::fmt::Display for CursorPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CursorPosition::Offset(offset) => write!(f, "{offset}"),
+            CursorPosition::LineColumn { line, column } => write!(f, "{line}:{column}"),
+        }
+    }
+}
+
+/// A user's presence: `GET /api/rooms/{id}/users`, the users of a room summary, and
+/// the `users` WebSocket message. Every field is always present, `null` when unknown,
+/// as the original wrote its user objects.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RoomUser {
     pub id: String,
     pub name: String,
     pub color: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub avatar_url: Option<String>,
-    pub cursor_position: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `null` until the user has sent a cursor.
+    #[serde(default)]
+    pub cursor_position: Option<CursorPosition>,
+    #[serde(default)]
     pub selection: Option<Value>,
     #[serde(default)]
     pub simulated: bool,
@@ -277,8 +328,9 @@ pub struct ListedUser {
     pub id: String,
     pub name: String,
     pub color: String,
-    #[serde(rename = "cursorPosition")]
-    pub cursor_position: i64,
+    /// `null` until the user has sent a cursor, as the original sent it.
+    #[serde(rename = "cursorPosition", default)]
+    pub cursor_position: Option<CursorPosition>,
     #[serde(default)]
     pub simulated: bool,
 }
@@ -388,7 +440,7 @@ mod tests {
                 id: "b".into(),
                 name: "Bob".into(),
                 color: "#000".into(),
-                cursor_position: 4,
+                cursor_position: Some(CursorPosition::Offset(4)),
                 simulated: false,
             }],
         };

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -11,11 +10,6 @@ async fn main() -> ExitCode {
     // that are not already set.
     let _ = dotenvy::dotenv();
     let cli = coedit::cli::Cli::parse();
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(cli.default_log_filter()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    coedit::cli::logging::init(&cli.log_settings());
     coedit::cli::main(cli).await
 }

@@ -1,5 +1,5 @@
 //! `coedit bench`: flags onto `client::bench::BenchConfig`, run, print the report,
-//! and turn missed thresholds into exit code 1.
+//! and turn a run that measured nothing, or a missed threshold, into exit code 1.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::client_args::ClientArgs;
 use super::{exit, Failure};
 use crate::client::bench::system::Machine;
 use crate::client::bench::{self, BenchConfig, BenchError, Payload, Protocol, Thresholds};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Base WebSocket URL of the server.
-    #[arg(long, default_value = "ws://127.0.0.1:8001")]
-    pub url: String,
+    /// Base WebSocket URL of the server; by default the --server address with
+    /// ws:// (ws://127.0.0.1:8001).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
 
     /// Number of rooms.
     #[arg(long, default_value_t = BenchConfig::DEFAULT_ROOMS)]
@@ -66,10 +68,6 @@ pub struct BenchArgs {
     #[arg(long)]
     pub server_pid: Option<u32>,
 
-    /// Print the report as one JSON object on stdout and nothing else.
-    #[arg(long)]
-    pub json: bool,
-
     /// Also write the report as one self-contained HTML page with plots (latency
     /// percentiles, latency and deliveries over time, connection times) to FILE.
     #[arg(long, value_name = "FILE")]
@@ -85,9 +83,13 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
-    pub fn config(&self) -> BenchConfig {
+    pub fn config(&self, client: &ClientArgs) -> BenchConfig {
+        let url = self
+            .url
+            .clone()
+            .unwrap_or_else(|| websocket_base(&client.server));
         BenchConfig {
-            url: self.url.clone(),
+            url,
             rooms: self.rooms,
             clients_per_room: self.clients,
             rate: self.rate,
@@ -101,6 +103,7 @@ impl BenchArgs {
             server_pid: self.server_pid,
             show_progress: true,
             seed: self.seed,
+            token: client.token.clone().filter(|token| !token.is_empty()),
         }
     }
 
@@ -111,8 +114,8 @@ impl BenchArgs {
         }
     }
 
-    pub async fn run(self) -> Result<(), Failure> {
-        let run = bench::run_detailed(self.config())
+    pub async fn run(self, client: &ClientArgs) -> Result<(), Failure> {
+        let run = bench::run_detailed(self.config(client))
             .await
             .map_err(|error| match error {
                 BenchError::Unreachable { .. } => {
@@ -130,12 +133,12 @@ impl BenchArgs {
                     format!("cannot write the report to {}: {error}", path.display()),
                 )
             })?;
-            if !self.json {
+            if !client.json {
                 eprintln!("report written to {}", path.display());
             }
         }
         let report = run.report;
-        let output = if self.json {
+        let output = if client.json {
             serde_json::to_string_pretty(&report)
                 .map(|json| json + "\n")
                 .map_err(|error| Failure::new(exit::FAILED, error.to_string()))?
@@ -149,12 +152,27 @@ impl BenchArgs {
                 return Err(Failure::new(exit::FAILED, error.to_string()));
             }
         }
-        let missed = self.thresholds().violations(&report);
-        if missed.is_empty() {
+        // The server was reached (else `run` failed above): whatever is wrong now is
+        // exit 1, with every reason on one line.
+        let mut failures = report.defects();
+        failures.extend(self.thresholds().violations(&report));
+        if failures.is_empty() {
             Ok(())
         } else {
-            Err(Failure::new(exit::FAILED, missed.join("; ")))
+            Err(Failure::new(exit::FAILED, failures.join("; ")))
         }
+    }
+}
+
+/// `http://host:port` → `ws://host:port` (and https → wss), for a bench pointed at
+/// the same server as the other client commands.
+fn websocket_base(server: &str) -> String {
+    if let Some(rest) = server.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = server.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        server.to_owned()
     }
 }
 
@@ -180,6 +198,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_address_becomes_a_websocket_url() {
+        assert_eq!(
+            websocket_base("http://127.0.0.1:8001"),
+            "ws://127.0.0.1:8001"
+        );
+        assert_eq!(
+            websocket_base("https://coedit.example"),
+            "wss://coedit.example"
+        );
+    }
 
     #[test]
     fn durations_read_like_people_write_them() {

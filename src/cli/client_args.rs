@@ -12,7 +12,10 @@ use crate::client::rest::{ClientError, RestClient};
 /// Where a client subcommand finds the server unless told otherwise.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8001";
 
+/// Global: accepted before or after the subcommand (`coedit --server URL rooms list`
+/// and `coedit rooms list --server URL` are the same), as in kubectl, docker or cargo.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Client options")]
 pub struct ClientArgs {
     /// Server to talk to; `host:port` means `http://host:port`.
     #[arg(
@@ -25,7 +28,8 @@ pub struct ClientArgs {
     )]
     pub server: String,
 
-    /// Print the server's JSON answer as received instead of a table.
+    /// Print JSON instead of a table: the server's answer as received (for
+    /// `bench`, its report).
     #[arg(long, global = true)]
     pub json: bool,
 

@@ -9,15 +9,12 @@ use super::{exit, Failure};
 use crate::api::Health;
 
 #[derive(Debug, Args)]
-pub struct HealthArgs {
-    #[command(flatten)]
-    pub client: ClientArgs,
-}
+pub struct HealthArgs {}
 
 impl HealthArgs {
-    pub async fn run(self) -> Result<(), Failure> {
-        let answer = self.client.client()?.health().await?;
-        if self.client.json {
+    pub async fn run(self, client: &ClientArgs) -> Result<(), Failure> {
+        let answer = client.client()?.health().await?;
+        if client.json {
             print_json(&answer.raw)?;
         } else {
             print(summary(&answer.value))?;
@@ -32,7 +29,7 @@ impl HealthArgs {
             .unwrap_or_else(|| "no reason given".to_owned());
         Err(Failure::new(
             exit::FAILED,
-            format!("{} is {}: {reason}", self.client.server, health.status),
+            format!("{} is {}: {reason}", client.server, health.status),
         ))
     }
 }

@@ -10,14 +10,11 @@ use super::Failure;
 pub struct LoadArgs {
     /// Room id.
     pub room: String,
-
-    #[command(flatten)]
-    pub client: ClientArgs,
 }
 
 impl LoadArgs {
-    pub async fn run(self) -> Result<(), Failure> {
-        let answer = self.client.client()?.load(&self.room).await?;
-        report(answer, self.client.json, "Loaded", &self.room)
+    pub async fn run(self, client: &ClientArgs) -> Result<(), Failure> {
+        let answer = client.client()?.load(&self.room).await?;
+        report(answer, client.json, "Loaded", &self.room)
     }
 }

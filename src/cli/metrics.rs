@@ -30,9 +30,6 @@ pub struct MetricsArgs {
         value_parser = parse_duration
     )]
     pub watch: Option<Duration>,
-
-    #[command(flatten)]
-    pub client: ClientArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,9 +45,9 @@ pub enum MetricsCommand {
 }
 
 impl MetricsArgs {
-    pub async fn run(self) -> Result<(), Failure> {
-        let client = self.client.client()?;
-        let json = self.client.json;
+    pub async fn run(self, options: &ClientArgs) -> Result<(), Failure> {
+        let client = options.client()?;
+        let json = options.json;
         match (self.command, self.watch) {
             (Some(MetricsCommand::Events { limit }), _) => {
                 let answer = client.events(limit).await?;

@@ -6,6 +6,7 @@ pub mod client_args;
 pub mod completions;
 pub mod health;
 pub mod load;
+pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod persist;
@@ -40,6 +41,9 @@ pub mod exit {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    #[command(flatten)]
+    pub client: client_args::ClientArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,8 +97,12 @@ pub enum Command {
     ///
     /// Each client types real Yjs edits at --rate per second; the latency of a
     /// keystroke is measured from its scheduled time to its arrival at each other
-    /// editor of the room. Exit code 1 when a --max-p99-ms or --min-delivery-ratio
-    /// threshold is missed, 3 when the server cannot be reached.
+    /// editor of the room. Exit code 3 when the server cannot be reached; 1 when a
+    /// --max-p99-ms or --min-delivery-ratio threshold is missed, or when the run
+    /// proves nothing: a client never connected, no keystroke was measured, no room
+    /// could be compared for convergence, or rooms ended with different documents.
+    /// A server started with --auth-secret needs --token with a room token granting
+    /// every room of the run (`coedit token --room '*'`).
     ///
     /// Example: coedit bench --url ws://127.0.0.1:8001 --rooms 10 --clients 10 --rate 2
     Bench(bench::BenchArgs),
@@ -117,11 +125,11 @@ impl Failure {
 }
 
 impl Cli {
-    /// The default log filter when `RUST_LOG` is not set: chatty for the server,
-    /// quiet for clients whose stdout is their output.
-    pub fn default_log_filter(&self) -> String {
+    /// How this command logs: the server at `info` unless told otherwise; clients
+    /// at `warn` (or `RUST_LOG`), since their stdout is their output.
+    pub fn log_settings(&self) -> logging::LogSettings {
         match &self.command {
-            Command::Serve(args) => args.log_level.clone(),
+            Command::Serve(args) => args.log_settings(),
             // Clients' stdout is their output; only trouble belongs on stderr.
             Command::Rooms(_)
             | Command::Metrics(_)
@@ -131,22 +139,26 @@ impl Cli {
             | Command::Health(_)
             | Command::Completions(_)
             | Command::Token(_)
-            | Command::Bench(_) => "warn".to_owned(),
+            | Command::Bench(_) => logging::LogSettings {
+                explicit: None,
+                default: "warn",
+                format: logging::LogFormat::Text,
+            },
         }
     }
 
     pub async fn run(self) -> Result<(), Failure> {
         match self.command {
             Command::Serve(args) => args.run().await,
-            Command::Rooms(args) => args.run().await,
-            Command::Metrics(args) => args.run().await,
-            Command::Persist(args) => args.run().await,
-            Command::Load(args) => args.run().await,
-            Command::Simulate(args) => args.run().await,
-            Command::Health(args) => args.run().await,
+            Command::Rooms(args) => args.run(&self.client).await,
+            Command::Metrics(args) => args.run(&self.client).await,
+            Command::Persist(args) => args.run(&self.client).await,
+            Command::Load(args) => args.run(&self.client).await,
+            Command::Simulate(args) => args.run(&self.client).await,
+            Command::Health(args) => args.run(&self.client).await,
             Command::Completions(args) => args.run(),
             Command::Token(args) => args.run(),
-            Command::Bench(args) => args.run().await,
+            Command::Bench(args) => args.run(&self.client).await,
         }
     }
 }

@@ -12,15 +12,12 @@ use crate::client::rest::Answer;
 pub struct PersistArgs {
     /// Room id.
     pub room: String,
-
-    #[command(flatten)]
-    pub client: ClientArgs,
 }
 
 impl PersistArgs {
-    pub async fn run(self) -> Result<(), Failure> {
-        let answer = self.client.client()?.persist(&self.room).await?;
-        report(answer, self.client.json, "Saved", &self.room)
+    pub async fn run(self, client: &ClientArgs) -> Result<(), Failure> {
+        let answer = client.client()?.persist(&self.room).await?;
+        report(answer, client.json, "Saved", &self.room)
     }
 }
 

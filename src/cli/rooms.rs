@@ -11,9 +11,6 @@ use crate::api::{RoomInfo, RoomUser};
 pub struct RoomsArgs {
     #[command(subcommand)]
     pub command: RoomsCommand,
-
-    #[command(flatten)]
-    pub client: ClientArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,9 +36,9 @@ pub enum RoomsCommand {
 }
 
 impl RoomsArgs {
-    pub async fn run(self) -> Result<(), Failure> {
-        let client = self.client.client()?;
-        let json = self.client.json;
+    pub async fn run(self, options: &ClientArgs) -> Result<(), Failure> {
+        let client = options.client()?;
+        let json = options.json;
         match self.command {
             RoomsCommand::List => {
                 let answer = client.rooms().await?;
@@ -112,6 +109,15 @@ fn print_room(room: &RoomInfo) -> Result<(), Failure> {
         ),
     ]);
     output::print_table(details)?;
+    if !room.exists {
+        // The API answers such a room as an empty one, as the original did; a person
+        // deserves to know that is all it is (a typo in the name looks the same).
+        print("")?;
+        return print(format!(
+            "Nobody is in room {} and nothing is stored for it.",
+            room.id
+        ));
+    }
     if room.users.is_empty() {
         return Ok(());
     }
@@ -137,7 +143,10 @@ fn print_users(users: &[RoomUser]) -> Result<(), Failure> {
         table.add_row(vec![
             comfy_table::Cell::new(&user.name),
             output::colour_cell(&user.color),
-            comfy_table::Cell::new(user.cursor_position),
+            comfy_table::Cell::new(
+                user.cursor_position
+                    .map_or_else(|| "-".to_owned(), |cursor| cursor.to_string()),
+            ),
             comfy_table::Cell::new(output::yes_no(user.simulated)),
             comfy_table::Cell::new(&user.id),
         ]);

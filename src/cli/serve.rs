@@ -9,102 +9,150 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::logging::{self, LogFormat, LogSettings};
 use super::{exit, Failure};
-use crate::server::{self, Config, StoreConfig};
+use crate::server::{self, Config, DurabilityLevel, StoreConfig};
+
+// `coedit serve --help` groups its flags under these headings.
+const NETWORK: &str = "Network";
+const STORE: &str = "Store";
+const LIMITS: &str = "Limits";
+const AUTH: &str = "Access control";
+const LOGGING: &str = "Logging";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     // Not plain `HOST`: some shells and CI images export it as the machine's name.
-    #[arg(long, env = "COEDIT_HOST", default_value = "0.0.0.0")]
+    #[arg(long, env = "COEDIT_HOST", default_value = "0.0.0.0", help_heading = NETWORK)]
     pub host: String,
 
     /// Port to listen on.
-    #[arg(long, env = "PORT", default_value_t = 8001)]
+    #[arg(long, env = "PORT", default_value_t = 8001, help_heading = NETWORK)]
     pub port: u16,
 
     /// Allowed CORS origins, comma-separated; `*` allows any.
-    #[arg(long, env = "CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
+    #[arg(long, env = "CORS_ORIGINS", default_value = "*", value_delimiter = ',', help_heading = NETWORK)]
     pub cors_origins: Vec<String>,
 
     /// Directory of the embedded store (used unless --mongo-url is given).
-    #[arg(long, env = "COEDIT_DATA_DIR", default_value = "./coedit-data")]
+    #[arg(long, env = "COEDIT_DATA_DIR", default_value = "./coedit-data", help_heading = STORE)]
     pub data_dir: PathBuf,
 
     /// MongoDB connection string; when set, rooms are stored in MongoDB instead of
     /// the embedded store.
-    #[arg(long, env = "MONGO_URL")]
+    #[arg(long, env = "MONGO_URL", help_heading = STORE)]
     pub mongo_url: Option<String>,
 
     /// MongoDB database name.
-    #[arg(long, env = "DB_NAME", default_value = "coedit")]
+    #[arg(long, env = "DB_NAME", default_value = "coedit", help_heading = STORE)]
     pub db_name: String,
 
     /// Start even if the store cannot be reached, serving from memory until it can.
-    #[arg(long, env = "COEDIT_START_DEGRADED")]
+    #[arg(long, env = "COEDIT_START_DEGRADED", help_heading = STORE)]
     pub start_degraded: bool,
 
-    /// Group-commit window in milliseconds: how long accepted updates are gathered
-    /// before one store write (the most a crash can lose).
-    #[arg(long, env = "COEDIT_COMMIT_INTERVAL_MS", default_value_t = Config::DEFAULT_COMMIT_INTERVAL.as_millis() as u64)]
+    /// When an edit is relayed relative to being stored: `write-ahead` relays once
+    /// the store has it (survives a crash), `fsync` once it is also on disk
+    /// (survives power loss), `relaxed` at once, writing within --commit-interval-ms.
+    #[arg(
+        long,
+        env = "COEDIT_DURABILITY",
+        value_enum,
+        default_value = "write-ahead",
+        help_heading = STORE
+    )]
+    pub durability: DurabilityLevel,
+
+    /// With --durability relaxed: milliseconds accepted updates are gathered before
+    /// one store write (the most a crash can lose). The write-ahead levels need no
+    /// window: the next batch gathers while a write is in flight.
+    #[arg(long, env = "COEDIT_COMMIT_INTERVAL_MS", default_value_t = Config::DEFAULT_COMMIT_INTERVAL.as_millis() as u64, help_heading = STORE)]
     pub commit_interval_ms: u64,
 
     /// Updates logged for a room before its log is compacted into one snapshot.
-    #[arg(long, env = "COEDIT_COMPACT_EVERY", default_value_t = Config::DEFAULT_COMPACT_EVERY)]
+    #[arg(long, env = "COEDIT_COMPACT_EVERY", default_value_t = Config::DEFAULT_COMPACT_EVERY, help_heading = STORE)]
     pub compact_every: u64,
 
     /// Seconds a room with no connections stays in memory before it is unloaded.
-    #[arg(long, env = "COEDIT_IDLE_UNLOAD_SECS", default_value_t = Config::DEFAULT_IDLE_UNLOAD.as_secs())]
+    #[arg(long, env = "COEDIT_IDLE_UNLOAD_SECS", default_value_t = Config::DEFAULT_IDLE_UNLOAD.as_secs(), help_heading = STORE)]
     pub idle_unload_secs: u64,
 
     /// Messages queued for one connection before it is closed as a slow consumer.
-    #[arg(long, env = "COEDIT_OUTBOUND_QUEUE", default_value_t = Config::DEFAULT_OUTBOUND_QUEUE)]
+    #[arg(long, env = "COEDIT_OUTBOUND_QUEUE", default_value_t = Config::DEFAULT_OUTBOUND_QUEUE, help_heading = LIMITS)]
     pub outbound_queue: usize,
 
     /// Largest WebSocket message accepted, in bytes.
-    #[arg(long, env = "COEDIT_MAX_MESSAGE_BYTES", default_value_t = Config::DEFAULT_MAX_MESSAGE_BYTES)]
+    #[arg(long, env = "COEDIT_MAX_MESSAGE_BYTES", default_value_t = Config::DEFAULT_MAX_MESSAGE_BYTES, help_heading = LIMITS)]
     pub max_message_bytes: usize,
 
     /// Require `Authorization: Bearer TOKEN` on the admin endpoints (persist, load,
     /// simulate, events, room listings).
-    #[arg(long, env = "COEDIT_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "COEDIT_ADMIN_TOKEN", hide_env_values = true, help_heading = AUTH)]
     pub admin_token: Option<String>,
 
     /// Require WebSocket clients to present a room token signed with this secret
     /// (mint them with `coedit token`).
-    #[arg(long, env = "COEDIT_AUTH_SECRET", hide_env_values = true)]
+    #[arg(long, env = "COEDIT_AUTH_SECRET", hide_env_values = true, help_heading = AUTH)]
     pub auth_secret: Option<String>,
 
     /// Open WebSocket connections allowed in total; more get HTTP 503.
-    #[arg(long, env = "COEDIT_MAX_CONNECTIONS", default_value_t = Config::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, env = "COEDIT_MAX_CONNECTIONS", default_value_t = Config::DEFAULT_MAX_CONNECTIONS, help_heading = LIMITS)]
     pub max_connections: usize,
 
     /// Open WebSocket connections allowed per room; more get HTTP 503.
-    #[arg(long, env = "COEDIT_MAX_CONNECTIONS_PER_ROOM", default_value_t = Config::DEFAULT_MAX_CONNECTIONS_PER_ROOM)]
+    #[arg(long, env = "COEDIT_MAX_CONNECTIONS_PER_ROOM", default_value_t = Config::DEFAULT_MAX_CONNECTIONS_PER_ROOM, help_heading = LIMITS)]
     pub max_connections_per_room: usize,
 
     /// Largest document a room may grow to, in bytes of its Yjs encoding.
-    #[arg(long, env = "COEDIT_MAX_DOCUMENT_BYTES", default_value_t = Config::DEFAULT_MAX_DOCUMENT_BYTES)]
+    #[arg(long, env = "COEDIT_MAX_DOCUMENT_BYTES", default_value_t = Config::DEFAULT_MAX_DOCUMENT_BYTES, help_heading = LIMITS)]
     pub max_document_bytes: usize,
 
     /// Messages per second one connection may send on average.
-    #[arg(long, env = "COEDIT_RATE_LIMIT", default_value_t = Config::DEFAULT_RATE_LIMIT_PER_SEC)]
+    #[arg(long, env = "COEDIT_RATE_LIMIT", default_value_t = Config::DEFAULT_RATE_LIMIT_PER_SEC, help_heading = LIMITS)]
     pub rate_limit: u32,
 
     /// Messages one connection may send in a burst.
-    #[arg(long, env = "COEDIT_RATE_BURST", default_value_t = Config::DEFAULT_RATE_LIMIT_BURST)]
+    #[arg(long, env = "COEDIT_RATE_BURST", default_value_t = Config::DEFAULT_RATE_LIMIT_BURST, help_heading = LIMITS)]
     pub rate_burst: u32,
 
     /// Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged).
     #[arg(long, env = "COEDIT_NO_DASHBOARD")]
     pub no_dashboard: bool,
 
-    /// Log filter (overridden by RUST_LOG), e.g. `info` or `coedit=debug`.
-    #[arg(long, env = "COEDIT_LOG", default_value = "info")]
-    pub log_level: String,
+    /// Log filter, e.g. `info` or `coedit=debug`; given here (or in COEDIT_LOG) it
+    /// wins over RUST_LOG. Default: RUST_LOG if set, else `info`.
+    #[arg(
+        long,
+        env = "COEDIT_LOG",
+        value_name = "FILTER",
+        value_parser = logging::parse_filter,
+        help_heading = LOGGING
+    )]
+    pub log_level: Option<String>,
+
+    /// `text` for people (coloured only on a terminal without NO_COLOR), `json` for
+    /// log shippers: one object per line.
+    #[arg(
+        long,
+        env = "COEDIT_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        help_heading = LOGGING
+    )]
+    pub log_format: LogFormat,
 }
 
 impl ServeArgs {
+    /// What the server logs: `info` unless told otherwise.
+    pub fn log_settings(&self) -> LogSettings {
+        LogSettings {
+            explicit: self.log_level.clone(),
+            default: "info",
+            format: self.log_format,
+        }
+    }
+
     fn config(&self) -> Config {
         let store = match &self.mongo_url {
             Some(url) if !url.is_empty() => StoreConfig::Mongo {
@@ -118,6 +166,7 @@ impl ServeArgs {
         let mut config = Config::new(store);
         config.cors_origins = self.cors_origins.clone();
         config.start_degraded = self.start_degraded;
+        config.durability = self.durability;
         config.commit_interval = Duration::from_millis(self.commit_interval_ms);
         config.idle_unload = Duration::from_secs(self.idle_unload_secs);
         config.compact_every = self.compact_every.max(1);

@@ -14,9 +14,6 @@ pub const DEFAULT_COUNT: u32 = 10;
 pub struct SimulateArgs {
     #[command(subcommand)]
     pub command: SimulateCommand,
-
-    #[command(flatten)]
-    pub client: ClientArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,9 +44,9 @@ pub enum SimulateCommand {
 }
 
 impl SimulateArgs {
-    pub async fn run(self) -> Result<(), Failure> {
-        let client = self.client.client()?;
-        let json = self.client.json;
+    pub async fn run(self, options: &ClientArgs) -> Result<(), Failure> {
+        let client = options.client()?;
+        let json = options.json;
         match self.command {
             SimulateCommand::Add { room, count } => {
                 let answer = client.simulate_add(&room, count).await?;

@@ -15,6 +15,28 @@ pub enum StoreConfig {
     Memory,
 }
 
+/// When an accepted update counts as safe, and so when other clients see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DurabilityLevel {
+    /// Relay at once and write within `commit_interval`: a crash can lose the last
+    /// window of edits, including ones other clients already saw.
+    Relaxed,
+    /// Relay once the store has the update (SQLite: committed to its write-ahead log
+    /// in the OS; MongoDB: insert acknowledged): whatever anyone saw survives a
+    /// crash of the server.
+    WriteAhead,
+    /// As `write-ahead`, and the store syncs to disk before acknowledging (SQLite
+    /// `synchronous=FULL`, MongoDB journaled writes): survives power loss too.
+    Fsync,
+}
+
+impl DurabilityLevel {
+    /// Whether rooms hold messages until the store has what they show.
+    pub fn write_ahead(self) -> bool {
+        !matches!(self, DurabilityLevel::Relaxed)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub store: StoreConfig,
@@ -23,8 +45,14 @@ pub struct Config {
     /// Messages a connection may have queued before it counts as a slow consumer and
     /// is closed. Large enough to ride out a GC pause or a slow network burst.
     pub outbound_queue: usize,
-    /// How long the journal gathers accepted updates before writing them in one
-    /// store transaction (group commit): the most a `kill -9` can lose.
+    /// This server's name in logs and in the store's writer lease; `host:port`
+    /// when not set.
+    pub node_id: Option<String>,
+    /// When an accepted update is relayed relative to being written.
+    pub durability: DurabilityLevel,
+    /// With `DurabilityLevel::Relaxed` only: how long the journal gathers accepted
+    /// updates before writing them in one store transaction (the most a `kill -9`
+    /// can lose). Write-ahead levels write as soon as the previous write returns.
     pub commit_interval: Duration,
     /// Log entries after which a room's log is compacted into its snapshot.
     pub compact_every: u64,
@@ -81,6 +109,8 @@ impl Config {
             store,
             cors_origins: vec!["*".into()],
             outbound_queue: Self::DEFAULT_OUTBOUND_QUEUE,
+            node_id: None,
+            durability: DurabilityLevel::WriteAhead,
             commit_interval: Self::DEFAULT_COMMIT_INTERVAL,
             compact_every: Self::DEFAULT_COMPACT_EVERY,
             idle_unload: Self::DEFAULT_IDLE_UNLOAD,
@@ -97,6 +127,16 @@ impl Config {
             rate_limit_per_sec: Self::DEFAULT_RATE_LIMIT_PER_SEC,
             rate_limit_burst: Self::DEFAULT_RATE_LIMIT_BURST,
             dashboard: true,
+        }
+    }
+
+    /// How the journal paces its writes at this durability level.
+    pub fn journal_pace(&self) -> crate::server::journal::Pace {
+        use crate::server::journal::Pace;
+        if self.durability.write_ahead() {
+            Pace::Natural
+        } else {
+            Pace::Window(self.commit_interval)
         }
     }
 

@@ -446,12 +446,7 @@ fn handle_text(peer: &Peer<'_>, text: &str) {
                 );
             }
         }
-        ClientMessage::Cursor {
-            name,
-            color,
-            position,
-            ..
-        } => room.cursor(client_id, name, color, position),
+        ClientMessage::Cursor { position, .. } => room.cursor(client_id, position),
         ClientMessage::Selection { selection } => room.selection(client_id, selection),
         ClientMessage::Awareness { fields } => room.awareness(client_id, fields),
         ClientMessage::Ping { timestamp } => {
@@ -521,7 +516,7 @@ mod tests {
     async fn a_connection_task_stays_small() {
         let config = Config::for_tests();
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let (journal, _journal_task) = Journal::start(store.clone(), config.commit_interval);
+        let (journal, _journal_task) = Journal::start(store.clone(), config.journal_pace());
         let metrics = Metrics::new();
         let app = AppState {
             registry: Registry::new(store, journal, metrics.clone(), &config),

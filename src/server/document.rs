@@ -27,6 +27,9 @@ pub enum DocumentError {
     Panicked,
     #[error("update refused: the document would exceed its limit of {limit} bytes")]
     TooLarge { limit: usize },
+    /// The store refuses this room's writes for good; the room is read-only.
+    #[error("update refused: this room cannot be saved ({0}), so it is read-only")]
+    Unstorable(String),
 }
 
 /// What applying one update did to the document.

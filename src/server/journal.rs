@@ -1,11 +1,21 @@
-//! The journal: every update a room accepts goes through here to the store, in
-//! order, written in batches (group commit) by one background task.
+//! The journal: every write a room makes goes through here to the store, in order,
+//! in batches, by one background task; and once the store has taken a room's write,
+//! the room is told, so it can release what it was holding back (write-ahead relay).
+//!
+//! Group commit comes in two paces. Write-ahead (the default) has no timer: while
+//! one write is in flight the next batch collects, so a quiet server writes each
+//! update at once and a busy one writes many per round trip. Relaxed waits a fixed
+//! window before each write, the pace of servers that relay first and write after.
+//!
+//! A write the store refuses for good (too large, invalid) is isolated to its room:
+//! the room is told and named in health, and every other room keeps being written.
+//! Any other failure is retried with backoff, keeping the whole backlog in order.
 //!
 //! Rooms hand over writes without waiting (they hold a lock while doing it), so the
 //! queue is unbounded: while the store is failing the backlog grows in memory, is
 //! reported in health and metrics, and is written once the store is back.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{Store, WriteOp};
+use super::store::{Store, StoreError, WriteOp};
 
 /// Most operations written in one store transaction.
 const MAX_BATCH: usize = 2000;
@@ -24,11 +34,29 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// is back (with a backlog, the writer's own retries find out).
 const RECOVERY_PROBE: Duration = Duration::from_secs(1);
 
+/// Who hears about a write once the store has answered for it: the room that made it.
+pub trait WriteWatcher: Send + Sync {
+    /// Every write of this room up to `seq` is in the store.
+    fn written(&self, seq: u64);
+    /// The store refused this room's write for good, for `reason`; nothing of the
+    /// room is written any more.
+    fn refused(&self, reason: &str);
+}
+
+/// How the writer paces its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Write as soon as the previous write returns (write-ahead relay: rooms wait
+    /// for the store, so a timer would only add latency).
+    Natural,
+    /// Gather for this long before each write (relay first, write within the window).
+    Window(Duration),
+}
+
 enum Item {
     Write {
         op: WriteOp,
-        /// The room's "written through" mark, advanced once `op` is in the store.
-        written: Arc<AtomicU64>,
+        watcher: Arc<dyn WriteWatcher>,
     },
     Flush(oneshot::Sender<()>),
 }
@@ -45,6 +73,9 @@ struct Shared {
     errors: AtomicU64,
     /// `std::sync::Mutex`: a tiny value read by health checks, never awaited.
     state: Mutex<StoreState>,
+    /// Rooms whose writes the store refused for good, with the reason; read by
+    /// health and metrics. `std::sync::Mutex` for the same reason as `state`.
+    refused: Mutex<BTreeMap<String, String>>,
 }
 
 /// Cheap to clone: a sender into the writer task plus shared counters.
@@ -63,15 +94,21 @@ pub struct JournalTask {
 impl Journal {
     /// Starts the writer task. It runs until every `Journal` clone is dropped, then
     /// writes what is left and ends.
-    pub fn start(store: Arc<dyn Store>, commit_interval: Duration) -> (Journal, JournalTask) {
+    pub fn start(store: Arc<dyn Store>, pace: Pace) -> (Journal, JournalTask) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             backlog: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             state: Mutex::new(StoreState::Healthy),
+            refused: Mutex::new(BTreeMap::new()),
         });
         let backend = store.backend();
-        let handle = tokio::spawn(run_writer(store, receiver, shared.clone(), commit_interval));
+        let writer = Writer {
+            store,
+            shared: shared.clone(),
+            pace,
+        };
+        let handle = tokio::spawn(writer.run(receiver));
         (
             Journal {
                 sender,
@@ -82,10 +119,10 @@ impl Journal {
         )
     }
 
-    /// Queues `op`; `written` is advanced to `op.seq()` once it is stored.
-    pub fn submit(&self, op: WriteOp, written: Arc<AtomicU64>) {
+    /// Queues `op`; `watcher` hears once it is stored (or refused).
+    pub fn submit(&self, op: WriteOp, watcher: Arc<dyn WriteWatcher>) {
         self.shared.backlog.fetch_add(1, Ordering::Relaxed);
-        if self.sender.send(Item::Write { op, written }).is_err() {
+        if self.sender.send(Item::Write { op, watcher }).is_err() {
             // Only after shutdown has begun; the room is going away with the process.
             self.shared.backlog.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("journal closed: an update was not written");
@@ -129,6 +166,15 @@ impl Journal {
             .lock()
             .map(|state| state.clone())
             .unwrap_or_else(|_| StoreState::Degraded("journal state unavailable".into()))
+    }
+
+    /// Rooms the store refused for good, by id, with the store's reason.
+    pub fn refused_rooms(&self) -> BTreeMap<String, String> {
+        self.shared
+            .refused
+            .lock()
+            .map(|refused| refused.clone())
+            .unwrap_or_default()
     }
 
     /// Marks the store degraded from outside the writer (a failed load, persist or
@@ -191,78 +237,201 @@ fn set_state(shared: &Shared, state: StoreState) {
     }
 }
 
-async fn run_writer(
+/// The writer task's state.
+struct Writer {
     store: Arc<dyn Store>,
-    mut receiver: mpsc::UnboundedReceiver<Item>,
     shared: Arc<Shared>,
-    commit_interval: Duration,
-) {
-    let mut pending: VecDeque<Item> = VecDeque::new();
-    let mut open = true;
-    let mut retry_delay = RETRY_MIN;
-    while open || !pending.is_empty() {
-        if pending.is_empty() {
-            match receiver.recv().await {
-                Some(item) => pending.push_back(item),
-                None => break,
-            }
-            // Group commit: let the updates of the next few milliseconds join this
-            // transaction instead of paying one store round trip each.
-            tokio::time::sleep(commit_interval).await;
-        }
-        loop {
-            match receiver.try_recv() {
-                Ok(item) => pending.push_back(item),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    open = false;
-                    break;
+    pace: Pace,
+}
+
+/// How writing one batch went.
+enum Outcome {
+    /// Every item of the batch is settled (written, or refused for its room).
+    Settled,
+    /// The store failed for now; the batch is to be retried as it is.
+    Retry(StoreError),
+}
+
+impl Writer {
+    async fn run(self, mut receiver: mpsc::UnboundedReceiver<Item>) {
+        let mut pending: VecDeque<Item> = VecDeque::new();
+        let mut open = true;
+        let mut retry_delay = RETRY_MIN;
+        while open || !pending.is_empty() {
+            if pending.is_empty() {
+                match receiver.recv().await {
+                    Some(item) => pending.push_back(item),
+                    None => break,
+                }
+                if let Pace::Window(window) = self.pace {
+                    // Let the updates of the next few milliseconds join this
+                    // transaction instead of paying one store round trip each.
+                    tokio::time::sleep(window).await;
                 }
             }
-        }
-
-        let batch_len = pending.len().min(MAX_BATCH);
-        let ops: Vec<WriteOp> = pending
-            .iter()
-            .take(batch_len)
-            .filter_map(|item| match item {
-                Item::Write { op, .. } => Some(op.clone()),
-                Item::Flush(_) => None,
-            })
-            .collect();
-        let result = if ops.is_empty() {
-            Ok(())
-        } else {
-            store.write(&ops).await
-        };
-        match result {
-            Ok(()) => {
-                retry_delay = RETRY_MIN;
-                for item in pending.drain(..batch_len) {
-                    match item {
-                        Item::Write { op, written } => {
-                            written.fetch_max(op.seq(), Ordering::Release);
-                            shared.backlog.fetch_sub(1, Ordering::Relaxed);
-                        }
-                        Item::Flush(done) => {
-                            let _ = done.send(());
-                        }
+            loop {
+                match receiver.try_recv() {
+                    Ok(item) => pending.push_back(item),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
                     }
                 }
-                // A batch of flush markers alone proves nothing about the store.
-                if !ops.is_empty() {
-                    set_state(&shared, StoreState::Healthy);
-                }
             }
-            Err(error) => {
-                shared.errors.fetch_add(1, Ordering::Relaxed);
-                set_state(&shared, StoreState::Degraded(error.to_string()));
-                tracing::warn!(%error, backlog = pending.len(), ?retry_delay, "store write failed; retrying");
-                tokio::time::sleep(retry_delay).await;
-                retry_delay = (retry_delay * 2).min(RETRY_MAX);
+
+            let batch_len = pending.len().min(MAX_BATCH);
+            let mut batch: Vec<Item> = pending.drain(..batch_len).collect();
+            match self.write(&mut batch).await {
+                Outcome::Settled => retry_delay = RETRY_MIN,
+                Outcome::Retry(error) => {
+                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                    set_state(&self.shared, StoreState::Degraded(error.to_string()));
+                    tracing::warn!(%error, backlog = pending.len() + batch.len(), ?retry_delay, "store write failed; retrying");
+                    // What is left of the batch goes back in front, in order.
+                    for item in batch.into_iter().rev() {
+                        pending.push_front(item);
+                    }
+                    tokio::time::sleep(retry_delay).await;
+                    retry_delay = (retry_delay * 2).min(RETRY_MAX);
+                }
             }
         }
     }
+
+    /// Writes `batch`; what is settled is removed from it and its watchers told.
+    /// A refusal for good is narrowed down to the rooms it belongs to.
+    async fn write(&self, batch: &mut Vec<Item>) -> Outcome {
+        self.drop_refused(batch);
+        let ops = write_ops(batch);
+        let result = if ops.is_empty() {
+            Ok(())
+        } else {
+            self.store.write(&ops).await
+        };
+        match result {
+            Ok(()) => {
+                // A batch of flush markers alone proves nothing about the store.
+                if !ops.is_empty() {
+                    set_state(&self.shared, StoreState::Healthy);
+                }
+                self.settle(std::mem::take(batch));
+                Outcome::Settled
+            }
+            Err(error) if error.is_permanent() => self.write_room_by_room(batch).await,
+            Err(error) => Outcome::Retry(error),
+        }
+    }
+
+    /// After a refusal for good: each room's writes alone, so the room the store
+    /// refuses is found and set aside and the others are written.
+    async fn write_room_by_room(&self, batch: &mut Vec<Item>) -> Outcome {
+        let mut rooms: Vec<String> = Vec::new();
+        for item in batch.iter() {
+            if let Item::Write { op, .. } = item {
+                if !rooms.iter().any(|room| room == op.room_id()) {
+                    rooms.push(op.room_id().to_owned());
+                }
+            }
+        }
+        for room in rooms {
+            let (mine, rest): (Vec<Item>, Vec<Item>) = std::mem::take(batch)
+                .into_iter()
+                .partition(|item| matches!(item, Item::Write { op, .. } if op.room_id() == room));
+            *batch = rest;
+            let ops = write_ops(&mine);
+            match self.store.write(&ops).await {
+                Ok(()) => self.settle(mine),
+                Err(error) if error.is_permanent() => self.refuse(&room, &error, mine),
+                Err(error) => {
+                    // Put the room's items back where they were: first.
+                    let rest = std::mem::take(batch);
+                    batch.extend(mine);
+                    batch.extend(rest);
+                    return Outcome::Retry(error);
+                }
+            }
+        }
+        self.settle(std::mem::take(batch));
+        Outcome::Settled
+    }
+
+    /// Items of rooms already refused are not written again: they are settled as
+    /// refused (their room knows).
+    fn drop_refused(&self, batch: &mut Vec<Item>) {
+        let Ok(refused) = self.shared.refused.lock() else {
+            return;
+        };
+        if refused.is_empty() {
+            return;
+        }
+        let before = batch.len();
+        batch.retain(
+            |item| !matches!(item, Item::Write { op, .. } if refused.contains_key(op.room_id())),
+        );
+        self.shared
+            .backlog
+            .fetch_sub((before - batch.len()) as u64, Ordering::Relaxed);
+    }
+
+    fn refuse(&self, room: &str, error: &StoreError, items: Vec<Item>) {
+        let reason = error.to_string();
+        tracing::error!(room, %reason, "the store refused this room's writes; its edits stay in memory only");
+        self.shared.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut refused) = self.shared.refused.lock() {
+            refused.insert(room.to_owned(), reason.clone());
+        }
+        let mut told = false;
+        for item in items {
+            if let Item::Write { watcher, .. } = item {
+                self.shared.backlog.fetch_sub(1, Ordering::Relaxed);
+                if !told {
+                    watcher.refused(&reason);
+                    told = true;
+                }
+            }
+        }
+    }
+
+    /// Tells each room once, with its highest written sequence number, and answers
+    /// flush markers.
+    fn settle(&self, items: Vec<Item>) {
+        let mut written: Vec<(Arc<dyn WriteWatcher>, u64)> = Vec::new();
+        let mut index: HashMap<*const (), usize> = HashMap::new();
+        let mut flushes = Vec::new();
+        for item in items {
+            match item {
+                Item::Write { op, watcher } => {
+                    self.shared.backlog.fetch_sub(1, Ordering::Relaxed);
+                    let key = Arc::as_ptr(&watcher) as *const ();
+                    match index.get(&key) {
+                        Some(&at) => written[at].1 = written[at].1.max(op.seq()),
+                        None => {
+                            index.insert(key, written.len());
+                            written.push((watcher, op.seq()));
+                        }
+                    }
+                }
+                Item::Flush(done) => flushes.push(done),
+            }
+        }
+        for (watcher, seq) in written {
+            watcher.written(seq);
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn write_ops(items: &[Item]) -> Vec<WriteOp> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Write { op, .. } => Some(op.clone()),
+            Item::Flush(_) => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -272,24 +441,40 @@ mod tests {
     use crate::server::store::LoggedUpdate;
     use bytes::Bytes;
 
-    fn append(seq: u64) -> WriteOp {
+    /// A room's view of the journal: the highest written sequence, and a refusal.
+    #[derive(Default)]
+    struct Recorder {
+        written: AtomicU64,
+        refused: Mutex<Option<String>>,
+    }
+
+    impl WriteWatcher for Recorder {
+        fn written(&self, seq: u64) {
+            self.written.fetch_max(seq, Ordering::AcqRel);
+        }
+        fn refused(&self, reason: &str) {
+            *self.refused.lock().unwrap() = Some(reason.to_owned());
+        }
+    }
+
+    fn append(room: &str, seq: u64) -> WriteOp {
         WriteOp::Append(LoggedUpdate {
-            room_id: "r".into(),
+            room_id: room.into(),
             seq,
             data: Bytes::from(vec![seq as u8]),
         })
     }
 
     #[tokio::test]
-    async fn writes_in_order_and_advances_the_written_mark() {
+    async fn writes_in_order_and_tells_the_room_what_is_written() {
         let store = MemoryStore::new();
-        let (journal, task) = Journal::start(Arc::new(store.clone()), Duration::from_millis(1));
-        let written = Arc::new(AtomicU64::new(0));
+        let (journal, task) = Journal::start(Arc::new(store.clone()), Pace::Natural);
+        let room = Arc::new(Recorder::default());
         for seq in 1..=100 {
-            journal.submit(append(seq), written.clone());
+            journal.submit(append("r", seq), room.clone());
         }
         journal.flush().await;
-        assert_eq!(written.load(Ordering::Acquire), 100);
+        assert_eq!(room.written.load(Ordering::Acquire), 100);
         assert_eq!(journal.backlog(), 0);
         let state = store.load_durable("r").await.unwrap().unwrap();
         assert_eq!(state.updates.len(), 100);
@@ -301,21 +486,65 @@ mod tests {
     async fn keeps_the_backlog_through_an_outage_and_writes_it_after() {
         let store = MemoryStore::new();
         store.set_failing(true);
-        let (journal, task) = Journal::start(Arc::new(store.clone()), Duration::from_millis(1));
-        let written = Arc::new(AtomicU64::new(0));
+        let (journal, task) = Journal::start(
+            Arc::new(store.clone()),
+            Pace::Window(Duration::from_millis(1)),
+        );
+        let room = Arc::new(Recorder::default());
         for seq in 1..=10 {
-            journal.submit(append(seq), written.clone());
+            journal.submit(append("r", seq), room.clone());
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(journal.backlog(), 10);
+        assert_eq!(room.written.load(Ordering::Acquire), 0);
         assert!(matches!(journal.state(), StoreState::Degraded(_)));
         assert!(journal.errors() >= 1);
 
         store.set_failing(false);
         journal.flush().await;
         assert_eq!(journal.backlog(), 0);
+        assert_eq!(room.written.load(Ordering::Acquire), 10);
         assert_eq!(journal.state(), StoreState::Healthy);
         assert_eq!(store.load_durable("r").await.unwrap().unwrap().last_seq, 10);
+        drop(journal);
+        assert!(task.finish(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn a_room_the_store_refuses_for_good_does_not_hold_up_the_others() {
+        let store = MemoryStore::new();
+        store.refuse_room("poison");
+        let (journal, task) = Journal::start(Arc::new(store.clone()), Pace::Natural);
+        let poison = Arc::new(Recorder::default());
+        let healthy = Arc::new(Recorder::default());
+        for seq in 1..=20 {
+            journal.submit(append("poison", seq), poison.clone());
+            journal.submit(append("healthy", seq), healthy.clone());
+        }
+        journal.flush().await;
+        assert_eq!(healthy.written.load(Ordering::Acquire), 20);
+        assert_eq!(
+            store
+                .load_durable("healthy")
+                .await
+                .unwrap()
+                .unwrap()
+                .updates
+                .len(),
+            20
+        );
+        assert_eq!(poison.written.load(Ordering::Acquire), 0);
+        assert!(poison.refused.lock().unwrap().is_some());
+        assert!(journal.refused_rooms().contains_key("poison"));
+        assert_eq!(journal.backlog(), 0);
+
+        // Later writes of the refused room are set aside without a store round trip;
+        // the healthy room goes on.
+        journal.submit(append("poison", 21), poison.clone());
+        journal.submit(append("healthy", 21), healthy.clone());
+        journal.flush().await;
+        assert_eq!(healthy.written.load(Ordering::Acquire), 21);
+        assert_eq!(journal.backlog(), 0);
         drop(journal);
         assert!(task.finish(Duration::from_secs(5)).await);
     }

@@ -31,10 +31,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{Config, StoreConfig};
+pub use config::{Config, DurabilityLevel, StoreConfig};
 use journal::Journal;
 use metrics::Metrics;
 use registry::Registry;
+use store::lease::{LeaseError, WriterLease};
 use store::{memory::MemoryStore, mongo::MongoStore, sqlite::SqliteStore, Store, StoreError};
 
 /// How long shutdown waits for connections to close, then for the store to take the
@@ -62,6 +63,9 @@ pub enum ServeError {
     /// MongoDB did not answer at start-up (and `start_degraded` was not set).
     #[error("{0}")]
     StoreUnreachable(String),
+    /// Another server writes the same store.
+    #[error("{0}")]
+    StoreInUse(String),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -80,19 +84,53 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
 /// start anyway.
 struct OpenedStore {
     store: Arc<dyn Store>,
+    /// The embedded store's directory lock, held while serving.
+    _lock: Option<store::sqlite::DataDirLock>,
+    /// MongoDB's writer lease, held while serving.
+    lease: Option<WriterLease>,
     /// Why the store could not be reached, shown in health until it can.
     unreachable: Option<String>,
 }
 
 async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError> {
+    // One line says which store and where, first thing: a MONGO_URL inherited from
+    // the environment or a `.env` switches stores without any flag on the command.
+    let fsync = config.durability == DurabilityLevel::Fsync;
+    let mut lock = None;
+    let mut lease = None;
     let store: Arc<dyn Store> = match &config.store {
-        StoreConfig::Embedded { data_dir } => Arc::new(SqliteStore::open(data_dir)?),
-        StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        StoreConfig::Embedded { data_dir } => {
+            lock = Some(store::sqlite::DataDirLock::acquire(data_dir)?);
+            let store = SqliteStore::open_with(data_dir, fsync)?;
+            let path = std::path::absolute(store.path()).unwrap_or_else(|_| store.path().into());
+            tracing::info!(store = "sqlite", path = %path.display(), "store: SQLite file {}", path.display());
+            Arc::new(store)
+        }
+        StoreConfig::Memory => {
+            tracing::info!(
+                store = "memory",
+                "store: memory only, nothing is kept after exit"
+            );
+            Arc::new(MemoryStore::new())
+        }
         StoreConfig::Mongo { url, database } => {
-            let store = MongoStore::connect(url, database).await?;
+            let mut store = MongoStore::connect(url, database).await?;
+            if fsync {
+                store.journal_writes();
+            }
+            // Host names only: the URL's credentials never reach the log.
+            tracing::info!(
+                store = "mongodb",
+                hosts = store.hosts(),
+                database = %database,
+                "store: MongoDB at {}, database {database}",
+                store.hosts()
+            );
             if let Err(error) = store.prepare().await {
                 let reason = match &error {
-                    StoreError::Unavailable(reason) | StoreError::Corrupt(reason) => reason,
+                    StoreError::Unavailable(reason)
+                    | StoreError::Corrupt(reason)
+                    | StoreError::Rejected(reason) => reason,
                 };
                 let problem = format!("cannot reach MongoDB at {}: {reason}", store.hosts());
                 if !config.start_degraded {
@@ -103,14 +141,27 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
                 tracing::warn!("{problem}; serving from memory until it is back");
                 return Ok(OpenedStore {
                     store: Arc::new(store),
+                    _lock: None,
+                    lease: None,
                     unreachable: Some(problem),
                 });
             }
+            let node_id = config.node_id.clone().unwrap_or_default();
+            lease = Some(
+                WriterLease::acquire(store.database(), &node_id)
+                    .await
+                    .map_err(|error| match error {
+                        LeaseError::InUse(reason) => ServeError::StoreInUse(reason),
+                        LeaseError::Store(error) => ServeError::Store(error),
+                    })?,
+            );
             Arc::new(store)
         }
     };
     Ok(OpenedStore {
         store,
+        _lock: lock,
+        lease,
         unreachable: None,
     })
 }
@@ -118,9 +169,12 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
 /// Serves until `shutdown` is cancelled, then shuts down gracefully.
 pub async fn run(
     listener: TcpListener,
-    config: Config,
+    mut config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    if config.node_id.is_none() {
+        config.node_id = Some(default_node_id(&listener)?);
+    }
     let opened = open_store_reporting(&config).await?;
     serve(listener, config, opened, shutdown).await
 }
@@ -134,6 +188,8 @@ pub async fn run_with_store(
 ) -> Result<(), ServeError> {
     let opened = OpenedStore {
         store,
+        _lock: None,
+        lease: None,
         unreachable: None,
     };
     serve(listener, config, opened, shutdown).await
@@ -141,13 +197,28 @@ pub async fn run_with_store(
 
 async fn serve(
     listener: TcpListener,
-    config: Config,
+    mut config: Config,
     opened: OpenedStore,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let OpenedStore { store, unreachable } = opened;
+    if matches!(config.store, StoreConfig::Mongo { .. })
+        && config.max_document_bytes > store::mongo::MAX_DOCUMENT_BYTES
+    {
+        tracing::warn!(
+            "documents are limited to {} bytes on MongoDB (its 16 MiB document limit), not the {} of --max-document-bytes",
+            store::mongo::MAX_DOCUMENT_BYTES,
+            config.max_document_bytes
+        );
+        config.max_document_bytes = store::mongo::MAX_DOCUMENT_BYTES;
+    }
+    let OpenedStore {
+        store,
+        _lock,
+        lease,
+        unreachable,
+    } = opened;
     let metrics = Metrics::new();
-    let (journal, journal_task) = Journal::start(store.clone(), config.commit_interval);
+    let (journal, journal_task) = Journal::start(store.clone(), config.journal_pace());
     if let Some(problem) = unreachable {
         journal.report_failure(&problem);
     }
@@ -206,11 +277,27 @@ async fn serve(
     if !journal_task.finish(SHUTDOWN_GRACE).await {
         tracing::error!("store did not take the last writes before the deadline");
     }
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
     if let Err(error) = store.close().await {
         tracing::warn!(%error, "store close failed");
     }
     tracing::info!("coedit stopped");
     Ok(())
+}
+
+/// `host:port`: unique among live servers, since only one process can listen on a
+/// port of a host, and the same again when a server restarts in its place.
+fn default_node_id(listener: &TcpListener) -> Result<String, ServeError> {
+    let port = listener.local_addr()?.port();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    Ok(format!("{host}:{port}"))
 }
 
 async fn sweep_idle_rooms(registry: Registry, idle: Duration, shutdown: CancellationToken) {

@@ -11,8 +11,9 @@ use super::config::Config;
 use super::document::DocumentError;
 use super::journal::Journal;
 use super::metrics::Metrics;
+use super::room::durable::{read_stored, Stored};
 use super::room::{Room, RoomSettings};
-use super::store::{DurableState, Store, StoreError};
+use super::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -52,6 +53,7 @@ impl Registry {
                     compact_every: config.compact_every.max(1),
                     reconnect_window: config.reconnect_window,
                     max_document_bytes: config.max_document_bytes,
+                    write_ahead: config.durability.write_ahead(),
                 },
             }),
         }
@@ -85,8 +87,7 @@ impl Registry {
         if let Some(room) = self.loaded(room_id) {
             return Ok(Some(room));
         }
-        let durable = self.durable_state(room_id).await?;
-        if durable.is_none() {
+        if self.stored(room_id).await?.is_nothing() {
             return Ok(None);
         }
         self.get_or_load(room_id).await.map(Some)
@@ -122,41 +123,25 @@ impl Registry {
         before - rooms.len()
     }
 
-    /// Durable state, or, for a room only the original backend ever saved, its
-    /// checkpoint.
-    async fn durable_state(&self, room_id: &str) -> Result<Option<DurableState>, LoadError> {
-        let store_error = |source| LoadError::Store {
-            room: room_id.to_owned(),
-            source,
-        };
-        let result: Result<Option<DurableState>, StoreError> = async {
-            if let Some(durable) = self.inner.store.load_durable(room_id).await? {
-                return Ok(Some(durable));
-            }
-            Ok(self
-                .inner
-                .store
-                .load_checkpoint(room_id)
-                .await?
-                .map(|checkpoint| DurableState {
-                    snapshot: Some(checkpoint),
-                    updates: Vec::new(),
-                    last_seq: 0,
-                }))
-        }
-        .await;
+    /// What the store holds for the room (see `room::durable::read_stored`); a
+    /// failure marks the store degraded, a success may clear that.
+    async fn stored(&self, room_id: &str) -> Result<Stored, LoadError> {
+        let result = read_stored(self.inner.store.as_ref(), room_id).await;
         match &result {
             Ok(_) => self.inner.journal.report_success(),
             Err(error) => self.inner.journal.report_failure(&error.to_string()),
         }
-        result.map_err(store_error)
+        result.map_err(|source| LoadError::Store {
+            room: room_id.to_owned(),
+            source,
+        })
     }
 
     async fn load(&self, room_id: &str) -> Result<Room, LoadError> {
-        let durable = self.durable_state(room_id).await?;
+        let stored = self.stored(room_id).await?;
         let room = Room::new(
             room_id.to_owned(),
-            durable,
+            stored,
             self.inner.journal.clone(),
             self.inner.metrics.clone(),
             self.inner.settings,

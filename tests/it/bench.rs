@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::common::*;
+use super::mongo_env::CoeditProcess;
 
 /// 2 rooms × 3 editors typing 5 keystrokes a second for 2 seconds.
 fn small_load(url: String, payload: Payload) -> BenchConfig {
@@ -36,7 +37,7 @@ fn assert_every_keystroke_arrived(report: &Report) {
     assert_eq!(report.expected_deliveries, report.edits * 2);
     assert_eq!(report.missed_deliveries, 0, "{report:#?}");
     assert_eq!(report.deliveries, report.expected_deliveries);
-    assert_eq!(report.delivery_ratio, 1.0);
+    assert_eq!(report.delivery_ratio, Some(1.0));
     assert_eq!(report.latency_ms.count, report.deliveries);
     assert!(report.latency_ms.p50 > 0.0);
     assert!(report.converged, "{report:#?}");
@@ -92,10 +93,10 @@ async fn a_server_that_loses_updates_is_caught() {
     assert_eq!(report.connections.opened, 6);
     assert_eq!(report.connections.greeted, 0, "the relay sends no greeting");
     assert!(report.missed_deliveries > 0, "{report:#?}");
-    assert!(report.delivery_ratio < 1.0, "{report:#?}");
+    assert!(report.delivery_ratio.unwrap() < 1.0, "{report:#?}");
     // A Yjs document cannot integrate an editor's later edits while one of its
     // earlier ones is missing, so one lost update costs every keystroke after it.
-    assert!(report.delivery_ratio < 0.5, "{report:#?}");
+    assert!(report.delivery_ratio.unwrap() < 0.5, "{report:#?}");
     assert!(!report.converged, "{report:#?}");
     let thresholds = bench::Thresholds {
         max_p99_ms: None,
@@ -198,17 +199,149 @@ async fn report_writes_a_self_contained_html_page_and_json_stays_on_stdout() {
 #[tokio::test]
 async fn an_unreachable_server_is_exit_code_3() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let address = listener.local_addr().unwrap();
     drop(listener);
+    let url = format!("ws://{address}");
     let output = run_binary(&["--url", &url, "--duration", "1s"]).await;
     assert_eq!(output.status.code(), Some(3), "{output:?}");
     assert!(output.stdout.is_empty());
+    // The same through the global --server, given before the subcommand.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_coedit"))
+        .args([
+            "--server",
+            &format!("http://{address}"),
+            "bench",
+            "--duration",
+            "1s",
+        ])
+        .env_remove("COEDIT_SERVER")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&address.to_string()));
+}
+
+/// A short run of 1 room × 2 editors against `url`, as JSON, with `extra` flags.
+fn short_run<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--url",
+        url,
+        "--rooms",
+        "1",
+        "--clients",
+        "2",
+        "--rate",
+        "10",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--ramp",
+        "100ms",
+        "--drain",
+        "1s",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The one `coedit: …` line of a failed run.
+fn reason(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let reasons: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("coedit: "))
+        .collect();
+    assert_eq!(reasons.len(), 1, "one line of reason: {stderr}");
+    reasons[0].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_where_nobody_could_connect_fails_and_says_why() {
+    // A real `coedit serve` that wants room tokens; the bench has none, so every
+    // connection is refused.
+    let server = CoeditProcess::start(&["--auth-secret".into(), "bench-secret".into()]).await;
+    let url = format!("ws://{}", server.base());
+    let output = run_binary(&short_run(
+        &url,
+        &["--max-p99-ms", "50", "--min-delivery-ratio", "0.99"],
+    ))
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["connections"]["opened"], 0, "{report}");
+    assert_eq!(report["expected_deliveries"], 0, "{report}");
+    assert_eq!(
+        report["delivery_ratio"],
+        serde_json::Value::Null,
+        "0 of 0 is not a ratio of 1"
+    );
+    assert_eq!(report["converged"], false, "{report}");
+    let reason = reason(&output);
+    assert!(
+        reason.contains("no client connected (2 attempted): HTTP error: 401"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("--max-p99-ms 50 cannot be checked"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("--min-delivery-ratio 0.99 cannot be checked"),
+        "{reason}"
+    );
+
+    // With a room token for every room (the global --token, before the
+    // subcommand), the same run passes.
+    let minted = tokio::process::Command::new(env!("CARGO_BIN_EXE_coedit"))
+        .args(["token", "--room", "*", "--secret", "bench-secret"])
+        .output()
+        .await
+        .unwrap();
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+    let mut args = vec!["--token", token.as_str(), "bench"];
+    args.extend(short_run(&url, &["--min-delivery-ratio", "0.99"]));
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_coedit"))
+        .args(&args)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report.connections.opened, 2);
+    assert!(report.deliveries > 0 && report.converged, "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_measures_nothing_fails_even_without_thresholds() {
+    let server = TestServer::start().await;
+    let url = format!("ws://{}", server.addr);
+    // One editor per room: it types, but nobody can receive a keystroke, and there
+    // is no second document to compare.
+    let mut args = short_run(&url, &[]);
+    args[5] = "1";
+    assert_eq!(args[4], "--clients");
+    let output = run_binary(&args).await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report.edits > 0, "{report:#?}");
+    assert_eq!(report.delivery_ratio, None);
+    let reason = reason(&output);
+    assert!(reason.contains("no keystroke was measured"), "{reason}");
+    assert!(
+        reason.contains("nothing was compared for convergence"),
+        "{reason}"
+    );
 }
 
 async fn run_binary(args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_coedit"))
         .arg("bench")
         .args(args)
+        .env_remove("COEDIT_SERVER")
+        .env_remove("COEDIT_TOKEN")
         .output()
         .await
         .unwrap()

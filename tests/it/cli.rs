@@ -391,12 +391,19 @@ async fn each_failure_class_has_its_exit_code_and_a_reason_on_stderr() {
     let healthy = coedit_at(&server, &["health"]).await.expect_code(0);
     assert!(healthy.stdout.starts_with("healthy"), "{healthy:#?}");
 
-    // Unknown room: the server's 404 reason, exit 1, nothing on stdout.
+    // A room nobody is in: the API answers an empty room (as the original did), so
+    // the command succeeds and says the room is empty.
     let missing = coedit_at(&server, &["rooms", "show", "nope"])
         .await
-        .expect_code(1);
-    assert!(missing.stderr.contains("not found"), "{missing:#?}");
-    assert!(missing.stdout.is_empty(), "{missing:#?}");
+        .expect_code(0);
+    assert_eq!(missing.row("Users"), ["Users", "0 (0 simulated)"]);
+    assert!(
+        missing
+            .stdout
+            .contains("Nobody is in room nope and nothing is stored for it."),
+        "{missing:#?}"
+    );
+    assert!(missing.stderr.is_empty(), "{missing:#?}");
 
     // success:false: a room with an editor but nothing typed has no document.
     let _idle = server.join("empty", "idle", "Idle").await;
@@ -697,4 +704,80 @@ fn every_subcommand_explains_itself_with_an_example() {
         missing.is_empty(),
         "these need a one-line doc comment and an `Example:` line: {missing:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn global_options_work_before_and_after_the_subcommand() {
+    let store = Arc::new(MemoryStore::new());
+    let server =
+        TestServer::start_tweaked(|config| config.admin_token = Some("t0ken".into()), store).await;
+    let mut alice = server.join("notes", "alice", "Alice").await;
+    alice.type_text(0, "global").await;
+    let url = format!("http://{}", server.addr);
+    let expected = reqwest::Client::new()
+        .get(server.http("/rooms"))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+
+    let u = url.as_str();
+    let orders: [&[&str]; 5] = [
+        &["--server", u, "--token", "t0ken", "rooms", "list", "--json"],
+        &["--json", "--server", u, "rooms", "list", "--token", "t0ken"],
+        &["rooms", "--server", u, "--json", "list", "--token", "t0ken"],
+        &["rooms", "list", "--json", "--server", u, "--token", "t0ken"],
+        &[
+            "--timeout",
+            "5s",
+            "--token",
+            "t0ken",
+            "--json",
+            "rooms",
+            "list",
+            "--server",
+            u,
+        ],
+    ];
+    for args in orders {
+        let run = coedit(args).await;
+        assert_eq!(run.code, 0, "coedit {args:?}: {run:#?}");
+        assert_eq!(run.json(), expected, "coedit {args:?}");
+    }
+
+    // The token really is sent from the front position: without it, 401 and exit 1.
+    let refused = coedit(&["--server", u, "rooms", "list"])
+        .await
+        .expect_code(1);
+    assert!(refused.stderr.contains("401"), "{refused:#?}");
+
+    // Every client subcommand takes them in front.
+    for args in [
+        &["--server", u, "health"][..],
+        &[
+            "--server", u, "--token", "t0ken", "metrics", "events", "--limit", "1",
+        ],
+        &["--server", u, "--token", "t0ken", "rooms", "users", "notes"],
+        &[
+            "--server", u, "--token", "t0ken", "simulate", "add", "notes", "-n", "1",
+        ],
+        &["--server", u, "--token", "t0ken", "persist", "notes"],
+    ] {
+        let run = coedit(args).await;
+        assert_eq!(run.code, 0, "coedit {args:?}: {run:#?}");
+    }
+
+    // A global option given in front reaches even a value that has a default
+    // (--timeout): a silent server times out after 300 ms, not the default 10 s.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let run = coedit(&["--timeout", "300ms", "--server", &silent_url, "health"])
+        .await
+        .expect_code(3);
+    assert!(run.stderr.contains("timed out"), "{run:#?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

@@ -210,8 +210,12 @@ async fn a_watcher_sees_the_text_as_it_is_typed_without_joining_the_room() {
     let (status, text) = server.get("/rooms/watched/text").await;
     assert_eq!(status, 200);
     assert_eq!(text["text"], "there");
-    let (status, _) = server.get("/rooms/never-was/text").await;
-    assert_eq!(status, 404);
+    let (status, nothing) = server.get("/rooms/never-was/text").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (nothing["loaded"].clone(), nothing["text"].clone()),
+        (false.into(), "".into())
+    );
 
     // A room that is not in memory is reported as such, and watching does not load it.
     let mut elsewhere = reqwest::get(server.http("/rooms/nowhere/stream"))

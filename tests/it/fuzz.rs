@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use coedit::api::ServerMessage;
 use coedit::server::document::Document;
-use coedit::server::journal::Journal;
+use coedit::server::journal::{Journal, Pace};
 use coedit::server::metrics::Metrics;
+use coedit::server::room::durable::Stored;
 use coedit::server::room::queue;
 use coedit::server::room::{
     Kick, Member, Origin, Protocol, Room, RoomSettings, UpdateBytes, UpdateFormat,
@@ -111,13 +112,21 @@ fn refused_updates_leave_the_document_exactly_as_it_was() {
 
 #[tokio::test]
 async fn y_protocol_frames_cannot_break_a_room() {
-    let (journal, _task) = Journal::start(Arc::new(MemoryStore::new()), Duration::from_millis(1));
+    let (journal, _task) = Journal::start(Arc::new(MemoryStore::new()), Pace::Natural);
     let settings = RoomSettings {
         compact_every: 50,
         reconnect_window: Duration::from_secs(60),
         max_document_bytes: 1 << 20,
+        write_ahead: true,
     };
-    let room = Room::new("fuzz".into(), None, journal, Metrics::new(), settings).unwrap();
+    let room = Room::new(
+        "fuzz".into(),
+        Stored::Nothing,
+        journal,
+        Metrics::new(),
+        settings,
+    )
+    .unwrap();
     let (queue, mut outbound) = queue::channel(1 << 16);
     let member = Member {
         client_id: "fuzzer".into(),

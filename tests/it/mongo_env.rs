@@ -202,7 +202,11 @@ pub struct CoeditProcess {
 impl CoeditProcess {
     /// Starts `coedit serve --port <free> <store_args>` and waits until it listens.
     pub async fn start(store_args: &[String]) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), store_args).await
+    }
+
+    /// `start` on a given port: a server restarted in another's place.
+    pub async fn start_on(port: u16, store_args: &[String]) -> Self {
         let dir = temp_dir("serve");
         let log = dir.join("serve.log");
         let output = std::fs::File::create(&log).unwrap();

@@ -126,18 +126,20 @@ async fn events_are_logged_and_limit_is_validated() {
 }
 
 #[tokio::test]
-async fn rooms_are_listed_with_their_users_and_unknown_rooms_are_404() {
+async fn rooms_are_listed_with_their_users_and_bad_room_ids_are_400() {
     let server = TestServer::start().await;
     let mut alice = server.join("listed", "alice", "Alice").await;
     let state_len = alice.type_text(0, "abc").await;
 
+    let alice_json = json!({"id":"alice","name":"Alice","color":"#3B82F6","avatar_url":null,
+                            "cursor_position":null,"selection":null,"simulated":false});
     let (status, rooms) = server.get("/rooms").await;
     assert_eq!(status, 200);
     assert_eq!(
         rooms,
         json!([{"id":"listed","name":"listed","user_count":1,"doc_size":state_len,
-                "users":[{"id":"alice","name":"Alice","color":"#3B82F6","simulated":false}],
-                "connections":1}])
+                "users":[alice_json.clone()],
+                "connections":1,"exists":true}])
     );
     let (status, room) = server.get("/rooms/listed").await;
     assert_eq!(status, 200);
@@ -145,16 +147,8 @@ async fn rooms_are_listed_with_their_users_and_unknown_rooms_are_404() {
 
     let (status, users) = server.get("/rooms/listed/users").await;
     assert_eq!(status, 200);
-    assert_eq!(
-        users,
-        json!([{"id":"alice","name":"Alice","color":"#3B82F6","cursor_position":0,"simulated":false}])
-    );
+    assert_eq!(users, json!([alice_json]));
 
-    let (status, body) = server.get("/rooms/never-seen").await;
-    assert_eq!(status, 404);
-    assert_eq!(body["success"], false);
-    let (status, _) = server.get("/rooms/never-seen/users").await;
-    assert_eq!(status, 404);
     let long = "r".repeat(200);
     let (status, _) = server.get(&format!("/rooms/{long}")).await;
     assert_eq!(status, 400);

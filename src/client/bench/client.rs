@@ -238,11 +238,15 @@ impl Client {
             }
             Ok(Err(error)) => {
                 tracing::debug!(%error, url = %self.plan.url, "connect failed");
+                self.shared.note_connect_error(|| error.to_string());
                 self.local.errors += 1;
                 None
             }
             Err(_elapsed) => {
                 tracing::debug!(url = %self.plan.url, "connect timed out");
+                self.shared.note_connect_error(|| {
+                    format!("no WebSocket handshake within {CONNECT_TIMEOUT:?}")
+                });
                 self.local.errors += 1;
                 None
             }

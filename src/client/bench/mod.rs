@@ -78,6 +78,9 @@ pub struct BenchConfig {
     pub show_progress: bool,
     /// Seed of the editors' random choices; random by default.
     pub seed: Option<u64>,
+    /// Room token for a server started with `--auth-secret` (it must grant every
+    /// room of the run, e.g. `--room '*'` or `--room 'PREFIX-*'`).
+    pub token: Option<String>,
 }
 
 impl BenchConfig {
@@ -105,6 +108,7 @@ impl BenchConfig {
             server_pid: None,
             show_progress: false,
             seed: None,
+            token: None,
         }
     }
 
@@ -186,7 +190,10 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
         let plan = ClientPlan {
             index,
             room_index,
-            url: config.protocol.room_url(&config.url, &room, &client_id),
+            url: with_token(
+                config.protocol.room_url(&config.url, &room, &client_id),
+                config.token.as_deref(),
+            ),
             identity: Identity {
                 name: format!("bench {index}"),
                 color: client::color_for(index),
@@ -274,6 +281,16 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
         timeline: timeline.finish(Instant::now(), &shared.counters),
     };
     Ok(Run { report, detail })
+}
+
+/// `url` with `token=TOKEN` added to its query. Room tokens are JWTs: base64url
+/// and dots, nothing that needs escaping.
+fn with_token(url: String, token: Option<&str>) -> String {
+    match token {
+        Some(token) if url.contains('?') => format!("{url}&token={token}"),
+        Some(token) => format!("{url}?token={token}"),
+        None => url,
+    }
 }
 
 fn validate(config: &BenchConfig) -> Result<(), BenchError> {
@@ -367,11 +384,9 @@ fn build_report(
     let expected = edits * u64::from(config.clients_per_room.saturating_sub(1));
     let deliveries = Counters::get(&counters.deliveries_in_window);
     let missed = expected.saturating_sub(deliveries);
-    let delivery_ratio = if expected == 0 {
-        1.0
-    } else {
-        deliveries as f64 / expected as f64
-    };
+    // 0 of 0 is no evidence of anything: the ratio is absent, and any gate on it
+    // fails, rather than 1.0 passing it.
+    let delivery_ratio = (expected > 0).then(|| deliveries as f64 / expected as f64);
 
     // Every room's editors that were still connected must hold the same text.
     let mut texts: HashMap<usize, Vec<_>> = HashMap::new();
@@ -380,11 +395,16 @@ fn build_report(
             texts.entry(outcome.room_index).or_default().push(text);
         }
     }
-    let rooms_diverged = texts
-        .values()
+    // A room is compared only when at least two of its editors were there at the end.
+    let compared: Vec<_> = texts.values().filter(|room| room.len() >= 2).collect();
+    let rooms_compared = compared.len() as u32;
+    let rooms_diverged = compared
+        .iter()
         .filter(|room| room.windows(2).any(|pair| pair[0] != pair[1]))
         .count() as u32;
-    let never_connected = outcomes.iter().filter(|outcome| !outcome.connected).count() as u64;
+    // A client task that died (it should not) never connected as far as the run knows.
+    let connected = outcomes.iter().filter(|outcome| outcome.connected).count() as u64;
+    let never_connected = (config.total_clients() as u64).saturating_sub(connected);
 
     let (bench_cpu, server_cpu) = match cpu {
         Some((start, end)) => {
@@ -427,6 +447,7 @@ fn build_report(
             reconnects: Counters::get(&counters.reconnects),
             greeted: Counters::get(&counters.greeted),
             connect_ms: LatencySummary::from_micros(&shared.connect_histogram()),
+            first_error: shared.first_connect_error.get().cloned(),
         },
         latency_ms: LatencySummary::from_micros(&shared.latencies.total()),
         edits,
@@ -440,7 +461,8 @@ fn build_report(
         bytes_sent_per_sec: per_second(&counters.bytes_sent),
         bytes_received_per_sec: per_second(&counters.bytes_received),
         errors: Counters::get(&counters.errors),
-        converged: rooms_diverged == 0,
+        converged: rooms_compared > 0 && rooms_diverged == 0,
+        rooms_compared,
         rooms_diverged,
         bench_cpu,
         server,

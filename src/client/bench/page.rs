@@ -118,7 +118,12 @@ pub fn render(run: &Run, thresholds: &Thresholds, machine: &Machine, generated_a
             "deliveries per second",
             format!("{:.0}", report.deliveries_per_sec),
         ),
-        ("delivery ratio", format!("{:.6}", report.delivery_ratio)),
+        (
+            "delivery ratio",
+            report
+                .delivery_ratio
+                .map_or_else(|| "–".to_owned(), |ratio| format!("{ratio:.6}")),
+        ),
     ] {
         let _ = write!(page, "<div><dt>{name}</dt><dd>{value}</dd></div>");
     }
@@ -184,12 +189,17 @@ fn checks(report: &Report) -> Vec<(bool, String)> {
     vec![
         (
             report.converged,
-            if report.converged {
-                "Every room's editors ended with the same text.".to_owned()
+            if report.rooms_compared == 0 {
+                "No room ended with two editors connected, so nothing was compared.".to_owned()
+            } else if report.converged {
+                format!(
+                    "Every room's editors ended with the same text ({} rooms compared).",
+                    report.rooms_compared
+                )
             } else {
                 format!(
-                    "{} rooms ended with editors holding different text.",
-                    report.rooms_diverged
+                    "{} of {} rooms ended with editors holding different text.",
+                    report.rooms_diverged, report.rooms_compared
                 )
             },
         ),
@@ -219,8 +229,11 @@ fn checks(report: &Report) -> Vec<(bool, String)> {
     ]
 }
 
+/// The same judgement as the exit code: a run that proves nothing or misses a
+/// threshold fails.
 fn verdict(report: &Report, thresholds: &Thresholds, checks: &[(bool, String)]) -> Verdict {
-    let missed = thresholds.violations(report);
+    let mut missed = report.defects();
+    missed.extend(thresholds.violations(report));
     let mut limits = Vec::new();
     if let Some(limit) = thresholds.max_p99_ms {
         limits.push(format!("p99 at most {limit} ms"));

@@ -29,8 +29,9 @@ pub struct Report {
     pub expected_deliveries: u64,
     pub deliveries: u64,
     pub missed_deliveries: u64,
-    /// `deliveries / expected_deliveries`; 1 when nothing was expected.
-    pub delivery_ratio: f64,
+    /// `deliveries / expected_deliveries`; `null` when nothing was expected (0 of
+    /// 0 proves nothing, so it cannot pass a threshold).
+    pub delivery_ratio: Option<f64>,
     pub deliveries_per_sec: f64,
     pub messages_sent_per_sec: f64,
     pub messages_received_per_sec: f64,
@@ -38,8 +39,12 @@ pub struct Report {
     pub bytes_received_per_sec: f64,
     /// Errors the server reported, frames the bench could not read, failed sends.
     pub errors: u64,
-    /// Every room's connected editors hold the same text at the end.
+    /// Every compared room's connected editors hold the same text at the end, and
+    /// at least one room was compared.
     pub converged: bool,
+    /// Rooms with at least two editors connected at the end, whose texts were
+    /// compared.
+    pub rooms_compared: u32,
     pub rooms_diverged: u32,
     /// CPU the bench itself used during the measurement window.
     pub bench_cpu: CpuUse,
@@ -62,6 +67,10 @@ pub struct ConnectionReport {
     pub greeted: u64,
     /// TCP connect plus WebSocket handshake.
     pub connect_ms: LatencySummary,
+    /// Why the first failed connection attempt failed (e.g. `HTTP error: 401
+    /// Unauthorized` from a server that wants a room token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
 }
 
 /// Percentiles of a histogram of microseconds, in milliseconds.
@@ -112,6 +121,56 @@ pub struct ServerReport {
     pub rss_max_bytes: u64,
 }
 
+impl Report {
+    /// Why this run proves nothing, whatever the thresholds: nobody connected, no
+    /// keystroke was measured, nothing was compared for convergence, or the load
+    /// was not the one asked for. One line each; empty when the run measured what
+    /// it was asked to.
+    pub fn defects(&self) -> Vec<String> {
+        let connections = &self.connections;
+        if connections.opened == 0 {
+            let reason = connections
+                .first_error
+                .as_deref()
+                .map_or(String::new(), |error| format!(": {error}"));
+            return vec![format!(
+                "no client connected ({} attempted){reason}",
+                connections.attempted
+            )];
+        }
+        let mut defects = Vec::new();
+        if connections.failed > 0 {
+            defects.push(format!(
+                "{} of {} clients never connected",
+                connections.failed, connections.attempted
+            ));
+        }
+        if self.rate > 0.0 && self.latency_ms.count == 0 {
+            defects.push(if self.clients_per_room < 2 {
+                "no keystroke was measured: with one client per room nobody receives one"
+                    .to_owned()
+            } else {
+                format!(
+                    "no keystroke was measured: {} edits in the window, none reached another editor",
+                    self.edits
+                )
+            });
+        }
+        if self.rooms_compared == 0 {
+            defects.push(
+                "nothing was compared for convergence: no room ended with two editors connected"
+                    .to_owned(),
+            );
+        } else if self.rooms_diverged > 0 {
+            defects.push(format!(
+                "{} of {} rooms ended with different documents",
+                self.rooms_diverged, self.rooms_compared
+            ));
+        }
+        defects
+    }
+}
+
 /// Limits that make the bench fail (exit code 1) when missed.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Thresholds {
@@ -124,9 +183,9 @@ impl Thresholds {
     pub fn violations(&self, report: &Report) -> Vec<String> {
         let mut missed = Vec::new();
         if let Some(limit) = self.max_p99_ms {
-            if report.latency_ms.count == 0 && report.expected_deliveries > 0 {
+            if report.latency_ms.count == 0 {
                 missed.push(format!(
-                    "no keystroke was delivered, so p99 cannot be under --max-p99-ms {limit}"
+                    "no keystroke was measured, so --max-p99-ms {limit} cannot be checked"
                 ));
             } else if report.latency_ms.p99 > limit {
                 missed.push(format!(
@@ -136,11 +195,15 @@ impl Thresholds {
             }
         }
         if let Some(limit) = self.min_delivery_ratio {
-            if report.delivery_ratio < limit {
-                missed.push(format!(
-                    "delivery ratio {:.6} is below --min-delivery-ratio {limit} ({} of {} missed)",
-                    report.delivery_ratio, report.missed_deliveries, report.expected_deliveries
-                ));
+            match report.delivery_ratio {
+                None => missed.push(format!(
+                    "no delivery was expected, so --min-delivery-ratio {limit} cannot be checked"
+                )),
+                Some(ratio) if ratio < limit => missed.push(format!(
+                    "delivery ratio {ratio:.6} is below --min-delivery-ratio {limit} ({} of {} missed)",
+                    report.missed_deliveries, report.expected_deliveries
+                )),
+                Some(_) => {}
             }
         }
         missed
@@ -203,11 +266,12 @@ impl Report {
             (
                 "deliveries",
                 format!(
-                    "{} of {} ({} missed, ratio {:.6}), {:.0}/s",
+                    "{} of {} ({} missed, ratio {}), {:.0}/s",
                     self.deliveries,
                     self.expected_deliveries,
                     self.missed_deliveries,
-                    self.delivery_ratio,
+                    self.delivery_ratio
+                        .map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.6}")),
                     self.deliveries_per_sec
                 ),
             ),
@@ -229,10 +293,15 @@ impl Report {
             ("errors", self.errors.to_string()),
             (
                 "converged",
-                if self.converged {
-                    "yes".to_owned()
+                if self.rooms_compared == 0 {
+                    "not checked: no room ended with two editors".to_owned()
+                } else if self.converged {
+                    format!("yes ({} rooms compared)", self.rooms_compared)
                 } else {
-                    format!("NO: {} rooms differ", self.rooms_diverged)
+                    format!(
+                        "NO: {} of {} rooms differ",
+                        self.rooms_diverged, self.rooms_compared
+                    )
                 },
             ),
             (
@@ -296,6 +365,7 @@ pub(crate) mod tests {
                 reconnects: 0,
                 greeted: 3,
                 connect_ms: LatencySummary::default(),
+                first_error: None,
             },
             latency_ms: LatencySummary {
                 count: 6,
@@ -306,7 +376,7 @@ pub(crate) mod tests {
             expected_deliveries: 6,
             deliveries: 6,
             missed_deliveries: 0,
-            delivery_ratio: 1.0,
+            delivery_ratio: Some(1.0),
             deliveries_per_sec: 6.0,
             messages_sent_per_sec: 0.0,
             messages_received_per_sec: 0.0,
@@ -314,6 +384,7 @@ pub(crate) mod tests {
             bytes_received_per_sec: 0.0,
             errors: 0,
             converged: true,
+            rooms_compared: 1,
             rooms_diverged: 0,
             bench_cpu: CpuUse::default(),
             server: None,
@@ -337,7 +408,7 @@ pub(crate) mod tests {
         let lossy = Report {
             deliveries: 5,
             missed_deliveries: 1,
-            delivery_ratio: 5.0 / 6.0,
+            delivery_ratio: Some(5.0 / 6.0),
             ..sample_report()
         };
         let wanted = Thresholds {
@@ -354,7 +425,7 @@ pub(crate) mod tests {
             latency_ms: LatencySummary::default(),
             deliveries: 0,
             missed_deliveries: 6,
-            delivery_ratio: 0.0,
+            delivery_ratio: Some(0.0),
             ..sample_report()
         };
         let limit = Thresholds {
@@ -369,5 +440,61 @@ pub(crate) mod tests {
         let text = sample_report().table().to_string();
         assert!(text.contains("p99 4.00"), "{text}");
         assert!(text.contains("6 of 6"), "{text}");
+    }
+
+    #[test]
+    fn a_run_that_measured_nothing_cannot_pass() {
+        let refused = Report {
+            connections: ConnectionReport {
+                opened: 0,
+                failed: 3,
+                greeted: 0,
+                first_error: Some("HTTP error: 401 Unauthorized".into()),
+                ..sample_report().connections
+            },
+            latency_ms: LatencySummary::default(),
+            edits: 0,
+            expected_deliveries: 0,
+            deliveries: 0,
+            delivery_ratio: None,
+            converged: false,
+            rooms_compared: 0,
+            ..sample_report()
+        };
+        assert_eq!(
+            refused.defects(),
+            ["no client connected (3 attempted): HTTP error: 401 Unauthorized"]
+        );
+        let both = Thresholds {
+            max_p99_ms: Some(50.0),
+            min_delivery_ratio: Some(0.5),
+        };
+        assert_eq!(both.violations(&refused).len(), 2, "0 of 0 passes nothing");
+        assert!(sample_report().defects().is_empty());
+
+        let alone = Report {
+            clients_per_room: 1,
+            latency_ms: LatencySummary::default(),
+            expected_deliveries: 0,
+            deliveries: 0,
+            delivery_ratio: None,
+            converged: false,
+            rooms_compared: 0,
+            ..sample_report()
+        };
+        let defects = alone.defects();
+        assert_eq!(defects.len(), 2, "{defects:?}");
+        assert!(defects[0].contains("no keystroke was measured"));
+        assert!(defects[1].contains("nothing was compared"));
+
+        let diverged = Report {
+            converged: false,
+            rooms_diverged: 1,
+            ..sample_report()
+        };
+        assert_eq!(
+            diverged.defects(),
+            ["1 of 1 rooms ended with different documents"]
+        );
     }
 }

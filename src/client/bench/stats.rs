@@ -185,6 +185,9 @@ pub struct Shared {
     pub latencies: Latencies,
     /// Handshake times; one sample per connection, so one lock is plenty.
     pub connect_times: Mutex<Histogram<u64>>,
+    /// Why the first failed connection attempt failed, to explain a run in which
+    /// nobody connected (a refused token, a wrong path).
+    pub first_connect_error: std::sync::OnceLock<String>,
 }
 
 impl Shared {
@@ -196,6 +199,14 @@ impl Shared {
             counters: Counters::default(),
             latencies: Latencies::default(),
             connect_times: Mutex::new(new_histogram()),
+            first_connect_error: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Keeps the first connection failure's reason; later ones add nothing new.
+    pub fn note_connect_error(&self, reason: impl FnOnce() -> String) {
+        if self.first_connect_error.get().is_none() {
+            let _ = self.first_connect_error.set(reason());
         }
     }
 

@@ -397,6 +397,13 @@ async function refreshEvents () {
 
 // ---- one room ----
 
+/** A cursor is an offset (the original page), a line and column (simulated users), or not sent yet. */
+function cursorInWords (position) {
+  if (typeof position === 'number') return `cursor ${number(position)}`
+  if (position && typeof position === 'object') return `line ${position.line}, column ${position.column}`
+  return 'no cursor yet'
+}
+
 function drawRoomUsers () {
   const users = state.roomUsers
   if (!users.length) {
@@ -405,7 +412,7 @@ function drawRoomUsers () {
   }
   $('room-users').replaceChildren(el('ul', { class: 'users' }, users.map((user) => el('li', { 'data-user': user.id },
     userChips([user]),
-    el('span', { class: 'muted', title: 'cursor position' }, `cursor ${number(user.cursor_position)}`)))))
+    el('span', { class: 'muted', title: 'cursor position' }, cursorInWords(user.cursor_position))))))
 }
 
 /** The text with a caret for each user whose cursor is inside it. */
@@ -422,7 +429,7 @@ function drawRoomText () {
   // Positions are as each editor last reported them; one past the end (text
   // deleted by someone else since) is drawn at the end.
   const carets = state.roomUsers
-    .filter((user) => !user.simulated && user.cursor_position >= 0)
+    .filter((user) => !user.simulated && typeof user.cursor_position === 'number' && user.cursor_position >= 0)
     .map((user) => ({ user, at: Math.min(user.cursor_position, text.length) }))
     .sort((a, b) => a.at - b.at)
   const parts = []

@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry as PrometheusRegistry;
 use serde::Deserialize;
 
 use super::{bounded, ApiError};
-use crate::api::{Event, Health, Metrics, MetricsHistory, StoreHealth};
+use crate::api::{Event, Health, Metrics, MetricsHistory, RefusedRoom, StoreHealth};
 use crate::server::history::{HISTORY_CAPACITY, SAMPLE_INTERVAL};
 use crate::server::journal::StoreState;
 use crate::server::AppState;
@@ -26,9 +26,25 @@ pub const MAX_EVENT_LIMIT: usize = 1000;
 
 pub async fn health(State(app): State<AppState>) -> Json<Health> {
     let journal = app.registry.journal();
+    let refused_rooms: Vec<RefusedRoom> = journal
+        .refused_rooms()
+        .into_iter()
+        .map(|(room, reason)| RefusedRoom { room, reason })
+        .collect();
     let (state, reason) = match journal.state() {
-        StoreState::Healthy => ("healthy", None),
         StoreState::Degraded(reason) => ("degraded", Some(reason)),
+        StoreState::Healthy if !refused_rooms.is_empty() => (
+            "degraded",
+            Some(format!(
+                "the store refuses to write room {}: it is read-only and held in memory",
+                refused_rooms
+                    .iter()
+                    .map(|refused| refused.room.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        ),
+        StoreState::Healthy => ("healthy", None),
     };
     Json(Health {
         status: state.into(),
@@ -38,6 +54,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
             state: state.into(),
             reason,
             backlog: journal.backlog(),
+            refused_rooms,
         }),
     })
 }
@@ -75,6 +92,7 @@ fn metrics_snapshot(app: &AppState) -> Metrics {
         panics_caught: counters.panics_caught.load(Ordering::Relaxed),
         store_errors: journal.errors(),
         store_backlog: journal.backlog(),
+        store_refused_rooms: journal.refused_rooms().len() as u64,
         yjs_connections: counters.active_yjs_connections.load(Ordering::Relaxed),
         rooms_loaded: rooms.len() as u64,
     }
@@ -189,6 +207,12 @@ pub async fn prometheus(State(app): State<AppState>) -> Response {
         "store_backlog",
         "Accepted updates not yet written to the store",
         snapshot.store_backlog,
+    );
+    gauge(
+        &mut registry,
+        "store_refused_rooms",
+        "Rooms whose writes the store refuses for good",
+        snapshot.store_refused_rooms,
     );
     float(
         &mut registry,

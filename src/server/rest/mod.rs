@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use crate::server::document::DocumentError;
+
 use super::registry::LoadError;
 use super::AppState;
 use crate::api::{
@@ -133,26 +135,37 @@ fn room_info(app: &AppState, room: &super::room::Room) -> RoomInfo {
     info
 }
 
-async fn existing_room(app: &AppState, room_id: &str) -> Result<super::room::Room, ApiError> {
+/// The room if the server holds anything for it; `None` for a room nobody has
+/// joined and nothing is stored for (looking it up creates nothing).
+async fn known_room(app: &AppState, room_id: &str) -> Result<Option<super::room::Room>, ApiError> {
     validate_room_id(room_id)?;
-    app.registry
-        .find(room_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Room {room_id} not found")))
+    Ok(app.registry.find(room_id).await?)
 }
 
+/// One room. A room the server knows nothing about is an empty room with
+/// `exists: false`, not a 404: the original answered that way, and dashboards poll
+/// a room before anyone has joined it.
 pub async fn get_room(
     State(app): State<AppState>,
     Path(room_id): Path<String>,
 ) -> Result<Json<RoomInfo>, ApiError> {
-    Ok(Json(room_info(&app, &existing_room(&app, &room_id).await?)))
+    Ok(Json(match known_room(&app, &room_id).await? {
+        Some(room) => room_info(&app, &room),
+        None => RoomInfo::empty(&room_id),
+    }))
 }
 
+/// The users of a room; `[]` for a room the server knows nothing about.
 pub async fn room_users(
     State(app): State<AppState>,
     Path(room_id): Path<String>,
 ) -> Result<Json<Vec<RoomUser>>, ApiError> {
-    Ok(Json(existing_room(&app, &room_id).await?.users()))
+    Ok(Json(
+        known_room(&app, &room_id)
+            .await?
+            .map(|room| room.users())
+            .unwrap_or_default(),
+    ))
 }
 
 pub async fn persist(
@@ -186,7 +199,11 @@ pub async fn persist(
             }))
         }
         Err(error) => {
-            app.registry.journal().report_failure(&error.to_string());
+            // A checkpoint the store refuses as it is (too large) says nothing about
+            // the store's health; anything else does.
+            if !error.is_permanent() {
+                app.registry.journal().report_failure(&error.to_string());
+            }
             tracing::error!(%error, room = %room_id, "persist failed");
             Ok(Json(failure(&format!("Store error: {error}"))))
         }
@@ -215,7 +232,10 @@ pub async fn load(
     };
     let room = app.registry.get_or_load(&room_id).await?;
     if let Err(error) = room.restore(&checkpoint) {
-        return Ok(failure(format!("Saved document is unreadable: {error}")));
+        return Ok(failure(match error {
+            DocumentError::Unstorable(_) => error.to_string(),
+            _ => format!("Saved document is unreadable: {error}"),
+        }));
     }
     app.metrics.add_event(
         "load",

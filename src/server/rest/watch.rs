@@ -5,7 +5,8 @@
 //!
 //! The stream looks at the room every `TEXT_EVERY` and copies the text only when
 //! the room's revision moved, so an idle room costs one short lock per look and a
-//! busy one never has its document re-encoded for a watcher.
+//! busy one never has its document re-encoded for a watcher. Like every client, a
+//! watcher is shown a change only once the store has it (write-ahead relay).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -16,7 +17,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures_util::stream::{self, Stream};
 
-use super::{existing_room, validate_room_id, ApiError};
+use super::{known_room, validate_room_id, ApiError};
 use crate::api::RoomText;
 use crate::server::AppState;
 
@@ -24,21 +25,44 @@ use crate::server::AppState;
 const TEXT_EVERY: Duration = Duration::from_millis(100);
 /// Users and cursors are looked at every this many text looks.
 const USERS_EVERY_LOOKS: u32 = 3;
+/// How long `/text` waits for the store to take the latest change.
+const TEXT_WAIT: Duration = Duration::from_secs(2);
 /// A comment line this often keeps proxies from closing a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// The room's text once the store has it; an empty, not-loaded answer for a room
+/// the server knows nothing about (as `GET /api/rooms/{id}` answers it).
 pub async fn room_text(
     State(app): State<AppState>,
     Path(room_id): Path<String>,
 ) -> Result<Json<RoomText>, ApiError> {
-    let room = existing_room(&app, &room_id).await?;
-    let (revision, text) = room.text_if_changed(None).unwrap_or_default();
-    Ok(Json(RoomText {
-        room_id,
-        text,
-        revision,
-        loaded: true,
-    }))
+    let Some(room) = known_room(&app, &room_id).await? else {
+        return Ok(Json(RoomText {
+            room_id,
+            text: String::new(),
+            revision: 0,
+            loaded: false,
+        }));
+    };
+    // A change still on its way to the store is shown once it is there: one
+    // group commit, normally. A store that keeps failing makes this an error.
+    let deadline = tokio::time::Instant::now() + TEXT_WAIT;
+    loop {
+        if let Some((revision, text)) = room.text_if_changed(None) {
+            return Ok(Json(RoomText {
+                room_id,
+                text,
+                revision,
+                loaded: true,
+            }));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::Unavailable(format!(
+                "room {room_id} has changes the store has not taken yet"
+            )));
+        }
+        tokio::time::sleep(TEXT_EVERY / 10).await;
+    }
 }
 
 /// Server-sent events: `text` (a `RoomText`) whenever the document changes and

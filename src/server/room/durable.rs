@@ -1,15 +1,291 @@
-//! A room's side of durability: every accepted update goes to the journal with a
-//! sequence number, the log is compacted into a snapshot now and then, checkpoints
-//! are taken and restored, and an idle room is let go only once all of it is written.
+//! A room's durable state, owned in one place: what the store held when the room
+//! opened, the sequence numbers of its writes, how far the store has acknowledged
+//! them, when the log is compacted, and what the room holds back from its clients
+//! until the store has what they would see (write-ahead relay).
+//!
+//! The rules, each kept here and nowhere else:
+//! - Every write a room makes is numbered; the store applies them in order.
+//! - A log entry is never written without its base: a room opened from an
+//!   original-backend checkpoint (or restored from one) writes a snapshot first.
+//! - With write-ahead relay, a message that could show a client anything not yet in
+//!   the store waits in the room's hold queue, in the order it was sent, until the
+//!   journal reports the write it depends on; then it goes out.
+//! - A room is let go only once everything it made is written and nothing is held.
+//! - A room the store refuses for good stays in memory, read-only, and says so.
 
-use std::sync::atomic::Ordering;
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Room, RoomState};
+use super::fanout::{broadcast, push, ConnectionId, Member, Outbound, PerProtocol, Protocol};
+use super::{lock_state, Room, RoomInner, RoomState};
+use crate::api::ServerMessage;
 use crate::server::document::DocumentError;
-use crate::server::store::{LoggedUpdate, Snapshot, WriteOp};
+use crate::server::journal::WriteWatcher;
+use crate::server::metrics::Metrics;
+use crate::server::store::{DurableState, LoggedUpdate, Snapshot, Store, StoreError, WriteOp};
+
+/// What the store holds for a room, read when the room opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// coedit's own snapshot and log.
+    Durable(DurableState),
+    /// Only a checkpoint (`room_documents`), as the original backend leaves a room.
+    Checkpoint(Bytes),
+    /// Nothing: a new room.
+    Nothing,
+}
+
+impl Stored {
+    pub fn is_nothing(&self) -> bool {
+        matches!(self, Stored::Nothing)
+    }
+}
+
+/// Reads what the store holds for `room_id`: the durable state, or, for a room only
+/// a checkpoint knows, that checkpoint.
+pub async fn read_stored(store: &dyn Store, room_id: &str) -> Result<Stored, StoreError> {
+    if let Some(durable) = store.load_durable(room_id).await? {
+        return Ok(Stored::Durable(durable));
+    }
+    Ok(match store.load_checkpoint(room_id).await? {
+        Some(checkpoint) => Stored::Checkpoint(checkpoint),
+        None => Stored::Nothing,
+    })
+}
+
+/// A message waiting for the store.
+enum Held {
+    To {
+        connection: ConnectionId,
+        message: Outbound,
+    },
+    Broadcast {
+        except: Option<String>,
+        json: Option<Outbound>,
+        yjs: Option<Outbound>,
+    },
+}
+
+/// One room's sequence numbers, acknowledgements and held messages. Lives inside
+/// the room's state, under its lock.
+pub(super) struct Durability {
+    /// Hold messages until the store has what they show (write-ahead relay).
+    write_ahead: bool,
+    /// Last sequence number handed to the journal.
+    last_seq: u64,
+    /// Sequence number covered by the last snapshot.
+    compacted_seq: u64,
+    /// Highest sequence number the store has acknowledged.
+    written_seq: u64,
+    /// The write the document's current content depends on: messages sent now wait
+    /// for it. Compactions do not move it (they add nothing a client could see).
+    visible_seq: u64,
+    /// The store holds no base for this room yet (it opened from a checkpoint):
+    /// its next write is a snapshot, not a log entry.
+    needs_base: bool,
+    held: VecDeque<(u64, Held)>,
+    /// Why the store refuses this room, once it has.
+    refused: Option<String>,
+}
+
+impl Durability {
+    /// The bookkeeping of a room rebuilt from `stored`; the document is the caller's.
+    pub(super) fn opened(stored: &Stored, write_ahead: bool) -> Self {
+        let (last_seq, log_len, needs_base) = match stored {
+            Stored::Durable(durable) => (durable.last_seq, durable.updates.len() as u64, false),
+            Stored::Checkpoint(_) => (0, 0, true),
+            Stored::Nothing => (0, 0, false),
+        };
+        Self {
+            write_ahead,
+            last_seq,
+            compacted_seq: last_seq.saturating_sub(log_len),
+            written_seq: last_seq,
+            visible_seq: last_seq,
+            needs_base,
+            held: VecDeque::new(),
+            refused: None,
+        }
+    }
+
+    /// Log entries since the last snapshot.
+    pub(super) fn log_len(&self) -> u64 {
+        self.last_seq - self.compacted_seq
+    }
+
+    /// True while messages must wait: something a client could see is not written
+    /// yet, or earlier messages are still waiting (order is kept).
+    fn holding(&self) -> bool {
+        self.write_ahead && (self.written_seq < self.visible_seq || !self.held.is_empty())
+    }
+
+    /// Everything made is written and nothing waits.
+    pub(super) fn settled(&self) -> bool {
+        self.written_seq >= self.last_seq && self.held.is_empty()
+    }
+
+    pub(super) fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
+    /// For watchers of the room (the dashboard): a revision of what clients may
+    /// see, moving with every change to it, or `None` while that content still
+    /// waits for the store. Watchers follow the write-ahead rule like members do,
+    /// so nobody is shown text a crash could take back.
+    pub(super) fn watchable_revision(&self) -> Option<u64> {
+        let shown =
+            !self.write_ahead || self.refused.is_some() || self.written_seq >= self.visible_seq;
+        shown.then_some(self.visible_seq)
+    }
+
+    /// The store has everything up to `seq`: the held messages that may go now.
+    fn written(&mut self, seq: u64) -> Vec<Held> {
+        self.written_seq = self.written_seq.max(seq);
+        let mut released = Vec::new();
+        while let Some((gate, _)) = self.held.front() {
+            if *gate > self.written_seq {
+                break;
+            }
+            if let Some((_, held)) = self.held.pop_front() {
+                released.push(held);
+            }
+        }
+        released
+    }
+
+    /// The store refused the room: its held messages go out (the document in memory
+    /// is now the only copy, and its clients must keep agreeing with it).
+    fn refuse(&mut self, reason: &str) -> Vec<Held> {
+        self.refused = Some(reason.to_owned());
+        self.held.drain(..).map(|(_, held)| held).collect()
+    }
+}
+
+impl RoomState {
+    /// Queues `message` for one connection, or holds it until the store has what
+    /// the room has shown so far.
+    pub(super) fn send_to(
+        &mut self,
+        metrics: &Metrics,
+        connection: ConnectionId,
+        message: Outbound,
+    ) {
+        if self.durability.holding() {
+            let gate = self.durability.visible_seq;
+            self.durability.held.push_back((
+                gate,
+                Held::To {
+                    connection,
+                    message,
+                },
+            ));
+            return;
+        }
+        if let Some(member) = self.members.get(&connection) {
+            push(member, metrics, message);
+        }
+    }
+
+    /// Queues the right form of `message` for every member not of client id
+    /// `except` (or holds it, as `send_to`); returns how many members it is for.
+    pub(super) fn broadcast<J, Y>(
+        &mut self,
+        metrics: &Metrics,
+        except: Option<&str>,
+        mut message: PerProtocol<J, Y>,
+    ) -> usize
+    where
+        J: FnMut() -> Option<Outbound>,
+        Y: FnMut() -> Option<Outbound>,
+    {
+        if !self.durability.holding() {
+            return broadcast(self.members.values(), metrics, except, message);
+        }
+        let (mut json, mut yjs, mut recipients) = (None, None, 0);
+        for member in self.members.values() {
+            if Some(member.client_id.as_str()) == except {
+                continue;
+            }
+            recipients += 1;
+            match member.protocol {
+                Protocol::Json if json.is_none() => json = Some(message.build(Protocol::Json)),
+                Protocol::Yjs if yjs.is_none() => yjs = Some(message.build(Protocol::Yjs)),
+                _ => {}
+            }
+        }
+        if recipients > 0 {
+            let gate = self.durability.visible_seq;
+            self.durability.held.push_back((
+                gate,
+                Held::Broadcast {
+                    except: except.map(str::to_owned),
+                    json: json.flatten(),
+                    yjs: yjs.flatten(),
+                },
+            ));
+        }
+        recipients
+    }
+
+    /// Sends what the store's progress released, in order, to whoever is still here.
+    fn deliver(&self, metrics: &Metrics, released: Vec<Held>) {
+        for held in released {
+            match held {
+                Held::To {
+                    connection,
+                    message,
+                } => {
+                    if let Some(member) = self.members.get(&connection) {
+                        push(member, metrics, message);
+                    }
+                }
+                Held::Broadcast { except, json, yjs } => {
+                    broadcast(
+                        self.members.values(),
+                        metrics,
+                        except.as_deref(),
+                        PerProtocol::new(|| json.clone(), || yjs.clone()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl WriteWatcher for RoomInner {
+    fn written(&self, seq: u64) {
+        let mut state = lock_state(&self.state);
+        let released = state.durability.written(seq);
+        state.deliver(&self.metrics, released);
+    }
+
+    fn refused(&self, reason: &str) {
+        let mut state = lock_state(&self.state);
+        let released = state.durability.refuse(reason);
+        state.deliver(&self.metrics, released);
+        let notice = Outbound::json(&ServerMessage::Error {
+            message: unstorable_message(&self.id, reason),
+        });
+        let members: Vec<&Member> = state
+            .members
+            .values()
+            .filter(|member| member.protocol == Protocol::Json)
+            .collect();
+        for member in members {
+            push(member, &self.metrics, notice.clone());
+        }
+    }
+}
+
+fn unstorable_message(room_id: &str, reason: &str) -> String {
+    format!(
+        "room {room_id} cannot be saved ({reason}): it is read-only, and edits since its \
+         last save live only in the server's memory"
+    )
+}
 
 impl Room {
     /// The full state to save as a checkpoint, or `None` when the room is empty.
@@ -22,15 +298,23 @@ impl Room {
     /// durable state is replaced with it too (not merged).
     pub fn restore(&self, checkpoint: &[u8]) -> Result<(), DocumentError> {
         let mut state = self.lock();
+        if let Some(reason) = state.durability.refused() {
+            return Err(DocumentError::Unstorable(reason.to_owned()));
+        }
         state.document.replace(checkpoint)?;
         state.sync_message = None;
+        // The restored document is a new base: written as a snapshot, and what
+        // clients are sent from now on waits for it.
         self.compact(&mut state);
+        state.durability.visible_seq = state.durability.last_seq;
+        state.durability.needs_base = false;
         Ok(())
     }
 
     /// True when the room can leave memory: nobody connected or simulated, empty for
-    /// at least `idle`, and everything it accepted already written. On `true` the room
-    /// is marked closed, so a connection racing the unload reloads it instead.
+    /// at least `idle`, everything it made written and nothing held, and the store
+    /// not refusing it (its memory is then the only copy). On `true` the room is
+    /// marked closed, so a connection racing the unload reloads it instead.
     pub fn close_if_idle(&self, idle: Duration) -> bool {
         let mut state = self.lock();
         let idle_long_enough = state
@@ -39,41 +323,56 @@ impl Room {
         let unload = state.members.is_empty()
             && state.presence.is_empty()
             && idle_long_enough
-            && self.inner.written_seq.load(Ordering::Acquire) >= state.last_seq;
+            && state.durability.settled()
+            && state.durability.refused().is_none();
         if unload {
             state.closed = true;
         }
         unload
     }
 
+    /// Hands an accepted update to the journal: as a log entry, or as the room's
+    /// first snapshot when the store holds no base for it yet. Compacts when due.
     pub(super) fn log_update(&self, state: &mut RoomState, delta: Bytes) {
-        state.last_seq += 1;
+        if state.durability.needs_base {
+            state.durability.needs_base = false;
+            self.compact(state);
+            state.durability.visible_seq = state.durability.last_seq;
+            return;
+        }
+        state.durability.last_seq += 1;
+        let seq = state.durability.last_seq;
+        state.durability.visible_seq = seq;
         self.inner.journal.submit(
             WriteOp::Append(LoggedUpdate {
                 room_id: self.inner.id.clone(),
-                seq: state.last_seq,
+                seq,
                 data: delta,
             }),
-            self.inner.written_seq.clone(),
+            self.watcher(),
         );
         let threshold = compaction_threshold(&self.inner.id, self.inner.settings.compact_every);
-        if state.last_seq - state.compacted_seq >= threshold {
+        if state.durability.log_len() >= threshold {
             self.compact(state);
         }
     }
 
     /// Queues a snapshot of the whole document covering every sequence number so far.
     pub(super) fn compact(&self, state: &mut RoomState) {
-        state.last_seq += 1;
-        state.compacted_seq = state.last_seq;
+        state.durability.last_seq += 1;
+        state.durability.compacted_seq = state.durability.last_seq;
         self.inner.journal.submit(
             WriteOp::Compact(Snapshot {
                 room_id: self.inner.id.clone(),
-                through_seq: state.last_seq,
+                through_seq: state.durability.last_seq,
                 data: state.document.encoded_state(),
             }),
-            self.inner.written_seq.clone(),
+            self.watcher(),
         );
+    }
+
+    fn watcher(&self) -> Arc<dyn WriteWatcher> {
+        self.inner.clone()
     }
 }
 
@@ -93,7 +392,7 @@ fn compaction_threshold(room_id: &str, every: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::compaction_threshold;
+    use super::*;
 
     #[test]
     fn rooms_compact_at_different_points_within_half_again() {
@@ -112,5 +411,69 @@ mod tests {
             compaction_threshold("room-1", 1)
         );
         assert!((1..=1).contains(&compaction_threshold("x", 1)));
+    }
+
+    fn message(text: &str) -> Held {
+        Held::To {
+            connection: 1,
+            message: Outbound::Text(text.into()),
+        }
+    }
+
+    fn texts(released: Vec<Held>) -> Vec<String> {
+        released
+            .into_iter()
+            .map(|held| match held {
+                Held::To {
+                    message: Outbound::Text(text),
+                    ..
+                } => text.to_string(),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn held_messages_go_out_in_order_once_their_write_is_acknowledged() {
+        let mut durability = Durability::opened(&Stored::Nothing, true);
+        assert!(!durability.holding());
+        durability.last_seq = 1;
+        durability.visible_seq = 1;
+        assert!(durability.holding());
+        durability.held.push_back((1, message("a")));
+        durability.last_seq = 2;
+        durability.visible_seq = 2;
+        durability.held.push_back((2, message("b")));
+        durability.held.push_back((2, message("c")));
+        assert!(durability.written(0).is_empty());
+        assert_eq!(texts(durability.written(1)), ["a"]);
+        assert!(durability.holding());
+        assert_eq!(texts(durability.written(2)), ["b", "c"]);
+        assert!(!durability.holding());
+        assert!(durability.settled());
+    }
+
+    #[test]
+    fn relaxed_durability_never_holds() {
+        let mut durability = Durability::opened(&Stored::Nothing, false);
+        durability.last_seq = 5;
+        durability.visible_seq = 5;
+        assert!(!durability.holding());
+        assert!(!durability.settled());
+    }
+
+    #[test]
+    fn a_room_opened_from_a_checkpoint_owes_the_store_its_base() {
+        let opened = Durability::opened(&Stored::Checkpoint(Bytes::from_static(b"x")), true);
+        assert!(opened.needs_base);
+        let durable = Stored::Durable(DurableState {
+            snapshot: None,
+            updates: vec![Bytes::new(); 3],
+            last_seq: 10,
+        });
+        let opened = Durability::opened(&durable, true);
+        assert!(!opened.needs_base);
+        assert_eq!((opened.last_seq, opened.log_len()), (10, 3));
+        assert!(opened.settled());
     }
 }

@@ -144,7 +144,9 @@ where
         }
     }
 
-    fn for_protocol(&mut self, protocol: Protocol) -> Option<Outbound> {
+    /// The message in `protocol`'s form (built on first use), or `None` when that
+    /// protocol does not get it.
+    pub fn build(&mut self, protocol: Protocol) -> Option<Outbound> {
         match protocol {
             Protocol::Json => self.json_built.get_or_insert_with(&mut self.json).clone(),
             Protocol::Yjs => self.yjs_built.get_or_insert_with(&mut self.yjs).clone(),
@@ -204,7 +206,7 @@ where
         if Some(member.client_id.as_str()) == except {
             continue;
         }
-        if let Some(outbound) = message.for_protocol(member.protocol) {
+        if let Some(outbound) = message.build(member.protocol) {
             if push(member, metrics, outbound) {
                 sent += 1;
             }

@@ -10,7 +10,7 @@
 //! - `view`: read-only looks for the dashboard (text, revision), never a member;
 //! - `yjs`: the binary y-protocols (sync steps, awareness) for y-websocket clients.
 
-mod durable;
+pub mod durable;
 mod fanout;
 mod presence;
 pub mod queue;
@@ -19,14 +19,14 @@ mod view;
 mod yjs;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use fanout::{broadcast, json_only, push, PerProtocol};
+use fanout::{json_only, PerProtocol};
 pub use fanout::{CloseReason, ConnectionId, Kick, Member, Outbound, Protocol};
 pub use view::ActivityMark;
 pub use yjs::YjsError;
@@ -34,8 +34,8 @@ pub use yjs::YjsError;
 use super::document::{Applied, Document, DocumentError};
 use super::journal::Journal;
 use super::metrics::Metrics;
-use super::store::DurableState;
-use crate::api::{ListedUser, RoomInfo, RoomUser, ServerMessage, UserSummary};
+use crate::api::{CursorPosition, ListedUser, RoomInfo, RoomUser, ServerMessage};
+use durable::{Durability, Stored};
 
 /// How an update arrived, and so how JSON-protocol members get it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,8 @@ pub struct RoomSettings {
     pub reconnect_window: Duration,
     /// Largest full-state encoding the document may grow to.
     pub max_document_bytes: usize,
+    /// Hold what clients would see until the store has it (write-ahead relay).
+    pub write_ahead: bool,
 }
 
 /// Colours given to users who did not choose one.
@@ -97,10 +99,8 @@ struct RoomState {
     presence: HashMap<String, Presence>,
     awareness: yjs::AwarenessStates,
     next_order: u64,
-    /// Last sequence number handed to the journal.
-    last_seq: u64,
-    /// Sequence number covered by the last compaction.
-    compacted_seq: u64,
+    /// Sequence numbers, acknowledgements, and messages held until written.
+    durability: Durability,
     /// Client ids that left recently, to count reconnects.
     departed: HashMap<String, Instant>,
     /// When the last connection left (None while anyone is connected).
@@ -110,25 +110,6 @@ struct RoomState {
 }
 
 impl RoomState {
-    fn broadcast<J, Y>(
-        &self,
-        metrics: &Metrics,
-        except: Option<&str>,
-        message: PerProtocol<J, Y>,
-    ) -> usize
-    where
-        J: FnMut() -> Option<Outbound>,
-        Y: FnMut() -> Option<Outbound>,
-    {
-        broadcast(self.members.values(), metrics, except, message)
-    }
-
-    fn send_to(&self, metrics: &Metrics, connection: ConnectionId, message: Outbound) {
-        if let Some(member) = self.members.get(&connection) {
-            push(member, metrics, message);
-        }
-    }
-
     fn sync_message(&mut self) -> Utf8Bytes {
         if let Some(message) = &self.sync_message {
             return message.clone();
@@ -152,42 +133,44 @@ struct RoomInner {
     /// queue pushes, microseconds long and never held across an await; an async
     /// mutex would only add wake-ups to the hot path.
     state: Mutex<RoomState>,
-    /// Highest sequence number the journal has written for this room.
-    written_seq: Arc<AtomicU64>,
     journal: Journal,
     metrics: Metrics,
     settings: RoomSettings,
 }
 
 impl Room {
-    /// A room rebuilt from its durable state (or empty when `durable` is `None`).
+    /// A room rebuilt from what the store holds for it.
     pub fn new(
         id: String,
-        durable: Option<DurableState>,
+        stored: Stored,
         journal: Journal,
         metrics: Metrics,
         settings: RoomSettings,
     ) -> Result<Self, DocumentError> {
         let mut document = Document::new();
-        let mut last_seq = 0;
-        let mut log_len = 0;
-        if let Some(durable) = durable {
-            if let Some(snapshot) = &durable.snapshot {
-                document.apply_update(snapshot)?;
-            }
-            for update in &durable.updates {
-                // A log entry that no longer decodes is skipped, not fatal: the rest of
-                // the document is still worth serving.
-                if let Err(error) = document.apply_update(update) {
-                    tracing::error!(room = %id, %error, "skipping unreadable log entry");
+        let durability = Durability::opened(&stored, settings.write_ahead);
+        match &stored {
+            Stored::Durable(durable) => {
+                if let Some(snapshot) = &durable.snapshot {
+                    document.apply_update(snapshot)?;
+                }
+                for update in &durable.updates {
+                    // A log entry that no longer decodes is skipped, not fatal: the
+                    // rest of the document is still worth serving.
+                    if let Err(error) = document.apply_update(update) {
+                        tracing::error!(room = %id, %error, "skipping unreadable log entry");
+                    }
                 }
             }
-            last_seq = durable.last_seq;
-            log_len = durable.updates.len() as u64;
+            Stored::Checkpoint(checkpoint) => {
+                document.apply_update(checkpoint)?;
+            }
+            Stored::Nothing => {}
         }
         // Set after loading: what is stored is kept even if the limit was lowered.
         document.set_size_limit(settings.max_document_bytes);
         let compact_every = settings.compact_every;
+        let log_len = durability.log_len();
         let room = Self {
             inner: Arc::new(RoomInner {
                 id,
@@ -198,13 +181,11 @@ impl Room {
                     presence: HashMap::new(),
                     awareness: yjs::AwarenessStates::default(),
                     next_order: 0,
-                    last_seq,
-                    compacted_seq: last_seq.saturating_sub(log_len),
+                    durability,
                     departed: HashMap::new(),
                     empty_since: Some(Instant::now()),
                     closed: false,
                 }),
-                written_seq: Arc::new(AtomicU64::new(last_seq)),
                 journal,
                 metrics,
                 settings,
@@ -222,12 +203,7 @@ impl Room {
     }
 
     fn lock(&self) -> MutexGuard<'_, RoomState> {
-        // A panic while holding the lock cannot leave the document half-merged
-        // (`Document` catches its own), so the data is still consistent.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_state(&self.inner.state)
     }
 
     fn metrics(&self) -> &Metrics {
@@ -385,6 +361,9 @@ impl Room {
         update: UpdateBytes<'_>,
     ) -> Result<UpdateOutcome, DocumentError> {
         let mut state = self.lock();
+        if let Some(reason) = state.durability.refused() {
+            return Err(DocumentError::Unstorable(reason.to_owned()));
+        }
         let applied = match update {
             UpdateBytes::Hex(hex_update) => state.document.apply_hex_update(hex_update),
             UpdateBytes::Raw(raw) => state.document.apply_update(raw),
@@ -429,47 +408,45 @@ impl Room {
     }
 
     /// `cursor`: remembers the position and relays it under the sender's identity.
-    pub fn cursor(
-        &self,
-        client_id: &str,
-        name: Option<String>,
-        color: Option<String>,
-        position: Option<i64>,
-    ) {
+    /// Ignored until the client has sent `join`, as the original did: presence comes
+    /// from joined users only, never from a nameless connection.
+    pub fn cursor(&self, client_id: &str, position: Option<i64>) {
         let mut state = self.lock();
-        let (name, color, position) = match state.presence.get_mut(client_id) {
-            Some(presence) => {
-                if let Some(position) = position {
-                    presence.user.cursor_position = position;
-                }
-                let user = &presence.user;
-                (
-                    non_empty(&user.name).or(name).unwrap_or_default(),
-                    non_empty(&user.color).or(color).unwrap_or_default(),
-                    user.cursor_position,
-                )
-            }
-            None => (
-                name.unwrap_or_default(),
-                color.unwrap_or_default(),
-                position.unwrap_or(0),
-            ),
+        let Some(presence) = state
+            .presence
+            .get_mut(client_id)
+            .filter(|presence| presence.joined)
+        else {
+            return;
         };
+        if let Some(position) = position {
+            presence.user.cursor_position = Some(CursorPosition::Offset(position));
+        }
+        let user = &presence.user;
         let message = ServerMessage::Cursor {
             user_id: client_id.to_owned(),
-            name,
-            color,
-            position,
+            name: user.name.clone(),
+            color: user.color.clone(),
+            position: match user.cursor_position {
+                Some(CursorPosition::Offset(offset)) => offset,
+                _ => 0,
+            },
         };
         state.broadcast(self.metrics(), Some(client_id), json_only(&message));
     }
 
-    /// `selection`: remembers the range and relays it.
+    /// `selection`: remembers the range and relays it; ignored before `join`, like
+    /// `cursor`.
     pub fn selection(&self, client_id: &str, selection: Value) {
         let mut state = self.lock();
-        if let Some(presence) = state.presence.get_mut(client_id) {
-            presence.user.selection = Some(selection.clone());
-        }
+        let Some(presence) = state
+            .presence
+            .get_mut(client_id)
+            .filter(|presence| presence.joined)
+        else {
+            return;
+        };
+        presence.user.selection = Some(selection.clone());
         let message = ServerMessage::Selection {
             user_id: client_id.to_owned(),
             selection,
@@ -482,7 +459,7 @@ impl Room {
     pub fn awareness(&self, client_id: &str, mut fields: serde_json::Map<String, Value>) {
         fields.insert("userId".into(), Value::String(client_id.to_owned()));
         let message = ServerMessage::Awareness { fields };
-        let state = self.lock();
+        let mut state = self.lock();
         state.broadcast(self.metrics(), Some(client_id), json_only(&message));
     }
 
@@ -500,16 +477,9 @@ impl Room {
             name: self.inner.id.clone(),
             user_count: users.len() as u64,
             doc_size: state.document.size() as u64,
-            users: users
-                .into_iter()
-                .map(|user| UserSummary {
-                    id: user.id,
-                    name: user.name,
-                    color: user.color,
-                    simulated: user.simulated,
-                })
-                .collect(),
+            users,
             connections: state.members.len() as u64,
+            exists: true,
             // The room keeps no clock; the REST layer fills this in from the
             // metrics sampler, which watches every room's `revision`.
             last_activity: None,
@@ -531,6 +501,10 @@ impl Room {
     }
 }
 
-fn non_empty(value: &str) -> Option<String> {
-    (!value.is_empty()).then(|| value.to_owned())
+fn lock_state(state: &Mutex<RoomState>) -> MutexGuard<'_, RoomState> {
+    // A panic while holding the lock cannot leave the document half-merged
+    // (`Document` catches its own), so the data is still consistent.
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

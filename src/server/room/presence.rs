@@ -50,7 +50,7 @@ impl RoomState {
                 name: String::new(),
                 color: String::new(),
                 avatar_url: None,
-                cursor_position: 0,
+                cursor_position: None,
                 selection: None,
                 simulated,
             },

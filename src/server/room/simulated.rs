@@ -4,24 +4,51 @@
 use std::time::Instant;
 
 use super::fanout::json_only;
-use super::{Room, PALETTE};
-use crate::api::ServerMessage;
+use super::Room;
+use crate::api::{CursorPosition, ServerMessage};
 
-const NAMES: [&str; 12] = [
-    "Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Alan", "Radia",
-    "Edsger", "Hedy",
+/// The original backend's colours for simulated users, in its order.
+const COLORS: [&str; 6] = [
+    "#F43F5E", "#10B981", "#3B82F6", "#F59E0B", "#8B5CF6", "#EC4899",
 ];
+
+/// The n-th (from 0) user of one simulate request, as the original made it: named
+/// `SimUser-{n+1}` (numbering starts again at 1 with each request, so names repeat
+/// across requests while ids do not), coloured in turn, with a cursor at line
+/// `n % 20`, column `5n % 80`.
+fn simulated_look(n: u32) -> (String, String, CursorPosition) {
+    (
+        format!("SimUser-{}", n + 1),
+        COLORS[n as usize % COLORS.len()].to_owned(),
+        CursorPosition::LineColumn {
+            line: n % 20,
+            column: n.wrapping_mul(5) % 80,
+        },
+    )
+}
+
+/// `sim-` and 8 hex digits, as the original's ids.
+fn simulated_id() -> String {
+    format!("sim-{:08x}", fastrand::u32(..))
+}
 
 impl Room {
     /// Adds `count` simulated users. Returns (added, total users in the room).
     pub fn add_simulated(&self, count: u32) -> (u64, u64) {
         let mut state = self.lock();
-        for _ in 0..count {
-            let id = format!("sim-{}", uuid::Uuid::new_v4());
+        for n in 0..count {
+            // 32 random bits can repeat in a room of thousands; an id must not.
+            let id = loop {
+                let id = simulated_id();
+                if !state.presence.contains_key(&id) {
+                    break id;
+                }
+            };
+            let (name, color, cursor) = simulated_look(n);
             let mut presence = state.new_presence(&id, true);
-            let order = presence.order as usize;
-            presence.user.name = format!("{} (sim {order})", NAMES[order % NAMES.len()]);
-            presence.user.color = PALETTE[order % PALETTE.len()].to_owned();
+            presence.user.name = name;
+            presence.user.color = color;
+            presence.user.cursor_position = Some(cursor);
             presence.joined = true;
             let joined = ServerMessage::UserJoined {
                 user_id: id.clone(),
@@ -70,5 +97,31 @@ impl Room {
             format!("Removed {} simulated users", ids.len()),
         );
         ids.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simulated_users_look_like_the_originals() {
+        let (name, color, cursor) = simulated_look(0);
+        assert_eq!((name.as_str(), color.as_str()), ("SimUser-1", "#F43F5E"));
+        assert_eq!(cursor, CursorPosition::LineColumn { line: 0, column: 0 });
+        let (name, color, cursor) = simulated_look(20);
+        assert_eq!((name.as_str(), color.as_str()), ("SimUser-21", "#3B82F6"));
+        assert_eq!(
+            cursor,
+            CursorPosition::LineColumn {
+                line: 0,
+                column: 20
+            }
+        );
+        let id = simulated_id();
+        assert_eq!(id.len(), "sim-".len() + 8, "{id}");
+        assert!(id[4..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     }
 }

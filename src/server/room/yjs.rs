@@ -184,7 +184,7 @@ impl Room {
                 }
                 Message::Awareness(update) => self.apply_awareness(connection, client_id, update),
                 Message::AwarenessQuery => {
-                    let state = self.lock();
+                    let mut state = self.lock();
                     if let Some(current) = state.awareness.current() {
                         state.send_to(
                             self.metrics(),

@@ -1,7 +1,8 @@
 //! A store that keeps everything in process memory. For tests: it can be told to
-//! fail, to exercise the journal's retry and backlog paths without a real outage.
+//! fail, to exercise the journal's retry and backlog paths without a real outage,
+//! or to refuse one room's writes for good, as a store refuses an oversized record.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +24,8 @@ pub struct MemoryStore {
     /// A `std::sync::Mutex`: every operation is a few map look-ups, never awaited.
     rooms: Arc<Mutex<Rooms>>,
     failing: Arc<AtomicBool>,
+    /// Rooms whose writes are refused as invalid; a `std::sync::Mutex` like `rooms`.
+    refused: Arc<Mutex<HashSet<String>>>,
 }
 
 impl MemoryStore {
@@ -33,6 +36,13 @@ impl MemoryStore {
     /// While set, every operation fails as an unreachable store would.
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// From now on, a batch holding a write of `room_id` is refused for good.
+    pub fn refuse_room(&self, room_id: &str) {
+        if let Ok(mut refused) = self.refused.lock() {
+            refused.insert(room_id.to_owned());
+        }
     }
 
     fn rooms(&self) -> Result<std::sync::MutexGuard<'_, Rooms>, StoreError> {
@@ -52,6 +62,14 @@ impl Store for MemoryStore {
     }
 
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
+        if let Ok(refused) = self.refused.lock() {
+            if let Some(op) = batch.iter().find(|op| refused.contains(op.room_id())) {
+                return Err(StoreError::Rejected(format!(
+                    "memory store refuses room {}",
+                    op.room_id()
+                )));
+            }
+        }
         let mut rooms = self.rooms()?;
         for op in batch {
             match op {

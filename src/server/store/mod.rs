@@ -4,12 +4,13 @@
 //!
 //! Two records are kept per room, on purpose separate:
 //! - the *durable state*: a compacted snapshot plus an append-only log of every
-//!   accepted update after it, written in batches by the journal (automatic, so a
-//!   crash loses at most one group-commit window);
+//!   accepted update after it, written in batches by the journal (automatic, and
+//!   before any other client sees the update, unless `--durability relaxed`);
 //! - the *checkpoint*: what `POST /api/rooms/{id}/persist` saved, in the original
 //!   backend's `room_documents` shape, restored by `GET /api/rooms/{id}/load`.
 
 pub mod conformance;
+pub mod lease;
 pub mod memory;
 pub mod mongo;
 pub mod sqlite;
@@ -17,13 +18,25 @@ pub mod sqlite;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-/// A failed store operation. Callers keep their data and retry; nothing is dropped.
+/// A failed store operation. Callers keep their data; what failed for now is retried,
+/// what can never succeed is reported and set aside.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The store refuses the write as it is (too large, invalid): retrying the same
+    /// write cannot succeed.
+    #[error("store refused the write: {0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    /// True when retrying the same operation cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StoreError::Rejected(_))
+    }
 }
 
 /// One accepted update, numbered in its room's order.

@@ -37,6 +37,13 @@ use tokio::task::JoinHandle;
 
 use super::{DurableState, Store, StoreError, WriteOp};
 
+/// Largest document coedit keeps in MongoDB, in bytes of its Yjs encoding. A room's
+/// snapshot is one BSON document and MongoDB refuses documents over 16 MiB, so
+/// `coedit serve` lowers `--max-document-bytes` to this on MongoDB and says so.
+/// (Checkpoints are stored as hex, twice the size: `persist` of a document over
+/// about 8 MiB is refused with that reason.)
+pub const MAX_DOCUMENT_BYTES: usize = 15 * 1024 * 1024;
+
 /// The original backend's checkpoint collection.
 pub const CHECKPOINTS: &str = "room_documents";
 /// The update log: one document per accepted update.
@@ -124,6 +131,30 @@ impl MongoStore {
             cleanup: Mutex::new(Some(cleanup)),
             cleanup_task: Mutex::new(Some(cleanup_task)),
         })
+    }
+
+    /// Makes every write wait for MongoDB's journal (`j: true`), so what the store
+    /// acknowledges survives a power loss of the database server too.
+    pub fn journal_writes(&mut self) {
+        let options = mongodb::options::CollectionOptions::builder()
+            .write_concern(
+                mongodb::options::WriteConcern::builder()
+                    .journal(true)
+                    .build(),
+            )
+            .build();
+        self.checkpoints = self
+            .database
+            .collection_with_options(CHECKPOINTS, options.clone());
+        self.updates = self
+            .database
+            .collection_with_options(UPDATES, options.clone());
+        self.snapshots = self.database.collection_with_options(SNAPSHOTS, options);
+    }
+
+    /// The database this store writes, for the writer lease.
+    pub fn database(&self) -> &Database {
+        &self.database
     }
 
     /// The servers this store talks to, as `host:port[,host:port…]`.
@@ -508,9 +539,60 @@ fn refused_index(error: &DriverError) -> bool {
 /// server, connection lost, timeouts, a command the server refused) is something a
 /// retry can get past, so `Unavailable`.
 fn driver_error(error: DriverError) -> StoreError {
+    if refused_for_good(&error) {
+        return StoreError::Rejected(describe_refusal(&error));
+    }
     match *error.kind {
         ErrorKind::BsonDeserialization(_) => StoreError::Corrupt(describe_error(&error)),
         _ => StoreError::Unavailable(describe_error(&error)),
+    }
+}
+
+/// Server error codes that say the document itself is unacceptable, so the same
+/// write will fail however often it is retried: BadValue, InvalidLength,
+/// DocumentValidationFailure, BSONObjectTooLarge, and the two "document too large
+/// to insert/update" codes.
+const REFUSALS: [i32; 6] = [2, 16, 121, 10334, 17419, 17420];
+
+/// The server's own words for a refusal, without the driver's error dump.
+fn describe_refusal(error: &DriverError) -> String {
+    use mongodb::error::WriteFailure;
+    let refusal = match error.kind.as_ref() {
+        ErrorKind::Command(command) => Some((command.message.clone(), command.code)),
+        ErrorKind::Write(WriteFailure::WriteError(write)) => {
+            Some((write.message.clone(), write.code))
+        }
+        ErrorKind::InsertMany(failure) => failure.write_errors.as_ref().and_then(|errors| {
+            errors
+                .iter()
+                .find(|error| error.code != DUPLICATE_KEY)
+                .map(|error| (error.message.clone(), error.code))
+        }),
+        _ => None,
+    };
+    match refusal {
+        Some((message, code)) => one_line(&format!("MongoDB: {message} (code {code})")),
+        None => describe_error(error),
+    }
+}
+
+/// True when MongoDB (or the driver, before sending) refuses the write as it is.
+fn refused_for_good(error: &DriverError) -> bool {
+    use mongodb::error::WriteFailure;
+    match error.kind.as_ref() {
+        ErrorKind::InvalidArgument { .. } | ErrorKind::BsonSerialization(_) => true,
+        ErrorKind::Command(command) => REFUSALS.contains(&command.code),
+        ErrorKind::Write(WriteFailure::WriteError(write)) => REFUSALS.contains(&write.code),
+        ErrorKind::InsertMany(failure) => {
+            failure.write_concern_error.is_none()
+                && failure.write_errors.as_ref().is_some_and(|errors| {
+                    errors.iter().any(|error| REFUSALS.contains(&error.code))
+                        && errors.iter().all(|error| {
+                            error.code == DUPLICATE_KEY || REFUSALS.contains(&error.code)
+                        })
+                })
+        }
+        _ => false,
     }
 }
 

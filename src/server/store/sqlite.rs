@@ -82,20 +82,87 @@ impl Inner {
     }
 }
 
+/// Exclusive claim on a data directory for one `coedit serve`: two servers writing
+/// one database would each number a room's log on its own and corrupt it. Held
+/// until dropped; the operating system releases it when the process dies, however
+/// it dies, so a crashed server never blocks its successor.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Name of the lock file inside `--data-dir`.
+pub const LOCK_FILE: &str = "coedit.lock";
+
+impl DataDirLock {
+    /// Takes the lock, or says which process holds it.
+    pub fn acquire(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|error| {
+            StoreError::Unavailable(format!("cannot create {}: {error}", data_dir.display()))
+        })?;
+        let path = data_dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|error| {
+                StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                return Err(StoreError::Unavailable(format!(
+                    "{} is in use by another coedit server{}; stop it or choose another --data-dir",
+                    data_dir.display(),
+                    if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {holder})")
+                    }
+                )));
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot lock {}: {error}",
+                    path.display()
+                )))
+            }
+        }
+        // The pid is only for the message above; the lock is what counts.
+        use std::io::Write;
+        let _ = file
+            .set_len(0)
+            .and_then(|()| writeln!(file, "{}", std::process::id()));
+        Ok(Self { _file: file })
+    }
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database in `data_dir`.
+    /// Opens (creating if needed) the database in `data_dir`; commits survive a
+    /// crash of the process.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, false)
+    }
+
+    /// `open`, with `fsync` making every commit also survive a power loss.
+    pub fn open_with(data_dir: &Path, fsync: bool) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|error| {
             StoreError::Unavailable(format!("cannot create {}: {error}", data_dir.display()))
         })?;
         let path = data_dir.join(DATABASE_FILE);
         let mut connection = Connection::open(&path).map_err(unavailable)?;
         // WAL with synchronous=NORMAL: a commit is durable against a process crash
-        // (kill -9) as soon as it returns; only a power loss can drop the last few.
+        // (kill -9) as soon as it returns (it is in the OS); only a power loss can
+        // drop the last few. FULL syncs the WAL to disk on every commit.
+        let synchronous = if fsync { "FULL" } else { "NORMAL" };
         connection
-            .execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
-            )
+            .execute_batch(&format!(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=5000;"
+            ))
             .map_err(unavailable)?;
         connection.execute_batch(SCHEMA).map_err(unavailable)?;
         // A tail left by a crash is folded now; the tail starts empty.
@@ -159,8 +226,17 @@ fn fold_tail(connection: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// A failed SQLite call: refused for good when the data itself is the problem (too
+/// big for SQLite, or breaking a constraint), otherwise worth retrying (disk full,
+/// I/O error, locked by another process).
 fn unavailable(error: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(error.to_string())
+    use rusqlite::ErrorCode;
+    match error.sqlite_error_code() {
+        Some(ErrorCode::TooBig | ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch) => {
+            StoreError::Rejected(error.to_string())
+        }
+        _ => StoreError::Unavailable(error.to_string()),
+    }
 }
 
 fn now_iso() -> String {

@@ -1,0 +1,192 @@
+//! One writer per MongoDB database: a lease document that the serving node renews
+//! while it runs, so a second single-node `coedit serve` on the same database
+//! refuses to start instead of numbering the same rooms' logs a second time.
+//!
+//! The lease is `{_id: "writer", node_id, pid, renewed_at, expires_at}` in the
+//! `coedit_leases` collection. A node takes it when it is free, expired, or already
+//! its own: a node id is `host:port` by default, and a node that could bind that
+//! port on that host is the only one alive under that name, so a server restarted
+//! after a crash takes its lease back at once. Anyone else waits for the lease to
+//! expire, and refuses as soon as it sees the holder renew it.
+
+use std::time::Duration;
+
+use mongodb::bson::{doc, DateTime, Document};
+use mongodb::{Collection, Database};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::mongo::describe_error;
+use super::StoreError;
+
+/// Collection of the lease document.
+pub const LEASES: &str = "coedit_leases";
+const WRITER: &str = "writer";
+/// How long a lease outlives its last renewal: how long a crashed node on another
+/// host or port keeps a successor waiting.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often the holder renews: several renewals fit in one TTL, so a brief
+/// database hiccup does not lose the lease.
+pub const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// MongoDB's duplicate-key error: the upsert met a lease held by someone else.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// A held lease; renewed in the background until `release`.
+pub struct WriterLease {
+    collection: Collection<Document>,
+    node_id: String,
+    stop: CancellationToken,
+    renewer: JoinHandle<()>,
+}
+
+/// Why the lease could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("{0}")]
+    InUse(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl WriterLease {
+    /// Takes the lease of `database` for `node_id`, waiting at most one TTL for a
+    /// silent holder's lease to run out.
+    pub async fn acquire(database: &Database, node_id: &str) -> Result<Self, LeaseError> {
+        let collection: Collection<Document> = database.collection(LEASES);
+        let mut seen_renewal: Option<DateTime> = None;
+        let deadline = tokio::time::Instant::now() + LEASE_TTL + RENEW_EVERY * 2;
+        loop {
+            match try_take(&collection, node_id).await? {
+                None => break,
+                Some(holder) => {
+                    let renewed = holder.get_datetime("renewed_at").ok().copied();
+                    let holder_id = holder.get_str("node_id").unwrap_or("unknown").to_owned();
+                    let alive = seen_renewal.is_some() && renewed != seen_renewal;
+                    if alive || tokio::time::Instant::now() >= deadline {
+                        let pid = holder
+                            .get_i64("pid")
+                            .map(|pid| format!(", pid {pid}"))
+                            .unwrap_or_default();
+                        return Err(LeaseError::InUse(format!(
+                            "MongoDB database {} is in use by another coedit server (node {holder_id}{pid}); \
+                             stop it first, or give this one another --db-name",
+                            database.name()
+                        )));
+                    }
+                    seen_renewal = renewed;
+                    tracing::info!(holder = %holder_id, "waiting for the previous server's store lease to expire");
+                    tokio::time::sleep(RENEW_EVERY).await;
+                }
+            }
+        }
+        let stop = CancellationToken::new();
+        let renewer = tokio::spawn(renew(collection.clone(), node_id.to_owned(), stop.clone()));
+        Ok(Self {
+            collection,
+            node_id: node_id.to_owned(),
+            stop,
+            renewer,
+        })
+    }
+
+    /// Stops renewing and gives the lease up, so a successor need not wait.
+    pub async fn release(mut self) {
+        self.stop.cancel();
+        let _ = (&mut self.renewer).await;
+        let released = tokio::time::timeout(
+            RENEW_EVERY,
+            self.collection
+                .delete_one(doc! {"_id": WRITER, "node_id": &self.node_id}),
+        )
+        .await;
+        if !matches!(released, Ok(Ok(_))) {
+            tracing::debug!("store lease left to expire");
+        }
+    }
+}
+
+impl Drop for WriterLease {
+    fn drop(&mut self) {
+        // Dropped without `release` (a failed start): stop renewing, let it expire.
+        self.stop.cancel();
+    }
+}
+
+/// One attempt: `None` when the lease is now ours, else the holder's document.
+async fn try_take(
+    collection: &Collection<Document>,
+    node_id: &str,
+) -> Result<Option<Document>, StoreError> {
+    let now = DateTime::now();
+    let taken = collection
+        .update_one(
+            doc! {"_id": WRITER, "$or": [
+                {"node_id": node_id},
+                {"expires_at": {"$lt": now}},
+            ]},
+            lease_fields(node_id, now),
+        )
+        .upsert(true)
+        .await;
+    match taken {
+        Ok(_) => Ok(None),
+        Err(error) if duplicate_key(&error) => {
+            let holder = collection
+                .find_one(doc! {"_id": WRITER})
+                .await
+                .map_err(|error| StoreError::Unavailable(describe_error(&error)))?;
+            // Gone between the two calls: try again at once.
+            Ok(Some(holder.unwrap_or_default()).filter(|holder| !holder.is_empty()))
+        }
+        Err(error) => Err(StoreError::Unavailable(describe_error(&error))),
+    }
+}
+
+fn lease_fields(node_id: &str, now: DateTime) -> Document {
+    let expires = DateTime::from_millis(now.timestamp_millis() + LEASE_TTL.as_millis() as i64);
+    doc! {"$set": {
+        "node_id": node_id,
+        "pid": i64::from(std::process::id()),
+        "renewed_at": now,
+        "expires_at": expires,
+    }}
+}
+
+fn duplicate_key(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == DUPLICATE_KEY,
+        ErrorKind::Command(command) => command.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+async fn renew(collection: Collection<Document>, node_id: String, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(RENEW_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let renewed = collection
+            .update_one(
+                doc! {"_id": WRITER, "node_id": &node_id},
+                lease_fields(&node_id, DateTime::now()),
+            )
+            .await;
+        match renewed {
+            Ok(result) if result.matched_count == 0 => {
+                tracing::error!(
+                    "the store lease was taken over by another server while this one could not renew it; \
+                     two servers may now be writing the same database"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %describe_error(&error), "cannot renew the store lease");
+            }
+        }
+    }
+}
