@@ -281,3 +281,42 @@ async fn the_event_log_can_be_read_per_room() {
     bob.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_watcher_is_shown_a_change_only_once_the_store_has_it() {
+    let store = Arc::new(MemoryStore::new());
+    let server = TestServer::start_with(
+        coedit::server::Config::for_tests(),
+        store.clone() as Arc<dyn coedit::server::store::Store>,
+    )
+    .await;
+    let mut alice = server.join("durable", "alice", "Alice").await;
+    alice.type_text(0, "kept").await;
+    let mut stream = reqwest::get(server.http("/rooms/durable/stream"))
+        .await
+        .unwrap();
+    let mut buffer = String::new();
+    next_event(&mut stream, &mut buffer, "text", |data| {
+        data.contains(r#""text":"kept""#)
+    })
+    .await;
+
+    store.set_failing(true);
+    alice.type_text(4, " unwritten").await;
+    let early = tokio::time::timeout(
+        Duration::from_millis(600),
+        next_event(&mut stream, &mut buffer, "text", |data| {
+            data.contains("unwritten")
+        }),
+    )
+    .await;
+    assert!(early.is_err(), "shown before the store had it: {early:?}");
+
+    store.set_failing(false);
+    next_event(&mut stream, &mut buffer, "text", |data| {
+        data.contains("kept unwritten")
+    })
+    .await;
+    alice.close().await;
+    server.stop().await;
+}
