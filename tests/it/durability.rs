@@ -207,7 +207,9 @@ async fn editing_goes_on_through_a_mongodb_outage_and_is_written_after_it() {
     daemon.stop();
     // People keep typing; what they type reaches the others only once it is
     // written (write-ahead relay), so each sees only their own edits meanwhile.
-    type_slowly(&mut alice, "during the outage. ").await;
+    // More keystrokes than a room holds one by one: it resends itself whole after.
+    let typed = "during the outage. ".repeat(15);
+    type_slowly(&mut alice, &typed).await;
     bob.type_text(0, "Bob too. ").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     while let Some(frame) = bob.next_frame(Duration::from_millis(100)).await {
@@ -221,7 +223,8 @@ async fn editing_goes_on_through_a_mongodb_outage_and_is_written_after_it() {
         "Bob too. before. ",
         "an edit reached another client before the store had it"
     );
-    let during = "Bob too. before. during the outage. ";
+    let during = format!("Bob too. before. {typed}");
+    let during = during.as_str();
 
     let deadline = Instant::now() + CONVERGE;
     loop {

@@ -12,6 +12,9 @@
 //!   journal reports the write it depends on; then it goes out.
 //! - A room is let go only once everything it made is written and nothing is held.
 //! - A room the store refuses for good stays in memory, read-only, and says so.
+//! - A hold queue that outgrows `HELD_LIMIT` (a long store stall) is dropped; once
+//!   the store has caught up, every client is sent the room afresh (the full state
+//!   and who is here) instead of a replay that would overflow its outbound queue.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -56,6 +59,11 @@ pub async fn read_stored(store: &dyn Store, room_id: &str) -> Result<Stored, Sto
     })
 }
 
+/// Messages a room holds for the store before it stops holding them one by one and
+/// resends itself whole once the store catches up: far below a connection's
+/// outbound queue, so a release never closes anyone as a slow consumer.
+const HELD_LIMIT: usize = 256;
+
 /// A message waiting for the store.
 enum Held {
     To {
@@ -87,8 +95,19 @@ pub(super) struct Durability {
     /// its next write is a snapshot, not a log entry.
     needs_base: bool,
     held: VecDeque<(u64, Held)>,
+    /// The hold queue overflowed and was dropped: once written, every member is
+    /// sent the room afresh.
+    resync: bool,
     /// Why the store refuses this room, once it has.
     refused: Option<String>,
+}
+
+/// What the store's progress lets a room send.
+enum Released {
+    /// These held messages, in order.
+    Messages(Vec<Held>),
+    /// The room afresh to every member (the hold queue had overflowed).
+    Resync,
 }
 
 impl Durability {
@@ -107,6 +126,7 @@ impl Durability {
             visible_seq: last_seq,
             needs_base,
             held: VecDeque::new(),
+            resync: false,
             refused: None,
         }
     }
@@ -119,7 +139,21 @@ impl Durability {
     /// True while messages must wait: something a client could see is not written
     /// yet, or earlier messages are still waiting (order is kept).
     fn holding(&self) -> bool {
-        self.write_ahead && (self.written_seq < self.visible_seq || !self.held.is_empty())
+        self.write_ahead
+            && (self.written_seq < self.visible_seq || !self.held.is_empty() || self.resync)
+    }
+
+    /// Holds `held` until `visible_seq` is written, or drops it when the room will
+    /// be resent whole anyway.
+    fn hold(&mut self, held: Held) {
+        if self.resync {
+            return;
+        }
+        self.held.push_back((self.visible_seq, held));
+        if self.held.len() > HELD_LIMIT {
+            self.held.clear();
+            self.resync = true;
+        }
     }
 
     /// Everything made is written and nothing waits.
@@ -141,9 +175,16 @@ impl Durability {
         shown.then_some(self.visible_seq)
     }
 
-    /// The store has everything up to `seq`: the held messages that may go now.
-    fn written(&mut self, seq: u64) -> Vec<Held> {
+    /// The store has everything up to `seq`: what may go now.
+    fn written(&mut self, seq: u64) -> Released {
         self.written_seq = self.written_seq.max(seq);
+        if self.resync {
+            if self.written_seq < self.visible_seq {
+                return Released::Messages(Vec::new());
+            }
+            self.resync = false;
+            return Released::Resync;
+        }
         let mut released = Vec::new();
         while let Some((gate, _)) = self.held.front() {
             if *gate > self.written_seq {
@@ -153,14 +194,19 @@ impl Durability {
                 released.push(held);
             }
         }
-        released
+        Released::Messages(released)
     }
 
-    /// The store refused the room: its held messages go out (the document in memory
+    /// The store refused the room: what it held goes out (the document in memory
     /// is now the only copy, and its clients must keep agreeing with it).
-    fn refuse(&mut self, reason: &str) -> Vec<Held> {
+    fn refuse(&mut self, reason: &str) -> Released {
         self.refused = Some(reason.to_owned());
-        self.held.drain(..).map(|(_, held)| held).collect()
+        self.write_ahead = false;
+        if std::mem::take(&mut self.resync) {
+            self.held.clear();
+            return Released::Resync;
+        }
+        Released::Messages(self.held.drain(..).map(|(_, held)| held).collect())
     }
 }
 
@@ -217,21 +263,21 @@ impl RoomState {
             }
         }
         if recipients > 0 {
-            let gate = self.durability.visible_seq;
-            self.durability.held.push_back((
-                gate,
-                Held::Broadcast {
-                    except: except.map(str::to_owned),
-                    json: json.flatten(),
-                    yjs: yjs.flatten(),
-                },
-            ));
+            self.durability.hold(Held::Broadcast {
+                except: except.map(str::to_owned),
+                json: json.flatten(),
+                yjs: yjs.flatten(),
+            });
         }
         recipients
     }
 
     /// Sends what the store's progress released, in order, to whoever is still here.
-    fn deliver(&self, metrics: &Metrics, released: Vec<Held>) {
+    fn deliver(&mut self, metrics: &Metrics, released: Released) {
+        let released = match released {
+            Released::Messages(released) => released,
+            Released::Resync => return self.resend_whole(metrics),
+        };
         for held in released {
             match held {
                 Held::To {
@@ -250,6 +296,29 @@ impl RoomState {
                         PerProtocol::new(|| json.clone(), || yjs.clone()),
                     );
                 }
+            }
+        }
+    }
+}
+
+impl RoomState {
+    /// Every member is sent the room as a newcomer would be: JSON clients the full
+    /// `sync` and the user list, y-protocol clients our sync step 1 (so they send
+    /// what we lack), the full state as an update, and the awareness states.
+    fn resend_whole(&mut self, metrics: &Metrics) {
+        let sync = Outbound::Text(self.sync_message());
+        let users = Outbound::json(&ServerMessage::Users {
+            users: self.listed_users(None),
+        });
+        let mut yjs = super::yjs::greeting(self);
+        yjs.push(super::yjs::update_message(&self.document.encoded_state()));
+        for member in self.members.values() {
+            let messages = match member.protocol {
+                Protocol::Json => vec![sync.clone(), users.clone()],
+                Protocol::Yjs => yjs.clone(),
+            };
+            for message in messages {
+                push(member, metrics, message);
             }
         }
     }
@@ -420,7 +489,10 @@ mod tests {
         }
     }
 
-    fn texts(released: Vec<Held>) -> Vec<String> {
+    fn texts(released: Released) -> Vec<String> {
+        let Released::Messages(released) = released else {
+            panic!("expected messages, not a resync");
+        };
         released
             .into_iter()
             .map(|held| match held {
@@ -445,12 +517,31 @@ mod tests {
         durability.visible_seq = 2;
         durability.held.push_back((2, message("b")));
         durability.held.push_back((2, message("c")));
-        assert!(durability.written(0).is_empty());
+        assert!(texts(durability.written(0)).is_empty());
         assert_eq!(texts(durability.written(1)), ["a"]);
         assert!(durability.holding());
         assert_eq!(texts(durability.written(2)), ["b", "c"]);
         assert!(!durability.holding());
         assert!(durability.settled());
+    }
+
+    #[test]
+    fn a_hold_queue_that_overflows_turns_into_one_resync_once_written() {
+        let mut durability = Durability::opened(&Stored::Nothing, true);
+        durability.last_seq = 1;
+        durability.visible_seq = 1;
+        for _ in 0..=HELD_LIMIT {
+            durability.hold(message("m"));
+        }
+        assert!(durability.held.is_empty());
+        assert!(durability.resync && durability.holding());
+        durability.hold(message("dropped"));
+        assert!(durability.held.is_empty());
+        durability.last_seq = 2;
+        durability.visible_seq = 2;
+        assert!(texts(durability.written(1)).is_empty());
+        assert!(matches!(durability.written(2), Released::Resync));
+        assert!(!durability.holding());
     }
 
     #[test]
