@@ -274,7 +274,11 @@ async fn check_rooms(base: &str, accepted: &Accepted, when: &str) {
         let url = format!("ws://{base}/api/ws/{room}?client_id=checker");
         let (socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
         let mut reader = Client::from_socket(socket, "checker");
-        let ServerMessage::Sync { data } = reader.recv().await else {
+        let greeting = reader.next_frame(Duration::from_secs(30)).await;
+        let Some(Message::Text(text)) = greeting else {
+            panic!("{when}: room {room} sent no greeting: {greeting:?}");
+        };
+        let ServerMessage::Sync { data } = serde_json::from_str(text.as_str()).unwrap() else {
             panic!("{when}: room {room} has no document");
         };
         let text = text_of_hex_state(&data);

@@ -70,8 +70,10 @@ enum Held {
         connection: ConnectionId,
         message: Outbound,
     },
+    /// For the members present when it was sent: one who joined meanwhile is
+    /// greeted with the state that already holds it, and must not get it first.
     Broadcast {
-        except: Option<String>,
+        recipients: Vec<ConnectionId>,
         json: Option<Outbound>,
         yjs: Option<Outbound>,
     },
@@ -250,26 +252,27 @@ impl RoomState {
         if !self.durability.holding() {
             return broadcast(self.members.values(), metrics, except, message);
         }
-        let (mut json, mut yjs, mut recipients) = (None, None, 0);
-        for member in self.members.values() {
+        let (mut json, mut yjs, mut recipients) = (None, None, Vec::new());
+        for (connection, member) in &self.members {
             if Some(member.client_id.as_str()) == except {
                 continue;
             }
-            recipients += 1;
+            recipients.push(*connection);
             match member.protocol {
                 Protocol::Json if json.is_none() => json = Some(message.build(Protocol::Json)),
                 Protocol::Yjs if yjs.is_none() => yjs = Some(message.build(Protocol::Yjs)),
                 _ => {}
             }
         }
-        if recipients > 0 {
+        let count = recipients.len();
+        if count > 0 {
             self.durability.hold(Held::Broadcast {
-                except: except.map(str::to_owned),
+                recipients,
                 json: json.flatten(),
                 yjs: yjs.flatten(),
             });
         }
-        recipients
+        count
     }
 
     /// Sends what the store's progress released, in order, to whoever is still here.
@@ -288,11 +291,18 @@ impl RoomState {
                         push(member, metrics, message);
                     }
                 }
-                Held::Broadcast { except, json, yjs } => {
+                Held::Broadcast {
+                    recipients,
+                    json,
+                    yjs,
+                } => {
+                    let present = recipients
+                        .iter()
+                        .filter_map(|connection| self.members.get(connection));
                     broadcast(
-                        self.members.values(),
+                        present,
                         metrics,
-                        except.as_deref(),
+                        None,
                         PerProtocol::new(|| json.clone(), || yjs.clone()),
                     );
                 }

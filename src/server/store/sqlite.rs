@@ -64,6 +64,50 @@ const FOLD_ROWS: usize = 8192;
 pub struct SqliteStore {
     inner: Arc<Mutex<Inner>>,
     path: PathBuf,
+    _checkpointer: Arc<Checkpointer>,
+}
+
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checkpoints the WAL on a thread and connection of its own. SQLite's automatic
+/// checkpoint runs inside whichever commit crosses its threshold and syncs the
+/// database file there; with write-ahead relay every room waits for that commit,
+/// so one slow disk sync became a stall of every room's relay. A passive
+/// checkpoint beside the writer never blocks it.
+struct Checkpointer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Self, StoreError> {
+        use std::sync::atomic::Ordering;
+        let connection = Connection::open(path).map_err(unavailable)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("coedit-sqlite-checkpoint".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    if let Err(error) =
+                        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!(%error, "WAL checkpoint failed; retrying");
+                    }
+                }
+            })
+            .map_err(|error| {
+                StoreError::Unavailable(format!("cannot start checkpointer: {error}"))
+            })?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 struct Inner {
@@ -158,15 +202,18 @@ impl SqliteStore {
         // WAL with synchronous=NORMAL: a commit is durable against a process crash
         // (kill -9) as soon as it returns (it is in the OS); only a power loss can
         // drop the last few. FULL syncs the WAL to disk on every commit.
+        // Checkpoints are the `Checkpointer`'s, never a commit's.
         let synchronous = if fsync { "FULL" } else { "NORMAL" };
         connection
             .execute_batch(&format!(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=5000;"
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=5000;
+                 PRAGMA wal_autocheckpoint=0;"
             ))
             .map_err(unavailable)?;
         connection.execute_batch(SCHEMA).map_err(unavailable)?;
         // A tail left by a crash is folded now; the tail starts empty.
         fold_tail_now(&mut connection).map_err(unavailable)?;
+        let checkpointer = Checkpointer::start(&path)?;
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner {
                 connection,
@@ -174,6 +221,7 @@ impl SqliteStore {
                 tail_rows: 0,
             })),
             path,
+            _checkpointer: Arc::new(checkpointer),
         })
     }
 
