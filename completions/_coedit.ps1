@@ -87,6 +87,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the rooms the server holds in memory, with their users and document size')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one room: its users, connections and document size')
             [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'List the users present in a room, with their colour and cursor')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server''s store. Cannot be undone')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -123,10 +124,24 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'coedit;rooms;delete' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Delete without asking')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Delete without asking')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'coedit;rooms;help' {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the rooms the server holds in memory, with their users and document size')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one room: its users, connections and document size')
             [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'List the users present in a room, with their colour and cursor')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server''s store. Cannot be undone')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -137,6 +152,9 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             break
         }
         'coedit;rooms;help;users' {
+            break
+        }
+        'coedit;rooms;help;delete' {
             break
         }
         'coedit;rooms;help;help' {
@@ -339,6 +357,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the rooms the server holds in memory, with their users and document size')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one room: its users, connections and document size')
             [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'List the users present in a room, with their colour and cursor')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server''s store. Cannot be undone')
             break
         }
         'coedit;help;rooms;list' {
@@ -348,6 +367,9 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             break
         }
         'coedit;help;rooms;users' {
+            break
+        }
+        'coedit;help;rooms;delete' {
             break
         }
         'coedit;help;metrics' {

@@ -85,6 +85,9 @@ _coedit() {
             coedit__subcmd__help__subcmd__metrics,events)
                 cmd="coedit__subcmd__help__subcmd__metrics__subcmd__events"
                 ;;
+            coedit__subcmd__help__subcmd__rooms,delete)
+                cmd="coedit__subcmd__help__subcmd__rooms__subcmd__delete"
+                ;;
             coedit__subcmd__help__subcmd__rooms,list)
                 cmd="coedit__subcmd__help__subcmd__rooms__subcmd__list"
                 ;;
@@ -112,6 +115,9 @@ _coedit() {
             coedit__subcmd__metrics__subcmd__help,help)
                 cmd="coedit__subcmd__metrics__subcmd__help__subcmd__help"
                 ;;
+            coedit__subcmd__rooms,delete)
+                cmd="coedit__subcmd__rooms__subcmd__delete"
+                ;;
             coedit__subcmd__rooms,help)
                 cmd="coedit__subcmd__rooms__subcmd__help"
                 ;;
@@ -123,6 +129,9 @@ _coedit() {
                 ;;
             coedit__subcmd__rooms,users)
                 cmd="coedit__subcmd__rooms__subcmd__users"
+                ;;
+            coedit__subcmd__rooms__subcmd__help,delete)
+                cmd="coedit__subcmd__rooms__subcmd__help__subcmd__delete"
                 ;;
             coedit__subcmd__rooms__subcmd__help,help)
                 cmd="coedit__subcmd__rooms__subcmd__help__subcmd__help"
@@ -451,8 +460,22 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help__subcmd__rooms)
-            opts="list show users"
+            opts="list show users delete"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__help__subcmd__rooms__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -731,7 +754,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__rooms)
-            opts="-h -V --server --json --timeout --token --help --version list show users help"
+            opts="-h -V --server --json --timeout --token --help --version list show users delete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -756,9 +779,49 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        coedit__subcmd__rooms__subcmd__help)
-            opts="list show users help"
+        coedit__subcmd__rooms__subcmd__delete)
+            opts="-y -h -V --yes --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__rooms__subcmd__help)
+            opts="list show users delete help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__rooms__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -82,6 +82,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand list 'List the rooms the server holds in memory, with their users and document size'
             cand show 'Show one room: its users, connections and document size'
             cand users 'List the users present in a room, with their colour and cursor'
+            cand delete 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server''s store. Cannot be undone'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'coedit;rooms;list'= {
@@ -114,10 +115,23 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'coedit;rooms;delete'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand -y 'Delete without asking'
+            cand --yes 'Delete without asking'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'coedit;rooms;help'= {
             cand list 'List the rooms the server holds in memory, with their users and document size'
             cand show 'Show one room: its users, connections and document size'
             cand users 'List the users present in a room, with their colour and cursor'
+            cand delete 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server''s store. Cannot be undone'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'coedit;rooms;help;list'= {
@@ -125,6 +139,8 @@ set edit:completion:arg-completer[coedit] = {|@words|
         &'coedit;rooms;help;show'= {
         }
         &'coedit;rooms;help;users'= {
+        }
+        &'coedit;rooms;help;delete'= {
         }
         &'coedit;rooms;help;help'= {
         }
@@ -305,12 +321,15 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand list 'List the rooms the server holds in memory, with their users and document size'
             cand show 'Show one room: its users, connections and document size'
             cand users 'List the users present in a room, with their colour and cursor'
+            cand delete 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server''s store. Cannot be undone'
         }
         &'coedit;help;rooms;list'= {
         }
         &'coedit;help;rooms;show'= {
         }
         &'coedit;help;rooms;users'= {
+        }
+        &'coedit;help;rooms;delete'= {
         }
         &'coedit;help;metrics'= {
             cand events 'Show the server''s recent events: joins, leaves, persists, errors'

@@ -72,16 +72,17 @@ complete -c coedit -n "__fish_coedit_using_subcommand serve" -l start-degraded -
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -s V -l version -d 'Print version'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "show" -d 'Show one room: its users, connections and document size'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "users" -d 'List the users present in a room, with their colour and cursor'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -f -a "show" -d 'Show one room: its users, connections and document size'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -f -a "users" -d 'List the users present in a room, with their colour and cursor'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -f -a "delete" -d 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server\'s store. Cannot be undone'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l token -d 'Bearer token sent in the Authorization header' -r
@@ -100,9 +101,17 @@ complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_sub
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -s y -l yes -d 'Delete without asking'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one room: its users, connections and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "users" -d 'List the users present in a room, with their colour and cursor'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server\'s store. Cannot be undone'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l watch -d 'Refresh every INTERVAL (default 2s) until Ctrl-C; with --json, one JSON document per line per refresh' -r
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
@@ -219,6 +228,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "show" -d 'Show one room: its users, connections and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "users" -d 'List the users present in a room, with their colour and cursor'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "delete" -d 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server\'s store. Cannot be undone'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "events" -d 'Show the server\'s recent events: joins, leaves, persists, errors'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from simulate" -f -a "add" -d 'Add simulated users to a room (creating the room if needed)'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from simulate" -f -a "remove" -d 'Remove every simulated user from a room'

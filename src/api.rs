@@ -205,6 +205,15 @@ pub struct PersistResponse {
     pub error: Option<String>,
 }
 
+/// `DELETE /api/rooms/{id}`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeleteRoomResponse {
+    pub success: bool,
+    pub room_id: String,
+    /// Connections that were open in the room and were closed.
+    pub closed_connections: u64,
+}
+
 /// `POST /api/simulate/users/{id}`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SimulateAddResponse {

@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ApiInfo, ErrorBody, Event, Health, Metrics, PersistResponse, RoomInfo, RoomUser,
-    SimulateAddResponse, SimulateRemoveResponse,
+    ApiInfo, DeleteRoomResponse, ErrorBody, Event, Health, Metrics, PersistResponse, RoomInfo,
+    RoomUser, SimulateAddResponse, SimulateRemoveResponse,
 };
 
 /// What went wrong talking to the server; the CLI maps each to an exit code.
@@ -152,6 +152,17 @@ impl RestClient {
         self.call(
             reqwest::Method::GET,
             &format!("/rooms/{}/users", encode(room_id)),
+        )
+        .await
+    }
+
+    pub async fn delete_room(
+        &self,
+        room_id: &str,
+    ) -> Result<Answer<DeleteRoomResponse>, ClientError> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/rooms/{}", encode(room_id)),
         )
         .await
     }

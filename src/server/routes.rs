@@ -22,7 +22,10 @@ pub fn router(app: AppState) -> Router {
     let admin = Router::new()
         .route("/metrics/events", get(rest::events))
         .route("/rooms", get(rest::list_rooms))
-        .route("/rooms/{room_id}", get(rest::get_room))
+        .route(
+            "/rooms/{room_id}",
+            get(rest::get_room).delete(rest::delete_room),
+        )
         .route("/rooms/{room_id}/users", get(rest::room_users))
         .route("/rooms/{room_id}/persist", post(rest::persist))
         .route("/rooms/{room_id}/load", get(rest::load))

@@ -781,3 +781,30 @@ async fn global_options_work_before_and_after_the_subcommand() {
     assert!(run.stderr.contains("timed out"), "{run:#?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn rooms_delete_asks_first_and_scripts_say_yes() {
+    let server = TestServer::start().await;
+    let mut alice = server.join("old", "alice", "Alice").await;
+    alice.type_text(0, "to be removed").await;
+
+    // Input that is not a terminal is never a yes.
+    let refused = coedit_at(&server, &["rooms", "delete", "old"])
+        .await
+        .expect_code(2);
+    assert!(refused.stderr.contains("--yes"), "{refused:#?}");
+    let (_, info) = server.get("/rooms/old").await;
+    assert_eq!(info["exists"], true, "refusing must not delete: {info}");
+
+    let deleted = coedit_at(&server, &["rooms", "delete", "old", "--yes", "--json"])
+        .await
+        .expect_code(0);
+    assert_eq!(deleted.json()["closed_connections"], 1);
+    let (_, info) = server.get("/rooms/old").await;
+    assert_eq!(info["exists"], false, "{info}");
+
+    let missing = coedit_at(&server, &["rooms", "delete", "old", "--yes"])
+        .await
+        .expect_code(1);
+    assert!(missing.stderr.contains("does not exist"), "{missing:#?}");
+}

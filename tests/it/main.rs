@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod common;
 mod connection;
+mod documents;
 mod durability;
 mod fuzz;
 mod hardening;

@@ -19,13 +19,25 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::fanout::{broadcast, push, ConnectionId, Member, Outbound, PerProtocol, Protocol};
+use super::fanout::{
+    broadcast, push, CloseReason, ConnectionId, Member, Outbound, PerProtocol, Protocol,
+};
 use super::{lock_state, Room, RoomInner, RoomState};
 use crate::api::ServerMessage;
 use crate::server::document::DocumentError;
 use crate::server::journal::WriteWatcher;
 use crate::server::metrics::Metrics;
-use crate::server::store::{DurableState, LoggedUpdate, Snapshot, Store, StoreError, WriteOp};
+use crate::server::store::{
+    DurableState, LoggedUpdate, RoomDeletion, Snapshot, Store, StoreError, WriteOp,
+};
+
+/// How the connections of a deleted room are closed. An application-defined code
+/// (4000–4999), so a client can tell "this room is gone" from a server restart and
+/// stop reconnecting (or start afresh) instead of writing its copy back.
+pub const ROOM_DELETED: CloseReason = CloseReason {
+    code: 4404,
+    reason: "room deleted",
+};
 
 /// What the store holds for a room, read when the room opens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +101,8 @@ pub(super) struct Durability {
     held: VecDeque<(u64, Held)>,
     /// Why the store refuses this room, once it has.
     refused: Option<String>,
+    /// The room was deleted: it takes no more edits and writes nothing more.
+    deleted: bool,
 }
 
 impl Durability {
@@ -108,6 +122,7 @@ impl Durability {
             needs_base,
             held: VecDeque::new(),
             refused: None,
+            deleted: false,
         }
     }
 
@@ -129,6 +144,17 @@ impl Durability {
 
     pub(super) fn refused(&self) -> Option<&str> {
         self.refused.as_deref()
+    }
+
+    /// Why the room takes no edits, if it does not.
+    pub(super) fn check_writable(&self) -> Result<(), DocumentError> {
+        if self.deleted {
+            return Err(DocumentError::Unapplicable("the room was deleted".into()));
+        }
+        match &self.refused {
+            Some(reason) => Err(DocumentError::Unstorable(reason.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The store has everything up to `seq`: the held messages that may go now.
@@ -288,9 +314,7 @@ impl Room {
     /// durable state is replaced with it too (not merged).
     pub fn restore(&self, checkpoint: &[u8]) -> Result<(), DocumentError> {
         let mut state = self.lock();
-        if let Some(reason) = state.durability.refused() {
-            return Err(DocumentError::Unstorable(reason.to_owned()));
-        }
+        state.durability.check_writable()?;
         state.document.replace(checkpoint)?;
         state.sync_message = None;
         // The restored document is a new base: written as a snapshot, and what
@@ -299,6 +323,34 @@ impl Room {
         state.durability.visible_seq = state.durability.last_seq;
         state.durability.needs_base = false;
         Ok(())
+    }
+
+    /// Deletes the room: it takes no more edits, its connections are closed with
+    /// `ROOM_DELETED`, and the journal is handed the delete of everything stored
+    /// for it, after every write the room made. The caller takes it out of the
+    /// registry. Returns how many connections were closed.
+    pub fn delete(&self) -> usize {
+        let mut state = self.lock();
+        state.closed = true;
+        if state.durability.deleted {
+            return 0;
+        }
+        state.durability.deleted = true;
+        // Nobody is left to receive what was waiting for the store.
+        state.durability.held.clear();
+        for member in state.members.values() {
+            member.kick.kick(ROOM_DELETED);
+        }
+        state.durability.last_seq += 1;
+        let seq = state.durability.last_seq;
+        self.inner.journal.submit(
+            WriteOp::Delete(RoomDeletion {
+                room_id: self.inner.id.clone(),
+                seq,
+            }),
+            self.watcher(),
+        );
+        state.members.len()
     }
 
     /// True when the room can leave memory: nobody connected or simulated, empty for

@@ -358,9 +358,7 @@ impl Room {
         update: UpdateBytes<'_>,
     ) -> Result<UpdateOutcome, DocumentError> {
         let mut state = self.lock();
-        if let Some(reason) = state.durability.refused() {
-            return Err(DocumentError::Unstorable(reason.to_owned()));
-        }
+        state.durability.check_writable()?;
         let applied = match update {
             UpdateBytes::Hex(hex_update) => state.document.apply_hex_update(hex_update),
             UpdateBytes::Raw(raw) => state.document.apply_update(raw),

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::{DurableState, LoggedUpdate, Snapshot, Store, WriteOp};
+use super::{DurableState, LoggedUpdate, RoomDeletion, Snapshot, Store, WriteOp};
 
 fn append(room_id: &str, seq: u64, data: &'static [u8]) -> WriteOp {
     WriteOp::Append(LoggedUpdate {
@@ -145,6 +145,75 @@ pub async fn run_all(store: &dyn Store, prefix: &str) -> Result<(), String> {
             .map_err(failed)?
             .is_none(),
         "a checkpoint is not durable state",
+    )?;
+
+    // A delete removes log, snapshot and checkpoint, after the writes before it in
+    // the batch, and leaves other rooms alone; the room then starts again at 1.
+    let deleted_room = room("deleted");
+    store
+        .save_checkpoint(&deleted_room, &[0, 9])
+        .await
+        .map_err(failed)?;
+    store
+        .write(&[
+            append(&deleted_room, 1, b"one"),
+            WriteOp::Compact(Snapshot {
+                room_id: deleted_room.clone(),
+                through_seq: 1,
+                data: Bytes::from_static(b"snap"),
+            }),
+            append(&deleted_room, 2, b"two"),
+            WriteOp::Delete(RoomDeletion {
+                room_id: deleted_room.clone(),
+                seq: 3,
+            }),
+        ])
+        .await
+        .map_err(failed)?;
+    check(
+        store
+            .load_durable(&deleted_room)
+            .await
+            .map_err(failed)?
+            .is_none(),
+        "a deleted room has no durable state",
+    )?;
+    check(
+        store
+            .load_checkpoint(&deleted_room)
+            .await
+            .map_err(failed)?
+            .is_none(),
+        "a deleted room has no checkpoint",
+    )?;
+    let survivor = store.load_durable(&log_room).await.map_err(failed)?;
+    check(
+        survivor.is_some_and(|state| state.snapshot.as_deref() == Some(&b"all"[..])),
+        "deleting one room must leave the others",
+    )?;
+    store
+        .write(&[append(&deleted_room, 1, b"again")])
+        .await
+        .map_err(failed)?;
+    let reborn = store.load_durable(&deleted_room).await.map_err(failed)?;
+    check(
+        reborn
+            == Some(DurableState {
+                snapshot: None,
+                updates: vec![Bytes::from_static(b"again")],
+                last_seq: 1,
+            }),
+        &format!("a deleted room starts afresh, got {reborn:?}"),
+    )?;
+    store.delete_room(&deleted_room).await.map_err(failed)?;
+    store.delete_room(&deleted_room).await.map_err(failed)?;
+    check(
+        store
+            .load_durable(&deleted_room)
+            .await
+            .map_err(failed)?
+            .is_none(),
+        "delete_room removes the room, and deleting twice is harmless",
     )?;
     Ok(())
 }

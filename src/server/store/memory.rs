@@ -89,6 +89,11 @@ impl Store for MemoryStore {
                         log.retain(|seq, _| *seq > snapshot.through_seq);
                     }
                 }
+                WriteOp::Delete(deletion) => {
+                    rooms.logs.remove(&deletion.room_id);
+                    rooms.snapshots.remove(&deletion.room_id);
+                    rooms.checkpoints.remove(&deletion.room_id);
+                }
             }
         }
         Ok(())

@@ -8,6 +8,8 @@
 //!   before any other client sees the update, unless `--durability relaxed`);
 //! - the *checkpoint*: what `POST /api/rooms/{id}/persist` saved, in the original
 //!   backend's `room_documents` shape, restored by `GET /api/rooms/{id}/load`.
+//!
+//! `DELETE /api/rooms/{id}` removes both, as a journal write (`WriteOp::Delete`).
 
 pub mod conformance;
 pub mod lease;
@@ -71,6 +73,19 @@ pub enum WriteOp {
     Append(LoggedUpdate),
     /// Replace the snapshot and drop log entries up to its `through_seq`.
     Compact(Snapshot),
+    /// Remove everything stored for the room: log, snapshot and checkpoint. Going
+    /// through the journal orders it after every write the room made before it;
+    /// nothing of the room follows it in a batch (the registry loads a deleted room
+    /// again only once its delete is written).
+    Delete(RoomDeletion),
+}
+
+/// The last write of a deleted room; `seq` follows the room's other writes, so the
+/// room hears it was written like any other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomDeletion {
+    pub room_id: String,
+    pub seq: u64,
 }
 
 impl WriteOp {
@@ -78,6 +93,7 @@ impl WriteOp {
         match self {
             WriteOp::Append(update) => &update.room_id,
             WriteOp::Compact(snapshot) => &snapshot.room_id,
+            WriteOp::Delete(deletion) => &deletion.room_id,
         }
     }
 
@@ -85,6 +101,7 @@ impl WriteOp {
         match self {
             WriteOp::Append(update) => update.seq,
             WriteOp::Compact(snapshot) => snapshot.through_seq,
+            WriteOp::Delete(deletion) => deletion.seq,
         }
     }
 }
@@ -109,6 +126,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last explicit checkpoint, including one written by the original backend.
     async fn load_checkpoint(&self, room_id: &str) -> Result<Option<Bytes>, StoreError>;
+
+    /// Removes everything stored for the room (log, snapshot, checkpoint). The
+    /// server deletes through the journal instead, to keep the delete in order with
+    /// the room's writes; this is the same operation for tools and tests.
+    async fn delete_room(&self, room_id: &str) -> Result<(), StoreError> {
+        self.write(&[WriteOp::Delete(RoomDeletion {
+            room_id: room_id.to_owned(),
+            seq: 0,
+        })])
+        .await
+    }
 
     /// Cheap round trip used to tell when a failing store has come back.
     async fn ping(&self) -> Result<(), StoreError>;

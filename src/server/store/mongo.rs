@@ -119,7 +119,11 @@ impl MongoStore {
         let database = client.database(database);
         let updates: Collection<Document> = database.collection(UPDATES);
         let (cleanup, queued) = mpsc::unbounded_channel();
-        let cleanup_task = tokio::spawn(remove_compacted(updates.clone(), queued));
+        let cleanup_task = tokio::spawn(remove_compacted(
+            updates.clone(),
+            database.collection(SNAPSHOTS),
+            queued,
+        ));
         Ok(Self {
             checkpoints: database.collection(CHECKPOINTS),
             updates,
@@ -265,6 +269,51 @@ impl MongoStore {
         Ok(())
     }
 
+    /// Writes a stretch of a batch that holds no delete.
+    async fn write_stretch(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
+        // Appends go in first, all in one round trip (this is what group commit buys),
+        // then compactions in batch order. Moving a compaction after appends that
+        // followed it is safe: it deletes only entries at or below its own sequence
+        // number, which those later appends are above.
+        let mut entries = Vec::new();
+        for op in batch {
+            if let WriteOp::Append(update) = op {
+                entries.push(doc! {
+                    "room_id": &update.room_id,
+                    "seq": to_i64(update.seq)?,
+                    "data": binary(&update.data),
+                });
+            }
+        }
+        self.append(entries).await?;
+        // A room's later compaction replaces all of an earlier one (snapshot and
+        // covered range), so only the last per room is written, and different rooms'
+        // snapshots go out together.
+        let mut last_per_room: HashMap<&str, &super::Snapshot> = HashMap::new();
+        for op in batch {
+            if let WriteOp::Compact(snapshot) = op {
+                last_per_room.insert(&snapshot.room_id, snapshot);
+            }
+        }
+        futures_util::future::try_join_all(
+            last_per_room
+                .into_values()
+                .map(|snapshot| self.compact(snapshot)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the room's log, snapshot and checkpoint: the snapshot first, so a
+    /// reader in between finds no base and the room's remaining log entries alone
+    /// (which are deleted next) rather than a snapshot with its log half gone.
+    async fn delete(&self, room_id: &str) -> Result<(), StoreError> {
+        bounded(self.snapshots.delete_many(doc! {"room_id": room_id})).await?;
+        bounded(self.updates.delete_many(doc! {"room_id": room_id})).await?;
+        bounded(self.checkpoints.delete_many(doc! {"room_id": room_id})).await?;
+        Ok(())
+    }
+
     /// The snapshot's sequence number and data, if the room has one.
     async fn read_snapshot(&self, room_id: &str) -> Result<Option<(u64, Bytes)>, StoreError> {
         let Some(snapshot) = bounded(self.snapshots.find_one(doc! {"room_id": room_id})).await?
@@ -306,37 +355,17 @@ impl Store for MongoStore {
 
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
         self.ensure_indexes().await?;
-        // Appends go in first, all in one round trip (this is what group commit buys),
-        // then compactions in batch order. Moving a compaction after appends that
-        // followed it is safe: it deletes only entries at or below its own sequence
-        // number, which those later appends are above.
-        let mut entries = Vec::new();
-        for op in batch {
-            if let WriteOp::Append(update) = op {
-                entries.push(doc! {
-                    "room_id": &update.room_id,
-                    "seq": to_i64(update.seq)?,
-                    "data": binary(&update.data),
-                });
+        // A delete ends a stretch of the batch: what came before it is written
+        // first, so nothing of the deleted room outlives it.
+        let mut rest = batch;
+        while let Some(at) = rest.iter().position(|op| matches!(op, WriteOp::Delete(_))) {
+            self.write_stretch(&rest[..at]).await?;
+            if let WriteOp::Delete(deletion) = &rest[at] {
+                self.delete(&deletion.room_id).await?;
             }
+            rest = &rest[at + 1..];
         }
-        self.append(entries).await?;
-        // A room's later compaction replaces all of an earlier one (snapshot and
-        // covered range), so only the last per room is written, and different rooms'
-        // snapshots go out together.
-        let mut last_per_room: HashMap<&str, &super::Snapshot> = HashMap::new();
-        for op in batch {
-            if let WriteOp::Compact(snapshot) = op {
-                last_per_room.insert(&snapshot.room_id, snapshot);
-            }
-        }
-        futures_util::future::try_join_all(
-            last_per_room
-                .into_values()
-                .map(|snapshot| self.compact(snapshot)),
-        )
-        .await?;
-        Ok(())
+        self.write_stretch(rest).await
     }
 
     async fn load_durable(&self, room_id: &str) -> Result<Option<DurableState>, StoreError> {
@@ -456,6 +485,7 @@ impl Store for MongoStore {
 /// ranges queued for the same room. Ends when the store closes and the queue is done.
 async fn remove_compacted(
     updates: Collection<Document>,
+    snapshots: Collection<Document>,
     mut queued: mpsc::UnboundedReceiver<(String, i64)>,
 ) {
     let mut pending: HashMap<String, i64> = HashMap::new();
@@ -483,6 +513,23 @@ async fn remove_compacted(
             continue;
         };
         let Some(through_seq) = pending.remove(&room) else {
+            continue;
+        };
+        // Only what the room's snapshot covers now: a room deleted since this was
+        // queued has no snapshot (or a new one of its own), and the new room's log
+        // restarts at 1, below the old range.
+        let covered = match bounded(snapshots.find_one(doc! {"room_id": &room})).await {
+            Ok(Some(snapshot)) => sequence(&snapshot, "through_seq")
+                .ok()
+                .and_then(|seq| i64::try_from(seq).ok())
+                .map(|seq| seq.min(through_seq)),
+            Ok(None) => None,
+            Err(failure) => {
+                tracing::debug!(room, error = %StoreError::from(failure), "compacted log entries not deleted");
+                None
+            }
+        };
+        let Some(through_seq) = covered else {
             continue;
         };
         let deleted = bounded(updates.delete_many(doc! {

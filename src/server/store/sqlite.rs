@@ -300,6 +300,16 @@ impl Store for SqliteStore {
                         )
                         .map_err(unavailable)?;
                     }
+                    WriteOp::Delete(deletion) => {
+                        // The tail too: a fold after this must not bring rows back.
+                        for table in ["journal_tail", "update_log", "snapshots", "room_documents"] {
+                            txn.execute(
+                                &format!("DELETE FROM {table} WHERE room_id = ?1"),
+                                params![deletion.room_id],
+                            )
+                            .map_err(unavailable)?;
+                        }
+                    }
                 }
             }
             if fold {

@@ -1,0 +1,259 @@
+//! Documents as data: deleting a room (its clients closed, nothing of it left in
+//! the store, also after a restart).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coedit::api::ServerMessage;
+use coedit::server::store::memory::MemoryStore;
+use coedit::server::store::mongo::{MongoStore, CHECKPOINTS, SNAPSHOTS, UPDATES};
+use coedit::server::store::sqlite::{SqliteStore, DATABASE_FILE};
+use coedit::server::store::Store;
+use coedit::server::{Config, StoreConfig};
+use futures_util::StreamExt;
+use mongodb::bson::doc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::common::*;
+use super::mongo_env::*;
+
+/// Reads frames until the server closes the socket; returns the close code and reason.
+async fn close_frame(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> (u16, String) {
+    loop {
+        match tokio::time::timeout(EXPECT, socket.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                return (u16::from(frame.code), frame.reason.to_string())
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+/// Rows the room still has in each table of the embedded store.
+fn sqlite_rows(data_dir: &std::path::Path, room: &str) -> Vec<(&'static str, i64)> {
+    let connection = rusqlite::Connection::open(data_dir.join(DATABASE_FILE)).unwrap();
+    ["journal_tail", "update_log", "snapshots", "room_documents"]
+        .into_iter()
+        .map(|table| {
+            let count = connection
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM {table} WHERE room_id = ?1"),
+                    [room],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            (table, count)
+        })
+        .collect()
+}
+
+fn embedded(data_dir: &std::path::Path) -> impl Fn(&mut Config) + Copy + '_ {
+    move |config: &mut Config| {
+        config.store = StoreConfig::Embedded {
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+}
+
+/// Alice (JSON) and a y-websocket client edit a room that also has a checkpoint;
+/// the room is deleted. Returns the server and the room's clients after the delete.
+async fn delete_a_busy_room(server: &TestServer, room: &str) {
+    let mut alice = server.join(room, "alice", "Alice").await;
+    for (index, word) in ["private ", "customer ", "data"].iter().enumerate() {
+        alice.type_text((index * 8) as u32, word).await;
+    }
+    let (status, persisted) = server
+        .send(reqwest::Method::POST, &format!("/rooms/{room}/persist"))
+        .await;
+    assert_eq!((status, &persisted["success"]), (200, &true.into()));
+    alice.type_text(0, "more ").await;
+    let (mut yjs, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/yjs/{room}", server.addr))
+            .await
+            .unwrap();
+
+    let (status, answer) = server
+        .send(reqwest::Method::DELETE, &format!("/rooms/{room}"))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["success"], true);
+    assert_eq!(answer["room_id"], room);
+    assert_eq!(answer["closed_connections"], 2);
+
+    for (code, reason) in [
+        close_frame(&mut alice.socket).await,
+        close_frame(&mut yjs).await,
+    ] {
+        assert_eq!((code, reason.as_str()), (4404, "room deleted"));
+    }
+    assert_ne!(CloseCode::from(4404), CloseCode::Normal);
+
+    // Reconnecting starts an empty room: no sync in the greeting, no checkpoint.
+    let (_bob, greeting) = server.connect(room, "bob").await;
+    assert!(
+        matches!(greeting.as_slice(), [ServerMessage::Users { .. }]),
+        "a deleted room must come back empty: {greeting:?}"
+    );
+    let (_, loaded) = server.get(&format!("/rooms/{room}/load")).await;
+    assert_eq!(loaded["success"], false, "{loaded}");
+}
+
+#[tokio::test]
+async fn a_deleted_room_closes_its_clients_and_leaves_nothing_in_the_embedded_store() {
+    let data_dir = temp_dir("delete-sqlite");
+    let open = || Arc::new(SqliteStore::open(&data_dir).unwrap());
+    let server = TestServer::start_tweaked(embedded(&data_dir), open()).await;
+    let mut neighbour = server.join("neighbour", "carol", "Carol").await;
+    neighbour.type_text(0, "stays").await;
+    delete_a_busy_room(&server, "doomed").await;
+    assert!(
+        sqlite_rows(&data_dir, "doomed")
+            .iter()
+            .all(|(_, count)| *count == 0),
+        "rows left: {:?}",
+        sqlite_rows(&data_dir, "doomed")
+    );
+    server.stop().await;
+
+    // After a restart nothing of it is served; the other room is intact.
+    let server = TestServer::start_tweaked(embedded(&data_dir), open()).await;
+    let (_, info) = server.get("/rooms/doomed").await;
+    assert_eq!(info["exists"], false, "{info}");
+    let (_dave, greeting) = server.connect("doomed", "dave").await;
+    assert!(matches!(greeting.as_slice(), [ServerMessage::Users { .. }]));
+    let (_erin, greeting) = server.connect("neighbour", "erin").await;
+    let ServerMessage::Sync { data } = &greeting[0] else {
+        panic!("the other room must survive: {greeting:?}");
+    };
+    assert_eq!(text_of_hex_state(data), "stays");
+    server.stop().await;
+    std::fs::remove_dir_all(&data_dir).ok();
+}
+
+#[tokio::test]
+async fn a_deleted_room_leaves_nothing_in_mongodb() {
+    let Some(url) = mongo_url("a_deleted_room_leaves_nothing_in_mongodb") else {
+        return;
+    };
+    let database = unique_database("delete");
+    let store = MongoStore::connect(&url, &database).await.unwrap();
+    store.prepare().await.unwrap();
+    let mongo = |config: &mut Config| {
+        config.store = StoreConfig::Mongo {
+            url: url.clone(),
+            database: database.clone(),
+        };
+        // Compact often, so the room has a snapshot as well as log entries.
+        config.compact_every = 2;
+    };
+    let server = TestServer::start_tweaked(mongo, Arc::new(store)).await;
+    delete_a_busy_room(&server, "doomed").await;
+    let db = database_handle(&url, &database).await;
+    for collection in [UPDATES, SNAPSHOTS, CHECKPOINTS] {
+        let left = db
+            .collection::<mongodb::bson::Document>(collection)
+            .count_documents(doc! {"room_id": "doomed"})
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "{collection} still holds the deleted room");
+    }
+    server.stop().await;
+
+    let store = MongoStore::connect(&url, &database).await.unwrap();
+    let server = TestServer::start_tweaked(mongo, Arc::new(store)).await;
+    let (_, info) = server.get("/rooms/doomed").await;
+    assert_eq!(info["exists"], false, "{info}");
+    server.stop().await;
+    db.drop().await.unwrap();
+}
+
+async fn database_handle(url: &str, name: &str) -> mongodb::Database {
+    database(url, name).await
+}
+
+#[tokio::test]
+async fn edits_still_waiting_for_the_store_do_not_bring_a_deleted_room_back() {
+    let store = MemoryStore::new();
+    let server = TestServer::start_with(Config::for_tests(), Arc::new(store.clone())).await;
+    let mut alice = server.join("queued", "alice", "Alice").await;
+    alice.type_text(0, "written").await;
+    let written = eventually(async || {
+        store
+            .load_durable("queued")
+            .await
+            .is_ok_and(|state| state.is_some())
+    })
+    .await;
+    assert!(written);
+
+    // The store goes away; these edits wait in the journal, ahead of the delete.
+    store.set_failing(true);
+    alice.type_text(7, " and queued").await;
+    alice.type_text(0, "more ").await;
+    let deleting = {
+        let url = server.http("/rooms/queued");
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .delete(url)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Someone reconnects while the delete waits for the store: they must not get
+    // the old document back.
+    let reconnect = {
+        let url = server.ws_url("queued", "bob");
+        tokio::spawn(async move {
+            let mut bob = Client::connect(&url, "bob").await;
+            bob.recv().await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.set_failing(false);
+    assert_eq!(deleting.await.unwrap(), 200);
+    let greeting = reconnect.await.unwrap();
+    assert!(
+        matches!(greeting, ServerMessage::Users { .. }),
+        "the reconnecting client got the deleted document: {greeting:?}"
+    );
+    assert_eq!(store.load_durable("queued").await.unwrap(), None);
+    assert_eq!(store.load_checkpoint("queued").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn deleting_a_room_nobody_knows_is_a_404_and_needs_the_admin_token() {
+    let server = TestServer::start_tweaked(
+        |config| config.admin_token = Some("sesame".into()),
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+    let (status, _) = server
+        .send(reqwest::Method::DELETE, "/rooms/anything")
+        .await;
+    assert_eq!(status, 401);
+    let response = reqwest::Client::new()
+        .delete(server.http("/rooms/never-made"))
+        .bearer_auth("sesame")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("does not exist"),
+        "{body}"
+    );
+}
