@@ -31,6 +31,8 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand metrics 'Show a running server''s metrics, once or refreshed in place'
             cand persist 'Save a checkpoint of a room''s document in the server''s store'
             cand load 'Restore a room''s document to its last saved checkpoint'
+            cand export 'Write a room''s document to a file: Yjs (lossless), plain text or JSON'
+            cand import 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document'
             cand simulate 'Add or remove simulated users in a room'
             cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
             cand completions 'Print a shell completion script'
@@ -196,6 +198,32 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'coedit;export'= {
+            cand -f 'What to write'
+            cand --format 'What to write'
+            cand -o 'Write to this file instead of standard output'
+            cand --output 'Write to this file instead of standard output'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;import'= {
+            cand -f 'What the file holds'
+            cand --format 'What the file holds'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'coedit;simulate'= {
             cand --server 'Server to talk to; `host:port` means `http://host:port`'
             cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
@@ -308,6 +336,8 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand metrics 'Show a running server''s metrics, once or refreshed in place'
             cand persist 'Save a checkpoint of a room''s document in the server''s store'
             cand load 'Restore a room''s document to its last saved checkpoint'
+            cand export 'Write a room''s document to a file: Yjs (lossless), plain text or JSON'
+            cand import 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document'
             cand simulate 'Add or remove simulated users in a room'
             cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
             cand completions 'Print a shell completion script'
@@ -339,6 +369,10 @@ set edit:completion:arg-completer[coedit] = {|@words|
         &'coedit;help;persist'= {
         }
         &'coedit;help;load'= {
+        }
+        &'coedit;help;export'= {
+        }
+        &'coedit;help;import'= {
         }
         &'coedit;help;simulate'= {
             cand add 'Add simulated users to a room (creating the room if needed)'

@@ -35,6 +35,8 @@ complete -c coedit -n "__fish_coedit_needs_command" -f -a "rooms" -d 'List and i
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "metrics" -d 'Show a running server\'s metrics, once or refreshed in place'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "persist" -d 'Save a checkpoint of a room\'s document in the server\'s store'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "export" -d 'Write a room\'s document to a file: Yjs (lossless), plain text or JSON'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "import" -d 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "simulate" -d 'Add or remove simulated users in a room'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "completions" -d 'Print a shell completion script'
@@ -143,6 +145,24 @@ complete -c coedit -n "__fish_coedit_using_subcommand load" -l token -d 'Bearer 
 complete -c coedit -n "__fish_coedit_using_subcommand load" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand load" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand load" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand export" -s f -l format -d 'What to write' -r -f -a "yjs\t'The Yjs update of the whole document (binary, lossless; what import reads)'
+text\t'The plain text of the document\'s `content` text'
+json\t'Every root type of the document as JSON'"
+complete -c coedit -n "__fish_coedit_using_subcommand export" -s o -l output -d 'Write to this file instead of standard output' -r -F
+complete -c coedit -n "__fish_coedit_using_subcommand export" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand export" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand export" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand export" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand export" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand import" -s f -l format -d 'What the file holds' -r -f -a "yjs\t'A Yjs update (as `coedit export` writes it), merged into the room'
+text\t'Plain UTF-8 text, appended to the room\'s `content` text'"
+complete -c coedit -n "__fish_coedit_using_subcommand import" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand import" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand import" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand import" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand import" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l token -d 'Bearer token sent in the Authorization header' -r
@@ -214,17 +234,19 @@ complete -c coedit -n "__fish_coedit_using_subcommand bench" -l token -d 'Bearer
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -s V -l version -d 'Print version'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "serve" -d 'Run the collaboration server'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "rooms" -d 'List and inspect the rooms of a running server'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "metrics" -d 'Show a running server\'s metrics, once or refreshed in place'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "persist" -d 'Save a checkpoint of a room\'s document in the server\'s store'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "simulate" -d 'Add or remove simulated users in a room'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "completions" -d 'Print a shell completion script'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "token" -d 'Mint a room token for a server started with --auth-secret'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "bench" -d 'Load-test a running server with simulated editors and measure fan-out latency'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "serve" -d 'Run the collaboration server'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "rooms" -d 'List and inspect the rooms of a running server'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "metrics" -d 'Show a running server\'s metrics, once or refreshed in place'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "persist" -d 'Save a checkpoint of a room\'s document in the server\'s store'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "export" -d 'Write a room\'s document to a file: Yjs (lossless), plain text or JSON'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "import" -d 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "simulate" -d 'Add or remove simulated users in a room'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "completions" -d 'Print a shell completion script'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "token" -d 'Mint a room token for a server started with --auth-secret'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "bench" -d 'Load-test a running server with simulated editors and measure fan-out latency'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "show" -d 'Show one room: its users, connections and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "users" -d 'List the users present in a room, with their colour and cursor'

@@ -214,6 +214,17 @@ pub struct DeleteRoomResponse {
     pub closed_connections: u64,
 }
 
+/// `POST /api/rooms/{id}/import`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImportResponse {
+    pub success: bool,
+    pub room_id: String,
+    /// False when the document already held everything imported.
+    pub changed: bool,
+    /// Size of the room's document afterwards, bytes of its Yjs encoding.
+    pub doc_size: u64,
+}
+
 /// `POST /api/simulate/users/{id}`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SimulateAddResponse {

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod client_args;
 pub mod completions;
+pub mod export;
 pub mod health;
 pub mod load;
 pub mod logging;
@@ -73,6 +74,17 @@ pub enum Command {
     /// Example: coedit load my-room
     Load(load::LoadArgs),
 
+    /// Write a room's document to a file: Yjs (lossless), plain text or JSON.
+    ///
+    /// Example: coedit export my-room --format text -o my-room.txt
+    Export(export::ExportArgs),
+
+    /// Merge a file into a live room, as an edit every connected client receives:
+    /// a Yjs update (as export writes it) or plain text appended to the document.
+    ///
+    /// Example: coedit import other-room my-room.yjs
+    Import(export::ImportArgs),
+
     /// Add or remove simulated users in a room.
     ///
     /// Example: coedit simulate add my-room --count 5
@@ -135,6 +147,8 @@ impl Cli {
             | Command::Metrics(_)
             | Command::Persist(_)
             | Command::Load(_)
+            | Command::Export(_)
+            | Command::Import(_)
             | Command::Simulate(_)
             | Command::Health(_)
             | Command::Completions(_)
@@ -154,6 +168,8 @@ impl Cli {
             Command::Metrics(args) => args.run(&self.client).await,
             Command::Persist(args) => args.run(&self.client).await,
             Command::Load(args) => args.run(&self.client).await,
+            Command::Export(args) => args.run(&self.client).await,
+            Command::Import(args) => args.run(&self.client).await,
             Command::Simulate(args) => args.run(&self.client).await,
             Command::Health(args) => args.run(&self.client).await,
             Command::Completions(args) => args.run(),

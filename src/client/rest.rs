@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ApiInfo, DeleteRoomResponse, ErrorBody, Event, Health, Metrics, PersistResponse, RoomInfo,
-    RoomUser, SimulateAddResponse, SimulateRemoveResponse,
+    ApiInfo, DeleteRoomResponse, ErrorBody, Event, Health, ImportResponse, Metrics,
+    PersistResponse, RoomInfo, RoomUser, SimulateAddResponse, SimulateRemoveResponse,
 };
 
 /// What went wrong talking to the server; the CLI maps each to an exit code.
@@ -68,10 +68,28 @@ impl RestClient {
         method: reqwest::Method,
         path: &str,
     ) -> Result<Answer<T>, ClientError> {
+        let (url, body) = self.request(method, path, None).await?;
+        parse(url, &body)
+    }
+
+    /// Sends a request (with `body`, if any) and returns the URL and the body of a
+    /// successful answer; an error status becomes `ClientError::Status` with the
+    /// server's reason.
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(String, bytes::Bytes), ClientError> {
         let url = format!("{}/api{}", self.base, path);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body);
         }
         let response = request
             .send()
@@ -107,16 +125,7 @@ impl RestClient {
                 message,
             });
         }
-        let raw: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|error| ClientError::Protocol {
-                url: url.clone(),
-                reason: error.to_string(),
-            })?;
-        let value = serde_json::from_value(raw.clone()).map_err(|error| ClientError::Protocol {
-            url,
-            reason: error.to_string(),
-        })?;
-        Ok(Answer { value, raw })
+        Ok((url, body))
     }
 
     pub async fn info(&self) -> Result<Answer<ApiInfo>, ClientError> {
@@ -167,6 +176,27 @@ impl RestClient {
         .await
     }
 
+    /// The room's document in `format` (`yjs`, `text` or `json`), as the server sent it.
+    pub async fn document(&self, room_id: &str, format: &str) -> Result<bytes::Bytes, ClientError> {
+        let path = format!("/rooms/{}/document?format={format}", encode(room_id));
+        let (_, body) = self.request(reqwest::Method::GET, &path, None).await?;
+        Ok(body)
+    }
+
+    /// Merges `body` (a Yjs update, or text with `format` `text`) into the room.
+    pub async fn import(
+        &self,
+        room_id: &str,
+        format: &str,
+        body: Vec<u8>,
+    ) -> Result<Answer<ImportResponse>, ClientError> {
+        let path = format!("/rooms/{}/import?format={format}", encode(room_id));
+        let (url, answer) = self
+            .request(reqwest::Method::POST, &path, Some(body))
+            .await?;
+        parse(url, &answer)
+    }
+
     pub async fn persist(&self, room_id: &str) -> Result<Answer<PersistResponse>, ClientError> {
         self.call(
             reqwest::Method::POST,
@@ -205,6 +235,20 @@ impl RestClient {
         )
         .await
     }
+}
+
+/// A JSON answer, kept as received and parsed.
+fn parse<T: DeserializeOwned>(url: String, body: &[u8]) -> Result<Answer<T>, ClientError> {
+    let raw: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| ClientError::Protocol {
+            url: url.clone(),
+            reason: error.to_string(),
+        })?;
+    let value = serde_json::from_value(raw.clone()).map_err(|error| ClientError::Protocol {
+        url,
+        reason: error.to_string(),
+    })?;
+    Ok(Answer { value, raw })
 }
 
 /// Percent-encodes a path segment.

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod content;
 pub mod document;
 pub mod idle_io;
 pub mod journal;

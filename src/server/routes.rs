@@ -1,5 +1,6 @@
 //! Router assembly: every path under `/api`, CORS and request tracing. No logic.
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
@@ -29,6 +30,12 @@ pub fn router(app: AppState) -> Router {
         .route("/rooms/{room_id}/users", get(rest::room_users))
         .route("/rooms/{room_id}/persist", post(rest::persist))
         .route("/rooms/{room_id}/load", get(rest::load))
+        .route("/rooms/{room_id}/document", get(rest::documents::document))
+        .route(
+            "/rooms/{room_id}/import",
+            post(rest::documents::import)
+                .layer(DefaultBodyLimit::max(app.config.max_message_bytes)),
+        )
         .route(
             "/simulate/users/{room_id}",
             post(rest::simulate_add).delete(rest::simulate_remove),

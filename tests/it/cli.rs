@@ -808,3 +808,53 @@ async fn rooms_delete_asks_first_and_scripts_say_yes() {
         .expect_code(1);
     assert!(missing.stderr.contains("does not exist"), "{missing:#?}");
 }
+
+#[tokio::test]
+async fn export_to_a_file_and_import_it_into_another_room() {
+    let server = TestServer::start().await;
+    let mut alice = server.join("original", "alice", "Alice").await;
+    alice.type_text(0, "worth keeping").await;
+    let dir = std::env::temp_dir().join(format!("coedit-export-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("original.yjs");
+    let file_arg = file.display().to_string();
+
+    coedit_at(&server, &["export", "original", "-o", &file_arg])
+        .await
+        .expect_code(0);
+    let text = coedit_at(&server, &["export", "original", "--format", "text"])
+        .await
+        .expect_code(0);
+    assert_eq!(text.stdout, "worth keeping");
+
+    let imported = coedit_at(&server, &["import", "copy", &file_arg, "--json"])
+        .await
+        .expect_code(0);
+    assert_eq!(imported.json()["changed"], true, "{imported:#?}");
+    let copy = coedit_at(&server, &["export", "copy", "--format", "json"])
+        .await
+        .expect_code(0);
+    assert_eq!(copy.json(), serde_json::json!({"content": "worth keeping"}));
+    let exported_again = dir.join("copy.yjs");
+    coedit_at(
+        &server,
+        &[
+            "export",
+            "copy",
+            "-o",
+            &exported_again.display().to_string(),
+        ],
+    )
+    .await
+    .expect_code(0);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        std::fs::read(&exported_again).unwrap()
+    );
+
+    let missing = coedit_at(&server, &["export", "nobody-here", "--format", "text"])
+        .await
+        .expect_code(1);
+    assert!(missing.stderr.contains("does not exist"), "{missing:#?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

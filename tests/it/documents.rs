@@ -257,3 +257,126 @@ async fn deleting_a_room_nobody_knows_is_a_404_and_needs_the_admin_token() {
         "{body}"
     );
 }
+
+/// A Yjs update that sets `key` in the root map `meta`, as an application's
+/// non-text state would.
+fn map_update(key: &str, value: &str) -> Vec<u8> {
+    use yrs::{Map, ReadTxn, StateVector, Transact};
+    let doc = yrs::Doc::new();
+    let meta = doc.get_or_insert_map("meta");
+    meta.insert(&mut doc.transact_mut(), key, value);
+    let update = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    update
+}
+
+async fn post_body(server: &TestServer, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(server.http(path))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+async fn document(server: &TestServer, room: &str, format: &str) -> (u16, String, Vec<u8>) {
+    let response = reqwest::get(server.http(&format!("/rooms/{room}/document?format={format}")))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (
+        status,
+        content_type,
+        response.bytes().await.unwrap().to_vec(),
+    )
+}
+
+#[tokio::test]
+async fn an_exported_document_imports_into_another_room_identically() {
+    let server = TestServer::start().await;
+    let mut alice = server.join("source", "alice", "Alice").await;
+    alice.type_text(0, "exported words").await;
+    let (status, _) = post_body(
+        &server,
+        "/rooms/source/import",
+        map_update("title", "Notes"),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (status, kind, text) = document(&server, "source", "text").await;
+    assert_eq!((status, kind.as_str()), (200, "text/plain; charset=utf-8"));
+    assert_eq!(String::from_utf8(text).unwrap(), "exported words");
+    let (_, kind, json) = document(&server, "source", "json").await;
+    assert_eq!(kind, "application/json");
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"content": "exported words", "meta": {"title": "Notes"}})
+    );
+    let (_, kind, yjs) = document(&server, "source", "yjs").await;
+    assert_eq!(kind, "application/octet-stream");
+
+    // Someone is already in the target room: the import reaches them as an update.
+    let mut bob = server.join("copy", "bob", "Bob").await;
+    let (status, imported) = post_body(&server, "/rooms/copy/import", yjs.clone()).await;
+    assert_eq!(status, 200, "{imported}");
+    assert_eq!(imported["changed"], true);
+    let update = bob.recv().await;
+    bob.apply_if_document(&update);
+    assert_eq!(bob.content(), "exported words");
+    let (_, _, copy_json) = document(&server, "copy", "json").await;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&copy_json).unwrap(),
+        json
+    );
+    let (_, _, copy_yjs) = document(&server, "copy", "yjs").await;
+    assert_eq!(
+        copy_yjs, yjs,
+        "the copy is the same document, byte for byte"
+    );
+
+    // Importing it again changes nothing; plain text is appended to `content`.
+    let (_, again) = post_body(&server, "/rooms/copy/import", yjs).await;
+    assert_eq!(again["changed"], false);
+    let (status, _) = post_body(
+        &server,
+        "/rooms/copy/import?format=text",
+        " plus a note".as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, _, text) = document(&server, "copy", "text").await;
+    assert_eq!(
+        String::from_utf8(text).unwrap(),
+        "exported words plus a note"
+    );
+    let update = bob.recv().await;
+    bob.apply_if_document(&update);
+    assert_eq!(bob.content(), "exported words plus a note");
+}
+
+#[tokio::test]
+async fn imports_are_checked_like_client_updates() {
+    let server = TestServer::start_tweaked(
+        |config| config.max_message_bytes = 4096,
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+    let (status, _) = post_body(&server, "/rooms/r/import", vec![0xff; 100]).await;
+    assert_eq!(status, 400, "garbage is not a Yjs update");
+    let (status, _) = post_body(&server, "/rooms/r/import?format=text", vec![b'a'; 8192]).await;
+    assert_eq!(status, 413, "the body limit is --max-message-bytes");
+    let (status, _) = post_body(&server, "/rooms/r/import?format=pdf", vec![]).await;
+    assert_eq!(status, 400);
+    let (status, _, _) = document(&server, "never-made", "text").await;
+    assert_eq!(status, 404);
+}

@@ -2,6 +2,7 @@
 //! error type every handler answers failures with. Health and metrics are in
 //! `metrics`.
 
+pub mod documents;
 mod metrics;
 
 pub use metrics::{events, health, metrics, prometheus};
@@ -42,6 +43,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl IntoResponse for ApiError {
@@ -52,6 +55,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         };
         let body = ErrorBody {
             success: false,
@@ -222,6 +226,7 @@ pub async fn load(
         }
     };
     let room = app.registry.get_or_load(&room_id).await?;
+    // A new change that every client receives, not a rewind (see `Room::restore`).
     if let Err(error) = room.restore(&checkpoint) {
         return Ok(failure(match error {
             DocumentError::Unstorable(_) => error.to_string(),

@@ -13,7 +13,7 @@
 //! - A room is let go only once everything it made is written and nothing is held.
 //! - A room the store refuses for good stays in memory, read-only, and says so.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,14 +22,21 @@ use bytes::Bytes;
 use super::fanout::{
     broadcast, push, CloseReason, ConnectionId, Member, Outbound, PerProtocol, Protocol,
 };
-use super::{lock_state, Room, RoomInner, RoomState};
+use super::{
+    lock_state, Origin, Room, RoomInner, RoomState, UpdateBytes, UpdateFormat, UpdateOutcome,
+};
 use crate::api::ServerMessage;
+use crate::server::content::{restore_update, Restoration};
 use crate::server::document::DocumentError;
 use crate::server::journal::WriteWatcher;
 use crate::server::metrics::Metrics;
 use crate::server::store::{
     DurableState, LoggedUpdate, RoomDeletion, Snapshot, Store, StoreError, WriteOp,
 };
+
+/// The sender named in the `update` JSON clients get for a change the server made
+/// itself (a restore, an import over REST).
+pub const SERVER_ORIGIN: &str = "server";
 
 /// How the connections of a deleted room are closed. An application-defined code
 /// (4000–4999), so a client can tell "this room is gone" from a server restart and
@@ -78,6 +85,9 @@ enum Held {
         except: Option<String>,
         json: Option<Outbound>,
         yjs: Option<Outbound>,
+        /// `Durability::joins` when it was sent: members who joined later get the
+        /// document in their greeting and must not get this too, ahead of it.
+        joins: u64,
     },
 }
 
@@ -103,6 +113,11 @@ pub(super) struct Durability {
     refused: Option<String>,
     /// The room was deleted: it takes no more edits and writes nothing more.
     deleted: bool,
+    /// Connections that have joined the room so far.
+    joins: u64,
+    /// Connections that joined while messages were held, with their `joins`
+    /// number; emptied whenever nothing is held.
+    late_joiners: HashMap<ConnectionId, u64>,
 }
 
 impl Durability {
@@ -123,6 +138,8 @@ impl Durability {
             held: VecDeque::new(),
             refused: None,
             deleted: false,
+            joins: 0,
+            late_joiners: HashMap::new(),
         }
     }
 
@@ -155,6 +172,22 @@ impl Durability {
             Some(reason) => Err(DocumentError::Unstorable(reason.clone())),
             None => Ok(()),
         }
+    }
+
+    /// A connection joined: while messages are held, it must get only those sent
+    /// after it joined (its greeting already shows what came before).
+    pub(super) fn member_joined(&mut self, connection: ConnectionId) {
+        self.joins += 1;
+        if self.holding() {
+            self.late_joiners.insert(connection, self.joins);
+        }
+    }
+
+    /// Whether a held broadcast sent at `joins` is for `connection`.
+    fn was_member(&self, connection: ConnectionId, joins: u64) -> bool {
+        self.late_joiners
+            .get(&connection)
+            .is_none_or(|joined| *joined <= joins)
     }
 
     /// The store has everything up to `seq`: the held messages that may go now.
@@ -240,14 +273,16 @@ impl RoomState {
                     except: except.map(str::to_owned),
                     json: json.flatten(),
                     yjs: yjs.flatten(),
+                    joins: self.durability.joins,
                 },
             ));
         }
         recipients
     }
 
-    /// Sends what the store's progress released, in order, to whoever is still here.
-    fn deliver(&self, metrics: &Metrics, released: Vec<Held>) {
+    /// Sends what the store's progress released, in order, to whoever is still here
+    /// (and was when it was sent).
+    fn deliver(&mut self, metrics: &Metrics, released: Vec<Held>) {
         for held in released {
             match held {
                 Held::To {
@@ -258,15 +293,28 @@ impl RoomState {
                         push(member, metrics, message);
                     }
                 }
-                Held::Broadcast { except, json, yjs } => {
+                Held::Broadcast {
+                    except,
+                    json,
+                    yjs,
+                    joins,
+                } => {
                     broadcast(
-                        self.members.values(),
+                        self.members
+                            .iter()
+                            .filter(|(connection, _)| {
+                                self.durability.was_member(**connection, joins)
+                            })
+                            .map(|(_, member)| member),
                         metrics,
                         except.as_deref(),
                         PerProtocol::new(|| json.clone(), || yjs.clone()),
                     );
                 }
             }
+        }
+        if self.durability.held.is_empty() {
+            self.durability.late_joiners.clear();
         }
     }
 }
@@ -310,19 +358,44 @@ impl Room {
         (!state.document.is_empty()).then(|| state.document.encoded_state())
     }
 
-    /// Restores a checkpoint: the live document becomes exactly `checkpoint`, and the
-    /// durable state is replaced with it too (not merged).
-    pub fn restore(&self, checkpoint: &[u8]) -> Result<(), DocumentError> {
-        let mut state = self.lock();
-        state.durability.check_writable()?;
-        state.document.replace(checkpoint)?;
-        state.sync_message = None;
-        // The restored document is a new base: written as a snapshot, and what
-        // clients are sent from now on waits for it.
-        self.compact(&mut state);
-        state.durability.visible_seq = state.durability.last_seq;
-        state.durability.needs_base = false;
-        Ok(())
+    /// The whole document, encoded as one Yjs update (empty document included).
+    pub fn state(&self) -> Bytes {
+        self.lock().document.encoded_state()
+    }
+
+    /// Makes the live document equal to `target` (a checkpoint or an old version)
+    /// by applying a new change: every root's current content is deleted and the
+    /// target's inserted, and that update goes to every client and into the log
+    /// like any edit. Clients show the restored document at once, and nothing they
+    /// had merges back (it is deleted, not forgotten). Edits made while the restore
+    /// is computed are concurrent with it and kept, as any concurrent edit is.
+    pub fn restore(&self, target: &[u8]) -> Result<Restoration, DocumentError> {
+        let live = {
+            let mut state = self.lock();
+            state.durability.check_writable()?;
+            state.document.encoded_state()
+        };
+        let restoration = restore_update(&live, target)
+            .map_err(|error| DocumentError::Undecodable(error.to_string()))?;
+        self.apply_update(
+            Origin {
+                client_id: SERVER_ORIGIN,
+                format: UpdateFormat::YjsSync,
+            },
+            UpdateBytes::Raw(&restoration.update),
+        )?;
+        Ok(restoration)
+    }
+
+    /// Merges an update that came over REST (an import), as a client's would be.
+    pub fn import(&self, update: &[u8]) -> Result<UpdateOutcome, DocumentError> {
+        self.apply_update(
+            Origin {
+                client_id: SERVER_ORIGIN,
+                format: UpdateFormat::YjsSync,
+            },
+            UpdateBytes::Raw(update),
+        )
     }
 
     /// Deletes the room: it takes no more edits, its connections are closed with
@@ -493,6 +566,19 @@ mod tests {
         assert_eq!(texts(durability.written(2)), ["b", "c"]);
         assert!(!durability.holding());
         assert!(durability.settled());
+    }
+
+    #[test]
+    fn a_member_who_joins_while_messages_are_held_gets_only_later_broadcasts() {
+        let mut durability = Durability::opened(&Stored::Nothing, true);
+        durability.member_joined(1);
+        durability.last_seq = 1;
+        durability.visible_seq = 1;
+        let sent_before = durability.joins;
+        durability.member_joined(2);
+        assert!(durability.was_member(1, sent_before));
+        assert!(!durability.was_member(2, sent_before));
+        assert!(durability.was_member(2, durability.joins));
     }
 
     #[test]

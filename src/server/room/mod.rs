@@ -243,6 +243,7 @@ impl Room {
         }
         state.empty_since = None;
         state.members.insert(connection, member);
+        state.durability.member_joined(connection);
 
         let greeting = match protocol {
             Protocol::Json => {
