@@ -31,6 +31,9 @@ _coedit() {
             coedit,help)
                 cmd="coedit__subcmd__help"
                 ;;
+            coedit,history)
+                cmd="coedit__subcmd__history"
+                ;;
             coedit,import)
                 cmd="coedit__subcmd__import"
                 ;;
@@ -43,11 +46,17 @@ _coedit() {
             coedit,persist)
                 cmd="coedit__subcmd__persist"
                 ;;
+            coedit,restore)
+                cmd="coedit__subcmd__restore"
+                ;;
             coedit,rooms)
                 cmd="coedit__subcmd__rooms"
                 ;;
             coedit,serve)
                 cmd="coedit__subcmd__serve"
+                ;;
+            coedit,show)
+                cmd="coedit__subcmd__show"
                 ;;
             coedit,simulate)
                 cmd="coedit__subcmd__simulate"
@@ -70,6 +79,9 @@ _coedit() {
             coedit__subcmd__help,help)
                 cmd="coedit__subcmd__help__subcmd__help"
                 ;;
+            coedit__subcmd__help,history)
+                cmd="coedit__subcmd__help__subcmd__history"
+                ;;
             coedit__subcmd__help,import)
                 cmd="coedit__subcmd__help__subcmd__import"
                 ;;
@@ -82,11 +94,17 @@ _coedit() {
             coedit__subcmd__help,persist)
                 cmd="coedit__subcmd__help__subcmd__persist"
                 ;;
+            coedit__subcmd__help,restore)
+                cmd="coedit__subcmd__help__subcmd__restore"
+                ;;
             coedit__subcmd__help,rooms)
                 cmd="coedit__subcmd__help__subcmd__rooms"
                 ;;
             coedit__subcmd__help,serve)
                 cmd="coedit__subcmd__help__subcmd__serve"
+                ;;
+            coedit__subcmd__help,show)
+                cmd="coedit__subcmd__help__subcmd__show"
                 ;;
             coedit__subcmd__help,simulate)
                 cmd="coedit__subcmd__help__subcmd__simulate"
@@ -182,7 +200,7 @@ _coedit() {
 
     case "${cmd}" in
         coedit)
-            opts="-h -V --server --json --timeout --token --help --version serve rooms metrics persist load export import simulate health completions token bench help"
+            opts="-h -V --server --json --timeout --token --help --version serve rooms metrics persist load export import history show restore simulate health completions token bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -388,7 +406,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help)
-            opts="serve rooms metrics persist load export import simulate health completions token bench help"
+            opts="serve rooms metrics persist load export import history show restore simulate health completions token bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -471,6 +489,20 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coedit__subcmd__help__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coedit__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -528,6 +560,20 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help__subcmd__persist)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -625,6 +671,20 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coedit__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coedit__subcmd__help__subcmd__simulate)
             opts="add remove"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -674,6 +734,40 @@ _coedit() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__history)
+            opts="-n -h -V --limit --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -850,6 +944,40 @@ _coedit() {
                 return 0
             fi
             case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__restore)
+            opts="-h -V --seq --at --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --seq)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1084,7 +1212,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__serve)
-            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --idle-unload-secs --outbound-queue --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --rate-limit --rate-burst --log-level --log-format --server --json --timeout --token --help --version"
+            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --history-retention --idle-unload-secs --outbound-queue --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --rate-limit --rate-burst --log-level --log-format --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1123,6 +1251,10 @@ _coedit() {
                     return 0
                     ;;
                 --compact-every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --history-retention)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1172,6 +1304,56 @@ _coedit() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__show)
+            opts="-f -o -h -V --seq --at --format --output --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --seq)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "yjs text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "yjs text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --server)

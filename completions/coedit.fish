@@ -37,6 +37,9 @@ complete -c coedit -n "__fish_coedit_needs_command" -f -a "persist" -d 'Save a c
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "export" -d 'Write a room\'s document to a file: Yjs (lossless), plain text or JSON'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "import" -d 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "history" -d 'List the versions a room\'s history keeps (edits within a minute are one version), newest first'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "show" -d 'Print a room\'s document, now or as it was: --seq N or --at TIME'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "restore" -d 'Make a room\'s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "simulate" -d 'Add or remove simulated users in a room'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "completions" -d 'Print a shell completion script'
@@ -54,6 +57,7 @@ write-ahead\t'Relay once the store has the update (SQLite: committed to its writ
 fsync\t'As `write-ahead`, and the store syncs to disk before acknowledging (SQLite `synchronous=FULL`, MongoDB journaled writes): survives power loss too'"
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l commit-interval-ms -d 'With --durability relaxed: milliseconds accepted updates are gathered before one store write (the most a crash can lose). The write-ahead levels need no window: the next batch gathers while a write is in flight' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l compact-every -d 'Updates logged for a room before its log is compacted into one snapshot' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l history-retention -d 'How long every edit stays readable as history (`7d`, `12h`, `30m`; `0` keeps none): old versions can be listed, read and restored within it' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l idle-unload-secs -d 'Seconds a room with no connections stays in memory before it is unloaded' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l outbound-queue -d 'Messages queued for one connection before it is closed as a slow consumer' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-message-bytes -d 'Largest WebSocket message accepted, in bytes' -r
@@ -163,6 +167,33 @@ complete -c coedit -n "__fish_coedit_using_subcommand import" -l token -d 'Beare
 complete -c coedit -n "__fish_coedit_using_subcommand import" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand import" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand history" -s n -l limit -d 'Newest versions to list' -r
+complete -c coedit -n "__fish_coedit_using_subcommand history" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand history" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand history" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand history" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand history" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l seq -d 'The version with this sequence number (see `coedit history`)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l at -d 'The version as of this time: RFC 3339 (2026-01-31T09:00:00Z) or a duration ago (90m, 2h, 1d)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand show" -s f -l format -d 'What to write' -r -f -a "yjs\t'The Yjs update of the whole document (binary, lossless; what import reads)'
+text\t'The plain text of the document\'s `content` text'
+json\t'Every root type of the document as JSON'"
+complete -c coedit -n "__fish_coedit_using_subcommand show" -s o -l output -d 'Write to this file instead of standard output' -r -F
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand show" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand show" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l seq -d 'The version with this sequence number (see `coedit history`)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l at -d 'The version as of this time: RFC 3339 (2026-01-31T09:00:00Z) or a duration ago (90m, 2h, 1d)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l token -d 'Bearer token sent in the Authorization header' -r
@@ -234,19 +265,22 @@ complete -c coedit -n "__fish_coedit_using_subcommand bench" -l token -d 'Bearer
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -s V -l version -d 'Print version'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "serve" -d 'Run the collaboration server'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "rooms" -d 'List and inspect the rooms of a running server'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "metrics" -d 'Show a running server\'s metrics, once or refreshed in place'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "persist" -d 'Save a checkpoint of a room\'s document in the server\'s store'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "export" -d 'Write a room\'s document to a file: Yjs (lossless), plain text or JSON'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "import" -d 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "simulate" -d 'Add or remove simulated users in a room'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "completions" -d 'Print a shell completion script'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "token" -d 'Mint a room token for a server started with --auth-secret'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "bench" -d 'Load-test a running server with simulated editors and measure fan-out latency'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import simulate health completions token bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "serve" -d 'Run the collaboration server'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "rooms" -d 'List and inspect the rooms of a running server'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "metrics" -d 'Show a running server\'s metrics, once or refreshed in place'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "persist" -d 'Save a checkpoint of a room\'s document in the server\'s store'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "export" -d 'Write a room\'s document to a file: Yjs (lossless), plain text or JSON'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "import" -d 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "history" -d 'List the versions a room\'s history keeps (edits within a minute are one version), newest first'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "show" -d 'Print a room\'s document, now or as it was: --seq N or --at TIME'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "restore" -d 'Make a room\'s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "simulate" -d 'Add or remove simulated users in a room'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "completions" -d 'Print a shell completion script'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "token" -d 'Mint a room token for a server started with --auth-secret'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "bench" -d 'Load-test a running server with simulated editors and measure fan-out latency'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "show" -d 'Show one room: its users, connections and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "users" -d 'List the users present in a room, with their colour and cursor'

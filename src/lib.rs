@@ -6,8 +6,9 @@
 //!   shared by server, clients and tests.
 //! - [`server`]: `coedit serve` — router, REST handlers (`rest`), WebSocket admission
 //!   (`ws`) and connections (`connection`), rooms with their `yrs` documents (`room`,
-//!   `document`), the room registry, auth and limits, metrics, the journal (group
-//!   commit) and the stores (SQLite, MongoDB, memory).
+//!   `document`), documents as data (`content`: export, import, restore), the room
+//!   registry, auth and limits, metrics, the journal (group commit) and the stores
+//!   (SQLite, MongoDB, memory) with their history.
 //! - [`client`]: typed clients of a running server.
 //! - [`cli`]: the `coedit` command line, one module per subcommand.
 

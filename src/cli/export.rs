@@ -65,7 +65,7 @@ impl ExportArgs {
         }
         let body = client
             .client()?
-            .document(&self.room, self.format.name())
+            .document(&self.room, self.format.name(), None)
             .await?;
         write_out(self.output.as_ref(), &body)
     }

@@ -6,6 +6,7 @@ pub mod client_args;
 pub mod completions;
 pub mod export;
 pub mod health;
+pub mod history;
 pub mod load;
 pub mod logging;
 pub mod metrics;
@@ -85,6 +86,23 @@ pub enum Command {
     /// Example: coedit import other-room my-room.yjs
     Import(export::ImportArgs),
 
+    /// List the versions a room's history keeps (edits within a minute are one
+    /// version), newest first.
+    ///
+    /// Example: coedit history my-room --limit 50
+    History(history::HistoryArgs),
+
+    /// Print a room's document, now or as it was: --seq N or --at TIME.
+    ///
+    /// Example: coedit show my-room --at 2h --format text
+    Show(history::ShowArgs),
+
+    /// Make a room's document what it was at a version of its history, as a new
+    /// change every connected client receives (undo it with another restore).
+    ///
+    /// Example: coedit restore my-room --seq 1234
+    Restore(history::RestoreArgs),
+
     /// Add or remove simulated users in a room.
     ///
     /// Example: coedit simulate add my-room --count 5
@@ -149,6 +167,9 @@ impl Cli {
             | Command::Load(_)
             | Command::Export(_)
             | Command::Import(_)
+            | Command::History(_)
+            | Command::Show(_)
+            | Command::Restore(_)
             | Command::Simulate(_)
             | Command::Health(_)
             | Command::Completions(_)
@@ -170,6 +191,9 @@ impl Cli {
             Command::Load(args) => args.run(&self.client).await,
             Command::Export(args) => args.run(&self.client).await,
             Command::Import(args) => args.run(&self.client).await,
+            Command::History(args) => args.run(&self.client).await,
+            Command::Show(args) => args.run(&self.client).await,
+            Command::Restore(args) => args.run(&self.client).await,
             Command::Simulate(args) => args.run(&self.client).await,
             Command::Health(args) => args.run(&self.client).await,
             Command::Completions(args) => args.run(),

@@ -5,8 +5,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ApiInfo, DeleteRoomResponse, ErrorBody, Event, Health, ImportResponse, Metrics,
-    PersistResponse, RoomInfo, RoomUser, SimulateAddResponse, SimulateRemoveResponse,
+    ApiInfo, DeleteRoomResponse, ErrorBody, Event, Health, HistoryResponse, ImportResponse,
+    Metrics, PersistResponse, RestoreResponse, RoomInfo, RoomUser, SimulateAddResponse,
+    SimulateRemoveResponse,
 };
 
 /// What went wrong talking to the server; the CLI maps each to an exit code.
@@ -176,9 +177,19 @@ impl RestClient {
         .await
     }
 
-    /// The room's document in `format` (`yjs`, `text` or `json`), as the server sent it.
-    pub async fn document(&self, room_id: &str, format: &str) -> Result<bytes::Bytes, ClientError> {
-        let path = format!("/rooms/{}/document?format={format}", encode(room_id));
+    /// The room's document in `format` (`yjs`, `text` or `json`), as the server sent
+    /// it; `version` is a query naming an old one (`seq=N` or `at=TIME`), if any.
+    pub async fn document(
+        &self,
+        room_id: &str,
+        format: &str,
+        version: Option<&str>,
+    ) -> Result<bytes::Bytes, ClientError> {
+        let mut path = format!("/rooms/{}/document?format={format}", encode(room_id));
+        if let Some(version) = version {
+            path.push('&');
+            path.push_str(version);
+        }
         let (_, body) = self.request(reqwest::Method::GET, &path, None).await?;
         Ok(body)
     }
@@ -195,6 +206,31 @@ impl RestClient {
             .request(reqwest::Method::POST, &path, Some(body))
             .await?;
         parse(url, &answer)
+    }
+
+    pub async fn history(
+        &self,
+        room_id: &str,
+        limit: u32,
+    ) -> Result<Answer<HistoryResponse>, ClientError> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/rooms/{}/history?limit={limit}", encode(room_id)),
+        )
+        .await
+    }
+
+    /// Restores the version `version` names (`seq=N` or `at=TIME`).
+    pub async fn restore(
+        &self,
+        room_id: &str,
+        version: &str,
+    ) -> Result<Answer<RestoreResponse>, ClientError> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/rooms/{}/restore?{version}", encode(room_id)),
+        )
+        .await
     }
 
     pub async fn persist(&self, room_id: &str) -> Result<Answer<PersistResponse>, ClientError> {
@@ -251,8 +287,8 @@ fn parse<T: DeserializeOwned>(url: String, body: &[u8]) -> Result<Answer<T>, Cli
     Ok(Answer { value, raw })
 }
 
-/// Percent-encodes a path segment.
-fn encode(segment: &str) -> String {
+/// Percent-encodes a path segment (or a query value).
+pub fn encode(segment: &str) -> String {
     let mut encoded = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

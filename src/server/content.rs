@@ -77,6 +77,24 @@ fn decoded(state: &[u8]) -> Result<Doc, ContentError> {
     Ok(doc)
 }
 
+/// The whole-document state rebuilt from a version's base and updates.
+pub fn rebuild(base: Option<&[u8]>, updates: &[impl AsRef<[u8]>]) -> Result<Vec<u8>, ContentError> {
+    let doc = decoded(base.unwrap_or_default())?;
+    {
+        let mut txn = doc.transact_mut();
+        for update in updates {
+            let update = Update::decode_v1(update.as_ref())
+                .map_err(|error| ContentError::Undecodable(error.to_string()))?;
+            txn.apply_update(update)
+                .map_err(|error| ContentError::Unapplicable(error.to_string()))?;
+        }
+    }
+    let state = doc
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    Ok(state)
+}
+
 /// The plain text of the `content` text of `state`.
 pub fn text(state: &[u8]) -> Result<String, ContentError> {
     let doc = decoded(state)?;

@@ -470,6 +470,8 @@ mod tests {
             room_id: room.into(),
             seq,
             data: Bytes::from(vec![seq as u8]),
+            at_ms: 0,
+            author: None,
         })
     }
 

@@ -61,6 +61,7 @@ impl Registry {
                     reconnect_window: config.reconnect_window,
                     max_document_bytes: config.max_document_bytes,
                     write_ahead: config.durability.write_ahead(),
+                    history_retention: config.history_retention,
                 },
             }),
         }

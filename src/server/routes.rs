@@ -31,6 +31,8 @@ pub fn router(app: AppState) -> Router {
         .route("/rooms/{room_id}/persist", post(rest::persist))
         .route("/rooms/{room_id}/load", get(rest::load))
         .route("/rooms/{room_id}/document", get(rest::documents::document))
+        .route("/rooms/{room_id}/history", get(rest::history::history))
+        .route("/rooms/{room_id}/restore", post(rest::history::restore))
         .route(
             "/rooms/{room_id}/import",
             post(rest::documents::import)

@@ -858,3 +858,46 @@ async fn export_to_a_file_and_import_it_into_another_room() {
     assert!(missing.stderr.contains("does not exist"), "{missing:#?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn history_show_and_restore_from_the_terminal() {
+    let server = TestServer::start().await;
+    let mut alice = server.join("story", "alice", "Alice").await;
+    alice.type_text(0, "first").await;
+    alice.type_text(5, " second").await;
+    let typed =
+        eventually(async || coedit_at(&server, &["show", "story"]).await.stdout == "first second")
+            .await;
+    assert!(typed);
+
+    let history = coedit_at(&server, &["history", "story", "--json"])
+        .await
+        .expect_code(0);
+    let versions = history.json()["versions"].clone();
+    assert_eq!(versions[0]["authors"], serde_json::json!(["Alice"]));
+    let table = coedit_at(&server, &["history", "story"])
+        .await
+        .expect_code(0);
+    let last = versions[0]["seq"].as_u64().unwrap().to_string();
+    assert!(
+        table.row(&last).iter().any(|cell| cell == "Alice"),
+        "{table:#?}"
+    );
+
+    let first = coedit_at(&server, &["show", "story", "--seq", "1"])
+        .await
+        .expect_code(0);
+    assert_eq!(first.stdout, "first");
+    let restored = coedit_at(&server, &["restore", "story", "--seq", "1"])
+        .await
+        .expect_code(0);
+    assert!(restored.stdout.contains("version 1"), "{restored:#?}");
+    assert_eq!(coedit_at(&server, &["show", "story"]).await.stdout, "first");
+    coedit_at(&server, &["restore", "story"])
+        .await
+        .expect_code(2);
+    let too_old = coedit_at(&server, &["show", "story", "--at", "2000-01-01T00:00:00Z"])
+        .await
+        .expect_code(1);
+    assert!(too_old.stderr.contains("starts after"), "{too_old:#?}");
+}

@@ -380,3 +380,170 @@ async fn imports_are_checked_like_client_updates() {
     let (status, _, _) = document(&server, "never-made", "text").await;
     assert_eq!(status, 404);
 }
+
+async fn text_at(server: &TestServer, room: &str, version: &str) -> (u16, String) {
+    let response =
+        reqwest::get(server.http(&format!("/rooms/{room}/document?format=text&{version}")))
+            .await
+            .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// Alice types "abcd" one letter at a time; every step is a readable version, and
+/// restoring "ab" reaches her as a new change. Returns the sequence number of "abc".
+async fn history_story(server: &TestServer, room: &str) -> u64 {
+    let mut alice = server.join(room, "alice", "Alice").await;
+    for (index, letter) in ["a", "b", "c", "d"].iter().enumerate() {
+        alice.type_text(index as u32, letter).await;
+    }
+    let typed = eventually(async || {
+        let (_, text) = text_at(server, room, "").await;
+        text == "abcd"
+    })
+    .await;
+    assert!(typed);
+
+    let (status, history) = server.get(&format!("/rooms/{room}/history")).await;
+    assert_eq!(status, 200, "{history}");
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(
+        versions.len(),
+        1,
+        "edits within a minute are one version: {history}"
+    );
+    assert_eq!(versions[0]["edits"], 4, "{history}");
+    assert_eq!(versions[0]["authors"], serde_json::json!(["Alice"]));
+    assert!(history["retention_seconds"].as_u64().unwrap() > 0);
+    let first = history["readable_from"].as_u64().unwrap();
+    let last = versions[0]["seq"].as_u64().unwrap();
+
+    // Every step can be read back; snapshots in between repeat a step.
+    let mut steps: Vec<(u64, String)> = Vec::new();
+    for seq in first..=last {
+        let (status, text) = text_at(server, room, &format!("seq={seq}")).await;
+        assert_eq!(status, 200, "version {seq}: {text}");
+        if steps.last().is_none_or(|(_, previous)| *previous != text) {
+            steps.push((seq, text));
+        }
+    }
+    let texts: Vec<&str> = steps.iter().map(|(_, text)| text.as_str()).collect();
+    assert_eq!(texts, ["a", "ab", "abc", "abcd"]);
+    let (status, _) = text_at(server, room, &format!("seq={}", last + 100)).await;
+    assert_eq!(status, 404);
+    let (status, _) = text_at(server, room, "at=2000-01-01T00:00:00Z").await;
+    assert_eq!(status, 404, "the history starts after 2000");
+    let (status, text) = text_at(server, room, "at=0s").await;
+    assert_eq!(
+        (status, text.as_str()),
+        (200, "abcd"),
+        "now is the latest version"
+    );
+
+    // Restore "ab": Alice sees it at once, as a change by the server.
+    let (status, restored) = server
+        .send(
+            reqwest::Method::POST,
+            &format!("/rooms/{room}/restore?seq={}", steps[1].0),
+        )
+        .await;
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(restored["seq"], steps[1].0);
+    loop {
+        let message = alice.recv().await;
+        alice.apply_if_document(&message);
+        if alice.content() == "ab" {
+            break;
+        }
+    }
+    // The restore is itself in the history, so it can be undone by another.
+    let (_, history) = server.get(&format!("/rooms/{room}/history")).await;
+    assert_eq!(
+        history["versions"][0]["authors"],
+        serde_json::json!(["Alice", "server"]),
+        "{history}"
+    );
+    let (_, now) = text_at(server, room, "at=0s").await;
+    assert_eq!(now, "ab");
+    steps[2].0
+}
+
+fn with_history(config: &mut Config) {
+    config.compact_every = 3;
+}
+
+#[tokio::test]
+async fn every_edit_is_a_readable_version_on_sqlite_also_after_a_restart() {
+    let data_dir = temp_dir("history-sqlite");
+    let open = || Arc::new(SqliteStore::open(&data_dir).unwrap());
+    let tweak = |config: &mut Config| {
+        embedded(&data_dir)(config);
+        with_history(config);
+    };
+    let server = TestServer::start_tweaked(tweak, open()).await;
+    let abc = history_story(&server, "diary").await;
+    server.stop().await;
+
+    let server = TestServer::start_tweaked(tweak, open()).await;
+    let (status, text) = text_at(&server, "diary", &format!("seq={abc}")).await;
+    assert_eq!((status, text.as_str()), (200, "abc"));
+    let (status, restored) = server
+        .send(
+            reqwest::Method::POST,
+            &format!("/rooms/diary/restore?seq={abc}"),
+        )
+        .await;
+    assert_eq!(status, 200, "{restored}");
+    let (_, greeting) = server.connect("diary", "bob").await;
+    let ServerMessage::Sync { data } = &greeting[0] else {
+        panic!("expected sync: {greeting:?}");
+    };
+    assert_eq!(text_of_hex_state(data), "abc");
+    server.stop().await;
+    std::fs::remove_dir_all(&data_dir).ok();
+}
+
+#[tokio::test]
+async fn every_edit_is_a_readable_version_on_mongodb() {
+    let Some(url) = mongo_url("every_edit_is_a_readable_version_on_mongodb") else {
+        return;
+    };
+    let database = unique_database("history");
+    let store = MongoStore::connect(&url, &database).await.unwrap();
+    store.prepare().await.unwrap();
+    let mongo = |config: &mut Config| {
+        config.store = StoreConfig::Mongo {
+            url: url.clone(),
+            database: database.clone(),
+        };
+        with_history(config);
+    };
+    let server = TestServer::start_tweaked(mongo, Arc::new(store)).await;
+    history_story(&server, "diary").await;
+    server.stop().await;
+    database_handle(&url, &database).await.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_history_only_the_latest_snapshot_and_its_log_are_kept() {
+    let server = TestServer::start_tweaked(
+        |config| {
+            config.compact_every = 3;
+            config.history_retention = Duration::ZERO;
+        },
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+    let mut alice = server.join("fleeting", "alice", "Alice").await;
+    for (index, letter) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
+        alice.type_text(index as u32, letter).await;
+    }
+    let typed = eventually(async || text_at(&server, "fleeting", "").await.1 == "abcdef").await;
+    assert!(typed);
+    let (_, history) = server.get("/rooms/fleeting/history").await;
+    assert_eq!(history["retention_seconds"], 0);
+    let first = history["readable_from"].as_u64().unwrap();
+    assert!(first > 1, "the first edits are gone: {history}");
+    let (status, _) = text_at(&server, "fleeting", "seq=1").await;
+    assert_eq!(status, 404);
+}

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use super::history::{document_version, VersionQuery};
 use super::{validate_room_id, ApiError};
 use crate::api::ImportResponse;
 use crate::server::content::{self, Format};
@@ -21,25 +22,34 @@ pub struct FormatQuery {
     format: Option<String>,
 }
 
+/// Reads `format` (or `default`) from a query.
+fn format_of(format: Option<&str>, default: Format) -> Result<Format, ApiError> {
+    match format {
+        None => Ok(default),
+        Some(name) => name.parse().map_err(ApiError::BadRequest),
+    }
+}
+
 impl FormatQuery {
     fn format(&self, default: Format) -> Result<Format, ApiError> {
-        match &self.format {
-            None => Ok(default),
-            Some(name) => name.parse().map_err(ApiError::BadRequest),
-        }
+        format_of(self.format.as_deref(), default)
     }
 }
 
 /// The document in `format` (default `yjs`): the Yjs update bytes of the whole
 /// document (`application/octet-stream`), the text of `content` (`text/plain`), or
-/// every root type as JSON. 404 for a room the server knows nothing of.
+/// every root type as JSON; with `seq=N` or `at=TIME`, as it was then (see
+/// `history`). 404 for a room the server knows nothing of.
 pub async fn document(
     State(app): State<AppState>,
     Path(room_id): Path<String>,
-    Query(query): Query<FormatQuery>,
+    Query(query): Query<VersionQuery>,
 ) -> Result<Response, ApiError> {
     validate_room_id(&room_id)?;
-    let format = query.format(Format::Yjs)?;
+    let format = format_of(query.format.as_deref(), Format::Yjs)?;
+    if query.names_version() {
+        return document_version(&app, &room_id, &query, format).await;
+    }
     let Some(room) = app.registry.find(&room_id).await? else {
         return Err(ApiError::NotFound(format!(
             "room {room_id} does not exist: nobody is in it and nothing is stored for it"

@@ -3,6 +3,7 @@
 //! `metrics`.
 
 pub mod documents;
+pub mod history;
 mod metrics;
 
 pub use metrics::{events, health, metrics, prometheus};

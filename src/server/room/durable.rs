@@ -12,6 +12,9 @@
 //!   journal reports the write it depends on; then it goes out.
 //! - A room is let go only once everything it made is written and nothing is held.
 //! - A room the store refuses for good stays in memory, read-only, and says so.
+//! - Every log entry carries its time and author, and every compaction says from
+//!   when the store keeps history (`--history-retention`), so the store alone
+//!   decides what of the log to keep; a deleted room writes nothing after its delete.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -448,7 +451,7 @@ impl Room {
 
     /// Hands an accepted update to the journal: as a log entry, or as the room's
     /// first snapshot when the store holds no base for it yet. Compacts when due.
-    pub(super) fn log_update(&self, state: &mut RoomState, delta: Bytes) {
+    pub(super) fn log_update(&self, state: &mut RoomState, delta: Bytes, author: String) {
         if state.durability.needs_base {
             state.durability.needs_base = false;
             self.compact(state);
@@ -463,6 +466,8 @@ impl Room {
                 room_id: self.inner.id.clone(),
                 seq,
                 data: delta,
+                at_ms: now_ms(),
+                author: Some(author),
             }),
             self.watcher(),
         );
@@ -474,6 +479,10 @@ impl Room {
 
     /// Queues a snapshot of the whole document covering every sequence number so far.
     pub(super) fn compact(&self, state: &mut RoomState) {
+        let now = now_ms();
+        let retention = self.inner.settings.history_retention;
+        let keep_since = (!retention.is_zero())
+            .then(|| now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)));
         state.durability.last_seq += 1;
         state.durability.compacted_seq = state.durability.last_seq;
         self.inner.journal.submit(
@@ -481,6 +490,8 @@ impl Room {
                 room_id: self.inner.id.clone(),
                 through_seq: state.durability.last_seq,
                 data: state.document.encoded_state(),
+                at_ms: now,
+                keep_history_since_ms: keep_since,
             }),
             self.watcher(),
         );
@@ -489,6 +500,11 @@ impl Room {
     fn watcher(&self) -> Arc<dyn WriteWatcher> {
         self.inner.clone()
     }
+}
+
+/// Milliseconds since the Unix epoch: the time history entries are stamped with.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// Log entries after which `room_id` is compacted: `every` plus up to half of it
