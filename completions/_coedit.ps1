@@ -34,6 +34,11 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('metrics', 'metrics', [CompletionResultType]::ParameterValue, 'Show a running server''s metrics, once or refreshed in place')
             [CompletionResult]::new('persist', 'persist', [CompletionResultType]::ParameterValue, 'Save a checkpoint of a room''s document in the server''s store')
             [CompletionResult]::new('load', 'load', [CompletionResultType]::ParameterValue, 'Restore a room''s document to its last saved checkpoint')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write a room''s document to a file: Yjs (lossless), plain text or JSON')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document')
+            [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'List the versions a room''s history keeps (edits within a minute are one version), newest first')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print a room''s document, now or as it was: --seq N or --at TIME')
+            [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)')
             [CompletionResult]::new('simulate', 'simulate', [CompletionResultType]::ParameterValue, 'Add or remove simulated users in a room')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -52,6 +57,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--durability', '--durability', [CompletionResultType]::ParameterName, 'When an edit is relayed relative to being stored: `write-ahead` relays once the store has it (survives a crash), `fsync` once it is also on disk (survives power loss), `relaxed` at once, writing within --commit-interval-ms')
             [CompletionResult]::new('--commit-interval-ms', '--commit-interval-ms', [CompletionResultType]::ParameterName, 'With --durability relaxed: milliseconds accepted updates are gathered before one store write (the most a crash can lose). The write-ahead levels need no window: the next batch gathers while a write is in flight')
             [CompletionResult]::new('--compact-every', '--compact-every', [CompletionResultType]::ParameterName, 'Updates logged for a room before its log is compacted into one snapshot')
+            [CompletionResult]::new('--history-retention', '--history-retention', [CompletionResultType]::ParameterName, 'How long every edit stays readable as history (`7d`, `12h`, `30m`; `0` keeps none): old versions can be listed, read and restored within it')
             [CompletionResult]::new('--idle-unload-secs', '--idle-unload-secs', [CompletionResultType]::ParameterName, 'Seconds a room with no connections stays in memory before it is unloaded')
             [CompletionResult]::new('--outbound-queue', '--outbound-queue', [CompletionResultType]::ParameterName, 'Messages queued for one connection before it is closed as a slow consumer')
             [CompletionResult]::new('--max-message-bytes', '--max-message-bytes', [CompletionResultType]::ParameterName, 'Largest WebSocket message accepted, in bytes')
@@ -88,6 +94,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the rooms the server holds in memory, with their users and document size')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one room: its users, connections and document size')
             [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'List the users present in a room, with their colour and cursor')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server''s store. Cannot be undone')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -124,10 +131,24 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'coedit;rooms;delete' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Delete without asking')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Delete without asking')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'coedit;rooms;help' {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the rooms the server holds in memory, with their users and document size')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one room: its users, connections and document size')
             [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'List the users present in a room, with their colour and cursor')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server''s store. Cannot be undone')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -138,6 +159,9 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             break
         }
         'coedit;rooms;help;users' {
+            break
+        }
+        'coedit;rooms;help;delete' {
             break
         }
         'coedit;rooms;help;help' {
@@ -192,6 +216,77 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             break
         }
         'coedit;load' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'coedit;export' {
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'What to write')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'What to write')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Write to this file instead of standard output')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Write to this file instead of standard output')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'coedit;import' {
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'What the file holds')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'What the file holds')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'coedit;history' {
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Newest versions to list')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Newest versions to list')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'coedit;show' {
+            [CompletionResult]::new('--seq', '--seq', [CompletionResultType]::ParameterName, 'The version with this sequence number (see `coedit history`)')
+            [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'The version as of this time: RFC 3339 (2026-01-31T09:00:00Z) or a duration ago (90m, 2h, 1d)')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'What to write')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'What to write')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Write to this file instead of standard output')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Write to this file instead of standard output')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'coedit;restore' {
+            [CompletionResult]::new('--seq', '--seq', [CompletionResultType]::ParameterName, 'The version with this sequence number (see `coedit history`)')
+            [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'The version as of this time: RFC 3339 (2026-01-31T09:00:00Z) or a duration ago (90m, 2h, 1d)')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
@@ -326,6 +421,11 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('metrics', 'metrics', [CompletionResultType]::ParameterValue, 'Show a running server''s metrics, once or refreshed in place')
             [CompletionResult]::new('persist', 'persist', [CompletionResultType]::ParameterValue, 'Save a checkpoint of a room''s document in the server''s store')
             [CompletionResult]::new('load', 'load', [CompletionResultType]::ParameterValue, 'Restore a room''s document to its last saved checkpoint')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write a room''s document to a file: Yjs (lossless), plain text or JSON')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document')
+            [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'List the versions a room''s history keeps (edits within a minute are one version), newest first')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print a room''s document, now or as it was: --seq N or --at TIME')
+            [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)')
             [CompletionResult]::new('simulate', 'simulate', [CompletionResultType]::ParameterValue, 'Add or remove simulated users in a room')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -341,6 +441,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the rooms the server holds in memory, with their users and document size')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one room: its users, connections and document size')
             [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'List the users present in a room, with their colour and cursor')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server''s store. Cannot be undone')
             break
         }
         'coedit;help;rooms;list' {
@@ -350,6 +451,9 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             break
         }
         'coedit;help;rooms;users' {
+            break
+        }
+        'coedit;help;rooms;delete' {
             break
         }
         'coedit;help;metrics' {
@@ -363,6 +467,21 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             break
         }
         'coedit;help;load' {
+            break
+        }
+        'coedit;help;export' {
+            break
+        }
+        'coedit;help;import' {
+            break
+        }
+        'coedit;help;history' {
+            break
+        }
+        'coedit;help;show' {
+            break
+        }
+        'coedit;help;restore' {
             break
         }
         'coedit;help;simulate' {

@@ -22,11 +22,20 @@ _coedit() {
             coedit,completions)
                 cmd="coedit__subcmd__completions"
                 ;;
+            coedit,export)
+                cmd="coedit__subcmd__export"
+                ;;
             coedit,health)
                 cmd="coedit__subcmd__health"
                 ;;
             coedit,help)
                 cmd="coedit__subcmd__help"
+                ;;
+            coedit,history)
+                cmd="coedit__subcmd__history"
+                ;;
+            coedit,import)
+                cmd="coedit__subcmd__import"
                 ;;
             coedit,load)
                 cmd="coedit__subcmd__load"
@@ -37,11 +46,17 @@ _coedit() {
             coedit,persist)
                 cmd="coedit__subcmd__persist"
                 ;;
+            coedit,restore)
+                cmd="coedit__subcmd__restore"
+                ;;
             coedit,rooms)
                 cmd="coedit__subcmd__rooms"
                 ;;
             coedit,serve)
                 cmd="coedit__subcmd__serve"
+                ;;
+            coedit,show)
+                cmd="coedit__subcmd__show"
                 ;;
             coedit,simulate)
                 cmd="coedit__subcmd__simulate"
@@ -55,11 +70,20 @@ _coedit() {
             coedit__subcmd__help,completions)
                 cmd="coedit__subcmd__help__subcmd__completions"
                 ;;
+            coedit__subcmd__help,export)
+                cmd="coedit__subcmd__help__subcmd__export"
+                ;;
             coedit__subcmd__help,health)
                 cmd="coedit__subcmd__help__subcmd__health"
                 ;;
             coedit__subcmd__help,help)
                 cmd="coedit__subcmd__help__subcmd__help"
+                ;;
+            coedit__subcmd__help,history)
+                cmd="coedit__subcmd__help__subcmd__history"
+                ;;
+            coedit__subcmd__help,import)
+                cmd="coedit__subcmd__help__subcmd__import"
                 ;;
             coedit__subcmd__help,load)
                 cmd="coedit__subcmd__help__subcmd__load"
@@ -70,11 +94,17 @@ _coedit() {
             coedit__subcmd__help,persist)
                 cmd="coedit__subcmd__help__subcmd__persist"
                 ;;
+            coedit__subcmd__help,restore)
+                cmd="coedit__subcmd__help__subcmd__restore"
+                ;;
             coedit__subcmd__help,rooms)
                 cmd="coedit__subcmd__help__subcmd__rooms"
                 ;;
             coedit__subcmd__help,serve)
                 cmd="coedit__subcmd__help__subcmd__serve"
+                ;;
+            coedit__subcmd__help,show)
+                cmd="coedit__subcmd__help__subcmd__show"
                 ;;
             coedit__subcmd__help,simulate)
                 cmd="coedit__subcmd__help__subcmd__simulate"
@@ -84,6 +114,9 @@ _coedit() {
                 ;;
             coedit__subcmd__help__subcmd__metrics,events)
                 cmd="coedit__subcmd__help__subcmd__metrics__subcmd__events"
+                ;;
+            coedit__subcmd__help__subcmd__rooms,delete)
+                cmd="coedit__subcmd__help__subcmd__rooms__subcmd__delete"
                 ;;
             coedit__subcmd__help__subcmd__rooms,list)
                 cmd="coedit__subcmd__help__subcmd__rooms__subcmd__list"
@@ -112,6 +145,9 @@ _coedit() {
             coedit__subcmd__metrics__subcmd__help,help)
                 cmd="coedit__subcmd__metrics__subcmd__help__subcmd__help"
                 ;;
+            coedit__subcmd__rooms,delete)
+                cmd="coedit__subcmd__rooms__subcmd__delete"
+                ;;
             coedit__subcmd__rooms,help)
                 cmd="coedit__subcmd__rooms__subcmd__help"
                 ;;
@@ -123,6 +159,9 @@ _coedit() {
                 ;;
             coedit__subcmd__rooms,users)
                 cmd="coedit__subcmd__rooms__subcmd__users"
+                ;;
+            coedit__subcmd__rooms__subcmd__help,delete)
+                cmd="coedit__subcmd__rooms__subcmd__help__subcmd__delete"
                 ;;
             coedit__subcmd__rooms__subcmd__help,help)
                 cmd="coedit__subcmd__rooms__subcmd__help__subcmd__help"
@@ -161,7 +200,7 @@ _coedit() {
 
     case "${cmd}" in
         coedit)
-            opts="-h -V --server --json --timeout --token --help --version serve rooms metrics persist load simulate health completions token bench help"
+            opts="-h -V --server --json --timeout --token --help --version serve rooms metrics persist load export import history show restore simulate health completions token bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -302,6 +341,48 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coedit__subcmd__export)
+            opts="-f -o -h -V --format --output --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "yjs text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "yjs text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coedit__subcmd__health)
             opts="-h -V --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -329,7 +410,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help)
-            opts="serve rooms metrics persist load simulate health completions token bench help"
+            opts="serve rooms metrics persist load export import history show restore simulate health completions token bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -370,6 +451,20 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coedit__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coedit__subcmd__help__subcmd__health)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -385,6 +480,34 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__help__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -454,9 +577,37 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        coedit__subcmd__help__subcmd__rooms)
-            opts="list show users"
+        coedit__subcmd__help__subcmd__restore)
+            opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__help__subcmd__rooms)
+            opts="list show users delete"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__help__subcmd__rooms__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -524,6 +675,20 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coedit__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coedit__subcmd__help__subcmd__simulate)
             opts="add remove"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -573,6 +738,74 @@ _coedit() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__history)
+            opts="-n -h -V --limit --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__import)
+            opts="-f -h -V --format --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "yjs text" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "yjs text" -- "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -734,8 +967,42 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coedit__subcmd__restore)
+            opts="-h -V --seq --at --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --seq)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coedit__subcmd__rooms)
-            opts="-h -V --server --json --timeout --token --help --version list show users help"
+            opts="-h -V --server --json --timeout --token --help --version list show users delete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -760,9 +1027,49 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        coedit__subcmd__rooms__subcmd__help)
-            opts="list show users help"
+        coedit__subcmd__rooms__subcmd__delete)
+            opts="-y -h -V --yes --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__rooms__subcmd__help)
+            opts="list show users delete help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__rooms__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -909,7 +1216,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__serve)
-            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --idle-unload-secs --outbound-queue --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --rate-limit --rate-burst --no-dashboard --log-level --log-format --server --json --timeout --token --help --version"
+            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --history-retention --idle-unload-secs --outbound-queue --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --rate-limit --rate-burst --no-dashboard --log-level --log-format --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -948,6 +1255,10 @@ _coedit() {
                     return 0
                     ;;
                 --compact-every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --history-retention)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -997,6 +1308,56 @@ _coedit() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__show)
+            opts="-f -o -h -V --seq --at --format --output --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --seq)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "yjs text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "yjs text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --server)

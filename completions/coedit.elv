@@ -31,6 +31,11 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand metrics 'Show a running server''s metrics, once or refreshed in place'
             cand persist 'Save a checkpoint of a room''s document in the server''s store'
             cand load 'Restore a room''s document to its last saved checkpoint'
+            cand export 'Write a room''s document to a file: Yjs (lossless), plain text or JSON'
+            cand import 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document'
+            cand history 'List the versions a room''s history keeps (edits within a minute are one version), newest first'
+            cand show 'Print a room''s document, now or as it was: --seq N or --at TIME'
+            cand restore 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)'
             cand simulate 'Add or remove simulated users in a room'
             cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
             cand completions 'Print a shell completion script'
@@ -48,6 +53,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --durability 'When an edit is relayed relative to being stored: `write-ahead` relays once the store has it (survives a crash), `fsync` once it is also on disk (survives power loss), `relaxed` at once, writing within --commit-interval-ms'
             cand --commit-interval-ms 'With --durability relaxed: milliseconds accepted updates are gathered before one store write (the most a crash can lose). The write-ahead levels need no window: the next batch gathers while a write is in flight'
             cand --compact-every 'Updates logged for a room before its log is compacted into one snapshot'
+            cand --history-retention 'How long every edit stays readable as history (`7d`, `12h`, `30m`; `0` keeps none): old versions can be listed, read and restored within it'
             cand --idle-unload-secs 'Seconds a room with no connections stays in memory before it is unloaded'
             cand --outbound-queue 'Messages queued for one connection before it is closed as a slow consumer'
             cand --max-message-bytes 'Largest WebSocket message accepted, in bytes'
@@ -83,6 +89,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand list 'List the rooms the server holds in memory, with their users and document size'
             cand show 'Show one room: its users, connections and document size'
             cand users 'List the users present in a room, with their colour and cursor'
+            cand delete 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server''s store. Cannot be undone'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'coedit;rooms;list'= {
@@ -115,10 +122,23 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'coedit;rooms;delete'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand -y 'Delete without asking'
+            cand --yes 'Delete without asking'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'coedit;rooms;help'= {
             cand list 'List the rooms the server holds in memory, with their users and document size'
             cand show 'Show one room: its users, connections and document size'
             cand users 'List the users present in a room, with their colour and cursor'
+            cand delete 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server''s store. Cannot be undone'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'coedit;rooms;help;list'= {
@@ -126,6 +146,8 @@ set edit:completion:arg-completer[coedit] = {|@words|
         &'coedit;rooms;help;show'= {
         }
         &'coedit;rooms;help;users'= {
+        }
+        &'coedit;rooms;help;delete'= {
         }
         &'coedit;rooms;help;help'= {
         }
@@ -172,6 +194,72 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --version 'Print version'
         }
         &'coedit;load'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;export'= {
+            cand -f 'What to write'
+            cand --format 'What to write'
+            cand -o 'Write to this file instead of standard output'
+            cand --output 'Write to this file instead of standard output'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;import'= {
+            cand -f 'What the file holds'
+            cand --format 'What the file holds'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;history'= {
+            cand -n 'Newest versions to list'
+            cand --limit 'Newest versions to list'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;show'= {
+            cand --seq 'The version with this sequence number (see `coedit history`)'
+            cand --at 'The version as of this time: RFC 3339 (2026-01-31T09:00:00Z) or a duration ago (90m, 2h, 1d)'
+            cand -f 'What to write'
+            cand --format 'What to write'
+            cand -o 'Write to this file instead of standard output'
+            cand --output 'Write to this file instead of standard output'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;restore'= {
+            cand --seq 'The version with this sequence number (see `coedit history`)'
+            cand --at 'The version as of this time: RFC 3339 (2026-01-31T09:00:00Z) or a duration ago (90m, 2h, 1d)'
             cand --server 'Server to talk to; `host:port` means `http://host:port`'
             cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
             cand --token 'Bearer token sent in the Authorization header'
@@ -294,6 +382,11 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand metrics 'Show a running server''s metrics, once or refreshed in place'
             cand persist 'Save a checkpoint of a room''s document in the server''s store'
             cand load 'Restore a room''s document to its last saved checkpoint'
+            cand export 'Write a room''s document to a file: Yjs (lossless), plain text or JSON'
+            cand import 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document'
+            cand history 'List the versions a room''s history keeps (edits within a minute are one version), newest first'
+            cand show 'Print a room''s document, now or as it was: --seq N or --at TIME'
+            cand restore 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)'
             cand simulate 'Add or remove simulated users in a room'
             cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
             cand completions 'Print a shell completion script'
@@ -307,12 +400,15 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand list 'List the rooms the server holds in memory, with their users and document size'
             cand show 'Show one room: its users, connections and document size'
             cand users 'List the users present in a room, with their colour and cursor'
+            cand delete 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server''s store. Cannot be undone'
         }
         &'coedit;help;rooms;list'= {
         }
         &'coedit;help;rooms;show'= {
         }
         &'coedit;help;rooms;users'= {
+        }
+        &'coedit;help;rooms;delete'= {
         }
         &'coedit;help;metrics'= {
             cand events 'Show the server''s recent events: joins, leaves, persists, errors'
@@ -322,6 +418,16 @@ set edit:completion:arg-completer[coedit] = {|@words|
         &'coedit;help;persist'= {
         }
         &'coedit;help;load'= {
+        }
+        &'coedit;help;export'= {
+        }
+        &'coedit;help;import'= {
+        }
+        &'coedit;help;history'= {
+        }
+        &'coedit;help;show'= {
+        }
+        &'coedit;help;restore'= {
         }
         &'coedit;help;simulate'= {
             cand add 'Add simulated users to a room (creating the room if needed)'

@@ -35,6 +35,11 @@ complete -c coedit -n "__fish_coedit_needs_command" -f -a "rooms" -d 'List and i
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "metrics" -d 'Show a running server\'s metrics, once or refreshed in place'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "persist" -d 'Save a checkpoint of a room\'s document in the server\'s store'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "export" -d 'Write a room\'s document to a file: Yjs (lossless), plain text or JSON'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "import" -d 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "history" -d 'List the versions a room\'s history keeps (edits within a minute are one version), newest first'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "show" -d 'Print a room\'s document, now or as it was: --seq N or --at TIME'
+complete -c coedit -n "__fish_coedit_needs_command" -f -a "restore" -d 'Make a room\'s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "simulate" -d 'Add or remove simulated users in a room'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "completions" -d 'Print a shell completion script'
@@ -52,6 +57,7 @@ write-ahead\t'Relay once the store has the update (SQLite: committed to its writ
 fsync\t'As `write-ahead`, and the store syncs to disk before acknowledging (SQLite `synchronous=FULL`, MongoDB journaled writes): survives power loss too'"
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l commit-interval-ms -d 'With --durability relaxed: milliseconds accepted updates are gathered before one store write (the most a crash can lose). The write-ahead levels need no window: the next batch gathers while a write is in flight' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l compact-every -d 'Updates logged for a room before its log is compacted into one snapshot' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l history-retention -d 'How long every edit stays readable as history (`7d`, `12h`, `30m`; `0` keeps none): old versions can be listed, read and restored within it' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l idle-unload-secs -d 'Seconds a room with no connections stays in memory before it is unloaded' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l outbound-queue -d 'Messages queued for one connection before it is closed as a slow consumer' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-message-bytes -d 'Largest WebSocket message accepted, in bytes' -r
@@ -73,16 +79,17 @@ complete -c coedit -n "__fish_coedit_using_subcommand serve" -l no-dashboard -d 
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -s V -l version -d 'Print version'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "show" -d 'Show one room: its users, connections and document size'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "users" -d 'List the users present in a room, with their colour and cursor'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -f -a "show" -d 'Show one room: its users, connections and document size'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -f -a "users" -d 'List the users present in a room, with their colour and cursor'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -f -a "delete" -d 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server\'s store. Cannot be undone'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l token -d 'Bearer token sent in the Authorization header' -r
@@ -101,9 +108,17 @@ complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_sub
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -s y -l yes -d 'Delete without asking'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one room: its users, connections and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "users" -d 'List the users present in a room, with their colour and cursor'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server\'s store. Cannot be undone'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l watch -d 'Refresh every INTERVAL (default 2s) until Ctrl-C; with --json, one JSON document per line per refresh' -r
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
@@ -135,6 +150,51 @@ complete -c coedit -n "__fish_coedit_using_subcommand load" -l token -d 'Bearer 
 complete -c coedit -n "__fish_coedit_using_subcommand load" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand load" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand load" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand export" -s f -l format -d 'What to write' -r -f -a "yjs\t'The Yjs update of the whole document (binary, lossless; what import reads)'
+text\t'The plain text of the document\'s `content` text'
+json\t'Every root type of the document as JSON'"
+complete -c coedit -n "__fish_coedit_using_subcommand export" -s o -l output -d 'Write to this file instead of standard output' -r -F
+complete -c coedit -n "__fish_coedit_using_subcommand export" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand export" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand export" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand export" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand export" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand import" -s f -l format -d 'What the file holds' -r -f -a "yjs\t'A Yjs update (as `coedit export` writes it), merged into the room'
+text\t'Plain UTF-8 text, appended to the room\'s `content` text'"
+complete -c coedit -n "__fish_coedit_using_subcommand import" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand import" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand import" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand import" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand import" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand history" -s n -l limit -d 'Newest versions to list' -r
+complete -c coedit -n "__fish_coedit_using_subcommand history" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand history" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand history" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand history" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand history" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l seq -d 'The version with this sequence number (see `coedit history`)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l at -d 'The version as of this time: RFC 3339 (2026-01-31T09:00:00Z) or a duration ago (90m, 2h, 1d)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand show" -s f -l format -d 'What to write' -r -f -a "yjs\t'The Yjs update of the whole document (binary, lossless; what import reads)'
+text\t'The plain text of the document\'s `content` text'
+json\t'Every root type of the document as JSON'"
+complete -c coedit -n "__fish_coedit_using_subcommand show" -s o -l output -d 'Write to this file instead of standard output' -r -F
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand show" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand show" -s V -l version -d 'Print version'
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l seq -d 'The version with this sequence number (see `coedit history`)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l at -d 'The version as of this time: RFC 3339 (2026-01-31T09:00:00Z) or a duration ago (90m, 2h, 1d)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l token -d 'Bearer token sent in the Authorization header' -r
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l token -d 'Bearer token sent in the Authorization header' -r
@@ -207,20 +267,26 @@ complete -c coedit -n "__fish_coedit_using_subcommand bench" -l token -d 'Bearer
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -s V -l version -d 'Print version'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "serve" -d 'Run the collaboration server'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "rooms" -d 'List and inspect the rooms of a running server'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "metrics" -d 'Show a running server\'s metrics, once or refreshed in place'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "persist" -d 'Save a checkpoint of a room\'s document in the server\'s store'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "simulate" -d 'Add or remove simulated users in a room'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "completions" -d 'Print a shell completion script'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "token" -d 'Mint a room token for a server started with --auth-secret'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "bench" -d 'Load-test a running server with simulated editors and measure fan-out latency'
-complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load simulate health completions token bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "serve" -d 'Run the collaboration server'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "rooms" -d 'List and inspect the rooms of a running server'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "metrics" -d 'Show a running server\'s metrics, once or refreshed in place'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "persist" -d 'Save a checkpoint of a room\'s document in the server\'s store'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "load" -d 'Restore a room\'s document to its last saved checkpoint'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "export" -d 'Write a room\'s document to a file: Yjs (lossless), plain text or JSON'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "import" -d 'Merge a file into a live room, as an edit every connected client receives: a Yjs update (as export writes it) or plain text appended to the document'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "history" -d 'List the versions a room\'s history keeps (edits within a minute are one version), newest first'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "show" -d 'Print a room\'s document, now or as it was: --seq N or --at TIME'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "restore" -d 'Make a room\'s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "simulate" -d 'Add or remove simulated users in a room'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "health" -d 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "completions" -d 'Print a shell completion script'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "token" -d 'Mint a room token for a server started with --auth-secret'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "bench" -d 'Load-test a running server with simulated editors and measure fan-out latency'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore simulate health completions token bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "show" -d 'Show one room: its users, connections and document size'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "users" -d 'List the users present in a room, with their colour and cursor'
+complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from rooms" -f -a "delete" -d 'Delete a room: its connections are closed, and its document, history and checkpoint are removed from the server\'s store. Cannot be undone'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "events" -d 'Show the server\'s recent events: joins, leaves, persists, errors'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from simulate" -f -a "add" -d 'Add simulated users to a room (creating the room if needed)'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and __fish_seen_subcommand_from simulate" -f -a "remove" -d 'Remove every simulated user from a room'

@@ -129,6 +129,16 @@ impl Store for TimedStore {
     async fn load_checkpoint(&self, room_id: &str) -> Result<Option<Bytes>, StoreError> {
         self.inner.load_checkpoint(room_id).await
     }
+    async fn history(&self, room_id: &str) -> Result<coedit::server::store::History, StoreError> {
+        self.inner.history(room_id).await
+    }
+    async fn read_version(
+        &self,
+        room_id: &str,
+        seq: u64,
+    ) -> Result<Option<coedit::server::store::VersionData>, StoreError> {
+        self.inner.read_version(room_id, seq).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
@@ -247,6 +257,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 room_id: room.id.clone(),
                 seq: room.seq,
                 data: delta,
+                at_ms: 0,
+                author: None,
             }),
             room.written.clone(),
         );
@@ -257,6 +269,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     room_id: room.id.clone(),
                     through_seq: room.seq,
                     data: room.full_state(),
+                    at_ms: 0,
+                    keep_history_since_ms: None,
                 }),
                 room.written.clone(),
             );

@@ -254,6 +254,64 @@ pub struct PersistResponse {
     pub error: Option<String>,
 }
 
+/// `DELETE /api/rooms/{id}`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeleteRoomResponse {
+    pub success: bool,
+    pub room_id: String,
+    /// Connections that were open in the room and were closed.
+    pub closed_connections: u64,
+}
+
+/// `GET /api/rooms/{id}/history`: the versions a room's history holds, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryResponse {
+    pub room_id: String,
+    /// How long the server keeps history (`--history-retention`), in seconds.
+    pub retention_seconds: u64,
+    /// The oldest sequence number a version can be read at, if any.
+    pub readable_from: Option<u64>,
+    pub versions: Vec<HistoryVersion>,
+}
+
+/// Edits made close together (within a minute of the first), as one version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryVersion {
+    /// Read or restore this version with `seq=`.
+    pub seq: u64,
+    /// When its last edit was made (RFC 3339).
+    pub at: String,
+    /// Edits in it.
+    pub edits: u64,
+    /// Bytes of its edits.
+    pub size: u64,
+    /// Users (or client ids) whose edits it holds.
+    pub authors: Vec<String>,
+}
+
+/// `POST /api/rooms/{id}/restore`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RestoreResponse {
+    pub success: bool,
+    pub room_id: String,
+    /// The version restored.
+    pub seq: u64,
+    /// Root types left as they are (XML is not restored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_roots: Vec<String>,
+}
+
+/// `POST /api/rooms/{id}/import`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImportResponse {
+    pub success: bool,
+    pub room_id: String,
+    /// False when the document already held everything imported.
+    pub changed: bool,
+    /// Size of the room's document afterwards, bytes of its Yjs encoding.
+    pub doc_size: u64,
+}
+
 /// `POST /api/simulate/users/{id}`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SimulateAddResponse {

@@ -6,8 +6,9 @@
 //!   shared by server, clients and tests.
 //! - [`server`]: `coedit serve` — router, REST handlers (`rest`), WebSocket admission
 //!   (`ws`) and connections (`connection`), rooms with their `yrs` documents (`room`,
-//!   `document`), the room registry, auth and limits, metrics and their history,
-//!   the journal (group commit), the stores (SQLite, MongoDB, memory) and the
+//!   `document`), documents as data (`content`: export, import, restore), the room
+//!   registry, auth and limits, metrics and their history, the journal (group
+//!   commit), the stores (SQLite, MongoDB, memory) with their history, and the
 //!   dashboard page (`dashboard`).
 //! - [`client`]: typed clients of a running server.
 //! - [`cli`]: the `coedit` command line, one module per subcommand.

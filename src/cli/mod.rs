@@ -4,7 +4,9 @@
 pub mod bench;
 pub mod client_args;
 pub mod completions;
+pub mod export;
 pub mod health;
+pub mod history;
 pub mod load;
 pub mod logging;
 pub mod metrics;
@@ -73,6 +75,34 @@ pub enum Command {
     /// Example: coedit load my-room
     Load(load::LoadArgs),
 
+    /// Write a room's document to a file: Yjs (lossless), plain text or JSON.
+    ///
+    /// Example: coedit export my-room --format text -o my-room.txt
+    Export(export::ExportArgs),
+
+    /// Merge a file into a live room, as an edit every connected client receives:
+    /// a Yjs update (as export writes it) or plain text appended to the document.
+    ///
+    /// Example: coedit import other-room my-room.yjs
+    Import(export::ImportArgs),
+
+    /// List the versions a room's history keeps (edits within a minute are one
+    /// version), newest first.
+    ///
+    /// Example: coedit history my-room --limit 50
+    History(history::HistoryArgs),
+
+    /// Print a room's document, now or as it was: --seq N or --at TIME.
+    ///
+    /// Example: coedit show my-room --at 2h --format text
+    Show(history::ShowArgs),
+
+    /// Make a room's document what it was at a version of its history, as a new
+    /// change every connected client receives (undo it with another restore).
+    ///
+    /// Example: coedit restore my-room --seq 1234
+    Restore(history::RestoreArgs),
+
     /// Add or remove simulated users in a room.
     ///
     /// Example: coedit simulate add my-room --count 5
@@ -135,6 +165,11 @@ impl Cli {
             | Command::Metrics(_)
             | Command::Persist(_)
             | Command::Load(_)
+            | Command::Export(_)
+            | Command::Import(_)
+            | Command::History(_)
+            | Command::Show(_)
+            | Command::Restore(_)
             | Command::Simulate(_)
             | Command::Health(_)
             | Command::Completions(_)
@@ -154,6 +189,11 @@ impl Cli {
             Command::Metrics(args) => args.run(&self.client).await,
             Command::Persist(args) => args.run(&self.client).await,
             Command::Load(args) => args.run(&self.client).await,
+            Command::Export(args) => args.run(&self.client).await,
+            Command::Import(args) => args.run(&self.client).await,
+            Command::History(args) => args.run(&self.client).await,
+            Command::Show(args) => args.run(&self.client).await,
+            Command::Restore(args) => args.run(&self.client).await,
             Command::Simulate(args) => args.run(&self.client).await,
             Command::Health(args) => args.run(&self.client).await,
             Command::Completions(args) => args.run(),

@@ -1,10 +1,11 @@
-//! `coedit rooms list|show|users`: the rooms a server holds and who is in them.
+//! `coedit rooms list|show|users|delete`: the rooms a server holds, who is in them,
+//! and deleting one.
 
 use clap::{Args, Subcommand};
 
 use super::client_args::ClientArgs;
-use super::output::{self, print, print_json};
-use super::Failure;
+use super::output::{self, finish_operation, print, print_json};
+use super::{exit, Failure};
 use crate::api::{RoomInfo, RoomUser};
 
 #[derive(Debug, Args)]
@@ -32,6 +33,20 @@ pub enum RoomsCommand {
     Users {
         /// Room id.
         room: String,
+    },
+    /// Delete a room: its connections are closed, and its document, history and
+    /// checkpoint are removed from the server's store. Cannot be undone.
+    ///
+    /// Asks for confirmation on a terminal; scripts pass --yes (without it, a
+    /// command whose input is not a terminal refuses, exit 2).
+    ///
+    /// Example: coedit rooms delete old-room --yes
+    Delete {
+        /// Room id.
+        room: String,
+        /// Delete without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }
 
@@ -61,8 +76,48 @@ impl RoomsArgs {
                 }
                 print_users(&answer.value)
             }
+            RoomsCommand::Delete { room, yes } => {
+                if !yes && !confirm_delete(&room).await? {
+                    return Err(Failure::new(
+                        exit::FAILED,
+                        format!("room {room} not deleted"),
+                    ));
+                }
+                let answer = client.delete_room(&room).await?;
+                let closed = answer.value.closed_connections;
+                finish_operation(&answer.raw, json, None, || {
+                    format!("Deleted room {room} (closed {closed} connections)")
+                })
+            }
         }
     }
+}
+
+/// Asks on the terminal whether to delete `room`. Input that is not a terminal is
+/// never taken as a yes: a script must say --yes.
+async fn confirm_delete(room: &str) -> Result<bool, Failure> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("not deleting room {room} without confirmation: input is not a terminal; pass --yes"),
+        ));
+    }
+    let question = format!(
+        "Delete room {room}? Its connections are closed and its document, history and \
+         checkpoint are removed for good. [y/N] "
+    );
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stderr = std::io::stderr();
+        let _ = write!(stderr, "{question}");
+        let _ = stderr.flush();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .map_err(|error| Failure::new(exit::FAILED, format!("cannot read the answer: {error}")))?
+    .map_err(|error| Failure::new(exit::FAILED, format!("cannot read the answer: {error}")))?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
 }
 
 fn user_names(room: &RoomInfo) -> String {

@@ -74,6 +74,11 @@ pub struct ServeArgs {
     #[arg(long, env = "COEDIT_COMPACT_EVERY", default_value_t = Config::DEFAULT_COMPACT_EVERY, help_heading = STORE)]
     pub compact_every: u64,
 
+    /// How long every edit stays readable as history (`7d`, `12h`, `30m`; `0` keeps
+    /// none): old versions can be listed, read and restored within it.
+    #[arg(long, env = "COEDIT_HISTORY_RETENTION", default_value = "7d", value_parser = parse_retention, help_heading = STORE)]
+    pub history_retention: std::time::Duration,
+
     /// Seconds a room with no connections stays in memory before it is unloaded.
     #[arg(long, env = "COEDIT_IDLE_UNLOAD_SECS", default_value_t = Config::DEFAULT_IDLE_UNLOAD.as_secs(), help_heading = STORE)]
     pub idle_unload_secs: u64,
@@ -170,6 +175,7 @@ impl ServeArgs {
         config.commit_interval = Duration::from_millis(self.commit_interval_ms);
         config.idle_unload = Duration::from_secs(self.idle_unload_secs);
         config.compact_every = self.compact_every.max(1);
+        config.history_retention = self.history_retention;
         config.outbound_queue = self.outbound_queue.max(1);
         config.max_message_bytes = self.max_message_bytes;
         config.admin_token = self.admin_token.clone().filter(|token| !token.is_empty());
@@ -228,4 +234,12 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     let _ = interrupt.await;
     tracing::info!("shutting down");
     shutdown.cancel();
+}
+
+/// `--history-retention`: a duration, or `0` / `off` for none.
+fn parse_retention(raw: &str) -> Result<std::time::Duration, String> {
+    match raw.trim() {
+        "0" | "off" | "none" => Ok(std::time::Duration::ZERO),
+        other => humantime::parse_duration(other).map_err(|error| error.to_string()),
+    }
 }

@@ -5,8 +5,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ApiInfo, ErrorBody, Event, Health, Metrics, PersistResponse, RoomInfo, RoomUser,
-    SimulateAddResponse, SimulateRemoveResponse,
+    ApiInfo, DeleteRoomResponse, ErrorBody, Event, Health, HistoryResponse, ImportResponse,
+    Metrics, PersistResponse, RestoreResponse, RoomInfo, RoomUser, SimulateAddResponse,
+    SimulateRemoveResponse,
 };
 
 /// What went wrong talking to the server; the CLI maps each to an exit code.
@@ -68,10 +69,28 @@ impl RestClient {
         method: reqwest::Method,
         path: &str,
     ) -> Result<Answer<T>, ClientError> {
+        let (url, body) = self.request(method, path, None).await?;
+        parse(url, &body)
+    }
+
+    /// Sends a request (with `body`, if any) and returns the URL and the body of a
+    /// successful answer; an error status becomes `ClientError::Status` with the
+    /// server's reason.
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(String, bytes::Bytes), ClientError> {
         let url = format!("{}/api{}", self.base, path);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body);
         }
         let response = request
             .send()
@@ -107,16 +126,7 @@ impl RestClient {
                 message,
             });
         }
-        let raw: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|error| ClientError::Protocol {
-                url: url.clone(),
-                reason: error.to_string(),
-            })?;
-        let value = serde_json::from_value(raw.clone()).map_err(|error| ClientError::Protocol {
-            url,
-            reason: error.to_string(),
-        })?;
-        Ok(Answer { value, raw })
+        Ok((url, body))
     }
 
     pub async fn info(&self) -> Result<Answer<ApiInfo>, ClientError> {
@@ -152,6 +162,73 @@ impl RestClient {
         self.call(
             reqwest::Method::GET,
             &format!("/rooms/{}/users", encode(room_id)),
+        )
+        .await
+    }
+
+    pub async fn delete_room(
+        &self,
+        room_id: &str,
+    ) -> Result<Answer<DeleteRoomResponse>, ClientError> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/rooms/{}", encode(room_id)),
+        )
+        .await
+    }
+
+    /// The room's document in `format` (`yjs`, `text` or `json`), as the server sent
+    /// it; `version` is a query naming an old one (`seq=N` or `at=TIME`), if any.
+    pub async fn document(
+        &self,
+        room_id: &str,
+        format: &str,
+        version: Option<&str>,
+    ) -> Result<bytes::Bytes, ClientError> {
+        let mut path = format!("/rooms/{}/document?format={format}", encode(room_id));
+        if let Some(version) = version {
+            path.push('&');
+            path.push_str(version);
+        }
+        let (_, body) = self.request(reqwest::Method::GET, &path, None).await?;
+        Ok(body)
+    }
+
+    /// Merges `body` (a Yjs update, or text with `format` `text`) into the room.
+    pub async fn import(
+        &self,
+        room_id: &str,
+        format: &str,
+        body: Vec<u8>,
+    ) -> Result<Answer<ImportResponse>, ClientError> {
+        let path = format!("/rooms/{}/import?format={format}", encode(room_id));
+        let (url, answer) = self
+            .request(reqwest::Method::POST, &path, Some(body))
+            .await?;
+        parse(url, &answer)
+    }
+
+    pub async fn history(
+        &self,
+        room_id: &str,
+        limit: u32,
+    ) -> Result<Answer<HistoryResponse>, ClientError> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/rooms/{}/history?limit={limit}", encode(room_id)),
+        )
+        .await
+    }
+
+    /// Restores the version `version` names (`seq=N` or `at=TIME`).
+    pub async fn restore(
+        &self,
+        room_id: &str,
+        version: &str,
+    ) -> Result<Answer<RestoreResponse>, ClientError> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/rooms/{}/restore?{version}", encode(room_id)),
         )
         .await
     }
@@ -196,8 +273,22 @@ impl RestClient {
     }
 }
 
-/// Percent-encodes a path segment.
-fn encode(segment: &str) -> String {
+/// A JSON answer, kept as received and parsed.
+fn parse<T: DeserializeOwned>(url: String, body: &[u8]) -> Result<Answer<T>, ClientError> {
+    let raw: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| ClientError::Protocol {
+            url: url.clone(),
+            reason: error.to_string(),
+        })?;
+    let value = serde_json::from_value(raw.clone()).map_err(|error| ClientError::Protocol {
+        url,
+        reason: error.to_string(),
+    })?;
+    Ok(Answer { value, raw })
+}
+
+/// Percent-encodes a path segment (or a query value).
+pub fn encode(segment: &str) -> String {
     let mut encoded = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -56,6 +56,9 @@ pub struct Config {
     pub commit_interval: Duration,
     /// Log entries after which a room's log is compacted into its snapshot.
     pub compact_every: u64,
+    /// How long the log and snapshots are kept as readable history; zero keeps
+    /// only what rebuilding the room needs.
+    pub history_retention: Duration,
     /// A room with no connections is unloaded from memory after this long.
     pub idle_unload: Duration,
     /// WebSocket ping interval; a peer silent for three intervals is dropped.
@@ -90,6 +93,9 @@ impl Config {
     pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;
     pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(10);
     pub const DEFAULT_COMPACT_EVERY: u64 = 500;
+    /// A week: long enough to notice on Monday what went wrong on Friday, short
+    /// enough that a busy room's history stays a small multiple of its document.
+    pub const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
     pub const DEFAULT_IDLE_UNLOAD: Duration = Duration::from_secs(300);
     pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
     /// 8 MiB: far above any text document's update, far below what hurts memory.
@@ -113,6 +119,7 @@ impl Config {
             durability: DurabilityLevel::WriteAhead,
             commit_interval: Self::DEFAULT_COMMIT_INTERVAL,
             compact_every: Self::DEFAULT_COMPACT_EVERY,
+            history_retention: Self::DEFAULT_HISTORY_RETENTION,
             idle_unload: Self::DEFAULT_IDLE_UNLOAD,
             ping_interval: Self::DEFAULT_PING_INTERVAL,
             max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,

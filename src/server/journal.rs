@@ -366,9 +366,11 @@ impl Writer {
             return;
         }
         let before = batch.len();
-        batch.retain(
-            |item| !matches!(item, Item::Write { op, .. } if refused.contains_key(op.room_id())),
-        );
+        // A delete still goes: it is how a refused room's data is let go of.
+        batch.retain(|item| {
+            !matches!(item, Item::Write { op, .. }
+                if refused.contains_key(op.room_id()) && !matches!(op, WriteOp::Delete(_)))
+        });
         self.shared
             .backlog
             .fetch_sub((before - batch.len()) as u64, Ordering::Relaxed);
@@ -403,6 +405,12 @@ impl Writer {
             match item {
                 Item::Write { op, watcher } => {
                     self.shared.backlog.fetch_sub(1, Ordering::Relaxed);
+                    if let WriteOp::Delete(deletion) = &op {
+                        // Gone from the store: a room of that name starts afresh.
+                        if let Ok(mut refused) = self.shared.refused.lock() {
+                            refused.remove(&deletion.room_id);
+                        }
+                    }
                     let key = Arc::as_ptr(&watcher) as *const ();
                     match index.get(&key) {
                         Some(&at) => written[at].1 = written[at].1.max(op.seq()),
@@ -462,6 +470,8 @@ mod tests {
             room_id: room.into(),
             seq,
             data: Bytes::from(vec![seq as u8]),
+            at_ms: 0,
+            author: None,
         })
     }
 

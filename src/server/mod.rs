@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod content;
 pub mod dashboard;
 pub mod document;
 pub mod history;

@@ -1,19 +1,21 @@
 //! Room id → room. Loads a room from the store on first use (once, however many
-//! clients arrive together), and unloads rooms nobody has used for a while.
+//! clients arrive together), unloads rooms nobody has used for a while, and deletes
+//! rooms: a deleted room is loaded again only once its delete is in the store.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 
 use super::config::Config;
 use super::document::DocumentError;
-use super::journal::Journal;
+use super::journal::{Journal, WriteWatcher};
 use super::metrics::Metrics;
 use super::room::durable::{read_stored, Stored};
 use super::room::{Room, RoomSettings};
-use super::store::{Store, StoreError};
+use super::store::{RoomDeletion, Store, StoreError, WriteOp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -35,6 +37,10 @@ struct Inner {
     /// `std::sync::Mutex`: held only to find or insert a slot, never while loading;
     /// the slot's `OnceCell` makes concurrent first joins share one load.
     rooms: Mutex<HashMap<String, Slot>>,
+    /// Rooms whose delete is not in the store yet, each with a token cancelled once
+    /// it is: loading one waits, or it would be rebuilt from what is being deleted.
+    /// `std::sync::Mutex`, like `rooms`.
+    deleting: Mutex<HashMap<String, CancellationToken>>,
     store: Arc<dyn Store>,
     journal: Journal,
     metrics: Metrics,
@@ -46,6 +52,7 @@ impl Registry {
         Self {
             inner: Arc::new(Inner {
                 rooms: Mutex::new(HashMap::new()),
+                deleting: Mutex::new(HashMap::new()),
                 store,
                 journal,
                 metrics,
@@ -54,6 +61,7 @@ impl Registry {
                     reconnect_window: config.reconnect_window,
                     max_document_bytes: config.max_document_bytes,
                     write_ahead: config.durability.write_ahead(),
+                    history_retention: config.history_retention,
                 },
             }),
         }
@@ -137,7 +145,78 @@ impl Registry {
         })
     }
 
+    fn deleting(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.inner
+            .deleting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Deletes a room: closes its connections, takes it out of memory and has the
+    /// journal remove everything stored for it, after the room's own writes.
+    /// Returns `None` when the server knows nothing of the room. Waits up to
+    /// `wait` for the store; `written` says whether it had the delete by then (if
+    /// not, it is written once the store is back, and the room stays unloadable
+    /// until it is).
+    pub async fn delete(
+        &self,
+        room_id: &str,
+        wait: Duration,
+    ) -> Result<Option<Deleted>, LoadError> {
+        if self.loaded(room_id).is_none() && self.stored(room_id).await?.is_nothing() {
+            return Ok(None);
+        }
+        // Loading first also waits for a load already under way, which would
+        // otherwise finish after the delete with a room built from deleted data.
+        let room = match self.get_or_load(room_id).await {
+            Ok(room) => Some(room),
+            // An unreadable document can still be deleted.
+            Err(LoadError::Document { .. }) => None,
+            Err(error) => return Err(error),
+        };
+        let done = CancellationToken::new();
+        {
+            let mut rooms = self.rooms();
+            self.deleting().insert(room_id.to_owned(), done.clone());
+            rooms.remove(room_id);
+        }
+        let closed_connections = match &room {
+            Some(room) => room.delete(),
+            None => {
+                self.inner.journal.submit(
+                    WriteOp::Delete(RoomDeletion {
+                        room_id: room_id.to_owned(),
+                        seq: 0,
+                    }),
+                    Arc::new(Unwatched),
+                );
+                0
+            }
+        };
+        let registry = self.clone();
+        let finished = done.clone();
+        let id = room_id.to_owned();
+        tokio::spawn(async move {
+            registry.inner.journal.flush().await;
+            let mut deleting = registry.deleting();
+            if deleting.get(&id).is_some_and(|token| *token == finished) {
+                deleting.remove(&id);
+            }
+            finished.cancel();
+        });
+        let written = tokio::time::timeout(wait, done.cancelled()).await.is_ok();
+        tracing::info!(room = room_id, closed_connections, written, "room deleted");
+        Ok(Some(Deleted {
+            closed_connections,
+            written,
+        }))
+    }
+
     async fn load(&self, room_id: &str) -> Result<Room, LoadError> {
+        let pending = self.deleting().get(room_id).cloned();
+        if let Some(deleted) = pending {
+            deleted.cancelled().await;
+        }
         let stored = self.stored(room_id).await?;
         let room = Room::new(
             room_id.to_owned(),
@@ -153,4 +232,20 @@ impl Registry {
         tracing::debug!(room = room_id, "room loaded");
         Ok(room)
     }
+}
+
+/// What `Registry::delete` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub closed_connections: usize,
+    /// The store has the delete (otherwise it is queued until the store is back).
+    pub written: bool,
+}
+
+/// The watcher of a delete no room in memory is waiting for.
+struct Unwatched;
+
+impl WriteWatcher for Unwatched {
+    fn written(&self, _seq: u64) {}
+    fn refused(&self, _reason: &str) {}
 }

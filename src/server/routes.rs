@@ -1,6 +1,7 @@
 //! Router assembly: every path under `/api`, the dashboard at `/`, CORS and request
 //! tracing. No logic.
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
@@ -24,12 +25,23 @@ pub fn router(app: AppState) -> Router {
     let admin = Router::new()
         .route("/metrics/events", get(rest::events))
         .route("/rooms", get(rest::list_rooms))
-        .route("/rooms/{room_id}", get(rest::get_room))
+        .route(
+            "/rooms/{room_id}",
+            get(rest::get_room).delete(rest::delete_room),
+        )
         .route("/rooms/{room_id}/users", get(rest::room_users))
         .route("/rooms/{room_id}/text", get(rest::room_text))
         .route("/rooms/{room_id}/stream", get(rest::room_stream))
         .route("/rooms/{room_id}/persist", post(rest::persist))
         .route("/rooms/{room_id}/load", get(rest::load))
+        .route("/rooms/{room_id}/document", get(rest::documents::document))
+        .route("/rooms/{room_id}/history", get(rest::history::history))
+        .route("/rooms/{room_id}/restore", post(rest::history::restore))
+        .route(
+            "/rooms/{room_id}/import",
+            post(rest::documents::import)
+                .layer(DefaultBodyLimit::max(app.config.max_message_bytes)),
+        )
         .route(
             "/simulate/users/{room_id}",
             post(rest::simulate_add).delete(rest::simulate_remove),

@@ -781,3 +781,123 @@ async fn global_options_work_before_and_after_the_subcommand() {
     assert!(run.stderr.contains("timed out"), "{run:#?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn rooms_delete_asks_first_and_scripts_say_yes() {
+    let server = TestServer::start().await;
+    let mut alice = server.join("old", "alice", "Alice").await;
+    alice.type_text(0, "to be removed").await;
+
+    // Input that is not a terminal is never a yes.
+    let refused = coedit_at(&server, &["rooms", "delete", "old"])
+        .await
+        .expect_code(2);
+    assert!(refused.stderr.contains("--yes"), "{refused:#?}");
+    let (_, info) = server.get("/rooms/old").await;
+    assert_eq!(info["exists"], true, "refusing must not delete: {info}");
+
+    let deleted = coedit_at(&server, &["rooms", "delete", "old", "--yes", "--json"])
+        .await
+        .expect_code(0);
+    assert_eq!(deleted.json()["closed_connections"], 1);
+    let (_, info) = server.get("/rooms/old").await;
+    assert_eq!(info["exists"], false, "{info}");
+
+    let missing = coedit_at(&server, &["rooms", "delete", "old", "--yes"])
+        .await
+        .expect_code(1);
+    assert!(missing.stderr.contains("does not exist"), "{missing:#?}");
+}
+
+#[tokio::test]
+async fn export_to_a_file_and_import_it_into_another_room() {
+    let server = TestServer::start().await;
+    let mut alice = server.join("original", "alice", "Alice").await;
+    alice.type_text(0, "worth keeping").await;
+    let dir = std::env::temp_dir().join(format!("coedit-export-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("original.yjs");
+    let file_arg = file.display().to_string();
+
+    coedit_at(&server, &["export", "original", "-o", &file_arg])
+        .await
+        .expect_code(0);
+    let text = coedit_at(&server, &["export", "original", "--format", "text"])
+        .await
+        .expect_code(0);
+    assert_eq!(text.stdout, "worth keeping");
+
+    let imported = coedit_at(&server, &["import", "copy", &file_arg, "--json"])
+        .await
+        .expect_code(0);
+    assert_eq!(imported.json()["changed"], true, "{imported:#?}");
+    let copy = coedit_at(&server, &["export", "copy", "--format", "json"])
+        .await
+        .expect_code(0);
+    assert_eq!(copy.json(), serde_json::json!({"content": "worth keeping"}));
+    let exported_again = dir.join("copy.yjs");
+    coedit_at(
+        &server,
+        &[
+            "export",
+            "copy",
+            "-o",
+            &exported_again.display().to_string(),
+        ],
+    )
+    .await
+    .expect_code(0);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        std::fs::read(&exported_again).unwrap()
+    );
+
+    let missing = coedit_at(&server, &["export", "nobody-here", "--format", "text"])
+        .await
+        .expect_code(1);
+    assert!(missing.stderr.contains("does not exist"), "{missing:#?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn history_show_and_restore_from_the_terminal() {
+    let server = TestServer::start().await;
+    let mut alice = server.join("story", "alice", "Alice").await;
+    alice.type_text(0, "first").await;
+    alice.type_text(5, " second").await;
+    let typed =
+        eventually(async || coedit_at(&server, &["show", "story"]).await.stdout == "first second")
+            .await;
+    assert!(typed);
+
+    let history = coedit_at(&server, &["history", "story", "--json"])
+        .await
+        .expect_code(0);
+    let versions = history.json()["versions"].clone();
+    assert_eq!(versions[0]["authors"], serde_json::json!(["Alice"]));
+    let table = coedit_at(&server, &["history", "story"])
+        .await
+        .expect_code(0);
+    let last = versions[0]["seq"].as_u64().unwrap().to_string();
+    assert!(
+        table.row(&last).iter().any(|cell| cell == "Alice"),
+        "{table:#?}"
+    );
+
+    let first = coedit_at(&server, &["show", "story", "--seq", "1"])
+        .await
+        .expect_code(0);
+    assert_eq!(first.stdout, "first");
+    let restored = coedit_at(&server, &["restore", "story", "--seq", "1"])
+        .await
+        .expect_code(0);
+    assert!(restored.stdout.contains("version 1"), "{restored:#?}");
+    assert_eq!(coedit_at(&server, &["show", "story"]).await.stdout, "first");
+    coedit_at(&server, &["restore", "story"])
+        .await
+        .expect_code(2);
+    let too_old = coedit_at(&server, &["show", "story", "--at", "2000-01-01T00:00:00Z"])
+        .await
+        .expect_code(1);
+    assert!(too_old.stderr.contains("starts after"), "{too_old:#?}");
+}

@@ -118,6 +118,7 @@ async fn y_protocol_frames_cannot_break_a_room() {
         reconnect_window: Duration::from_secs(60),
         max_document_bytes: 1 << 20,
         write_ahead: true,
+        history_retention: Duration::from_secs(3600),
     };
     let room = Room::new(
         "fuzz".into(),

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod connection;
 mod dashboard;
+mod documents;
 mod durability;
 mod fuzz;
 mod hardening;

@@ -167,6 +167,19 @@ async fn persist_then_load_restores_exactly_the_checkpoint() {
     assert!(size > 0 && size % 2 == 0, "size is the hex length: {size}");
 
     alice.type_text(5, " and then more").await;
+    // The restore is a change like any other: an edit still on its way would be
+    // concurrent with it and kept, so wait until the room has this one.
+    let arrived = eventually(async || {
+        let text = reqwest::get(server.http("/rooms/checkpoint/document?format=text"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text == "saved and then more"
+    })
+    .await;
+    assert!(arrived);
     let (status, loaded) = server.send(Method::GET, "/rooms/checkpoint/load").await;
     assert_eq!(status, 200);
     assert_eq!(loaded, json!({"success": true, "size": size}));

@@ -230,3 +230,61 @@ async fn malformed_frames_close_the_connection_and_leave_the_room_intact() {
     let reader = YClient::synced(&server, "broken").await;
     assert_eq!(reader.content(), "intact");
 }
+
+#[tokio::test]
+async fn a_restored_checkpoint_reaches_both_protocols_as_a_new_change() {
+    let server = TestServer::start().await;
+    let mut page = server.join("restore", "page", "Page").await;
+    let mut provider = YClient::synced(&server, "restore").await;
+    page.type_text(0, "the good version").await;
+    while provider.content() != "the good version" {
+        provider.recv_update().await;
+    }
+    let (_, persisted) = server
+        .send(reqwest::Method::POST, "/rooms/restore/persist")
+        .await;
+    assert_eq!(persisted["success"], true);
+
+    // Someone wipes the page and writes something else.
+    page.delete_text(0, 16).await;
+    page.type_text(0, "wiped").await;
+    while provider.content() != "wiped" {
+        provider.recv_update().await;
+    }
+
+    let (_, loaded) = server.get("/rooms/restore/load").await;
+    assert_eq!(loaded["success"], true, "{loaded}");
+    // Both see the checkpoint at once, as an edit by the server.
+    let update = loop {
+        let message = page.recv().await;
+        if matches!(message, ServerMessage::Update { .. }) {
+            break message;
+        }
+    };
+    assert!(
+        matches!(&update, ServerMessage::Update { from, .. } if from == "server"),
+        "{update:?}"
+    );
+    page.apply_if_document(&update);
+    assert_eq!(page.content(), "the good version");
+    provider.recv_update().await;
+    assert_eq!(provider.content(), "the good version");
+
+    // They keep editing; what they had before the restore does not come back
+    // (the page sends its whole state with every keystroke).
+    page.type_text(16, "!").await;
+    provider.recv_update().await;
+    assert_eq!(provider.content(), "the good version!");
+    provider.type_text(0, ">").await;
+    let mut seen = page.content();
+    while seen != ">the good version!" {
+        let message = page.recv().await;
+        page.apply_if_document(&message);
+        seen = page.content();
+    }
+    let (_late, greeting) = server.connect("restore", "late").await;
+    let ServerMessage::Sync { data } = &greeting[0] else {
+        panic!("expected sync: {greeting:?}");
+    };
+    assert_eq!(text_of_hex_state(data), ">the good version!");
+}

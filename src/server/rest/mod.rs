@@ -2,6 +2,8 @@
 //! error type every handler answers failures with. Health and metrics are in
 //! `metrics`.
 
+pub mod documents;
+pub mod history;
 mod metrics;
 mod watch;
 
@@ -19,12 +21,14 @@ use crate::server::document::DocumentError;
 use super::registry::LoadError;
 use super::AppState;
 use crate::api::{
-    ApiInfo, ErrorBody, PersistResponse, RoomInfo, RoomUser, SimulateAddResponse,
-    SimulateRemoveResponse,
+    ApiInfo, DeleteRoomResponse, ErrorBody, PersistResponse, RoomInfo, RoomUser,
+    SimulateAddResponse, SimulateRemoveResponse,
 };
 
 /// Longest room id accepted, in bytes.
 pub const MAX_ROOM_ID_BYTES: usize = 128;
+/// How long `DELETE /api/rooms/{id}` waits for the store to have the delete.
+pub const DELETE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Default `count` for the simulate endpoint (the original's).
 pub const DEFAULT_SIMULATE_COUNT: u32 = 10;
 
@@ -42,6 +46,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl IntoResponse for ApiError {
@@ -52,6 +58,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         };
         let body = ErrorBody {
             success: false,
@@ -231,6 +238,7 @@ pub async fn load(
         }
     };
     let room = app.registry.get_or_load(&room_id).await?;
+    // A new change that every client receives, not a rewind (see `Room::restore`).
     if let Err(error) = room.restore(&checkpoint) {
         return Ok(failure(match error {
             DocumentError::Unstorable(_) => error.to_string(),
@@ -247,6 +255,39 @@ pub async fn load(
         success: true,
         size: Some(checkpoint.len() as u64 * 2),
         error: None,
+    }))
+}
+
+/// Deletes a room: its connections are closed (code 4404, "room deleted"), it
+/// leaves memory, and everything stored for it is removed. 404 for a room the
+/// server knows nothing of; 503 when the store did not confirm in time (the delete
+/// stays queued, and the room cannot be opened until it is written).
+pub async fn delete_room(
+    State(app): State<AppState>,
+    Path(room_id): Path<String>,
+) -> Result<Json<DeleteRoomResponse>, ApiError> {
+    validate_room_id(&room_id)?;
+    let Some(deleted) = app.registry.delete(&room_id, DELETE_WAIT).await? else {
+        return Err(ApiError::NotFound(format!(
+            "room {room_id} does not exist: nobody is in it and nothing is stored for it"
+        )));
+    };
+    app.metrics.add_event(
+        "delete",
+        &room_id,
+        "",
+        format!("Deleted; closed {} connections", deleted.closed_connections),
+    );
+    if !deleted.written {
+        return Err(ApiError::Unavailable(format!(
+            "room {room_id} is closed, but the store has not confirmed the delete yet: it \
+             is written once the store is back, and the room cannot be opened until then"
+        )));
+    }
+    Ok(Json(DeleteRoomResponse {
+        success: true,
+        room_id,
+        closed_connections: deleted.closed_connections as u64,
     }))
 }
 

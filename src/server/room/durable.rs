@@ -15,6 +15,9 @@
 //! - A hold queue that outgrows `HELD_LIMIT` (a long store stall) is dropped; once
 //!   the store has caught up, every client is sent the room afresh (the full state
 //!   and who is here) instead of a replay that would overflow its outbound queue.
+//! - Every log entry carries its time and author, and every compaction says from
+//!   when the store keeps history (`--history-retention`), so the store alone
+//!   decides what of the log to keep; a deleted room writes nothing after its delete.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,13 +25,32 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::fanout::{broadcast, push, ConnectionId, Member, Outbound, PerProtocol, Protocol};
-use super::{lock_state, Room, RoomInner, RoomState};
+use super::fanout::{
+    broadcast, push, CloseReason, ConnectionId, Member, Outbound, PerProtocol, Protocol,
+};
+use super::{
+    lock_state, Origin, Room, RoomInner, RoomState, UpdateBytes, UpdateFormat, UpdateOutcome,
+};
 use crate::api::ServerMessage;
+use crate::server::content::{restore_update, Restoration};
 use crate::server::document::DocumentError;
 use crate::server::journal::WriteWatcher;
 use crate::server::metrics::Metrics;
-use crate::server::store::{DurableState, LoggedUpdate, Snapshot, Store, StoreError, WriteOp};
+use crate::server::store::{
+    DurableState, LoggedUpdate, RoomDeletion, Snapshot, Store, StoreError, WriteOp,
+};
+
+/// The sender named in the `update` JSON clients get for a change the server made
+/// itself (a restore, an import over REST).
+pub const SERVER_ORIGIN: &str = "server";
+
+/// How the connections of a deleted room are closed. An application-defined code
+/// (4000–4999), so a client can tell "this room is gone" from a server restart and
+/// stop reconnecting (or start afresh) instead of writing its copy back.
+pub const ROOM_DELETED: CloseReason = CloseReason {
+    code: 4404,
+    reason: "room deleted",
+};
 
 /// What the store holds for a room, read when the room opens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +124,8 @@ pub(super) struct Durability {
     resync: bool,
     /// Why the store refuses this room, once it has.
     refused: Option<String>,
+    /// The room was deleted: it takes no more edits and writes nothing more.
+    deleted: bool,
 }
 
 /// What the store's progress lets a room send.
@@ -130,6 +154,7 @@ impl Durability {
             held: VecDeque::new(),
             resync: false,
             refused: None,
+            deleted: false,
         }
     }
 
@@ -175,6 +200,17 @@ impl Durability {
         let shown =
             !self.write_ahead || self.refused.is_some() || self.written_seq >= self.visible_seq;
         shown.then_some(self.visible_seq)
+    }
+
+    /// Why the room takes no edits, if it does not.
+    pub(super) fn check_writable(&self) -> Result<(), DocumentError> {
+        if self.deleted {
+            return Err(DocumentError::Unapplicable("the room was deleted".into()));
+        }
+        match &self.refused {
+            Some(reason) => Err(DocumentError::Unstorable(reason.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The store has everything up to `seq`: what may go now.
@@ -373,21 +409,72 @@ impl Room {
         (!state.document.is_empty()).then(|| state.document.encoded_state())
     }
 
-    /// Restores a checkpoint: the live document becomes exactly `checkpoint`, and the
-    /// durable state is replaced with it too (not merged).
-    pub fn restore(&self, checkpoint: &[u8]) -> Result<(), DocumentError> {
+    /// The whole document, encoded as one Yjs update (empty document included).
+    pub fn state(&self) -> Bytes {
+        self.lock().document.encoded_state()
+    }
+
+    /// Makes the live document equal to `target` (a checkpoint or an old version)
+    /// by applying a new change: every root's current content is deleted and the
+    /// target's inserted, and that update goes to every client and into the log
+    /// like any edit. Clients show the restored document at once, and nothing they
+    /// had merges back (it is deleted, not forgotten). Edits made while the restore
+    /// is computed are concurrent with it and kept, as any concurrent edit is.
+    pub fn restore(&self, target: &[u8]) -> Result<Restoration, DocumentError> {
+        let live = {
+            let mut state = self.lock();
+            state.durability.check_writable()?;
+            state.document.encoded_state()
+        };
+        let restoration = restore_update(&live, target)
+            .map_err(|error| DocumentError::Undecodable(error.to_string()))?;
+        self.apply_update(
+            Origin {
+                client_id: SERVER_ORIGIN,
+                format: UpdateFormat::YjsSync,
+            },
+            UpdateBytes::Raw(&restoration.update),
+        )?;
+        Ok(restoration)
+    }
+
+    /// Merges an update that came over REST (an import), as a client's would be.
+    pub fn import(&self, update: &[u8]) -> Result<UpdateOutcome, DocumentError> {
+        self.apply_update(
+            Origin {
+                client_id: SERVER_ORIGIN,
+                format: UpdateFormat::YjsSync,
+            },
+            UpdateBytes::Raw(update),
+        )
+    }
+
+    /// Deletes the room: it takes no more edits, its connections are closed with
+    /// `ROOM_DELETED`, and the journal is handed the delete of everything stored
+    /// for it, after every write the room made. The caller takes it out of the
+    /// registry. Returns how many connections were closed.
+    pub fn delete(&self) -> usize {
         let mut state = self.lock();
-        if let Some(reason) = state.durability.refused() {
-            return Err(DocumentError::Unstorable(reason.to_owned()));
+        state.closed = true;
+        if state.durability.deleted {
+            return 0;
         }
-        state.document.replace(checkpoint)?;
-        state.sync_message = None;
-        // The restored document is a new base: written as a snapshot, and what
-        // clients are sent from now on waits for it.
-        self.compact(&mut state);
-        state.durability.visible_seq = state.durability.last_seq;
-        state.durability.needs_base = false;
-        Ok(())
+        state.durability.deleted = true;
+        // Nobody is left to receive what was waiting for the store.
+        state.durability.held.clear();
+        for member in state.members.values() {
+            member.kick.kick(ROOM_DELETED);
+        }
+        state.durability.last_seq += 1;
+        let seq = state.durability.last_seq;
+        self.inner.journal.submit(
+            WriteOp::Delete(RoomDeletion {
+                room_id: self.inner.id.clone(),
+                seq,
+            }),
+            self.watcher(),
+        );
+        state.members.len()
     }
 
     /// True when the room can leave memory: nobody connected or simulated, empty for
@@ -412,7 +499,7 @@ impl Room {
 
     /// Hands an accepted update to the journal: as a log entry, or as the room's
     /// first snapshot when the store holds no base for it yet. Compacts when due.
-    pub(super) fn log_update(&self, state: &mut RoomState, delta: Bytes) {
+    pub(super) fn log_update(&self, state: &mut RoomState, delta: Bytes, author: String) {
         if state.durability.needs_base {
             state.durability.needs_base = false;
             self.compact(state);
@@ -427,6 +514,8 @@ impl Room {
                 room_id: self.inner.id.clone(),
                 seq,
                 data: delta,
+                at_ms: now_ms(),
+                author: Some(author),
             }),
             self.watcher(),
         );
@@ -438,6 +527,10 @@ impl Room {
 
     /// Queues a snapshot of the whole document covering every sequence number so far.
     pub(super) fn compact(&self, state: &mut RoomState) {
+        let now = now_ms();
+        let retention = self.inner.settings.history_retention;
+        let keep_since = (!retention.is_zero())
+            .then(|| now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)));
         state.durability.last_seq += 1;
         state.durability.compacted_seq = state.durability.last_seq;
         self.inner.journal.submit(
@@ -445,6 +538,8 @@ impl Room {
                 room_id: self.inner.id.clone(),
                 through_seq: state.durability.last_seq,
                 data: state.document.encoded_state(),
+                at_ms: now,
+                keep_history_since_ms: keep_since,
             }),
             self.watcher(),
         );
@@ -453,6 +548,11 @@ impl Room {
     fn watcher(&self) -> Arc<dyn WriteWatcher> {
         self.inner.clone()
     }
+}
+
+/// Milliseconds since the Unix epoch: the time history entries are stamped with.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// Log entries after which `room_id` is compacted: `every` plus up to half of it

@@ -82,6 +82,8 @@ pub struct RoomSettings {
     pub max_document_bytes: usize,
     /// Hold what clients would see until the store has it (write-ahead relay).
     pub write_ahead: bool,
+    /// How long the store keeps the room's history; zero keeps none.
+    pub history_retention: Duration,
 }
 
 /// Colours given to users who did not choose one.
@@ -361,9 +363,7 @@ impl Room {
         update: UpdateBytes<'_>,
     ) -> Result<UpdateOutcome, DocumentError> {
         let mut state = self.lock();
-        if let Some(reason) = state.durability.refused() {
-            return Err(DocumentError::Unstorable(reason.to_owned()));
-        }
+        state.durability.check_writable()?;
         let applied = match update {
             UpdateBytes::Hex(hex_update) => state.document.apply_hex_update(hex_update),
             UpdateBytes::Raw(raw) => state.document.apply_update(raw),
@@ -386,7 +386,15 @@ impl Room {
             }
         };
         state.sync_message = None;
-        self.log_update(&mut state, delta.clone());
+        let author = state
+            .presence
+            .get(origin.client_id)
+            .filter(|presence| presence.joined)
+            .map_or_else(
+                || origin.client_id.to_owned(),
+                |presence| presence.user.name.clone(),
+            );
+        self.log_update(&mut state, delta.clone(), author);
         let json = || {
             Some(match origin.format {
                 UpdateFormat::RawBinary => Outbound::Binary(delta.clone()),

@@ -6,13 +6,15 @@
 
 use bytes::Bytes;
 
-use super::{DurableState, LoggedUpdate, Snapshot, Store, WriteOp};
+use super::{DurableState, LoggedUpdate, RoomDeletion, Snapshot, Store, VersionData, WriteOp};
 
 fn append(room_id: &str, seq: u64, data: &'static [u8]) -> WriteOp {
     WriteOp::Append(LoggedUpdate {
         room_id: room_id.into(),
         seq,
         data: Bytes::from_static(data),
+        at_ms: seq as i64 * 1000,
+        author: Some(format!("user-{}", seq % 2)),
     })
 }
 
@@ -66,6 +68,8 @@ pub async fn run_all(store: &dyn Store, prefix: &str) -> Result<(), String> {
                 room_id: log_room.clone(),
                 through_seq: 2,
                 data: Bytes::from_static(b"one+two"),
+                at_ms: 0,
+                keep_history_since_ms: None,
             }),
             append(&log_room, 4, b"four"),
         ])
@@ -88,6 +92,8 @@ pub async fn run_all(store: &dyn Store, prefix: &str) -> Result<(), String> {
             room_id: log_room.clone(),
             through_seq: 4,
             data: Bytes::from_static(b"all"),
+            at_ms: 0,
+            keep_history_since_ms: None,
         })])
         .await
         .map_err(failed)?;
@@ -145,6 +151,221 @@ pub async fn run_all(store: &dyn Store, prefix: &str) -> Result<(), String> {
             .map_err(failed)?
             .is_none(),
         "a checkpoint is not durable state",
+    )?;
+
+    // A delete removes log, snapshot and checkpoint, after the writes before it in
+    // the batch, and leaves other rooms alone; the room then starts again at 1.
+    let deleted_room = room("deleted");
+    store
+        .save_checkpoint(&deleted_room, &[0, 9])
+        .await
+        .map_err(failed)?;
+    store
+        .write(&[
+            append(&deleted_room, 1, b"one"),
+            WriteOp::Compact(Snapshot {
+                room_id: deleted_room.clone(),
+                through_seq: 1,
+                data: Bytes::from_static(b"snap"),
+                at_ms: 0,
+                keep_history_since_ms: Some(0),
+            }),
+            append(&deleted_room, 2, b"two"),
+            WriteOp::Delete(RoomDeletion {
+                room_id: deleted_room.clone(),
+                seq: 3,
+            }),
+        ])
+        .await
+        .map_err(failed)?;
+    check(
+        store
+            .load_durable(&deleted_room)
+            .await
+            .map_err(failed)?
+            .is_none(),
+        "a deleted room has no durable state",
+    )?;
+    check(
+        store
+            .load_checkpoint(&deleted_room)
+            .await
+            .map_err(failed)?
+            .is_none(),
+        "a deleted room has no checkpoint",
+    )?;
+    let survivor = store.load_durable(&log_room).await.map_err(failed)?;
+    check(
+        survivor.is_some_and(|state| state.snapshot.as_deref() == Some(&b"all"[..])),
+        "deleting one room must leave the others",
+    )?;
+    store
+        .write(&[append(&deleted_room, 1, b"again")])
+        .await
+        .map_err(failed)?;
+    let reborn = store.load_durable(&deleted_room).await.map_err(failed)?;
+    check(
+        reborn
+            == Some(DurableState {
+                snapshot: None,
+                updates: vec![Bytes::from_static(b"again")],
+                last_seq: 1,
+            }),
+        &format!("a deleted room starts afresh, got {reborn:?}"),
+    )?;
+    check(
+        store
+            .history(&deleted_room)
+            .await
+            .map_err(failed)?
+            .entries
+            .iter()
+            .map(|entry| entry.seq)
+            .eq([1]),
+        "a deleted room's history is gone too",
+    )?;
+    store.delete_room(&deleted_room).await.map_err(failed)?;
+    store.delete_room(&deleted_room).await.map_err(failed)?;
+    check(
+        store
+            .load_durable(&deleted_room)
+            .await
+            .map_err(failed)?
+            .is_none(),
+        "delete_room removes the room, and deleting twice is harmless",
+    )?;
+    history(store, &room("history")).await
+}
+
+fn compact_at(room_id: &str, seq: u64, data: &'static [u8], since: Option<i64>) -> WriteOp {
+    WriteOp::Compact(Snapshot {
+        room_id: room_id.into(),
+        through_seq: seq,
+        data: Bytes::from_static(data),
+        at_ms: seq as i64 * 1000,
+        keep_history_since_ms: since,
+    })
+}
+
+/// With history kept, compactions leave the log readable as versions until the
+/// retention period drops them; turned off, they drop what they cover again.
+async fn history(store: &dyn Store, room: &str) -> Result<(), String> {
+    let failed = |error: super::StoreError| error.to_string();
+    let seqs = |history: &super::History| -> Vec<u64> {
+        history.entries.iter().map(|entry| entry.seq).collect()
+    };
+    store
+        .write(&[
+            append(room, 1, b"u1"),
+            append(room, 2, b"u2"),
+            append(room, 3, b"u3"),
+            append(room, 4, b"u4"),
+            compact_at(room, 5, b"s5", Some(0)),
+            append(room, 6, b"u6"),
+        ])
+        .await
+        .map_err(failed)?;
+    store
+        .write(&[append(room, 7, b"u77")])
+        .await
+        .map_err(failed)?;
+    let loaded = store.load_durable(room).await.map_err(failed)?;
+    check(
+        loaded
+            == Some(DurableState {
+                snapshot: Some(Bytes::from_static(b"s5")),
+                updates: vec![Bytes::from_static(b"u6"), Bytes::from_static(b"u77")],
+                last_seq: 7,
+            }),
+        &format!("a room with history loads as one without, got {loaded:?}"),
+    )?;
+    let kept = store.history(room).await.map_err(failed)?;
+    check(
+        seqs(&kept) == [1, 2, 3, 4, 5, 6, 7],
+        &format!("every entry is kept, got {kept:?}"),
+    )?;
+    let seventh = &kept.entries[6];
+    check(
+        seventh.at_ms == 7000
+            && seventh.size == 3
+            && seventh.author.as_deref() == Some("user-1")
+            && !seventh.snapshot
+            && kept.entries[4].snapshot,
+        &format!("entries keep time, size, author and kind, got {kept:?}"),
+    )?;
+    check(kept.readable_from() == Some(1), "readable from the start")?;
+    let third = store.read_version(room, 3).await.map_err(failed)?;
+    check(
+        third
+            == Some(VersionData {
+                base: None,
+                updates: vec![
+                    Bytes::from_static(b"u1"),
+                    Bytes::from_static(b"u2"),
+                    Bytes::from_static(b"u3"),
+                ],
+            }),
+        &format!("version 3 is updates 1 to 3, got {third:?}"),
+    )?;
+    let sixth = store.read_version(room, 6).await.map_err(failed)?;
+    check(
+        sixth
+            == Some(VersionData {
+                base: Some(Bytes::from_static(b"s5")),
+                updates: vec![Bytes::from_static(b"u6")],
+            }),
+        &format!("version 6 is the kept snapshot plus update 6, got {sixth:?}"),
+    )?;
+
+    // Retention: what is older than the newest snapshot before the cut-off goes.
+    store
+        .write(&[compact_at(room, 8, b"s8", Some(6000))])
+        .await
+        .map_err(failed)?;
+    // Pruning may happen after the write returns (MongoDB prunes in the
+    // background, off the write path).
+    let mut pruned = store.history(room).await.map_err(failed)?;
+    for _ in 0..50 {
+        if seqs(&pruned) == [5, 6, 7, 8] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        pruned = store.history(room).await.map_err(failed)?;
+    }
+    check(
+        seqs(&pruned) == [5, 6, 7, 8],
+        &format!("entries before the retained base go, got {pruned:?}"),
+    )?;
+    check(
+        store.read_version(room, 3).await.map_err(failed)?.is_none(),
+        "a version older than the history is not there",
+    )?;
+    let seventh = store.read_version(room, 7).await.map_err(failed)?;
+    check(
+        seventh
+            == Some(VersionData {
+                base: Some(Bytes::from_static(b"s5")),
+                updates: vec![Bytes::from_static(b"u6"), Bytes::from_static(b"u77")],
+            }),
+        &format!("version 7 after pruning, got {seventh:?}"),
+    )?;
+
+    // History turned off: a compaction drops what it covers, kept snapshots too.
+    store
+        .write(&[append(room, 9, b"u9"), compact_at(room, 10, b"s10", None)])
+        .await
+        .map_err(failed)?;
+    let mut off = store.history(room).await.map_err(failed)?;
+    for _ in 0..50 {
+        if seqs(&off) == [10] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        off = store.history(room).await.map_err(failed)?;
+    }
+    check(
+        seqs(&off) == [10],
+        &format!("without history only the snapshot is left, got {off:?}"),
     )?;
     Ok(())
 }

@@ -9,12 +9,35 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{DurableState, Store, StoreError, WriteOp};
+use super::{
+    history_floor, DurableState, History, HistoryEntry, Store, StoreError, VersionData, WriteOp,
+};
+
+/// One kept log entry: an update, or (with history) a snapshot kept as a base.
+#[derive(Clone)]
+struct Entry {
+    data: Bytes,
+    at_ms: i64,
+    author: Option<String>,
+    snapshot: bool,
+}
+
+impl Entry {
+    fn meta(&self, seq: u64) -> HistoryEntry {
+        HistoryEntry {
+            seq,
+            at_ms: self.at_ms,
+            size: self.data.len() as u64,
+            author: self.author.clone(),
+            snapshot: self.snapshot,
+        }
+    }
+}
 
 #[derive(Default)]
 struct Rooms {
-    logs: HashMap<String, BTreeMap<u64, Bytes>>,
-    snapshots: HashMap<String, (u64, Bytes)>,
+    logs: HashMap<String, BTreeMap<u64, Entry>>,
+    snapshots: HashMap<String, (u64, i64, Bytes)>,
     checkpoints: HashMap<String, Bytes>,
 }
 
@@ -78,16 +101,46 @@ impl Store for MemoryStore {
                         .logs
                         .entry(update.room_id.clone())
                         .or_default()
-                        .insert(update.seq, update.data.clone());
+                        .insert(
+                            update.seq,
+                            Entry {
+                                data: update.data.clone(),
+                                at_ms: update.at_ms,
+                                author: update.author.clone(),
+                                snapshot: false,
+                            },
+                        );
                 }
                 WriteOp::Compact(snapshot) => {
                     rooms.snapshots.insert(
                         snapshot.room_id.clone(),
-                        (snapshot.through_seq, snapshot.data.clone()),
+                        (snapshot.through_seq, snapshot.at_ms, snapshot.data.clone()),
                     );
-                    if let Some(log) = rooms.logs.get_mut(&snapshot.room_id) {
-                        log.retain(|seq, _| *seq > snapshot.through_seq);
+                    let log = rooms.logs.entry(snapshot.room_id.clone()).or_default();
+                    match snapshot.keep_history_since_ms {
+                        None => log.retain(|seq, _| *seq > snapshot.through_seq),
+                        Some(since) => {
+                            log.insert(
+                                snapshot.through_seq,
+                                Entry {
+                                    data: snapshot.data.clone(),
+                                    at_ms: snapshot.at_ms,
+                                    author: None,
+                                    snapshot: true,
+                                },
+                            );
+                            let entries: Vec<HistoryEntry> =
+                                log.iter().map(|(seq, entry)| entry.meta(*seq)).collect();
+                            if let Some(floor) = history_floor(&entries, since) {
+                                log.retain(|seq, _| *seq >= floor);
+                            }
+                        }
                     }
+                }
+                WriteOp::Delete(deletion) => {
+                    rooms.logs.remove(&deletion.room_id);
+                    rooms.snapshots.remove(&deletion.room_id);
+                    rooms.checkpoints.remove(&deletion.room_id);
                 }
             }
         }
@@ -97,13 +150,13 @@ impl Store for MemoryStore {
     async fn load_durable(&self, room_id: &str) -> Result<Option<DurableState>, StoreError> {
         let rooms = self.rooms()?;
         let snapshot = rooms.snapshots.get(room_id).cloned();
-        let snapshot_seq = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+        let snapshot_seq = snapshot.as_ref().map_or(0, |(seq, _, _)| *seq);
         let log: Vec<(u64, Bytes)> = rooms
             .logs
             .get(room_id)
             .map(|log| {
                 log.range(snapshot_seq + 1..)
-                    .map(|(seq, data)| (*seq, data.clone()))
+                    .map(|(seq, entry)| (*seq, entry.data.clone()))
                     .collect()
             })
             .unwrap_or_default();
@@ -112,7 +165,7 @@ impl Store for MemoryStore {
         }
         let last_seq = log.last().map_or(snapshot_seq, |(seq, _)| *seq);
         Ok(Some(DurableState {
-            snapshot: snapshot.map(|(_, data)| data),
+            snapshot: snapshot.map(|(_, _, data)| data),
             updates: log.into_iter().map(|(_, data)| data).collect(),
             last_seq,
         }))
@@ -127,6 +180,67 @@ impl Store for MemoryStore {
 
     async fn load_checkpoint(&self, room_id: &str) -> Result<Option<Bytes>, StoreError> {
         Ok(self.rooms()?.checkpoints.get(room_id).cloned())
+    }
+
+    async fn history(&self, room_id: &str) -> Result<History, StoreError> {
+        let rooms = self.rooms()?;
+        let mut entries: BTreeMap<u64, HistoryEntry> = rooms
+            .logs
+            .get(room_id)
+            .map(|log| {
+                log.iter()
+                    .map(|(seq, entry)| (*seq, entry.meta(*seq)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some((seq, at_ms, data)) = rooms.snapshots.get(room_id) {
+            entries.entry(*seq).or_insert(HistoryEntry {
+                seq: *seq,
+                at_ms: *at_ms,
+                size: data.len() as u64,
+                author: None,
+                snapshot: true,
+            });
+        }
+        Ok(History {
+            entries: entries.into_values().collect(),
+        })
+    }
+
+    async fn read_version(
+        &self,
+        room_id: &str,
+        seq: u64,
+    ) -> Result<Option<VersionData>, StoreError> {
+        let rooms = self.rooms()?;
+        let empty = BTreeMap::new();
+        let log = rooms.logs.get(room_id).unwrap_or(&empty);
+        let mut base: Option<(u64, Bytes)> = log
+            .range(..=seq)
+            .rev()
+            .find(|(_, entry)| entry.snapshot)
+            .map(|(at, entry)| (*at, entry.data.clone()));
+        if let Some((snapshot_seq, _, data)) = rooms.snapshots.get(room_id) {
+            if *snapshot_seq <= seq && base.as_ref().is_none_or(|(at, _)| at < snapshot_seq) {
+                base = Some((*snapshot_seq, data.clone()));
+            }
+        }
+        let from = base.as_ref().map_or(1, |(at, _)| at + 1);
+        // Without a base, the log must start at the room's first update.
+        if base.is_none() && log.keys().next().is_some_and(|first| *first != 1) {
+            return Ok(None);
+        }
+        if base.is_none() && log.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(VersionData {
+            base: base.map(|(_, data)| data),
+            updates: log
+                .range(from..=seq)
+                .filter(|(_, entry)| !entry.snapshot)
+                .map(|(_, entry)| entry.data.clone())
+                .collect(),
+        }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

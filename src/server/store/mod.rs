@@ -8,6 +8,13 @@
 //!   before any other client sees the update, unless `--durability relaxed`);
 //! - the *checkpoint*: what `POST /api/rooms/{id}/persist` saved, in the original
 //!   backend's `room_documents` shape, restored by `GET /api/rooms/{id}/load`.
+//!
+//! `DELETE /api/rooms/{id}` removes both, as a journal write (`WriteOp::Delete`).
+//!
+//! With history kept (`--history-retention`), a compaction does not drop the log
+//! entries it covers: they stay, with their time and author, until they are older
+//! than the retention period, and the snapshot is kept among them as a base, so an
+//! old version is read from the nearest snapshot before it plus a few updates.
 
 pub mod conformance;
 pub mod lease;
@@ -45,6 +52,10 @@ pub struct LoggedUpdate {
     pub room_id: String,
     pub seq: u64,
     pub data: Bytes,
+    /// When the room accepted it, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// Who made it (a user's name, or a client id), where known.
+    pub author: Option<String>,
 }
 
 /// A room's compacted snapshot: its full state as of `through_seq`.
@@ -53,6 +64,65 @@ pub struct Snapshot {
     pub room_id: String,
     pub through_seq: u64,
     pub data: Bytes,
+    /// When it was taken, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// History kept (`--history-retention`): log entries and snapshots from this
+    /// time on stay readable as versions, and the snapshot is kept in the history
+    /// too. `None`: what the snapshot covers is dropped, as without history.
+    pub keep_history_since_ms: Option<i64>,
+}
+
+/// One entry of a room's history: an update, or a snapshot the history keeps as a
+/// base to read versions from quickly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    pub at_ms: i64,
+    /// Bytes of the update (or snapshot).
+    pub size: u64,
+    pub author: Option<String>,
+    pub snapshot: bool,
+}
+
+/// What rebuilds a room's document as of one sequence number: `base` (a kept
+/// snapshot, or nothing when the history starts at the room's beginning), then
+/// `updates` in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionData {
+    pub base: Option<Bytes>,
+    pub updates: Vec<Bytes>,
+}
+
+/// The history a store keeps: entries in sequence order, readable from `readable_from`
+/// (the oldest kept snapshot, or 1 when the room's whole log is kept).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    pub entries: Vec<HistoryEntry>,
+}
+
+impl History {
+    /// The first sequence number a version can be read at, if any.
+    pub fn readable_from(&self) -> Option<u64> {
+        let first = self.entries.first()?;
+        if first.seq == 1 || first.snapshot {
+            return Some(first.seq);
+        }
+        self.entries
+            .iter()
+            .find(|entry| entry.snapshot)
+            .map(|entry| entry.seq)
+    }
+}
+
+/// Which kept entries a compaction with history leaves: everything from the newest
+/// kept snapshot older than `since_ms` on (it is the base of the oldest version still
+/// inside the retention period); nothing is dropped while no snapshot is that old.
+pub fn history_floor(entries: &[HistoryEntry], since_ms: i64) -> Option<u64> {
+    entries
+        .iter()
+        .filter(|entry| entry.snapshot && entry.at_ms < since_ms)
+        .map(|entry| entry.seq)
+        .max()
 }
 
 /// Everything needed to rebuild a room: merge `snapshot` then `updates` in order.
@@ -71,6 +141,19 @@ pub enum WriteOp {
     Append(LoggedUpdate),
     /// Replace the snapshot and drop log entries up to its `through_seq`.
     Compact(Snapshot),
+    /// Remove everything stored for the room: log, snapshot and checkpoint. Going
+    /// through the journal orders it after every write the room made before it;
+    /// nothing of the room follows it in a batch (the registry loads a deleted room
+    /// again only once its delete is written).
+    Delete(RoomDeletion),
+}
+
+/// The last write of a deleted room; `seq` follows the room's other writes, so the
+/// room hears it was written like any other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomDeletion {
+    pub room_id: String,
+    pub seq: u64,
 }
 
 impl WriteOp {
@@ -78,6 +161,7 @@ impl WriteOp {
         match self {
             WriteOp::Append(update) => &update.room_id,
             WriteOp::Compact(snapshot) => &snapshot.room_id,
+            WriteOp::Delete(deletion) => &deletion.room_id,
         }
     }
 
@@ -85,6 +169,7 @@ impl WriteOp {
         match self {
             WriteOp::Append(update) => update.seq,
             WriteOp::Compact(snapshot) => snapshot.through_seq,
+            WriteOp::Delete(deletion) => deletion.seq,
         }
     }
 }
@@ -109,6 +194,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last explicit checkpoint, including one written by the original backend.
     async fn load_checkpoint(&self, room_id: &str) -> Result<Option<Bytes>, StoreError>;
+
+    /// The room's kept history (metadata only), oldest first.
+    async fn history(&self, room_id: &str) -> Result<History, StoreError>;
+
+    /// The base and updates that rebuild the room as of `seq`, or `None` when the
+    /// history does not reach back that far.
+    async fn read_version(
+        &self,
+        room_id: &str,
+        seq: u64,
+    ) -> Result<Option<VersionData>, StoreError>;
+
+    /// Removes everything stored for the room (log, snapshot, checkpoint). The
+    /// server deletes through the journal instead, to keep the delete in order with
+    /// the room's writes; this is the same operation for tools and tests.
+    async fn delete_room(&self, room_id: &str) -> Result<(), StoreError> {
+        self.write(&[WriteOp::Delete(RoomDeletion {
+            room_id: room_id.to_owned(),
+            seq: 0,
+        })])
+        .await
+    }
 
     /// Cheap round trip used to tell when a failing store has come back.
     async fn ping(&self) -> Result<(), StoreError>;

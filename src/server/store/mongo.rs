@@ -5,7 +5,9 @@
 //!   `{room_id, data: hex string, updated_at: ISO-8601 string, size: int32}`, so
 //!   documents the original wrote stay readable and ones coedit writes stay readable
 //!   by it;
-//! - `room_updates`: the update log `{room_id, seq: int64, data: binary}`;
+//! - `room_updates`: the update log `{room_id, seq: int64, data: binary, at: int64
+//!   ms, size: int64, author}`, and with history kept the compactions' snapshots
+//!   too (`snapshot: true`), as bases for reading old versions;
 //! - `room_snapshots`: compacted state `{room_id, through_seq: int64, data: binary,
 //!   updated_at: date}`.
 //!
@@ -35,7 +37,11 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{DurableState, Store, StoreError, WriteOp};
+use super::{DurableState, History, HistoryEntry, Store, StoreError, VersionData, WriteOp};
+
+/// What the cleanup task is asked to do for a room after a compaction: its latest
+/// snapshot's sequence number, and the history's retention cut-off if it keeps one.
+type Cleanup = (String, i64, Option<i64>);
 
 /// Largest document coedit keeps in MongoDB, in bytes of its Yjs encoding. A room's
 /// snapshot is one BSON document and MongoDB refuses documents over 16 MiB, so
@@ -88,7 +94,7 @@ pub struct MongoStore {
     /// server, deleting hundreds of entries per room would hold up every room's
     /// next group commit. `None` once closing. A `std::sync::Mutex` held only to
     /// send or take, never across an await.
-    cleanup: Mutex<Option<mpsc::UnboundedSender<(String, i64)>>>,
+    cleanup: Mutex<Option<mpsc::UnboundedSender<Cleanup>>>,
     cleanup_task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -119,7 +125,11 @@ impl MongoStore {
         let database = client.database(database);
         let updates: Collection<Document> = database.collection(UPDATES);
         let (cleanup, queued) = mpsc::unbounded_channel();
-        let cleanup_task = tokio::spawn(remove_compacted(updates.clone(), queued));
+        let cleanup_task = tokio::spawn(remove_compacted(
+            updates.clone(),
+            database.collection(SNAPSHOTS),
+            queued,
+        ));
         Ok(Self {
             checkpoints: database.collection(CHECKPOINTS),
             updates,
@@ -243,18 +253,43 @@ impl MongoStore {
                         "room_id": &snapshot.room_id,
                         "through_seq": through_seq,
                         "data": binary(&snapshot.data),
-                        "updated_at": mongodb::bson::DateTime::now(),
+                        "updated_at": mongodb::bson::DateTime::from_millis(snapshot.at_ms),
                     }},
                 )
                 .upsert(true),
         )
         .await?;
+        if snapshot.keep_history_since_ms.is_some() {
+            // Kept in the history as a base; harmless to write twice (an upsert).
+            bounded(
+                self.updates
+                    .update_one(
+                        doc! {"room_id": &snapshot.room_id, "seq": through_seq},
+                        doc! {"$set": {
+                            "room_id": &snapshot.room_id,
+                            "seq": through_seq,
+                            "data": binary(&snapshot.data),
+                            "at": snapshot.at_ms,
+                            "size": snapshot.data.len() as i64,
+                            "snapshot": true,
+                        }},
+                    )
+                    .upsert(true),
+            )
+            .await?;
+        }
         let queued = self.cleanup.lock().ok().and_then(|sender| {
-            sender
-                .as_ref()
-                .map(|sender| sender.send((snapshot.room_id.clone(), through_seq)))
+            sender.as_ref().map(|sender| {
+                sender.send((
+                    snapshot.room_id.clone(),
+                    through_seq,
+                    snapshot.keep_history_since_ms,
+                ))
+            })
         });
-        if !matches!(queued, Some(Ok(()))) {
+        if snapshot.keep_history_since_ms.is_some() {
+            // Pruning the history waits for the next compaction when closing.
+        } else if !matches!(queued, Some(Ok(()))) {
             // Closing: delete inline rather than leave the entries for later.
             bounded(self.updates.delete_many(doc! {
                 "room_id": &snapshot.room_id,
@@ -262,6 +297,57 @@ impl MongoStore {
             }))
             .await?;
         }
+        Ok(())
+    }
+
+    /// Writes a stretch of a batch that holds no delete.
+    async fn write_stretch(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
+        // Appends go in first, all in one round trip (this is what group commit buys),
+        // then compactions in batch order. Moving a compaction after appends that
+        // followed it is safe: it deletes only entries at or below its own sequence
+        // number, which those later appends are above.
+        let mut entries = Vec::new();
+        for op in batch {
+            if let WriteOp::Append(update) = op {
+                let mut entry = doc! {
+                    "room_id": &update.room_id,
+                    "seq": to_i64(update.seq)?,
+                    "data": binary(&update.data),
+                    "at": update.at_ms,
+                    "size": update.data.len() as i64,
+                };
+                if let Some(author) = &update.author {
+                    entry.insert("author", author);
+                }
+                entries.push(entry);
+            }
+        }
+        self.append(entries).await?;
+        // A room's later compaction replaces all of an earlier one (snapshot and
+        // covered range), so only the last per room is written, and different rooms'
+        // snapshots go out together.
+        let mut last_per_room: HashMap<&str, &super::Snapshot> = HashMap::new();
+        for op in batch {
+            if let WriteOp::Compact(snapshot) = op {
+                last_per_room.insert(&snapshot.room_id, snapshot);
+            }
+        }
+        futures_util::future::try_join_all(
+            last_per_room
+                .into_values()
+                .map(|snapshot| self.compact(snapshot)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the room's log, snapshot and checkpoint: the snapshot first, so a
+    /// reader in between finds no base and the room's remaining log entries alone
+    /// (which are deleted next) rather than a snapshot with its log half gone.
+    async fn delete(&self, room_id: &str) -> Result<(), StoreError> {
+        bounded(self.snapshots.delete_many(doc! {"room_id": room_id})).await?;
+        bounded(self.updates.delete_many(doc! {"room_id": room_id})).await?;
+        bounded(self.checkpoints.delete_many(doc! {"room_id": room_id})).await?;
         Ok(())
     }
 
@@ -280,7 +366,11 @@ impl MongoStore {
     async fn read_log(&self, room_id: &str, after: u64) -> Result<Vec<(u64, Bytes)>, StoreError> {
         let cursor = bounded(
             self.updates
-                .find(doc! {"room_id": room_id, "seq": {"$gt": to_i64(after)?}})
+                .find(doc! {
+                    "room_id": room_id,
+                    "seq": {"$gt": to_i64(after)?},
+                    "snapshot": {"$ne": true},
+                })
                 .sort(doc! {"seq": 1})
                 .projection(doc! {"_id": 0, "seq": 1, "data": 1}),
         )
@@ -306,37 +396,17 @@ impl Store for MongoStore {
 
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
         self.ensure_indexes().await?;
-        // Appends go in first, all in one round trip (this is what group commit buys),
-        // then compactions in batch order. Moving a compaction after appends that
-        // followed it is safe: it deletes only entries at or below its own sequence
-        // number, which those later appends are above.
-        let mut entries = Vec::new();
-        for op in batch {
-            if let WriteOp::Append(update) = op {
-                entries.push(doc! {
-                    "room_id": &update.room_id,
-                    "seq": to_i64(update.seq)?,
-                    "data": binary(&update.data),
-                });
+        // A delete ends a stretch of the batch: what came before it is written
+        // first, so nothing of the deleted room outlives it.
+        let mut rest = batch;
+        while let Some(at) = rest.iter().position(|op| matches!(op, WriteOp::Delete(_))) {
+            self.write_stretch(&rest[..at]).await?;
+            if let WriteOp::Delete(deletion) = &rest[at] {
+                self.delete(&deletion.room_id).await?;
             }
+            rest = &rest[at + 1..];
         }
-        self.append(entries).await?;
-        // A room's later compaction replaces all of an earlier one (snapshot and
-        // covered range), so only the last per room is written, and different rooms'
-        // snapshots go out together.
-        let mut last_per_room: HashMap<&str, &super::Snapshot> = HashMap::new();
-        for op in batch {
-            if let WriteOp::Compact(snapshot) = op {
-                last_per_room.insert(&snapshot.room_id, snapshot);
-            }
-        }
-        futures_util::future::try_join_all(
-            last_per_room
-                .into_values()
-                .map(|snapshot| self.compact(snapshot)),
-        )
-        .await?;
-        Ok(())
+        self.write_stretch(rest).await
     }
 
     async fn load_durable(&self, room_id: &str) -> Result<Option<DurableState>, StoreError> {
@@ -365,6 +435,128 @@ impl Store for MongoStore {
         Err(StoreError::Unavailable(format!(
             "room {room_id} kept being compacted while it was read"
         )))
+    }
+
+    async fn history(&self, room_id: &str) -> Result<History, StoreError> {
+        let cursor = bounded(
+            self.updates
+                .find(doc! {"room_id": room_id})
+                .sort(doc! {"seq": 1})
+                .projection(
+                    doc! {"_id": 0, "seq": 1, "at": 1, "size": 1, "author": 1, "snapshot": 1},
+                ),
+        )
+        .await?;
+        let documents: Vec<Document> = bounded(cursor.try_collect()).await?;
+        let mut entries: Vec<HistoryEntry> = Vec::with_capacity(documents.len() + 1);
+        for document in &documents {
+            let seq = sequence(document, "seq")?;
+            if entries.last().is_some_and(|last| last.seq == seq) {
+                continue;
+            }
+            entries.push(HistoryEntry {
+                seq,
+                at_ms: document.get_i64("at").unwrap_or(0),
+                size: document
+                    .get_i64("size")
+                    .map_or(0, |size| size.max(0) as u64),
+                author: document.get_str("author").ok().map(str::to_owned),
+                snapshot: document.get_bool("snapshot").unwrap_or(false),
+            });
+        }
+        let current = bounded(
+            self.snapshots
+                .find_one(doc! {"room_id": room_id})
+                .projection(doc! {"_id": 0, "through_seq": 1, "updated_at": 1}),
+        )
+        .await?;
+        if let Some(current) = current {
+            let seq = sequence(&current, "through_seq")?;
+            if !entries.iter().any(|entry| entry.seq == seq) {
+                let at_ms = current
+                    .get_datetime("updated_at")
+                    .map_or(0, |at| at.timestamp_millis());
+                let at = entries.partition_point(|entry| entry.seq < seq);
+                entries.insert(
+                    at,
+                    HistoryEntry {
+                        seq,
+                        at_ms,
+                        size: 0,
+                        author: None,
+                        snapshot: true,
+                    },
+                );
+            }
+        }
+        Ok(History { entries })
+    }
+
+    async fn read_version(
+        &self,
+        room_id: &str,
+        seq: u64,
+    ) -> Result<Option<VersionData>, StoreError> {
+        let at = to_i64(seq)?;
+        let kept = bounded(
+            self.updates
+                .find_one(doc! {"room_id": room_id, "snapshot": true, "seq": {"$lte": at}})
+                .sort(doc! {"seq": -1}),
+        )
+        .await?;
+        let mut base: Option<(u64, Bytes)> = match &kept {
+            Some(entry) => Some((sequence(entry, "seq")?, bytes_field(entry, "data")?)),
+            None => None,
+        };
+        if let Some((current_seq, data)) = self.read_snapshot(room_id).await? {
+            if current_seq <= seq && base.as_ref().is_none_or(|(kept, _)| *kept < current_seq) {
+                base = Some((current_seq, data));
+            }
+        }
+        if base.is_none() {
+            // Without a base, the log must start at the room's first update.
+            let first = bounded(
+                self.updates
+                    .find_one(doc! {"room_id": room_id})
+                    .sort(doc! {"seq": 1})
+                    .projection(doc! {"_id": 0, "seq": 1}),
+            )
+            .await?;
+            let starts_at_one = match first {
+                Some(first) => sequence(&first, "seq")? == 1,
+                None => false,
+            };
+            if !starts_at_one {
+                return Ok(None);
+            }
+        }
+        let from = base.as_ref().map_or(0, |(kept, _)| *kept);
+        let cursor = bounded(
+            self.updates
+                .find(doc! {
+                    "room_id": room_id,
+                    "seq": {"$gt": to_i64(from)?, "$lte": at},
+                    "snapshot": {"$ne": true},
+                })
+                .sort(doc! {"seq": 1})
+                .projection(doc! {"_id": 0, "seq": 1, "data": 1}),
+        )
+        .await?;
+        let documents: Vec<Document> = bounded(cursor.try_collect()).await?;
+        let mut updates = Vec::with_capacity(documents.len());
+        let mut last = None;
+        for document in &documents {
+            let entry_seq = sequence(document, "seq")?;
+            if last == Some(entry_seq) {
+                continue;
+            }
+            last = Some(entry_seq);
+            updates.push(bytes_field(document, "data")?);
+        }
+        Ok(Some(VersionData {
+            base: base.map(|(_, data)| data),
+            updates,
+        }))
     }
 
     async fn save_checkpoint(&self, room_id: &str, state: &[u8]) -> Result<(), StoreError> {
@@ -456,24 +648,25 @@ impl Store for MongoStore {
 /// ranges queued for the same room. Ends when the store closes and the queue is done.
 async fn remove_compacted(
     updates: Collection<Document>,
-    mut queued: mpsc::UnboundedReceiver<(String, i64)>,
+    snapshots: Collection<Document>,
+    mut queued: mpsc::UnboundedReceiver<Cleanup>,
 ) {
-    let mut pending: HashMap<String, i64> = HashMap::new();
+    let mut pending: HashMap<String, (i64, Option<i64>)> = HashMap::new();
     let mut open = true;
     loop {
         if pending.is_empty() {
             match queued.recv().await {
-                Some((room, through_seq)) => {
-                    pending.insert(room, through_seq);
+                Some((room, through_seq, since)) => {
+                    pending.insert(room, (through_seq, since));
                 }
                 None => return,
             }
         }
         while open {
             match queued.try_recv() {
-                Ok((room, through_seq)) => {
-                    let entry = pending.entry(room).or_insert(through_seq);
-                    *entry = (*entry).max(through_seq);
+                Ok((room, through_seq, since)) => {
+                    let entry = pending.entry(room).or_insert((through_seq, since));
+                    *entry = (entry.0.max(through_seq), since);
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
@@ -482,7 +675,28 @@ async fn remove_compacted(
         let Some(room) = pending.keys().next().cloned() else {
             continue;
         };
-        let Some(through_seq) = pending.remove(&room) else {
+        let Some((through_seq, since)) = pending.remove(&room) else {
+            continue;
+        };
+        if let Some(since) = since {
+            prune_history(&updates, &room, since).await;
+            continue;
+        }
+        // Only what the room's snapshot covers now: a room deleted since this was
+        // queued has no snapshot (or a new one of its own), and the new room's log
+        // restarts at 1, below the old range.
+        let covered = match bounded(snapshots.find_one(doc! {"room_id": &room})).await {
+            Ok(Some(snapshot)) => sequence(&snapshot, "through_seq")
+                .ok()
+                .and_then(|seq| i64::try_from(seq).ok())
+                .map(|seq| seq.min(through_seq)),
+            Ok(None) => None,
+            Err(failure) => {
+                tracing::debug!(room, error = %StoreError::from(failure), "compacted log entries not deleted");
+                None
+            }
+        };
+        let Some(through_seq) = covered else {
             continue;
         };
         let deleted = bounded(updates.delete_many(doc! {
@@ -495,6 +709,37 @@ async fn remove_compacted(
             // compaction covers these entries again.
             tracing::debug!(room, error = %StoreError::from(failure), "compacted log entries not deleted");
         }
+    }
+}
+
+/// Drops what has left the history's retention period: everything before the
+/// newest kept snapshot older than `since` (the base of the oldest version kept).
+async fn prune_history(updates: &Collection<Document>, room: &str, since: i64) {
+    let floor = bounded(
+        updates
+            .find_one(doc! {"room_id": room, "snapshot": true, "at": {"$lt": since}})
+            .sort(doc! {"seq": -1})
+            .projection(doc! {"_id": 0, "seq": 1}),
+    )
+    .await;
+    let floor = match floor {
+        Ok(Some(entry)) => sequence(&entry, "seq")
+            .ok()
+            .and_then(|seq| i64::try_from(seq).ok()),
+        Ok(None) => None,
+        Err(failure) => {
+            tracing::debug!(room, error = %StoreError::from(failure), "history not pruned");
+            None
+        }
+    };
+    let Some(floor) = floor else {
+        return;
+    };
+    if let Err(failure) =
+        bounded(updates.delete_many(doc! {"room_id": room, "seq": {"$lt": floor}})).await
+    {
+        // The room's next compaction tries again.
+        tracing::debug!(room, error = %StoreError::from(failure), "history not pruned");
     }
 }
 

@@ -19,7 +19,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{DurableState, Store, StoreError, WriteOp};
+use super::{
+    history_floor, DurableState, History, HistoryEntry, Store, StoreError, VersionData, WriteOp,
+};
 
 /// File name of the database inside `--data-dir`.
 pub const DATABASE_FILE: &str = "coedit.sqlite3";
@@ -31,20 +33,29 @@ const SCHEMA: &str = "
         id INTEGER PRIMARY KEY,
         room_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
-        data BLOB NOT NULL
+        data BLOB NOT NULL,
+        at INTEGER NOT NULL DEFAULT 0,
+        author TEXT
     );
-    -- ...and are folded in here, by room, every FOLD_ROWS updates.
+    -- ...and are folded in here, by room, every FOLD_ROWS updates. With history
+    -- kept, compactions' snapshots are kept here too (snapshot = 1), as bases.
     CREATE TABLE IF NOT EXISTS update_log (
         room_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
         data BLOB NOT NULL,
+        at INTEGER NOT NULL DEFAULT 0,
+        author TEXT,
+        snapshot INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (room_id, seq)
     ) WITHOUT ROWID;
+    -- history_floor: NULL without history (the log keeps only what follows the
+    -- snapshot); otherwise the oldest sequence number the history keeps.
     CREATE TABLE IF NOT EXISTS snapshots (
         room_id TEXT PRIMARY KEY,
         through_seq INTEGER NOT NULL,
         data BLOB NOT NULL,
-        updated_at TEXT NOT NULL
+        updated_at TEXT NOT NULL,
+        history_floor INTEGER
     );
     -- The original backend's checkpoint shape: hex data, ISO-8601 time, hex length.
     CREATE TABLE IF NOT EXISTS room_documents (
@@ -54,6 +65,33 @@ const SCHEMA: &str = "
         size INTEGER NOT NULL
     );
 ";
+
+/// Columns added since the first release, for databases created before them.
+const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+    ("journal_tail", "at", "INTEGER NOT NULL DEFAULT 0"),
+    ("journal_tail", "author", "TEXT"),
+    ("update_log", "at", "INTEGER NOT NULL DEFAULT 0"),
+    ("update_log", "author", "TEXT"),
+    ("update_log", "snapshot", "INTEGER NOT NULL DEFAULT 0"),
+    ("snapshots", "history_floor", "INTEGER"),
+];
+
+/// Adds the columns an older database lacks.
+fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let exists: bool = connection.query_row(
+            &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+            [column],
+            |row| row.get(0),
+        )?;
+        if !exists {
+            connection.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 /// Updates kept in `journal_tail` before they are folded into `update_log`: enough
 /// that a fold writes each busy room's log page once for many updates, few enough
@@ -211,6 +249,7 @@ impl SqliteStore {
             ))
             .map_err(unavailable)?;
         connection.execute_batch(SCHEMA).map_err(unavailable)?;
+        migrate(&connection).map_err(unavailable)?;
         // A tail left by a crash is folded now; the tail starts empty.
         fold_tail_now(&mut connection).map_err(unavailable)?;
         let checkpointer = Checkpointer::start(&path)?;
@@ -254,6 +293,16 @@ impl SqliteStore {
     }
 }
 
+/// Folds the tail first when `room_id` may have rows in it, so history reads need
+/// only `update_log`. History is read rarely; a fold is bounded by `FOLD_ROWS`.
+fn fold_room_tail(inner: &mut Inner, room_id: &str) -> Result<(), StoreError> {
+    if inner.tail_rooms.contains(room_id) {
+        fold_tail_now(&mut inner.connection).map_err(unavailable)?;
+        inner.tail_folded();
+    }
+    Ok(())
+}
+
 /// `fold_tail` in a transaction of its own.
 fn fold_tail_now(connection: &mut Connection) -> rusqlite::Result<()> {
     let txn = connection.transaction()?;
@@ -262,13 +311,16 @@ fn fold_tail_now(connection: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// Moves every tail row into `update_log`, sorted so each room's log pages are
-/// written once, skipping rows a snapshot already covers.
+/// written once, skipping rows a snapshot already covers (unless the history keeps
+/// them).
 fn fold_tail(connection: &Connection) -> rusqlite::Result<()> {
     connection.execute_batch(
-        "INSERT OR REPLACE INTO update_log (room_id, seq, data)
-            SELECT tail.room_id, tail.seq, tail.data FROM journal_tail AS tail
+        "INSERT OR REPLACE INTO update_log (room_id, seq, data, at, author)
+            SELECT tail.room_id, tail.seq, tail.data, tail.at, tail.author
+            FROM journal_tail AS tail
             LEFT JOIN snapshots ON snapshots.room_id = tail.room_id
             WHERE snapshots.through_seq IS NULL OR tail.seq > snapshots.through_seq
+                OR tail.seq >= snapshots.history_floor
             ORDER BY tail.room_id, tail.seq, tail.id;
          DELETE FROM journal_tail;",
     )
@@ -289,6 +341,59 @@ fn unavailable(error: rusqlite::Error) -> StoreError {
 
 fn now_iso() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+fn iso_of_ms(at_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(at_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+fn ms_of_iso(iso: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(iso).map_or(0, |at| at.timestamp_millis())
+}
+
+/// Keeps `snapshot` in the room's history and drops what has left the retention
+/// period; returns the history's floor (the oldest sequence number it keeps).
+fn keep_in_history(
+    txn: &rusqlite::Transaction<'_>,
+    snapshot: &super::Snapshot,
+    since: i64,
+) -> rusqlite::Result<i64> {
+    txn.execute(
+        "INSERT OR REPLACE INTO update_log (room_id, seq, data, at, author, snapshot)
+         VALUES (?1, ?2, ?3, ?4, NULL, 1)",
+        params![
+            snapshot.room_id,
+            snapshot.through_seq as i64,
+            snapshot.data.as_ref(),
+            snapshot.at_ms
+        ],
+    )?;
+    let mut kept: Vec<HistoryEntry> = Vec::new();
+    {
+        let mut statement = txn
+            .prepare_cached("SELECT seq, at FROM update_log WHERE room_id = ?1 AND snapshot = 1")?;
+        let rows = statement.query_map(params![snapshot.room_id], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (seq, at_ms) = row?;
+            kept.push(HistoryEntry {
+                seq: seq as u64,
+                at_ms,
+                size: 0,
+                author: None,
+                snapshot: true,
+            });
+        }
+    }
+    let floor = history_floor(&kept, since).map_or(0, |floor| floor as i64);
+    txn.execute(
+        "DELETE FROM update_log WHERE room_id = ?1 AND seq < ?2",
+        params![snapshot.room_id, floor],
+    )?;
+    Ok(floor)
 }
 
 #[async_trait]
@@ -319,34 +424,57 @@ impl Store for SqliteStore {
                         // Cached: at thousands of keystrokes a second, parsing the
                         // statement again for every update was 3% of the server's CPU.
                         txn.prepare_cached(
-                            "INSERT INTO journal_tail (room_id, seq, data) VALUES (?1, ?2, ?3)",
+                            "INSERT INTO journal_tail (room_id, seq, data, at, author)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
                         )
                         .and_then(|mut insert| {
                             insert.execute(params![
                                 update.room_id,
                                 update.seq as i64,
-                                update.data.as_ref()
+                                update.data.as_ref(),
+                                update.at_ms,
+                                update.author
                             ])
                         })
                         .map_err(unavailable)?;
                     }
                     WriteOp::Compact(snapshot) => {
+                        let floor = match snapshot.keep_history_since_ms {
+                            None => {
+                                txn.execute(
+                                    "DELETE FROM update_log WHERE room_id = ?1 AND seq <= ?2",
+                                    params![snapshot.room_id, snapshot.through_seq as i64],
+                                )
+                                .map_err(unavailable)?;
+                                None
+                            }
+                            Some(since) => {
+                                Some(keep_in_history(&txn, snapshot, since).map_err(unavailable)?)
+                            }
+                        };
                         txn.execute(
-                            "INSERT OR REPLACE INTO snapshots (room_id, through_seq, data, updated_at)
-                             VALUES (?1, ?2, ?3, ?4)",
+                            "INSERT OR REPLACE INTO snapshots
+                                (room_id, through_seq, data, updated_at, history_floor)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
                             params![
                                 snapshot.room_id,
                                 snapshot.through_seq as i64,
                                 snapshot.data.as_ref(),
-                                now_iso()
+                                iso_of_ms(snapshot.at_ms),
+                                floor
                             ],
                         )
                         .map_err(unavailable)?;
-                        txn.execute(
-                            "DELETE FROM update_log WHERE room_id = ?1 AND seq <= ?2",
-                            params![snapshot.room_id, snapshot.through_seq as i64],
-                        )
-                        .map_err(unavailable)?;
+                    }
+                    WriteOp::Delete(deletion) => {
+                        // The tail too: a fold after this must not bring rows back.
+                        for table in ["journal_tail", "update_log", "snapshots", "room_documents"] {
+                            txn.execute(
+                                &format!("DELETE FROM {table} WHERE room_id = ?1"),
+                                params![deletion.room_id],
+                            )
+                            .map_err(unavailable)?;
+                        }
                     }
                 }
             }
@@ -390,7 +518,7 @@ impl Store for SqliteStore {
                 }
                 Ok(())
             };
-            read("SELECT seq, data FROM update_log WHERE room_id = ?1 AND seq > ?2")
+            read("SELECT seq, data FROM update_log WHERE room_id = ?1 AND seq > ?2 AND snapshot = 0")
                 .map_err(unavailable)?;
             if read_tail {
                 read("SELECT seq, data FROM journal_tail WHERE room_id = ?1 AND seq > ?2 ORDER BY id")
@@ -447,6 +575,121 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn history(&self, room_id: &str) -> Result<History, StoreError> {
+        let room_id = room_id.to_owned();
+        self.with_inner(move |inner| {
+            fold_room_tail(inner, &room_id)?;
+            let connection = &inner.connection;
+            let mut entries: BTreeMap<u64, HistoryEntry> = BTreeMap::new();
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT seq, at, length(data), author, snapshot FROM update_log
+                     WHERE room_id = ?1 ORDER BY seq",
+                )
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map(params![room_id], |row| {
+                    Ok(HistoryEntry {
+                        seq: row.get::<_, i64>(0)? as u64,
+                        at_ms: row.get(1)?,
+                        size: row.get::<_, i64>(2)? as u64,
+                        author: row.get(3)?,
+                        snapshot: row.get::<_, i64>(4)? != 0,
+                    })
+                })
+                .map_err(unavailable)?;
+            for row in rows {
+                let entry = row.map_err(unavailable)?;
+                entries.insert(entry.seq, entry);
+            }
+            let current: Option<(i64, String, i64)> = connection
+                .query_row(
+                    "SELECT through_seq, updated_at, length(data) FROM snapshots WHERE room_id = ?1",
+                    params![room_id],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            if let Some((seq, updated_at, size)) = current {
+                entries.entry(seq as u64).or_insert(HistoryEntry {
+                    seq: seq as u64,
+                    at_ms: ms_of_iso(&updated_at),
+                    size: size as u64,
+                    author: None,
+                    snapshot: true,
+                });
+            }
+            Ok(History {
+                entries: entries.into_values().collect(),
+            })
+        })
+        .await
+    }
+
+    async fn read_version(
+        &self,
+        room_id: &str,
+        seq: u64,
+    ) -> Result<Option<VersionData>, StoreError> {
+        let room_id = room_id.to_owned();
+        self.with_inner(move |inner| {
+            fold_room_tail(inner, &room_id)?;
+            let connection = &inner.connection;
+            let seq = seq as i64;
+            let kept: Option<(i64, Vec<u8>)> = connection
+                .query_row(
+                    "SELECT seq, data FROM update_log WHERE room_id = ?1 AND snapshot = 1
+                     AND seq <= ?2 ORDER BY seq DESC LIMIT 1",
+                    params![room_id, seq],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            let current: Option<(i64, Vec<u8>)> = connection
+                .query_row(
+                    "SELECT through_seq, data FROM snapshots WHERE room_id = ?1 AND through_seq <= ?2",
+                    params![room_id, seq],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            let base = match (kept, current) {
+                (Some(kept), Some(current)) => Some(if current.0 > kept.0 { current } else { kept }),
+                (kept, current) => kept.or(current),
+            };
+            let first: Option<i64> = connection
+                .query_row(
+                    "SELECT MIN(seq) FROM update_log WHERE room_id = ?1",
+                    params![room_id],
+                    |row| row.get(0),
+                )
+                .map_err(unavailable)?;
+            // Without a base, the log must start at the room's first update.
+            if base.is_none() && first != Some(1) {
+                return Ok(None);
+            }
+            let from = base.as_ref().map_or(0, |(at, _)| *at);
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT data FROM update_log WHERE room_id = ?1 AND snapshot = 0
+                     AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+                )
+                .map_err(unavailable)?;
+            let updates = statement
+                .query_map(params![room_id, from, seq], |row| {
+                    row.get::<_, Vec<u8>>(0).map(Bytes::from)
+                })
+                .map_err(unavailable)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?;
+            Ok(Some(VersionData {
+                base: base.map(|(_, data)| Bytes::from(data)),
+                updates,
+            }))
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.with_connection(|connection| {
             connection
@@ -483,6 +726,8 @@ mod tests {
             room_id: room_id.into(),
             seq,
             data: Bytes::from(format!("{room_id}:{seq}")),
+            at_ms: 0,
+            author: None,
         })
     }
 
@@ -514,6 +759,8 @@ mod tests {
                     room_id: "b".into(),
                     through_seq: 100,
                     data: Bytes::from_static(b"b:1..100"),
+                    at_ms: 0,
+                    keep_history_since_ms: None,
                 }));
             }
             store.write(&batch).await.unwrap();
