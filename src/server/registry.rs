@@ -11,7 +11,7 @@ use super::config::Config;
 use super::document::DocumentError;
 use super::journal::Journal;
 use super::metrics::Metrics;
-use super::room::{Room, RoomSettings};
+use super::room::{PresenceLimits, Room, RoomSettings};
 use super::store::{DurableState, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,7 @@ impl Registry {
                     compact_every: config.compact_every.max(1),
                     reconnect_window: config.reconnect_window,
                     max_document_bytes: config.max_document_bytes,
+                    presence: PresenceLimits::from_config(config),
                 },
             }),
         }

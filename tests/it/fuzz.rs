@@ -11,7 +11,7 @@ use coedit::server::journal::Journal;
 use coedit::server::metrics::Metrics;
 use coedit::server::room::queue;
 use coedit::server::room::{
-    Kick, Member, Origin, Protocol, Room, RoomSettings, UpdateBytes, UpdateFormat,
+    Kick, Member, Origin, PresenceLimits, Protocol, Room, RoomSettings, UpdateBytes, UpdateFormat,
 };
 use coedit::server::store::memory::MemoryStore;
 use proptest::prelude::*;
@@ -116,9 +116,10 @@ async fn y_protocol_frames_cannot_break_a_room() {
         compact_every: 50,
         reconnect_window: Duration::from_secs(60),
         max_document_bytes: 1 << 20,
+        presence: PresenceLimits::default(),
     };
     let room = Room::new("fuzz".into(), None, journal, Metrics::new(), settings).unwrap();
-    let (queue, mut outbound) = queue::channel(1 << 16);
+    let (queue, mut outbound) = queue::channel(1 << 16, usize::MAX);
     let member = Member {
         client_id: "fuzzer".into(),
         protocol: Protocol::Yjs,

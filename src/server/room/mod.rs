@@ -25,7 +25,10 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use fanout::{broadcast, json_only, push, PerProtocol};
-pub use fanout::{CloseReason, ConnectionId, Kick, Member, Outbound, Protocol};
+pub use fanout::{
+    close_slow_consumer, CloseReason, ConnectionId, Kick, Member, Outbound, Protocol,
+};
+pub use presence::PresenceLimits;
 pub use yjs::YjsError;
 
 use super::document::{Applied, Document, DocumentError};
@@ -77,6 +80,8 @@ pub struct RoomSettings {
     pub reconnect_window: Duration,
     /// Largest full-state encoding the document may grow to.
     pub max_document_bytes: usize,
+    /// Bounds on users and awareness states.
+    pub presence: PresenceLimits,
 }
 
 /// Colours given to users who did not choose one.
@@ -490,13 +495,13 @@ impl Room {
     }
 
     pub fn info(&self) -> RoomInfo {
-        let mut state = self.lock();
+        let state = self.lock();
         let users = state.listed_users(None);
         RoomInfo {
             id: self.inner.id.clone(),
             name: self.inner.id.clone(),
             user_count: users.len() as u64,
-            doc_size: state.document.size() as u64,
+            doc_size: state.document.size_estimate() as u64,
             users: users
                 .into_iter()
                 .map(|user| UserSummary {

@@ -13,9 +13,19 @@ const NAMES: [&str; 12] = [
 ];
 
 impl Room {
-    /// Adds `count` simulated users. Returns (added, total users in the room).
-    pub fn add_simulated(&self, count: u32) -> (u64, u64) {
+    /// Adds `count` simulated users. Returns (added, total users in the room), or
+    /// how many more users the room may take when `count` is more than that.
+    pub fn add_simulated(&self, count: u32) -> Result<(u64, u64), usize> {
         let mut state = self.lock();
+        let room_for = self
+            .inner
+            .settings
+            .presence
+            .room_users
+            .saturating_sub(state.presence.len());
+        if count as usize > room_for {
+            return Err(room_for);
+        }
         for _ in 0..count {
             let id = format!("sim-{}", uuid::Uuid::new_v4());
             let mut presence = state.new_presence(&id, true);
@@ -40,7 +50,7 @@ impl Room {
             "",
             format!("Added {count} simulated users"),
         );
-        (u64::from(count), total)
+        Ok((u64::from(count), total))
     }
 
     /// Removes every simulated user with a `user_left` each; returns how many.
