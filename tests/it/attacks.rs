@@ -697,112 +697,7 @@ async fn attackers_and_honest_editors_together() {
         }));
     }
 
-    let mut attackers = Vec::new();
-    // Ping flooders that never read (default rate limit: closed, then back).
-    for worker in 0..2 {
-        let base = base.clone();
-        attackers.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let path = format!("/api/ws/soak?client_id=pinger-{worker}");
-                let mut socket = tiny_window_socket(&base, &path).await;
-                let ping = Bytes::from(vec![1u8; 125]);
-                while Instant::now() < deadline {
-                    if socket.send(Message::Ping(ping.clone())).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }));
-    }
-    // Readers that stop reading.
-    for worker in 0..2 {
-        let base = base.clone();
-        attackers.push(tokio::spawn(async move {
-            let mut held = Vec::new();
-            while Instant::now() < deadline {
-                let path = format!("/api/ws/soak?client_id=stalled-{worker}-{}", held.len());
-                held.push(tiny_window_socket(&base, &path).await);
-                if held.len() > 2 {
-                    held.remove(0);
-                }
-                tokio::time::sleep(Duration::from_secs(8)).await;
-            }
-        }));
-    }
-    // A paster making the document large, so stalled readers have much to hold.
-    {
-        let mut paster = honest(&base, "soak", "paster").await;
-        attackers.push(tokio::spawn(async move {
-            // Pasted and removed in turn: much traffic, a document that stays small.
-            let chunk = "paste ".repeat(4000) + "|";
-            let mut round = 0;
-            while Instant::now() < deadline {
-                round += 1;
-                // Yjs deletes the items found here, wherever others' edits have
-                // moved them by the time the server merges the deletion.
-                match paster.content().find(&chunk) {
-                    Some(at) if round % 2 == 0 => {
-                        paster
-                            .delete_incremental(at as u32, chunk.len() as u32)
-                            .await
-                    }
-                    _ => paster.type_incremental(0, &chunk).await,
-                }
-                // Reads what arrives for a while (it is no slow consumer), then pastes.
-                let until = Instant::now() + Duration::from_millis(50);
-                while let Some(wait) = until.checked_duration_since(Instant::now()) {
-                    let Some(frame) = paster.next_frame(wait).await else {
-                        break;
-                    };
-                    if let Message::Text(text) = frame {
-                        if let Ok(message) = serde_json::from_str(text.as_str()) {
-                            paster.apply_if_document(&message);
-                        }
-                    }
-                }
-            }
-        }));
-    }
-    // Awareness spammers and a reconnect storm.
-    for worker in 0..2u64 {
-        let base = base.clone();
-        attackers.push(tokio::spawn(async move {
-            let mut round = 0u64;
-            while Instant::now() < deadline {
-                round += 1;
-                let url = format!("ws://{base}/api/yjs/soak?client_id=aw-{worker}-{round}");
-                if let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&url).await {
-                    let ids = (round * 100)..(round * 100 + 40);
-                    let _ = socket
-                        .send(awareness_frame(ids, r#"{"user":{"name":"a"}}"#))
-                        .await;
-                    let _ = close_code(&mut socket).await;
-                }
-            }
-        }));
-    }
-    for worker in 0..10u64 {
-        let base = base.clone();
-        attackers.push(tokio::spawn(async move {
-            let mut round = 0;
-            while Instant::now() < deadline {
-                round += 1;
-                let url = format!("ws://{base}/api/ws/soak?client_id=storm-{worker}-{round}");
-                if let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&url).await {
-                    let _ = socket.close(None).await;
-                }
-            }
-        }));
-    }
-    for _ in 0..3 {
-        let base = base.clone();
-        attackers.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let _ = slowloris(&base, Duration::from_secs(5)).await;
-            }
-        }));
-    }
-
+    let attackers = spawn_attackers(&base, "soak", "soak", deadline).await;
     let mut finished = Vec::new();
     for editor in editors {
         finished.push(editor.await.expect("an honest editor failed"));
@@ -856,4 +751,342 @@ async fn attackers_and_honest_editors_together() {
     );
     drop(server);
     std::fs::remove_dir_all(&data_dir).ok();
+}
+
+/// Every kind of attacker, running until `deadline`: ping flooders that never
+/// read, readers that stop reading, a paster making traffic for them in
+/// `paste_room`, awareness spammers, a reconnect storm and slowloris clients. The
+/// WebSocket attackers go to `room`.
+async fn spawn_attackers(
+    base: &str,
+    room: &str,
+    paste_room: &str,
+    deadline: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let (base, room) = (base.to_owned(), room.to_owned());
+    let mut attackers = Vec::new();
+    // Ping flooders that never read (default rate limit: closed, then back).
+    for worker in 0..2 {
+        let (base, room) = (base.clone(), room.clone());
+        attackers.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let path = format!("/api/ws/{room}?client_id=pinger-{worker}");
+                let mut socket = tiny_window_socket(&base, &path).await;
+                let ping = Bytes::from(vec![1u8; 125]);
+                while Instant::now() < deadline {
+                    if socket.send(Message::Ping(ping.clone())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }));
+    }
+    // Readers that stop reading.
+    for worker in 0..2 {
+        let (base, room) = (base.clone(), room.clone());
+        attackers.push(tokio::spawn(async move {
+            let mut held = Vec::new();
+            while Instant::now() < deadline {
+                let path = format!("/api/ws/{room}?client_id=stalled-{worker}-{}", held.len());
+                held.push(tiny_window_socket(&base, &path).await);
+                if held.len() > 2 {
+                    held.remove(0);
+                }
+                tokio::time::sleep(Duration::from_secs(8)).await;
+            }
+        }));
+    }
+    // A paster making the document large, so stalled readers have much to hold.
+    {
+        let mut paster = honest(&base, paste_room, "paster").await;
+        attackers.push(tokio::spawn(async move {
+            // Pasted and removed in turn: much traffic, a document that stays small.
+            let chunk = "paste ".repeat(4000) + "|";
+            let mut round = 0;
+            while Instant::now() < deadline {
+                round += 1;
+                // Yjs deletes the items found here, wherever others' edits have
+                // moved them by the time the server merges the deletion.
+                match paster.content().find(&chunk) {
+                    Some(at) if round % 2 == 0 => {
+                        paster
+                            .delete_incremental(at as u32, chunk.len() as u32)
+                            .await
+                    }
+                    _ => paster.type_incremental(0, &chunk).await,
+                }
+                // Reads what arrives for a while (it is no slow consumer), then pastes.
+                let until = Instant::now() + Duration::from_millis(50);
+                while let Some(wait) = until.checked_duration_since(Instant::now()) {
+                    let Some(frame) = paster.next_frame(wait).await else {
+                        break;
+                    };
+                    if let Message::Text(text) = frame {
+                        if let Ok(message) = serde_json::from_str(text.as_str()) {
+                            paster.apply_if_document(&message);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    // Awareness spammers and a reconnect storm.
+    for worker in 0..2u64 {
+        let (base, room) = (base.clone(), room.clone());
+        attackers.push(tokio::spawn(async move {
+            let mut round = 0u64;
+            while Instant::now() < deadline {
+                round += 1;
+                let url = format!("ws://{base}/api/yjs/{room}?client_id=aw-{worker}-{round}");
+                if let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&url).await {
+                    let ids = (round * 100)..(round * 100 + 40);
+                    let _ = socket
+                        .send(awareness_frame(ids, r#"{"user":{"name":"a"}}"#))
+                        .await;
+                    let _ = close_code(&mut socket).await;
+                }
+            }
+        }));
+    }
+    for worker in 0..10u64 {
+        let (base, room) = (base.clone(), room.clone());
+        attackers.push(tokio::spawn(async move {
+            let mut round = 0;
+            while Instant::now() < deadline {
+                round += 1;
+                let url = format!("ws://{base}/api/ws/{room}?client_id=storm-{worker}-{round}");
+                if let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&url).await {
+                    let _ = socket.close(None).await;
+                }
+            }
+        }));
+    }
+    for _ in 0..3 {
+        let base = base.clone();
+        attackers.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let _ = slowloris(&base, Duration::from_secs(5)).await;
+            }
+        }));
+    }
+
+    attackers
+}
+
+/// A `coedit serve` binary given by `COEDIT_BIN` (the release build, for
+/// BENCHMARKS.md), with default flags except `extra`.
+struct Release {
+    child: std::process::Child,
+    base: String,
+    dir: std::path::PathBuf,
+}
+
+impl Release {
+    async fn start(binary: &str, port: u16, extra: &[&str]) -> Self {
+        let dir = temp_dir("release");
+        let child = std::process::Command::new(binary)
+            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--log-level", "error"])
+            .args(extra)
+            .env_remove("MONGO_URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("127.0.0.1:{port}");
+        for _ in 0..100 {
+            if TcpStream::connect(&base).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Self { child, base, dir }
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// `coedit bench` at load 1 (BENCHMARKS.md) against `base`: its p99 in ms.
+fn load_1_p99(binary: &str, base: &str) -> f64 {
+    let output = std::process::Command::new(binary)
+        .args(["bench", "--url", &format!("ws://{base}")])
+        .args(["--json", "--rooms", "10", "--clients", "10", "--rate", "2"])
+        .args(["--duration", "10s", "--warmup", "2s", "--ramp", "2s"])
+        .args(["--payload", "full", "--room-prefix", "load1"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "bench said {error}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    let p99 = report
+        .pointer("/latency_ms/p99")
+        .or_else(|| report.pointer("/latency/p99_ms"));
+    p99.and_then(|value| value.as_f64())
+        .unwrap_or_else(|| panic!("no p99 in {report}"))
+}
+
+/// The figures of BENCHMARKS.md's attack section, on the release binary with the
+/// default flags: the server's RSS peak under each attack (10 s each, next to an
+/// honest pair), then load 1's p99 without and with every attacker running.
+/// Run: cargo build --release && COEDIT_BIN=target/release/coedit \
+///   cargo test --test it attacks::release_binary_figures -- --ignored --nocapture
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "takes a minute and wants the release binary in COEDIT_BIN"]
+async fn release_binary_figures() {
+    let binary = std::env::var("COEDIT_BIN").expect("COEDIT_BIN: path to the release binary");
+    let port = super::mongo_env::free_port();
+    let seconds = Duration::from_secs(10);
+
+    // One attack at a time, each against a fresh server.
+    for attack in [
+        "ping flood",
+        "stalled readers",
+        "awareness spam",
+        "reconnect storm",
+        "slowloris",
+        "all together",
+    ] {
+        let server = Release::start(&binary, port, &[]).await;
+        let base = server.base.clone();
+        let pid = server.child.id();
+        let at_start = rss_kib(pid);
+        let (mut alice, mut bob) = honest_pair(&base, "victims").await;
+        let sampler = RssSampler::start(pid);
+        let deadline = Instant::now() + seconds;
+        let attackers = match attack {
+            "all together" => spawn_attackers(&base, "victims", "victims", deadline).await,
+            _ => spawn_one(&base, "victims", deadline, attack).await,
+        };
+        let mut edits = 0;
+        while Instant::now() < deadline {
+            edits += 1;
+            edit_reaches(&mut alice, &mut bob, &format!("[{edits}]")).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for attacker in attackers {
+            let _ = attacker.await;
+        }
+        let seen = metrics(&base).await;
+        println!(
+            "| {attack} | {at_start} | {} | {edits} | {} | {} |",
+            sampler.peak(),
+            seen["slow_consumer_disconnects"],
+            seen["error_count"]
+        );
+    }
+
+    // Load 1 without, then with, every attacker, against one server.
+    let server = Release::start(&binary, port, &[]).await;
+    let base = server.base.clone();
+    let pid = server.child.id();
+    let sampler = RssSampler::start(pid);
+    let quiet = {
+        let (binary, base) = (binary.clone(), base.clone());
+        tokio::task::spawn_blocking(move || load_1_p99(&binary, &base))
+            .await
+            .unwrap()
+    };
+    let quiet_peak = sampler.peak();
+    let deadline = Instant::now() + Duration::from_secs(17);
+    let attackers = spawn_attackers(&base, "load1-0", "attack-paste", deadline).await;
+    let attacked = {
+        let (binary, base) = (binary.clone(), base.clone());
+        tokio::task::spawn_blocking(move || load_1_p99(&binary, &base))
+            .await
+            .unwrap()
+    };
+    for attacker in attackers {
+        let _ = attacker.await;
+    }
+    println!(
+        "load 1 p99: {quiet:.2} ms without attackers (RSS peak {quiet_peak} KiB), {attacked:.2} ms with them (RSS peak {} KiB)",
+        sampler.peak()
+    );
+    drop(server);
+}
+
+/// One kind of attacker from `spawn_attackers`, alone.
+async fn spawn_one(
+    base: &str,
+    room: &str,
+    deadline: Instant,
+    attack: &str,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let (base, room) = (base.to_owned(), room.to_owned());
+    let mut attackers = Vec::new();
+    for worker in 0..4u64 {
+        let (base, room, attack) = (base.clone(), room.clone(), attack.to_owned());
+        attackers.push(tokio::spawn(async move {
+            let mut round = 0u64;
+            let mut held = Vec::new();
+            while Instant::now() < deadline {
+                round += 1;
+                match attack.as_str() {
+                    "ping flood" => {
+                        let path = format!("/api/ws/{room}?client_id=pinger-{worker}");
+                        let mut socket = tiny_window_socket(&base, &path).await;
+                        let ping = Bytes::from(vec![1u8; 125]);
+                        while Instant::now() < deadline {
+                            if socket.send(Message::Ping(ping.clone())).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    "stalled readers" => {
+                        let path = format!("/api/ws/{room}?client_id=stalled-{worker}-{round}");
+                        held.push(tiny_window_socket(&base, &path).await);
+                        if worker == 0 {
+                            // Traffic for them to hold: 48 KB pasted and removed.
+                            let mut paster = honest(&base, &room, &format!("paster-{round}")).await;
+                            let chunk = "paste ".repeat(8000);
+                            for _ in 0..20 {
+                                paster.type_incremental(0, &chunk).await;
+                                paster.delete_incremental(0, chunk.len() as u32).await;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                    "awareness spam" => {
+                        let url =
+                            format!("ws://{base}/api/yjs/{room}?client_id=aw-{worker}-{round}");
+                        if let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&url).await {
+                            let ids = (round * 1000)..(round * 1000 + 200);
+                            let _ = socket
+                                .send(awareness_frame(ids, r#"{"user":{"name":"a"}}"#))
+                                .await;
+                            let _ = close_code(&mut socket).await;
+                        }
+                    }
+                    "reconnect storm" => {
+                        for _ in 0..10 {
+                            let url =
+                                format!("ws://{base}/api/ws/{room}?client_id=s-{worker}-{round}");
+                            if let Ok((mut socket, _)) =
+                                tokio_tungstenite::connect_async(&url).await
+                            {
+                                let _ = socket.close(None).await;
+                            }
+                        }
+                    }
+                    _ => {
+                        let _ = slowloris(&base, Duration::from_secs(15)).await;
+                    }
+                }
+            }
+        }));
+    }
+    attackers
 }
