@@ -183,6 +183,17 @@ async fn edit_reaches(from: &mut Client, to: &mut Client, token: &str) {
     assert_eq!(from.content(), to.content());
 }
 
+/// `from` types `token`; `to` must receive it (others may be typing too).
+async fn token_reaches(from: &mut Client, to: &mut Client, token: &str) {
+    from.type_incremental(0, token).await;
+    let deadline = Instant::now() + EXPECT;
+    while !to.content().contains(token) {
+        assert!(Instant::now() < deadline, "{} never got {token}", to.id);
+        let message = to.recv().await;
+        to.apply_if_document(&message);
+    }
+}
+
 async fn close_code(socket: &mut Socket) -> Option<u16> {
     close_code_within(socket, Duration::from_secs(10)).await
 }
@@ -915,13 +926,14 @@ impl Drop for Release {
     }
 }
 
-/// `coedit bench` at load 1 (BENCHMARKS.md) against `base`: its p99 in ms.
-fn load_1_p99(binary: &str, base: &str) -> f64 {
+/// `coedit bench` at load 1 (BENCHMARKS.md) against `base`, in fresh rooms
+/// `{prefix}-N`: its p99 in ms.
+fn load_1_p99(binary: &str, base: &str, prefix: &str) -> f64 {
     let output = std::process::Command::new(binary)
         .args(["bench", "--url", &format!("ws://{base}")])
         .args(["--json", "--rooms", "10", "--clients", "10", "--rate", "2"])
         .args(["--duration", "10s", "--warmup", "2s", "--ramp", "2s"])
-        .args(["--payload", "full", "--room-prefix", "load1"])
+        .args(["--payload", "full", "--room-prefix", prefix])
         .output()
         .unwrap();
     let report: serde_json::Value =
@@ -931,6 +943,16 @@ fn load_1_p99(binary: &str, base: &str) -> f64 {
                 String::from_utf8_lossy(&output.stderr)
             )
         });
+    eprintln!(
+        "bench: {} of {} deliveries",
+        report
+            .pointer("/latency_ms/count")
+            .unwrap_or(&serde_json::Value::Null),
+        report["expected_deliveries"]
+    );
+    if report["latency_ms"]["count"] == 0 {
+        eprintln!("bench report: {}", report["connections"]);
+    }
     let p99 = report
         .pointer("/latency_ms/p99")
         .or_else(|| report.pointer("/latency/p99_ms"));
@@ -951,14 +973,17 @@ async fn release_binary_figures() {
     let seconds = Duration::from_secs(10);
 
     // One attack at a time, each against a fresh server.
-    for attack in [
+    let attacks = [
         "ping flood",
         "stalled readers",
         "awareness spam",
         "reconnect storm",
         "slowloris",
         "all together",
-    ] {
+    ];
+    // COEDIT_FIGURES=load measures load 1 only.
+    let only_load = std::env::var("COEDIT_FIGURES").as_deref() == Ok("load");
+    for attack in attacks.into_iter().filter(|_| !only_load) {
         let server = Release::start(&binary, port, &[]).await;
         let base = server.base.clone();
         let pid = server.child.id();
@@ -967,17 +992,31 @@ async fn release_binary_figures() {
         let sampler = RssSampler::start(pid);
         let deadline = Instant::now() + seconds;
         let attackers = match attack {
-            "all together" => spawn_attackers(&base, "victims", "victims", deadline).await,
+            "all together" => spawn_attackers(&base, "victims", "pasted", deadline).await,
             _ => spawn_one(&base, "victims", deadline, attack).await,
         };
         let mut edits = 0;
         while Instant::now() < deadline {
             edits += 1;
-            edit_reaches(&mut alice, &mut bob, &format!("[{edits}]")).await;
+            // Alice takes in what others typed before she types (a paster may be
+            // in the room).
+            let until = Instant::now() + Duration::from_millis(50);
+            while let Some(wait) = until.checked_duration_since(Instant::now()) {
+                match alice.next_frame(wait).await {
+                    Some(Message::Text(text)) => {
+                        if let Ok(message) = serde_json::from_str(text.as_str()) {
+                            alice.apply_if_document(&message);
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            token_reaches(&mut alice, &mut bob, &format!("[{edits}]")).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         for attacker in attackers {
-            let _ = attacker.await;
+            attacker.abort();
         }
         let seen = metrics(&base).await;
         println!(
@@ -995,21 +1034,21 @@ async fn release_binary_figures() {
     let sampler = RssSampler::start(pid);
     let quiet = {
         let (binary, base) = (binary.clone(), base.clone());
-        tokio::task::spawn_blocking(move || load_1_p99(&binary, &base))
+        tokio::task::spawn_blocking(move || load_1_p99(&binary, &base, "quiet"))
             .await
             .unwrap()
     };
     let quiet_peak = sampler.peak();
     let deadline = Instant::now() + Duration::from_secs(17);
-    let attackers = spawn_attackers(&base, "load1-0", "attack-paste", deadline).await;
+    let attackers = spawn_attackers(&base, "attacked-0", "attack-paste", deadline).await;
     let attacked = {
         let (binary, base) = (binary.clone(), base.clone());
-        tokio::task::spawn_blocking(move || load_1_p99(&binary, &base))
+        tokio::task::spawn_blocking(move || load_1_p99(&binary, &base, "attacked"))
             .await
             .unwrap()
     };
     for attacker in attackers {
-        let _ = attacker.await;
+        attacker.abort();
     }
     println!(
         "load 1 p99: {quiet:.2} ms without attackers (RSS peak {quiet_peak} KiB), {attacked:.2} ms with them (RSS peak {} KiB)",
