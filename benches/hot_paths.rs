@@ -85,6 +85,13 @@ fn room(fixture: &Fixture) -> Document {
     Document::from_state(&fixture.room_state).expect("fixture state applies")
 }
 
+/// The room after one keystroke it has not encoded yet.
+fn changed_room(fixture: &Fixture) -> Document {
+    let mut room = room(fixture);
+    let _ = room.apply_update(&fixture.keystroke);
+    room
+}
+
 fn document(c: &mut Criterion) {
     let fixture = fixture();
     let full_hex = hex::encode(&fixture.full_after_keystroke);
@@ -137,10 +144,33 @@ fn document(c: &mut Criterion) {
     // What a joiner is sent, once per change (cached after that).
     group.bench_function("encode_full_state_10kb", |b| {
         b.iter_batched(
-            || room(&fixture),
+            || changed_room(&fixture),
             |mut room| {
                 let encoded = room.encoded_state();
                 (room, encoded)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // A document's size as `GET /api/metrics` and the room listings report it,
+    // right after a keystroke: encoding it (what every poll cost before) against
+    // reading the size kept as updates apply.
+    group.bench_function("size_after_keystroke_by_encoding", |b| {
+        b.iter_batched(
+            || changed_room(&fixture),
+            |mut room| {
+                let size = room.size();
+                (room, size)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("size_after_keystroke_kept", |b| {
+        b.iter_batched(
+            || changed_room(&fixture),
+            |room| {
+                let size = room.size_estimate();
+                (room, size)
             },
             BatchSize::SmallInput,
         )

@@ -1216,7 +1216,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__serve)
-            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --history-retention --idle-unload-secs --outbound-queue --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --rate-limit --rate-burst --no-dashboard --log-level --log-format --server --json --timeout --token --help --version"
+            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --history-retention --idle-unload-secs --outbound-queue --max-outbound-bytes --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --max-awareness-ids --max-awareness-bytes --max-room-users --header-read-timeout-secs --max-pending-upgrades --rate-limit --rate-burst --no-dashboard --log-level --log-format --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1270,6 +1270,10 @@ _coedit() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-outbound-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-message-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1291,6 +1295,26 @@ _coedit() {
                     return 0
                     ;;
                 --max-document-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-awareness-ids)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-awareness-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-room-users)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header-read-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-pending-upgrades)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

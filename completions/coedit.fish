@@ -59,14 +59,20 @@ complete -c coedit -n "__fish_coedit_using_subcommand serve" -l commit-interval-
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l compact-every -d 'Updates logged for a room before its log is compacted into one snapshot' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l history-retention -d 'How long every edit stays readable as history (`7d`, `12h`, `30m`; `0` keeps none): old versions can be listed, read and restored within it' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l idle-unload-secs -d 'Seconds a room with no connections stays in memory before it is unloaded' -r
-complete -c coedit -n "__fish_coedit_using_subcommand serve" -l outbound-queue -d 'Messages queued for one connection before it is closed as a slow consumer' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l outbound-queue -d 'Messages queued for one connection before it is closed as a slow consumer (with --max-outbound-bytes, whichever comes first)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-outbound-bytes -d 'Bytes the server may hold for one connection\'s socket (queued messages, pongs, close frames); a connection that finds it used up is closed with 1013 as a slow consumer. Keep it above twice the largest document served to JSON clients (their sync is hex)' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-message-bytes -d 'Largest WebSocket message accepted, in bytes' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l admin-token -d 'Require `Authorization: Bearer TOKEN` on the admin endpoints (persist, load, simulate, events, room listings)' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l auth-secret -d 'Require WebSocket clients to present a room token signed with this secret (mint them with `coedit token`)' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-connections -d 'Open WebSocket connections allowed in total; more get HTTP 503' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-connections-per-room -d 'Open WebSocket connections allowed per room; more get HTTP 503' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-document-bytes -d 'Largest document a room may grow to, in bytes of its Yjs encoding' -r
-complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-limit -d 'Messages per second one connection may send on average' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-awareness-ids -d 'Yjs client ids one y-protocol connection may hold awareness states for; more closes it with 1008' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-awareness-bytes -d 'Largest awareness state (y-protocols: closed with 1008) or presence message (JSON join, cursor, selection, awareness: refused with `error`), in bytes' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-room-users -d 'Users (client ids, simulated ones included) and awareness states one room may hold; a new client id beyond it gets HTTP 503' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l header-read-timeout-secs -d 'Seconds an HTTP client may take to send a request\'s headers before its connection is closed' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-pending-upgrades -d 'WebSocket upgrades being set up at once (answered, room not yet joined); more get HTTP 503' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-limit -d 'Messages per second one connection may send on average (control frames included)' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-burst -d 'Messages one connection may send in a burst' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l log-level -d 'Log filter, e.g. `info` or `coedit=debug`; given here (or in COEDIT_LOG) it wins over RUST_LOG. Default: RUST_LOG if set, else `info`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l log-format -d '`text` for people (coloured only on a terminal without NO_COLOR), `json` for log shippers: one object per line' -r -f -a "text\t'One line of text per event, for people'

@@ -83,9 +83,17 @@ pub struct ServeArgs {
     #[arg(long, env = "COEDIT_IDLE_UNLOAD_SECS", default_value_t = Config::DEFAULT_IDLE_UNLOAD.as_secs(), help_heading = STORE)]
     pub idle_unload_secs: u64,
 
-    /// Messages queued for one connection before it is closed as a slow consumer.
+    /// Messages queued for one connection before it is closed as a slow consumer
+    /// (with --max-outbound-bytes, whichever comes first).
     #[arg(long, env = "COEDIT_OUTBOUND_QUEUE", default_value_t = Config::DEFAULT_OUTBOUND_QUEUE, help_heading = LIMITS)]
     pub outbound_queue: usize,
+
+    /// Bytes the server may hold for one connection's socket (queued messages,
+    /// pongs, close frames); a connection that finds it used up is closed with 1013
+    /// as a slow consumer. Keep it above twice the largest document served to JSON
+    /// clients (their sync is hex).
+    #[arg(long, env = "COEDIT_MAX_OUTBOUND_BYTES", default_value_t = Config::DEFAULT_MAX_OUTBOUND_BYTES)]
+    pub max_outbound_bytes: usize,
 
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "COEDIT_MAX_MESSAGE_BYTES", default_value_t = Config::DEFAULT_MAX_MESSAGE_BYTES, help_heading = LIMITS)]
@@ -113,7 +121,33 @@ pub struct ServeArgs {
     #[arg(long, env = "COEDIT_MAX_DOCUMENT_BYTES", default_value_t = Config::DEFAULT_MAX_DOCUMENT_BYTES, help_heading = LIMITS)]
     pub max_document_bytes: usize,
 
-    /// Messages per second one connection may send on average.
+    /// Yjs client ids one y-protocol connection may hold awareness states for; more
+    /// closes it with 1008.
+    #[arg(long, env = "COEDIT_MAX_AWARENESS_IDS", default_value_t = Config::DEFAULT_MAX_AWARENESS_IDS, help_heading = LIMITS)]
+    pub max_awareness_ids: usize,
+
+    /// Largest awareness state (y-protocols: closed with 1008) or presence message
+    /// (JSON join, cursor, selection, awareness: refused with `error`), in bytes.
+    #[arg(long, env = "COEDIT_MAX_AWARENESS_BYTES", default_value_t = Config::DEFAULT_MAX_AWARENESS_BYTES, help_heading = LIMITS)]
+    pub max_awareness_bytes: usize,
+
+    /// Users (client ids, simulated ones included) and awareness states one room may
+    /// hold; a new client id beyond it gets HTTP 503.
+    #[arg(long, env = "COEDIT_MAX_ROOM_USERS", default_value_t = Config::DEFAULT_MAX_ROOM_USERS, help_heading = LIMITS)]
+    pub max_room_users: usize,
+
+    /// Seconds an HTTP client may take to send a request's headers before its
+    /// connection is closed.
+    #[arg(long, env = "COEDIT_HEADER_READ_TIMEOUT_SECS", default_value_t = Config::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64(), help_heading = LIMITS)]
+    pub header_read_timeout_secs: f64,
+
+    /// WebSocket upgrades being set up at once (answered, room not yet joined);
+    /// more get HTTP 503.
+    #[arg(long, env = "COEDIT_MAX_PENDING_UPGRADES", default_value_t = Config::DEFAULT_MAX_PENDING_UPGRADES, help_heading = LIMITS)]
+    pub max_pending_upgrades: usize,
+
+    /// Messages per second one connection may send on average (control frames
+    /// included).
     #[arg(long, env = "COEDIT_RATE_LIMIT", default_value_t = Config::DEFAULT_RATE_LIMIT_PER_SEC, help_heading = LIMITS)]
     pub rate_limit: u32,
 
@@ -177,6 +211,15 @@ impl ServeArgs {
         config.compact_every = self.compact_every.max(1);
         config.history_retention = self.history_retention;
         config.outbound_queue = self.outbound_queue.max(1);
+        config.max_outbound_bytes = self.max_outbound_bytes.max(1);
+        config.max_awareness_ids = self.max_awareness_ids.max(1);
+        config.max_awareness_bytes = self.max_awareness_bytes;
+        config.max_room_users = self.max_room_users.max(1);
+        config.header_read_timeout = Duration::try_from_secs_f64(self.header_read_timeout_secs)
+            .ok()
+            .filter(|timeout| !timeout.is_zero())
+            .unwrap_or(Config::DEFAULT_HEADER_READ_TIMEOUT);
+        config.max_pending_upgrades = self.max_pending_upgrades.max(1);
         config.max_message_bytes = self.max_message_bytes;
         config.admin_token = self.admin_token.clone().filter(|token| !token.is_empty());
         config.auth_secret = self.auth_secret.clone().filter(|secret| !secret.is_empty());

@@ -45,6 +45,24 @@ pub struct Config {
     /// Messages a connection may have queued before it counts as a slow consumer and
     /// is closed. Large enough to ride out a GC pause or a slow network burst.
     pub outbound_queue: usize,
+    /// Bytes the server may hold for one connection's socket — queued messages,
+    /// encoded frames, pongs, close frames. A message or control frame that finds
+    /// the budget used up closes the connection as a slow consumer, so one
+    /// connection holds less than the budget plus one message.
+    pub max_outbound_bytes: usize,
+    /// Yjs client ids one y-protocol connection may hold awareness states for.
+    pub max_awareness_ids: usize,
+    /// Largest awareness state (y-protocols) or presence message (JSON `join`,
+    /// `cursor`, `selection`, `awareness`) accepted, in bytes.
+    pub max_awareness_bytes: usize,
+    /// Users (client ids, simulated ones included) and awareness states one room
+    /// may hold.
+    pub max_room_users: usize,
+    /// How long an HTTP client may take to send a request's headers (slowloris).
+    pub header_read_timeout: Duration,
+    /// WebSocket upgrades being set up at once (handshake answered, room not yet
+    /// joined); more get 503.
+    pub max_pending_upgrades: usize,
     /// This server's name in logs and in the store's writer lease; `host:port`
     /// when not set.
     pub node_id: Option<String>,
@@ -91,6 +109,16 @@ pub struct Config {
 
 impl Config {
     pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;
+    /// 4 MiB: hundreds of typical relayed messages, and what 1,000 stalled readers
+    /// may cost at most is 4 GiB, which the connection caps bring down further.
+    pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 4 * 1024 * 1024;
+    /// An editor's provider holds one id; a page with a few documents a few.
+    pub const DEFAULT_MAX_AWARENESS_IDS: usize = 16;
+    /// 32 KiB: a name, a colour and a cursor are a few hundred bytes.
+    pub const DEFAULT_MAX_AWARENESS_BYTES: usize = 32 * 1024;
+    pub const DEFAULT_MAX_ROOM_USERS: usize = 1_000;
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_MAX_PENDING_UPGRADES: usize = 512;
     pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(10);
     pub const DEFAULT_COMPACT_EVERY: u64 = 500;
     /// A week: long enough to notice on Monday what went wrong on Friday, short
@@ -117,6 +145,12 @@ impl Config {
             outbound_queue: Self::DEFAULT_OUTBOUND_QUEUE,
             node_id: None,
             durability: DurabilityLevel::WriteAhead,
+            max_outbound_bytes: Self::DEFAULT_MAX_OUTBOUND_BYTES,
+            max_awareness_ids: Self::DEFAULT_MAX_AWARENESS_IDS,
+            max_awareness_bytes: Self::DEFAULT_MAX_AWARENESS_BYTES,
+            max_room_users: Self::DEFAULT_MAX_ROOM_USERS,
+            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+            max_pending_upgrades: Self::DEFAULT_MAX_PENDING_UPGRADES,
             commit_interval: Self::DEFAULT_COMMIT_INTERVAL,
             compact_every: Self::DEFAULT_COMPACT_EVERY,
             history_retention: Self::DEFAULT_HISTORY_RETENTION,

@@ -7,9 +7,16 @@
 //! and reads, the outbound queue and a single timer together. An idle connection is
 //! then one small task and no buffers (its socket is an `IdleIo`), instead of a
 //! reader and a writer task sharing a lock around the socket.
+//!
+//! Bounds: every frame read counts against the rate limit, control frames
+//! included; what the connection holds for its socket (encoded frames, pongs) is
+//! reported to its queue, so the byte budget covers all of it. A `Membership`
+//! guard leaves the room and fixes the counters however the task ends, and a panic
+//! while handling one message closes that connection (1011), not the server.
 
 use std::future::{poll_fn, Future};
 use std::ops::ControlFlow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
@@ -20,6 +27,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -28,11 +36,12 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::auth::Access;
 use super::idle_io::IdleIo;
-use super::limits::{RateLimiter, Verdict};
-use super::room::queue;
+use super::limits::{RateLimiter, Reservation, Verdict};
+use super::metrics::Metrics;
+use super::room::queue::{self, Weigh};
 use super::room::{
-    CloseReason, ConnectionId, Kick, Member, Origin, Outbound, Protocol, Room, UpdateBytes,
-    UpdateFormat,
+    close_slow_consumer, CloseReason, ConnectionId, Kick, Member, Origin, Outbound, Protocol, Room,
+    UpdateBytes, UpdateFormat, YjsError,
 };
 use super::AppState;
 use crate::api::{ClientMessage, ServerMessage};
@@ -60,6 +69,14 @@ const READ_BUFFER_BYTES: usize = 256;
 /// A server WebSocket over an `IdleIo`.
 type Socket<S> = WebSocketStream<IdleIo<S>>;
 
+/// What a connection was admitted with before its upgrade: its place under the
+/// connection caps (held until the task ends) and its handshake slot (held until
+/// it has joined its room).
+pub struct Admission {
+    pub reservation: Reservation,
+    pub handshake: OwnedSemaphorePermit,
+}
+
 /// Serves one accepted connection once hyper hands over the upgraded socket. This is
 /// the whole task, so everything a connection keeps while idle is in its future.
 pub async fn serve_connection(
@@ -69,7 +86,12 @@ pub async fn serve_connection(
     client_id: String,
     protocol: Protocol,
     access: Access,
+    admission: Admission,
 ) {
+    let Admission {
+        reservation: _reservation,
+        handshake,
+    } = admission;
     let upgraded = match upgrade.await {
         Ok(upgraded) => upgraded,
         Err(error) => {
@@ -88,7 +110,8 @@ pub async fn serve_connection(
     let mut socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
 
     let connection = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    let (queue, mut outbound) = queue::channel(app.config.outbound_queue);
+    let (queue, mut outbound) =
+        queue::channel(app.config.outbound_queue, app.config.max_outbound_bytes);
     let kick = Kick::new(app.shutdown.child_token());
 
     let room = loop {
@@ -116,22 +139,15 @@ pub async fn serve_connection(
             break room;
         }
     };
+    // From here on, whatever ends this task leaves the room.
+    let membership = Membership::new(room, connection, kick.clone(), &app.metrics, protocol);
+    drop(handshake);
     // The room holds the only sender now, so the queue ends once the room lets go.
     drop(queue);
-
-    let counters = app.metrics.counters();
-    let protocol_count = match protocol {
-        Protocol::Json => None,
-        Protocol::Yjs => Some(&counters.active_yjs_connections),
-    };
-    counters.active_connections.fetch_add(1, Ordering::Relaxed);
-    if let Some(count) = protocol_count {
-        count.fetch_add(1, Ordering::Relaxed);
-    }
     tracing::debug!(room = %room_id, %client_id, connection, "connected");
 
     let peer = Peer {
-        room: &room,
+        room: &membership.room,
         connection,
         client_id: &client_id,
         kick: &kick,
@@ -141,17 +157,65 @@ pub async fn serve_connection(
     };
     let end = run(&mut socket, &mut outbound, &peer).await;
 
-    room.disconnect(connection);
-    kick.kick(CloseReason::NORMAL);
+    // Leave first, so the others hear of it without waiting for the close handshake.
+    drop(membership);
     if end == End::Writable {
         let reason = kick.reason();
         close(&mut socket, reason.code, reason.reason).await;
     }
-    counters.active_connections.fetch_sub(1, Ordering::Relaxed);
-    if let Some(count) = protocol_count {
-        count.fetch_sub(1, Ordering::Relaxed);
-    }
     tracing::debug!(room = %room_id, %client_id, connection, "disconnected");
+}
+
+/// A connection's membership of its room and of the connection counters. Dropping
+/// it — at the end of the task, on an early return, or while a panic unwinds —
+/// removes the member (the others get `user_left` and the awareness removal),
+/// asks the task to close, and takes the connection off the counters, so the room
+/// can unload.
+struct Membership {
+    room: Room,
+    connection: ConnectionId,
+    kick: Kick,
+    metrics: Metrics,
+    protocol: Protocol,
+}
+
+impl Membership {
+    fn new(
+        room: Room,
+        connection: ConnectionId,
+        kick: Kick,
+        metrics: &Metrics,
+        protocol: Protocol,
+    ) -> Self {
+        let counters = metrics.counters();
+        counters.active_connections.fetch_add(1, Ordering::Relaxed);
+        if protocol == Protocol::Yjs {
+            counters
+                .active_yjs_connections
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Self {
+            room,
+            connection,
+            kick,
+            metrics: metrics.clone(),
+            protocol,
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.room.disconnect(self.connection);
+        self.kick.kick(CloseReason::NORMAL);
+        let counters = self.metrics.counters();
+        counters.active_connections.fetch_sub(1, Ordering::Relaxed);
+        if self.protocol == Protocol::Yjs {
+            counters
+                .active_yjs_connections
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One connection's view of its room, for the loop.
@@ -209,6 +273,10 @@ where
     );
     let mut last_heard = Instant::now();
     let mut next_ping = last_heard + ping_interval;
+    // Bytes waiting in the socket's write buffer, as last reported to the queue,
+    // and the size of the first frame of the batch being written (the head).
+    let mut held = 0;
+    let mut head = 0;
     // One timer for pings and silence: an incoming frame only moves `last_heard`,
     // and the timer re-checks when it fires, so no timer is re-armed per message.
     let timer = tokio::time::sleep_until(next_ping.into());
@@ -238,6 +306,7 @@ where
             if socket.get_ref().pending_writes() == 0 {
                 match outbound.poll_recv(cx) {
                     Poll::Ready(Some(first)) => {
+                        head = first.weight();
                         if queue_batch(socket.get_mut(), first, outbound).is_err() {
                             return Poll::Ready(End::Broken);
                         }
@@ -252,11 +321,20 @@ where
                 }
             }
 
+            let before_read = socket.get_ref().pending_writes();
             match socket.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(message))) => {
                     last_heard = Instant::now();
-                    if handle_message(peer, &mut limiter, message, last_heard).is_break() {
-                        return Poll::Ready(End::Writable);
+                    let handled = catch_unwind(AssertUnwindSafe(|| {
+                        handle_message(peer, &mut limiter, message, last_heard)
+                    }));
+                    match handled {
+                        Ok(ControlFlow::Continue(())) => {}
+                        Ok(ControlFlow::Break(())) => return Poll::Ready(End::Writable),
+                        Err(_) => {
+                            panicked(peer);
+                            return Poll::Ready(End::Writable);
+                        }
                     }
                     progressed = true;
                 }
@@ -270,6 +348,15 @@ where
                 Poll::Ready(None) => return Poll::Ready(End::Writable),
                 Poll::Pending => {}
             }
+            // tungstenite answers a ping while reading, straight into the socket's
+            // buffer: a reply that finds the budget used up closes the connection
+            // like any other message would.
+            if socket.get_ref().pending_writes() > before_read
+                && outbound.over_budget(before_read, head)
+            {
+                close_slow_consumer(peer.kick, &peer.app.metrics, peer.client_id);
+                return Poll::Ready(End::Writable);
+            }
 
             if timer.as_mut().poll(cx).is_ready() {
                 let now = Instant::now();
@@ -279,9 +366,13 @@ where
                     return Poll::Ready(End::Writable);
                 }
                 if now >= next_ping {
-                    let ping = Frame::ping(Bytes::new());
-                    if socket.get_mut().queue_frame(ping).is_err() {
-                        return Poll::Ready(End::Broken);
+                    // A peer still reading what is pending needs no ping to prove it
+                    // is there; one that is not is closed by the silence check.
+                    if socket.get_ref().pending_writes() == 0 {
+                        let ping = Frame::ping(Bytes::new());
+                        if socket.get_mut().queue_frame(ping).is_err() {
+                            return Poll::Ready(End::Broken);
+                        }
                     }
                     next_ping = now + ping_interval;
                 }
@@ -290,14 +381,62 @@ where
             }
 
             if !progressed {
+                report_held(
+                    outbound,
+                    socket.get_ref().pending_writes(),
+                    &mut held,
+                    &mut head,
+                );
                 return Poll::Pending;
             }
         }
+        report_held(
+            outbound,
+            socket.get_ref().pending_writes(),
+            &mut held,
+            &mut head,
+        );
         // Still busy: let other connections run, then come back.
         cx.waker().wake_by_ref();
         Poll::Pending
     })
     .await
+}
+
+/// Tells the queue how many bytes wait in the socket's buffer (`head` of them the
+/// batch's first frame), when that changed, so the room's sends count them
+/// against the byte budget.
+fn report_held(
+    outbound: &queue::Receiver<Outbound>,
+    pending: usize,
+    held: &mut usize,
+    head: &mut usize,
+) {
+    if pending == 0 {
+        *head = 0;
+    }
+    if pending != *held {
+        outbound.set_held(pending, *head);
+        *held = pending;
+    }
+}
+
+/// Handling a message panicked: the room is consistent (its lock survives a panic
+/// and the document restores itself), but this connection's state may not be, so
+/// it is closed with 1011; its `Membership` then takes it out of the room.
+fn panicked(peer: &Peer<'_>) {
+    let metrics = &peer.app.metrics;
+    metrics
+        .counters()
+        .panics_caught
+        .fetch_add(1, Ordering::Relaxed);
+    metrics.record_error();
+    tracing::error!(
+        room = peer.room.id(),
+        client_id = peer.client_id,
+        "handling a message panicked; closing the connection"
+    );
+    peer.kick.kick(CloseReason::INTERNAL);
 }
 
 /// Encodes `first` and whatever else is already queued, up to one flush's worth,
@@ -336,6 +475,23 @@ fn handle_message(
     message: Message,
     started: Instant,
 ) -> ControlFlow<()> {
+    #[cfg(test)]
+    if let Message::Binary(bytes) = &message {
+        if bytes.as_ref() == tests::PANIC_FRAME {
+            peer.room.panic_while_locked();
+        }
+    }
+    // Control frames cost a read and, for a ping, a reply: they are counted like
+    // data. Over the rate they are ignored (tungstenite has already answered a
+    // ping, within the byte budget); sustained, the connection is closed.
+    if matches!(message, Message::Ping(_) | Message::Pong(_)) {
+        if limiter.check(started) == Verdict::Close {
+            peer.app.metrics.record_error();
+            peer.kick.kick(CloseReason::RATE_LIMITED);
+            return ControlFlow::Break(());
+        }
+        return ControlFlow::Continue(());
+    }
     if matches!(message, Message::Text(_) | Message::Binary(_)) {
         match (limiter.check(started), peer.protocol) {
             (Verdict::Accept, _) => {}
@@ -382,8 +538,13 @@ fn handle_message(
                 peer.app.metrics.record_error();
                 tracing::debug!(%error, client_id = peer.client_id, "refused y-protocol frame");
                 // The binary protocol has no error message: a frame we cannot
-                // read or apply means the peer is not speaking it, so close.
-                peer.kick.kick(CloseReason::MALFORMED);
+                // read or apply means the peer is not speaking it, so close; one
+                // over a bound closes with a reason naming the bound.
+                let reason = match error {
+                    YjsError::Refused(reason) => reason,
+                    _ => CloseReason::MALFORMED,
+                };
+                peer.kick.kick(reason);
                 return ControlFlow::Break(());
             }
         }
@@ -416,6 +577,22 @@ fn handle_text(peer: &Peer<'_>, text: &str) {
             return;
         }
     };
+    let presence = matches!(
+        message,
+        ClientMessage::Join { .. }
+            | ClientMessage::Cursor { .. }
+            | ClientMessage::Selection { .. }
+            | ClientMessage::Awareness { .. }
+    );
+    // Presence is kept per user (name, colour, selection) or relayed to everyone:
+    // its size is bounded like a y-protocol awareness state, by the message's size.
+    let limit = app.config.max_awareness_bytes;
+    if presence && text.len() > limit {
+        peer.refuse(&format!(
+            "presence message refused: larger than {limit} bytes"
+        ));
+        return;
+    }
     match message {
         ClientMessage::Join {
             name,
@@ -497,11 +674,10 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use tokio_util::sync::CancellationToken;
-    use tokio_util::task::TaskTracker;
 
     use super::*;
     use crate::server::journal::Journal;
@@ -509,6 +685,10 @@ mod tests {
     use crate::server::registry::Registry;
     use crate::server::store::{memory::MemoryStore, Store};
     use crate::server::Config;
+
+    /// A binary frame that makes the connection panic while holding its room's
+    /// lock. Compiled into unit tests only: no build of the server answers it.
+    pub(crate) const PANIC_FRAME: &[u8] = b"coedit unit test: panic while handling this frame";
 
     /// The task's future is most of what an idle connection costs (10,000 of them
     /// in 46 MiB): it was 1.8 KiB split in two tasks, it is ~1.3 KiB as one.
@@ -518,12 +698,11 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let (journal, _journal_task) = Journal::start(store.clone(), config.journal_pace());
         let metrics = Metrics::new();
-        let app = AppState {
-            registry: Registry::new(store, journal, metrics.clone(), &config),
-            config: Arc::new(config),
-            metrics,
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+        let registry = Registry::new(store, journal, metrics.clone(), &config);
+        let app = AppState::new(config, registry, metrics, CancellationToken::new());
+        let admission = Admission {
+            reservation: app.caps.reserve("room").unwrap(),
+            handshake: app.upgrades.clone().try_acquire_owned().unwrap(),
         };
         let upgrade = hyper::upgrade::on(axum::http::Request::new(()));
         let task = serve_connection(
@@ -533,8 +712,122 @@ mod tests {
             "client".into(),
             Protocol::Json,
             Access::ReadWrite,
+            admission,
         );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 1536, "a connection's task is {size} bytes");
+    }
+
+    type Client = WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+    async fn client(addr: std::net::SocketAddr, room: &str, id: &str) -> Client {
+        let url = format!("ws://{addr}/api/ws/{room}?client_id={id}");
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        while next_json(&mut socket).await["type"] != "users" {}
+        socket
+    }
+
+    /// The next JSON message, skipping control frames; `Null` on close or timeout.
+    async fn next_json(socket: &mut Client) -> serde_json::Value {
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+            match next {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    return serde_json::from_str(text.as_str()).unwrap()
+                }
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                _ => return serde_json::Value::Null,
+            }
+        }
+    }
+
+    async fn metrics(addr: std::net::SocketAddr) -> serde_json::Value {
+        reqwest::get(format!("http://{addr}/api/metrics"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn join(socket: &mut Client, name: &str) {
+        let join = format!(r##"{{"type":"join","name":"{name}","color":"#111111"}}"##);
+        socket.send(Message::text(join)).await.unwrap();
+        assert_eq!(next_json(socket).await["type"], "users_list");
+    }
+
+    /// A panic while handling a message (here with the room locked) is caught for
+    /// that connection alone: it is closed with 1011, the others hear it left, the
+    /// counters are right, the room keeps working and unloads once empty.
+    #[tokio::test]
+    async fn a_panic_while_handling_a_message_leaves_the_room_clean() {
+        let mut config = Config::for_tests();
+        config.idle_unload = Duration::from_millis(200);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(crate::server::run(listener, config, shutdown.clone()));
+
+        let mut witness = client(addr, "panic", "witness").await;
+        join(&mut witness, "Witness").await;
+        let mut victim = client(addr, "panic", "victim").await;
+        join(&mut victim, "Victim").await;
+        assert_eq!(next_json(&mut witness).await["type"], "user_joined");
+
+        victim
+            .send(Message::binary(Bytes::from_static(PANIC_FRAME)))
+            .await
+            .unwrap();
+        let close = loop {
+            match tokio::time::timeout(Duration::from_secs(5), victim.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => break frame,
+                Ok(Some(Ok(_))) => {}
+                other => panic!("the victim should get a close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(close.map(|frame| u16::from(frame.code)), Some(1011));
+        let left = next_json(&mut witness).await;
+        assert_eq!(left["type"], "user_left");
+        assert_eq!(left["userId"], "victim");
+        let seen = metrics(addr).await;
+        assert_eq!(seen["panics_caught"], 1);
+        assert_eq!(seen["active_connections"], 1);
+
+        // The room still works: a newcomer joins and gets the witness's edit.
+        let mut newcomer = client(addr, "panic", "newcomer").await;
+        join(&mut newcomer, "Newcomer").await;
+        assert_eq!(next_json(&mut witness).await["type"], "user_joined");
+        let doc = yrs::Doc::new();
+        let content = doc.get_or_insert_text("content");
+        yrs::Text::insert(
+            &content,
+            &mut yrs::Transact::transact_mut(&doc),
+            0,
+            "still here",
+        );
+        let update = yrs::ReadTxn::encode_state_as_update_v1(
+            &yrs::Transact::transact(&doc),
+            &yrs::StateVector::default(),
+        );
+        let message = format!(r#"{{"type":"update","data":"{}"}}"#, hex::encode(update));
+        witness.send(Message::text(message)).await.unwrap();
+        let relayed = next_json(&mut newcomer).await;
+        assert_eq!(relayed["type"], "update");
+        assert_eq!(relayed["from"], "witness");
+
+        witness.close(None).await.unwrap();
+        newcomer.close(None).await.unwrap();
+        let mut unloaded = false;
+        for _ in 0..100 {
+            let seen = metrics(addr).await;
+            if seen["active_connections"] == 0 && seen["rooms_loaded"] == 0 {
+                unloaded = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(unloaded, "the room did not unload: {}", metrics(addr).await);
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
     }
 }

@@ -42,20 +42,33 @@ pub enum Applied {
     Delta(Bytes),
 }
 
-/// A Yjs document plus a cache of its full-state encoding.
+/// Deltas may pile up after the last full encoding until they pass this fraction
+/// of it; then the document is encoded again. That bounds both the memory the
+/// deltas hold and how far the size estimate can be off, at the cost of one
+/// encoding per eighth of the document's size in updates: a constant cost per
+/// byte of update, and a small document (where each encoding is cheap) is encoded
+/// after almost every update, so its size is exact.
+const FOLD_FRACTION: usize = 8;
+
+/// A Yjs document, its last full-state encoding, and the deltas applied since.
 ///
-/// The original browser client sends the whole document state on every keystroke and
-/// every joiner is sent the whole state, so both the encoding and its size are asked
-/// for far more often than the document changes; the cache is dropped on change.
+/// The encoding plus the deltas is always exactly the document, without encoding
+/// it: that is what a refused or panicking update is undone to, and what the size
+/// reported in metrics and listings is read from (the encoding's length plus the
+/// deltas', within an eighth of it), so nothing is encoded per poll.
+/// The original browser client sends the whole state on every keystroke and every
+/// joiner is sent it, so the encoding is asked for far more often than it changes.
 pub struct Document {
     doc: Doc,
-    encoded: Option<Bytes>,
-    /// Bytes of the full-state encoding as of the last encode.
-    size: usize,
-    /// `size` plus the deltas applied since: an upper bound on the real size that
-    /// costs nothing to keep, so the exact size is only computed near the limit.
-    estimate: usize,
+    /// The full state as last encoded.
+    base: Bytes,
+    /// Deltas applied since `base`, in order.
+    since: Vec<Bytes>,
+    since_bytes: usize,
     max_bytes: usize,
+    /// Makes the next apply panic after changing the document, for tests.
+    #[cfg(test)]
+    panic_after_apply: bool,
 }
 
 impl Default for Document {
@@ -66,12 +79,21 @@ impl Default for Document {
 
 impl Document {
     pub fn new() -> Self {
+        let doc = Doc::new();
+        // An empty document still encodes to a valid update (no structs, an empty
+        // delete set), which is what a peer asking for everything must get.
+        let base = Bytes::from(
+            doc.transact()
+                .encode_state_as_update_v1(&StateVector::default()),
+        );
         Self {
-            doc: Doc::new(),
-            encoded: None,
-            size: 0,
-            estimate: 0,
+            doc,
+            base,
+            since: Vec::new(),
+            since_bytes: 0,
             max_bytes: usize::MAX,
+            #[cfg(test)]
+            panic_after_apply: false,
         }
     }
 
@@ -111,43 +133,59 @@ impl Document {
             .map_err(|_| DocumentError::Panicked)?
             .map_err(|error| DocumentError::Undecodable(error.to_string()))?;
 
-        // Near the limit, keep the current state so an update that crosses it can be
-        // undone; far from it, the estimate proves it cannot.
-        let near_limit = self.estimate.saturating_add(update.len()) > self.max_bytes;
-        let before = near_limit.then(|| self.encoded_state());
+        // Near the limit the exact size is checked after applying; far from it, the
+        // estimate proves the update cannot cross it.
+        let near_limit = self.size_estimate().saturating_add(update.len()) > self.max_bytes;
+        if near_limit {
+            // `base` is then exactly the state to go back to.
+            self.encoded_state();
+        }
 
         let doc = &self.doc;
+        #[cfg(test)]
+        let panic_after_apply = std::mem::take(&mut self.panic_after_apply);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut();
             txn.apply_update(decoded)
                 .map_err(|error| DocumentError::Unapplicable(error.to_string()))?;
             txn.commit();
+            #[cfg(test)]
+            if panic_after_apply {
+                panic!("panic injected by a test after applying an update");
+            }
             let changed = !txn.delete_set().is_empty() || txn.after_state() != txn.before_state();
             Ok(changed.then(|| txn.encode_update_v1()))
         }));
 
         match outcome {
             Ok(Ok(Some(delta))) => {
-                self.encoded = None;
-                self.estimate = self.estimate.saturating_add(delta.len());
-                if let Some(before) = before {
-                    if self.size() > self.max_bytes {
+                let delta = Bytes::from(delta);
+                if near_limit {
+                    let encoded = self.encode();
+                    if encoded.len() > self.max_bytes {
                         let limit = self.max_bytes;
-                        self.restore_unchecked(&before);
+                        self.restore(&[]);
                         return Err(DocumentError::TooLarge { limit });
                     }
+                    self.base = encoded;
+                } else {
+                    self.since_bytes += delta.len();
+                    self.since.push(delta.clone());
+                    if self.since_bytes > self.base.len() / FOLD_FRACTION {
+                        self.encoded_state();
+                    }
                 }
-                Ok(Applied::Delta(Bytes::from(delta)))
+                Ok(Applied::Delta(delta))
             }
             Ok(Ok(None)) => Ok(Applied::Nothing),
             Ok(Err(error)) => {
                 // yrs validates while integrating, so a refused update may have left a
                 // partial transaction behind; rebuild from the last good state.
-                self.rebuild();
+                self.restore_last_good();
                 Err(error)
             }
             Err(_) => {
-                self.rebuild();
+                self.restore_last_good();
                 Err(DocumentError::Panicked)
             }
         }
@@ -162,30 +200,63 @@ impl Document {
         Ok(())
     }
 
-    /// Goes back to `state`, a full state this document had before.
-    fn restore_unchecked(&mut self, state: &Bytes) {
-        let max_bytes = self.max_bytes;
-        self.encoded = Some(state.clone());
-        self.rebuild();
-        self.max_bytes = max_bytes;
-        self.encoded = Some(state.clone());
-        self.size = state.len();
-        self.estimate = state.len();
+    /// Rebuilds the document from `base` and the deltas since it: exactly its state
+    /// before the update that failed.
+    fn restore_last_good(&mut self) {
+        let since = std::mem::take(&mut self.since);
+        self.since_bytes = 0;
+        self.restore(&since);
+    }
+
+    /// Replaces the live document with `base` plus `deltas`, keeping the size limit.
+    /// Those are states this document had, so they apply; if one did not, what
+    /// could be applied is kept and the failure logged.
+    fn restore(&mut self, deltas: &[Bytes]) {
+        let doc = Doc::new();
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            let mut txn = doc.transact_mut();
+            for update in std::iter::once(&self.base).chain(deltas) {
+                if update.is_empty() {
+                    continue;
+                }
+                let update = Update::decode_v1(update).map_err(|error| error.to_string())?;
+                txn.apply_update(update)
+                    .map_err(|error| error.to_string())?;
+            }
+            Ok::<(), String>(())
+        }));
+        if !matches!(applied, Ok(Ok(()))) {
+            tracing::error!("document could not be fully rebuilt after a failed update");
+        }
+        self.doc = doc;
+        self.since.clear();
+        self.since_bytes = 0;
+        if !deltas.is_empty() {
+            self.encoded_state_uncached();
+        }
     }
 
     /// The full state as a v1 update, encoded at most once per change.
     pub fn encoded_state(&mut self) -> Bytes {
-        if let Some(encoded) = &self.encoded {
-            return encoded.clone();
+        if self.since.is_empty() {
+            return self.base.clone();
         }
-        let encoded = Bytes::from(
+        self.encoded_state_uncached()
+    }
+
+    fn encode(&self) -> Bytes {
+        Bytes::from(
             self.doc
                 .transact()
                 .encode_state_as_update_v1(&StateVector::default()),
-        );
-        self.size = encoded.len();
-        self.estimate = encoded.len();
-        self.encoded = Some(encoded.clone());
+        )
+    }
+
+    fn encoded_state_uncached(&mut self) -> Bytes {
+        let encoded = self.encode();
+        self.base = encoded.clone();
+        self.since.clear();
+        self.since_bytes = 0;
         encoded
     }
 
@@ -202,12 +273,16 @@ impl Document {
         Bytes::from(self.doc.transact().encode_state_as_update_v1(remote))
     }
 
-    /// Size in bytes of the full-state encoding.
+    /// Exact size in bytes of the full-state encoding (encodes if it changed).
     pub fn size(&mut self) -> usize {
-        if self.encoded.is_none() {
-            self.encoded_state();
-        }
-        self.size
+        self.encoded_state().len()
+    }
+
+    /// Size of the full-state encoding without encoding anything: exact right after
+    /// an encoding, otherwise its length plus the deltas' since, at most an eighth
+    /// of it. For metrics and listings.
+    pub fn size_estimate(&self) -> usize {
+        self.base.len() + self.since_bytes
     }
 
     /// True when the document holds no content at all (nothing to `sync`).
@@ -220,34 +295,6 @@ impl Document {
         let text = self.doc.get_or_insert_text(TEXT_NAME);
         let txn = self.doc.transact();
         text.get_string(&txn)
-    }
-
-    /// After a failed or panicked apply, start again from the last cached encoding,
-    /// or, failing that, from whatever the document can still encode.
-    fn rebuild(&mut self) {
-        let state = match self.encoded.clone() {
-            Some(state) => state.to_vec(),
-            None => catch_unwind(AssertUnwindSafe(|| {
-                self.doc
-                    .transact()
-                    .encode_state_as_update_v1(&StateVector::default())
-            }))
-            .unwrap_or_default(),
-        };
-        let mut fresh = Self::new();
-        if !state.is_empty() {
-            let doc = &fresh.doc;
-            let restored = catch_unwind(AssertUnwindSafe(|| {
-                Update::decode_v1(&state).map(|update| doc.transact_mut().apply_update(update))
-            }));
-            if !matches!(restored, Ok(Ok(Ok(())))) {
-                tracing::error!(
-                    "document could not be rebuilt after a failed update; starting empty"
-                );
-                fresh = Self::new();
-            }
-        }
-        *self = fresh;
     }
 }
 
@@ -349,6 +396,126 @@ mod tests {
         bob_text.insert(&mut bob.transact_mut(), 0, "ok ");
         room.apply_update(&full_state(&bob)).unwrap();
         assert!(room.text().starts_with("ok "));
+    }
+
+    /// Alice types `count` keystrokes, each sent as its own incremental update.
+    fn keystrokes(room: &mut Document, alice: &Doc, text: &TextRef, count: u32) {
+        for index in 0..count {
+            let before = alice.transact().state_vector();
+            text.insert(&mut alice.transact_mut(), index, "k");
+            let update = alice.transact().encode_state_as_update_v1(&before);
+            room.apply_update(&update).unwrap();
+        }
+    }
+
+    /// An update that applies, then panics inside the transaction: the document has
+    /// changed when the panic comes, as in a decoder or integration bug.
+    fn panicking_insert(room: &mut Document, alice: &Doc, text: &TextRef) {
+        let before = alice.transact().state_vector();
+        text.insert(&mut alice.transact_mut(), 0, "never");
+        let update = alice.transact().encode_state_as_update_v1(&before);
+        room.panic_after_apply = true;
+        assert_eq!(room.apply_update(&update), Err(DocumentError::Panicked));
+    }
+
+    #[test]
+    fn a_panicking_update_leaves_exactly_the_last_good_state_with_deltas_pending() {
+        let (alice, text) = editor(1);
+        let mut room = Document::new();
+        text.insert(&mut alice.transact_mut(), 0, &"x".repeat(10_000));
+        room.apply_update(&full_state(&alice)).unwrap();
+        for index in 0..10 {
+            keystrokes_from(&mut room, &alice, &text, 10_000 + index);
+        }
+        assert!(!room.since.is_empty(), "the deltas are not folded yet");
+        let (text_before, vector_before) = (room.text(), room.state_vector());
+
+        let (mallory, mallory_text) = editor(9);
+        panicking_insert(&mut room, &mallory, &mallory_text);
+        assert_eq!(room.text(), text_before);
+        assert_eq!(room.state_vector(), vector_before);
+        // The restored document still merges: Alice's next keystroke applies.
+        keystrokes_from(&mut room, &alice, &text, 10_010);
+        assert_eq!(room.text(), "x".repeat(10_000) + &"k".repeat(11));
+    }
+
+    /// One more keystroke at `index`.
+    fn keystrokes_from(room: &mut Document, alice: &Doc, text: &TextRef, index: u32) {
+        let before = alice.transact().state_vector();
+        text.insert(&mut alice.transact_mut(), index, "k");
+        let update = alice.transact().encode_state_as_update_v1(&before);
+        room.apply_update(&update).unwrap();
+    }
+
+    #[test]
+    fn a_panicking_update_leaves_exactly_the_last_good_state_with_an_encoding_cached() {
+        let (alice, text) = editor(1);
+        let mut room = Document::new();
+        keystrokes(&mut room, &alice, &text, 40);
+        let encoded = room.encoded_state();
+        assert!(room.since.is_empty());
+        let (mallory, mallory_text) = editor(9);
+        panicking_insert(&mut room, &mallory, &mallory_text);
+        assert_eq!(room.text(), "k".repeat(40));
+        assert_eq!(room.encoded_state(), encoded);
+    }
+
+    #[test]
+    fn the_size_limit_survives_a_panicking_and_a_refused_update() {
+        let (alice, text) = editor(1);
+        let mut room = Document::new();
+        room.set_size_limit(2000);
+        keystrokes(&mut room, &alice, &text, 20);
+        let (mallory, mallory_text) = editor(9);
+        panicking_insert(&mut room, &mallory, &mallory_text);
+        for attempt in 0..2 {
+            mallory_text.insert(&mut mallory.transact_mut(), 0, &"m".repeat(3000));
+            assert_eq!(
+                room.apply_update(&full_state(&mallory)),
+                Err(DocumentError::TooLarge { limit: 2000 }),
+                "attempt {attempt}"
+            );
+            assert_eq!(room.text(), "k".repeat(20));
+        }
+        keystrokes_from(&mut room, &alice, &text, 20);
+        assert_eq!(room.text(), "k".repeat(21));
+    }
+
+    #[test]
+    fn the_size_estimate_follows_updates_without_encoding() {
+        let (alice, text) = editor(1);
+        let mut room = Document::new();
+        text.insert(&mut alice.transact_mut(), 0, &"x".repeat(100_000));
+        room.apply_update(&full_state(&alice)).unwrap();
+        let mut applied = 1;
+        let mut folds = 0;
+        for index in 0..3000 {
+            let had_deltas = !room.since.is_empty();
+            keystrokes_from(&mut room, &alice, &text, 100_000 + index);
+            applied += 1;
+            if had_deltas && room.since.is_empty() {
+                folds += 1;
+            }
+            let estimate = room.size_estimate();
+            let exact = full_state(&alice).len();
+            let slack = exact / FOLD_FRACTION + 64;
+            assert!(
+                estimate.abs_diff(exact) <= slack,
+                "estimate {estimate}, exact {exact}"
+            );
+        }
+        // An encoding per eighth of the document in updates, not one per update.
+        assert!(
+            folds * 20 < applied,
+            "{folds} encodings for {applied} updates"
+        );
+    }
+
+    #[test]
+    fn an_empty_document_encodes_to_a_valid_update() {
+        let mut room = Document::new();
+        assert!(Update::decode_v1(&room.encoded_state()).is_ok());
+        assert_eq!(room.size(), room.size_estimate());
     }
 
     #[test]

@@ -1,7 +1,11 @@
-//! Per-connection message rate limiting: a token bucket, plus a tally that tells
+//! Per-connection message rate limiting — a token bucket, plus a tally that tells
 //! occasional bursts (refused, connection kept) from sustained abuse (connection
-//! closed). Time is passed in, so the logic is tested without sleeping.
+//! closed); time is passed in, so the logic is tested without sleeping — and the
+//! connection caps, reserved at the upgrade and released when the connection's
+//! reservation is dropped, however its task ends.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long refusals are tallied before the tally starts again.
@@ -68,9 +72,143 @@ impl RateLimiter {
     }
 }
 
+/// Why a connection could not be reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CapError {
+    #[error("server is at its limit of {0} connections; retry later")]
+    Server(usize),
+    #[error("room is at its limit of {0} connections; retry later")]
+    Room(usize),
+}
+
+/// Open (or opening) WebSocket connections, in total and per room. A connection
+/// is counted from its upgrade request until its task ends, so checking and
+/// counting are one step and a burst of upgrades cannot pass the caps.
+#[derive(Debug)]
+pub struct ConnectionCaps {
+    max_total: usize,
+    max_per_room: usize,
+    /// `std::sync::Mutex`: one map update per connect and per disconnect.
+    counts: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    rooms: HashMap<Arc<str>, usize>,
+}
+
+impl ConnectionCaps {
+    pub fn new(max_total: usize, max_per_room: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max_total,
+            max_per_room,
+            counts: Mutex::default(),
+        })
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        // Counting cannot panic midway; a poisoned map is still whole.
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes one place in total and in `room`, or says which cap is reached.
+    pub fn reserve(self: &Arc<Self>, room: &str) -> Result<Reservation, CapError> {
+        let mut counts = self.counts();
+        if counts.total >= self.max_total {
+            return Err(CapError::Server(self.max_total));
+        }
+        let in_room = counts.rooms.get(room).copied().unwrap_or(0);
+        if in_room >= self.max_per_room {
+            return Err(CapError::Room(self.max_per_room));
+        }
+        counts.total += 1;
+        let room: Arc<str> = match counts.rooms.get_key_value(room) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(room),
+        };
+        counts.rooms.insert(room.clone(), in_room + 1);
+        Ok(Reservation {
+            caps: self.clone(),
+            room,
+        })
+    }
+
+    /// Connections reserved in total.
+    pub fn total(&self) -> usize {
+        self.counts().total
+    }
+}
+
+/// One connection's place under the caps, given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    caps: Arc<ConnectionCaps>,
+    room: Arc<str>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut counts = self.caps.counts();
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(count) = counts.rooms.get_mut(&self.room) {
+            *count -= 1;
+            if *count == 0 {
+                counts.rooms.remove(&self.room);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reservations_hold_places_until_dropped() {
+        let caps = ConnectionCaps::new(3, 2);
+        let a = caps.reserve("r").unwrap();
+        let b = caps.reserve("r").unwrap();
+        assert_eq!(caps.reserve("r").unwrap_err(), CapError::Room(2));
+        let c = caps.reserve("other").unwrap();
+        assert_eq!(caps.reserve("third").unwrap_err(), CapError::Server(3));
+        drop(a);
+        let d = caps.reserve("r").unwrap();
+        drop((b, c, d));
+        assert_eq!(caps.total(), 0);
+        assert!(caps.counts().rooms.is_empty());
+    }
+
+    #[test]
+    fn racing_reservations_never_pass_the_caps() {
+        let caps = ConnectionCaps::new(50, 10);
+        let peak = Arc::new(Mutex::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|thread| {
+                let (caps, peak) = (caps.clone(), peak.clone());
+                std::thread::spawn(move || {
+                    let mut held = Vec::new();
+                    for round in 0..2000 {
+                        if let Ok(reservation) = caps.reserve(&format!("room-{}", round % 3)) {
+                            held.push(reservation);
+                        }
+                        let total = caps.total();
+                        let mut peak = peak.lock().unwrap();
+                        *peak = (*peak).max(total);
+                        drop(peak);
+                        if (round + thread) % 3 == 0 {
+                            held.clear();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert!(*peak.lock().unwrap() <= 30, "three rooms of at most 10");
+        assert_eq!(caps.total(), 0);
+    }
 
     #[test]
     fn a_burst_is_allowed_then_the_rate_applies() {

@@ -1,10 +1,11 @@
 //! `coedit serve`: the collaboration server.
 //!
 //! `run` takes a bound listener, a configuration and a shutdown token, so the binary
-//! and the tests start it the same way. It owns the background tasks (journal,
-//! idle-room sweeper, metrics-history sampler) and every connection task, and on
-//! shutdown closes sockets with 1001, waits for them, and writes everything still
-//! queued to the store.
+//! and the tests start it the same way. It owns the accept loop (HTTP/1 with a
+//! header read timeout), the background tasks (journal, idle-room sweeper,
+//! metrics-history sampler) and every connection task, and on shutdown closes
+//! sockets with 1001, waits for them, and writes everything still queued to the
+//! store.
 
 pub mod auth;
 pub mod config;
@@ -27,13 +28,17 @@ pub mod ws;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{Config, DurabilityLevel, StoreConfig};
 use journal::Journal;
+use limits::ConnectionCaps;
 use metrics::Metrics;
 use registry::Registry;
 use store::lease::{LeaseError, WriterLease};
@@ -55,6 +60,29 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// WebSocket connections open or opening, against the connection caps.
+    pub caps: Arc<ConnectionCaps>,
+    /// Upgrades between their accepted handshake and joining the room.
+    pub upgrades: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        registry: Registry,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            caps: ConnectionCaps::new(config.max_connections, config.max_connections_per_room),
+            upgrades: Arc::new(Semaphore::new(config.max_pending_upgrades.max(1))),
+            config: Arc::new(config),
+            registry,
+            metrics,
+            shutdown,
+            tracker: TaskTracker::new(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,14 +257,9 @@ async fn serve(
         shutdown.clone(),
     ));
     let registry = Registry::new(store.clone(), journal, metrics.clone(), &config);
-    let tracker = TaskTracker::new();
-    let app = AppState {
-        config: Arc::new(config),
-        registry: registry.clone(),
-        metrics,
-        shutdown: shutdown.clone(),
-        tracker: tracker.clone(),
-    };
+    let header_read_timeout = config.header_read_timeout;
+    let app = AppState::new(config, registry.clone(), metrics, shutdown.clone());
+    let tracker = app.tracker.clone();
 
     let sampler = tokio::spawn(history::run_sampler(
         app.metrics.clone(),
@@ -250,17 +273,7 @@ async fn serve(
     ));
     let router = routes::router(app);
     tracing::info!(address = %listener.local_addr()?, store = store.backend(), "coedit serving");
-    // Editor messages are small and latency-bound: without TCP_NODELAY, Nagle holds
-    // back each frame written while an earlier one is unacknowledged, and the
-    // peer's delayed ACK turns that into ~40 ms stalls (BENCHMARKS.md).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    accept_loop(listener, router, header_read_timeout, &shutdown).await;
 
     // Connection tasks saw the same token and are sending their 1001 close frames.
     tracker.close();
@@ -299,6 +312,75 @@ fn default_node_id(listener: &TcpListener) -> Result<String, ServeError> {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".to_owned());
     Ok(format!("{host}:{port}"))
+}
+
+/// Accepts HTTP/1 connections until `shutdown`, then lets the requests in flight
+/// finish. A client gets `header_read_timeout` to send a request's headers, so
+/// connections that trickle bytes (slowloris) are closed rather than held. HTTP/2
+/// is not offered: browsers speak it only over TLS, which a proxy in front of
+/// coedit terminates.
+async fn accept_loop(
+    listener: TcpListener,
+    router: axum::Router,
+    header_read_timeout: Duration,
+    shutdown: &CancellationToken,
+) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    // HTTP connections until they end or are upgraded (WebSocket connections then
+    // belong to `AppState::tracker`).
+    let requests = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(error) => {
+                // Out of file descriptors, mostly: wait for some to be freed rather
+                // than spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Editor messages are small and latency-bound: without TCP_NODELAY, Nagle
+        // holds back each frame written while an earlier one is unacknowledged, and
+        // the peer's delayed ACK turns that into ~40 ms stalls (BENCHMARKS.md).
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades();
+        let shutdown = shutdown.clone();
+        requests.spawn(async move {
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    // Finish the request in flight, then close.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    requests.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, requests.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some HTTP requests did not finish in time");
+    }
 }
 
 async fn sweep_idle_rooms(registry: Registry, idle: Duration, shutdown: CancellationToken) {

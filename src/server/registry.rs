@@ -14,7 +14,7 @@ use super::document::DocumentError;
 use super::journal::{Journal, WriteWatcher};
 use super::metrics::Metrics;
 use super::room::durable::{read_stored, Stored};
-use super::room::{Room, RoomSettings};
+use super::room::{PresenceLimits, Room, RoomSettings};
 use super::store::{RoomDeletion, Store, StoreError, WriteOp};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,7 @@ impl Registry {
                     max_document_bytes: config.max_document_bytes,
                     write_ahead: config.durability.write_ahead(),
                     history_retention: config.history_retention,
+                    presence: PresenceLimits::from_config(config),
                 },
             }),
         }

@@ -1,4 +1,5 @@
-//! Router assembly: every path under `/api`, the dashboard at `/`, CORS and request
+//! Router assembly: every path under `/api`, the dashboard at `/`, CORS, request
+//! body limits and request
 //! tracing. No logic.
 
 use axum::extract::DefaultBodyLimit;
@@ -7,9 +8,16 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use super::{auth, dashboard, rest, ws, AppState};
+
+/// Largest request body accepted on any endpoint, in bytes. No endpoint reads a
+/// body today (every input is in the path or query); the cap keeps it that way for
+/// anything a client sends anyway: 413 on a larger `Content-Length`, and a body
+/// that turns out longer is cut off there.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn router(app: AppState) -> Router {
     // Open to everyone, as in the original: the page polls metrics and connects.
@@ -57,6 +65,8 @@ pub fn router(app: AppState) -> Router {
         // The original serves its welcome at `/api/`; a nested "/" only matches `/api`.
         .route("/api/", get(rest::root))
         .nest("/api", api)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(cors(&app.config.cors_origins))
         .layer(TraceLayer::new_for_http())
         .with_state(app)

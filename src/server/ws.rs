@@ -7,8 +7,6 @@
 //! `connection.rs` can put the socket in an `IdleIo` before tungstenite sees it:
 //! that is what lets an idle connection hold no read or write buffer.
 
-use std::sync::atomic::Ordering;
-
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::ORIGIN;
@@ -18,7 +16,7 @@ use serde::Deserialize;
 use tokio_tungstenite::tungstenite::handshake::server::create_response;
 
 use super::auth::{self, Access, AuthError};
-use super::connection::serve_connection;
+use super::connection::{serve_connection, Admission};
 use super::rest::{validate_room_id, ApiError};
 use super::room::Protocol;
 use super::AppState;
@@ -52,8 +50,8 @@ pub async fn upgrade_yjs(
 }
 
 /// Everything that can refuse a connection, checked before the upgrade so a refusal
-/// is a plain HTTP answer with a JSON reason: the room id, the page's origin, the
-/// room token, and capacity.
+/// is a plain HTTP answer with a JSON reason: the room id, the page's origin and
+/// the room token. Capacity is taken in `reserve`.
 fn admit(
     app: &AppState,
     room_id: &str,
@@ -82,28 +80,32 @@ fn admit(
             })?
         }
     };
-    let open = app
-        .metrics
-        .counters()
-        .active_connections
-        .load(Ordering::Relaxed);
-    if open >= app.config.max_connections as u64 {
-        return Err(ApiError::Unavailable(format!(
-            "server is at its limit of {} connections; retry later",
-            app.config.max_connections
-        )));
-    }
-    let in_room = app
-        .registry
-        .loaded(room_id)
-        .map_or(0, |room| room.connection_count());
-    if in_room >= app.config.max_connections_per_room {
-        return Err(ApiError::Unavailable(format!(
-            "room is at its limit of {} connections; retry later",
-            app.config.max_connections_per_room
-        )));
-    }
     Ok(access)
+}
+
+/// Takes the connection's places — a handshake slot, then its place under the
+/// connection caps — in one step each, so concurrent upgrades cannot pass a cap
+/// between a check and a count. A client id new to a full room is refused too.
+fn reserve(app: &AppState, room_id: &str, client_id: &str) -> Result<Admission, ApiError> {
+    let handshake = app.upgrades.clone().try_acquire_owned().map_err(|_| {
+        ApiError::Unavailable("too many connections being opened at once; retry later".into())
+    })?;
+    let reservation = app
+        .caps
+        .reserve(room_id)
+        .map_err(|error| ApiError::Unavailable(error.to_string()))?;
+    if let Some(room) = app.registry.loaded(room_id) {
+        if room.room_for_users() == 0 && !room.has_user(client_id) {
+            return Err(ApiError::Unavailable(format!(
+                "room is at its limit of {} users; retry later",
+                app.config.max_room_users
+            )));
+        }
+    }
+    Ok(Admission {
+        reservation,
+        handshake,
+    })
 }
 
 fn upgrade(
@@ -128,9 +130,10 @@ fn upgrade(
             "client_id is longer than 256 bytes".into(),
         ));
     }
+    let admission = reserve(&app, &room_id, &client_id)?;
     let on_upgrade = hyper::upgrade::on(&mut head);
     app.tracker.clone().spawn(serve_connection(
-        on_upgrade, app, room_id, client_id, protocol, access,
+        on_upgrade, app, room_id, client_id, protocol, access, admission,
     ));
     Ok(accepted.map(|()| Body::empty()))
 }

@@ -239,6 +239,19 @@ impl Client {
         .await;
     }
 
+    /// Deletes and sends only the edit's own update.
+    pub async fn delete_incremental(&mut self, index: u32, len: u32) {
+        let before = self.doc.transact().state_vector();
+        self.text
+            .remove_range(&mut self.doc.transact_mut(), index, len);
+        // A deletion does not move the state vector: send the delete set too.
+        let update = self.doc.transact().encode_state_as_update_v1(&before);
+        self.send(&ClientMessage::Update {
+            data: hex::encode(update),
+        })
+        .await;
+    }
+
     pub async fn delete_text(&mut self, index: u32, len: u32) -> usize {
         self.text
             .remove_range(&mut self.doc.transact_mut(), index, len);

@@ -12,7 +12,7 @@ use coedit::server::metrics::Metrics;
 use coedit::server::room::durable::Stored;
 use coedit::server::room::queue;
 use coedit::server::room::{
-    Kick, Member, Origin, Protocol, Room, RoomSettings, UpdateBytes, UpdateFormat,
+    Kick, Member, Origin, PresenceLimits, Protocol, Room, RoomSettings, UpdateBytes, UpdateFormat,
 };
 use coedit::server::store::memory::MemoryStore;
 use proptest::prelude::*;
@@ -119,6 +119,7 @@ async fn y_protocol_frames_cannot_break_a_room() {
         max_document_bytes: 1 << 20,
         write_ahead: true,
         history_retention: Duration::from_secs(3600),
+        presence: PresenceLimits::default(),
     };
     let room = Room::new(
         "fuzz".into(),
@@ -128,7 +129,7 @@ async fn y_protocol_frames_cannot_break_a_room() {
         settings,
     )
     .unwrap();
-    let (queue, mut outbound) = queue::channel(1 << 16);
+    let (queue, mut outbound) = queue::channel(1 << 16, usize::MAX);
     let member = Member {
         client_id: "fuzzer".into(),
         protocol: Protocol::Yjs,

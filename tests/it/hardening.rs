@@ -315,3 +315,57 @@ async fn a_flooding_client_is_refused_then_closed() {
     }
     assert_eq!(wait_for_close(&mut flooder).await, Some(1008));
 }
+
+#[tokio::test]
+async fn pings_count_against_the_rate_limit() {
+    let server = server_with(|config| {
+        config.rate_limit_per_sec = 1;
+        config.rate_limit_burst = 5;
+    })
+    .await;
+    let mut alice = server.join("pinged", "alice", "Alice").await;
+    let (mut pinger, _) = server.connect("pinged", "pinger").await;
+    // Far past the burst and the refusals tolerated: closed with 1008.
+    for _ in 0..200 {
+        if pinger
+            .socket
+            .send(Message::Ping(vec![1; 16].into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(wait_for_close(&mut pinger).await, Some(1008));
+    // The room is unaffected.
+    alice.send(&ClientMessage::SyncRequest).await;
+    loop {
+        if let ServerMessage::Sync { .. } = alice.recv().await {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn simulated_users_stop_at_the_room_limit() {
+    let server = server_with(|config| config.max_room_users = 5).await;
+    let _alice = server.join("full", "alice", "Alice").await;
+    let (status, _) = server
+        .send(Method::POST, "/simulate/users/full?count=4")
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = server
+        .send(Method::POST, "/simulate/users/full?count=1")
+        .await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("limit of 5 users"));
+    assert_eq!(
+        upgrade_status(&server.ws_url("full", "bob"), None).await,
+        503
+    );
+    // Another connection of a user already present is not a new user.
+    assert_eq!(
+        upgrade_status(&server.ws_url("full", "alice"), None).await,
+        101
+    );
+}

@@ -309,7 +309,12 @@ pub async fn simulate_add(
         1..=app.config.max_simulated_per_request,
     )?;
     let room = app.registry.get_or_load(&room_id).await?;
-    let (added, total) = room.add_simulated(count);
+    let (added, total) = room.add_simulated(count).map_err(|room_for| {
+        ApiError::BadRequest(format!(
+            "room is at its limit of {} users: {room_for} more can be added",
+            app.config.max_room_users
+        ))
+    })?;
     Ok(Json(SimulateAddResponse {
         success: true,
         simulated_users: added,

@@ -2,8 +2,9 @@
 //! request its task watches, and broadcast that serialises a message once per
 //! protocol and shares it by reference count.
 //!
-//! Nothing here waits: a connection whose queue is full is a slow consumer and is
-//! asked to close, so one stalled client never holds up a room.
+//! Nothing here waits: a connection whose queue is full (in messages or in bytes)
+//! is a slow consumer and is asked to close, so one stalled client never holds up
+//! a room. `push` is the one way anything reaches a member's queue.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::queue::{self, TrySendError};
+use super::queue::{self, TrySendError, Weigh};
 use crate::api::ServerMessage;
 use crate::server::metrics::Metrics;
 
@@ -29,6 +30,20 @@ pub enum Outbound {
 impl Outbound {
     pub fn json(message: &ServerMessage) -> Self {
         Outbound::Text(Utf8Bytes::from(message.to_json()))
+    }
+}
+
+/// The longest header of an unmasked (server) WebSocket frame.
+pub const FRAME_HEADER_BYTES: usize = 10;
+
+impl Weigh for Outbound {
+    /// The bytes the frame will take on the wire.
+    fn weight(&self) -> usize {
+        let payload = match self {
+            Outbound::Text(text) => text.len(),
+            Outbound::Binary(bytes) => bytes.len(),
+        };
+        payload + FRAME_HEADER_BYTES
     }
 }
 
@@ -51,7 +66,24 @@ pub struct CloseReason {
 impl CloseReason {
     pub const SLOW_CONSUMER: CloseReason = CloseReason {
         code: 1013,
-        reason: "slow consumer: outbound queue full",
+        reason: "slow consumer: outbound budget exceeded",
+    };
+    /// Handling one of the connection's messages panicked; the server is fine.
+    pub const INTERNAL: CloseReason = CloseReason {
+        code: 1011,
+        reason: "internal error while handling a message",
+    };
+    pub const AWARENESS_IDS: CloseReason = CloseReason {
+        code: 1008,
+        reason: "awareness: too many client ids on one connection",
+    };
+    pub const AWARENESS_BYTES: CloseReason = CloseReason {
+        code: 1008,
+        reason: "awareness: state too large",
+    };
+    pub const AWARENESS_ROOM: CloseReason = CloseReason {
+        code: 1008,
+        reason: "awareness: too many users in the room",
     };
     pub const SHUTDOWN: CloseReason = CloseReason {
         code: 1001,
@@ -162,7 +194,8 @@ pub fn json_only(
     PerProtocol::new(move || Some(outbound.clone()), || None)
 }
 
-/// Queues `message` for one member; a full queue closes it as a slow consumer.
+/// Queues `message` for one member; a queue over its message cap or byte budget
+/// closes it as a slow consumer (1013, counted in `slow_consumer_disconnects`).
 pub fn push(member: &Member, metrics: &Metrics, message: Outbound) -> bool {
     if member.kick.token().is_cancelled() {
         return false;
@@ -176,17 +209,26 @@ pub fn push(member: &Member, metrics: &Metrics, message: Outbound) -> bool {
             true
         }
         Err(TrySendError::Full(_)) => {
-            metrics
-                .counters()
-                .slow_consumer_disconnects
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(client_id = %member.client_id, "closing slow consumer");
-            member.kick.kick(CloseReason::SLOW_CONSUMER);
+            close_slow_consumer(&member.kick, metrics, &member.client_id);
             false
         }
         // The connection's task is gone; its own cleanup will remove it.
         Err(TrySendError::Closed(_)) => false,
     }
+}
+
+/// Closes a connection whose pending output went over its budget, once, counting
+/// it in `slow_consumer_disconnects`.
+pub fn close_slow_consumer(kick: &Kick, metrics: &Metrics, client_id: &str) {
+    if kick.token().is_cancelled() {
+        return;
+    }
+    metrics
+        .counters()
+        .slow_consumer_disconnects
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(client_id, "closing slow consumer");
+    kick.kick(CloseReason::SLOW_CONSUMER);
 }
 
 /// Queues the right form of `message` for every member not belonging to client id

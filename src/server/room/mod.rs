@@ -26,8 +26,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+pub use fanout::{
+    close_slow_consumer, CloseReason, ConnectionId, Kick, Member, Outbound, Protocol,
+};
 use fanout::{json_only, PerProtocol};
-pub use fanout::{CloseReason, ConnectionId, Kick, Member, Outbound, Protocol};
+pub use presence::PresenceLimits;
 pub use view::ActivityMark;
 pub use yjs::YjsError;
 
@@ -84,6 +87,8 @@ pub struct RoomSettings {
     pub write_ahead: bool,
     /// How long the store keeps the room's history; zero keeps none.
     pub history_retention: Duration,
+    /// Bounds on users and awareness states.
+    pub presence: PresenceLimits,
 }
 
 /// Colours given to users who did not choose one.
@@ -478,13 +483,13 @@ impl Room {
     }
 
     pub fn info(&self) -> RoomInfo {
-        let mut state = self.lock();
+        let state = self.lock();
         let users = state.listed_users(None);
         RoomInfo {
             id: self.inner.id.clone(),
             name: self.inner.id.clone(),
             user_count: users.len() as u64,
-            doc_size: state.document.size() as u64,
+            doc_size: state.document.size_estimate() as u64,
             users,
             connections: state.members.len() as u64,
             exists: true,

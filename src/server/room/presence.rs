@@ -1,11 +1,74 @@
 //! Who is in a room: one presence per client id (however many connections it has),
 //! introduced by `join` or a y-protocol awareness state, listed in join order and
-//! announced to the others.
+//! announced to the others; and the bounds on presence that keep a room's memory
+//! proportional to its flags.
 
 use super::fanout::json_only;
-use super::RoomState;
+use super::{Room, RoomState};
 use crate::api::{RoomUser, ServerMessage};
+use crate::server::config::Config;
 use crate::server::metrics::Metrics;
+
+/// Bounds on what presence may hold in one room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceLimits {
+    /// Yjs client ids one y-protocol connection may hold awareness states for.
+    pub ids_per_connection: usize,
+    /// Largest awareness state, in bytes of its JSON.
+    pub state_bytes: usize,
+    /// Users (client ids, simulated ones included) in the room, and awareness
+    /// states in the room.
+    pub room_users: usize,
+}
+
+impl PresenceLimits {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            ids_per_connection: config.max_awareness_ids.max(1),
+            state_bytes: config.max_awareness_bytes,
+            room_users: config.max_room_users.max(1),
+        }
+    }
+}
+
+impl Default for PresenceLimits {
+    fn default() -> Self {
+        Self {
+            ids_per_connection: Config::DEFAULT_MAX_AWARENESS_IDS,
+            state_bytes: Config::DEFAULT_MAX_AWARENESS_BYTES,
+            room_users: Config::DEFAULT_MAX_ROOM_USERS,
+        }
+    }
+}
+
+impl Room {
+    /// Users present (connected client ids and simulated users).
+    pub fn user_count(&self) -> usize {
+        self.lock().presence.len()
+    }
+
+    /// Whether `client_id` is already present, so another of its connections adds
+    /// no user.
+    pub fn has_user(&self, client_id: &str) -> bool {
+        self.lock().presence.contains_key(client_id)
+    }
+
+    /// How many more users the room may take.
+    pub fn room_for_users(&self) -> usize {
+        self.inner
+            .settings
+            .presence
+            .room_users
+            .saturating_sub(self.user_count())
+    }
+
+    /// Panics while holding the room's lock, for tests of what a panic leaves.
+    #[cfg(test)]
+    pub(crate) fn panic_while_locked(&self) {
+        let _state = self.lock();
+        panic!("panic injected by a test while holding the room lock");
+    }
+}
 
 /// A user's presence, per client id.
 #[derive(Debug, Clone)]

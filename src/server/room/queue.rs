@@ -1,5 +1,5 @@
-//! A connection's outbound queue: bounded, filled by the room, drained by the
-//! connection's task, and holding no memory while empty.
+//! A connection's outbound queue: bounded in messages and in bytes, filled by the
+//! room, drained by the connection's task, and holding no memory while empty.
 //!
 //! tokio's `mpsc::channel` costs about 1 KiB per connection even when nothing is
 //! queued: its shared state is cache-padded to 512 bytes and messages live in
@@ -8,6 +8,15 @@
 //! allocated while messages wait and freed once drained; the whole queue is one
 //! ~100-byte allocation when idle. Sending never waits (a full queue is how the
 //! room detects a slow consumer), so nothing here needs more than `try_send`.
+//!
+//! The byte budget covers everything the connection will write: the messages
+//! queued here plus what the connection's task already holds for its socket
+//! (encoded frames, pongs, close frames), which the task reports with `set_held`.
+//! It is a high-water mark on what waits behind the message at the head (the one
+//! being written, or next to be): a message is refused once the budget is used
+//! up, and accepted, whatever its size, while it is not. A document larger than the
+//! budget can then still be sent, with the messages that follow it, and what one
+//! connection holds stays below the budget plus one message.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -16,12 +25,23 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
-/// A queue holding at most `capacity` messages.
-pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+/// What a queued message costs against the byte budget: the bytes it will take
+/// on the wire.
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+/// A queue holding at most `capacity` messages and `max_bytes` bytes (together
+/// with what the receiver holds, see `Receiver::set_held`).
+pub fn channel<T: Weigh>(capacity: usize, max_bytes: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             messages: VecDeque::new(),
             capacity,
+            max_bytes,
+            bytes: 0,
+            held: 0,
+            held_head: 0,
             senders: 1,
             receiving: true,
         }),
@@ -44,6 +64,13 @@ struct Shared<T> {
 struct State<T> {
     messages: VecDeque<T>,
     capacity: usize,
+    max_bytes: usize,
+    /// Weight of the queued messages.
+    bytes: usize,
+    /// Bytes the receiving task holds for its socket, as it last reported them…
+    held: usize,
+    /// …of which this many are the message at the head.
+    held_head: usize,
     senders: usize,
     /// False once the receiver is dropped; sends then fail.
     receiving: bool,
@@ -56,10 +83,23 @@ impl<T> Shared<T> {
     }
 }
 
+impl<T: Weigh> State<T> {
+    /// Whether the bytes waiting behind the head message reach the budget, with
+    /// `held` bytes (`head` of them the head message) held by the task.
+    fn over_budget(&self, held: usize, head: usize) -> bool {
+        let head = if held > 0 {
+            head.min(held)
+        } else {
+            self.messages.front().map_or(0, Weigh::weight)
+        };
+        (self.bytes + held).saturating_sub(head) >= self.max_bytes
+    }
+}
+
 /// Why `try_send` gave the message back.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TrySendError<T> {
-    /// `capacity` messages are already waiting.
+    /// `capacity` messages, or the byte budget, are already used.
     Full(T),
     /// The receiver is gone.
     Closed(T),
@@ -78,17 +118,21 @@ pub struct Sender<T> {
     shared: Arc<Shared<T>>,
 }
 
-impl<T> Sender<T> {
-    /// Queues `message` unless the queue is full or the receiver is gone.
+impl<T: Weigh> Sender<T> {
+    /// Queues `message` unless the queue is full (in messages or bytes) or the
+    /// receiver is gone.
     pub fn try_send(&self, message: T) -> Result<(), TrySendError<T>> {
         {
             let mut state = self.shared.lock();
             if !state.receiving {
                 return Err(TrySendError::Closed(message));
             }
-            if state.messages.len() >= state.capacity {
+            let weight = message.weight();
+            let over_budget = state.over_budget(state.held, state.held_head);
+            if state.messages.len() >= state.capacity || over_budget {
                 return Err(TrySendError::Full(message));
             }
+            state.bytes += weight;
             state.messages.push_back(message);
         }
         self.shared.receiver.wake();
@@ -128,12 +172,13 @@ pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
 }
 
-impl<T> Receiver<T> {
+impl<T: Weigh> Receiver<T> {
     /// The next message, if one is queued.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         let mut state = self.shared.lock();
         match state.messages.pop_front() {
             Some(message) => {
+                state.bytes -= message.weight();
                 if state.messages.is_empty() {
                     // Freed rather than kept: an idle connection holds nothing, and
                     // the next burst's allocation is cheap next to its write.
@@ -167,6 +212,25 @@ impl<T> Receiver<T> {
     pub async fn recv(&mut self) -> Option<T> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
+
+    /// Reports the bytes the receiving task holds for its socket, `head` of them
+    /// the message at the head, so that sends count them against the budget.
+    pub fn set_held(&self, bytes: usize, head: usize) {
+        let mut state = self.shared.lock();
+        state.held = bytes;
+        state.held_head = head;
+    }
+
+    /// Whether the budget is used up, counting `held` bytes for the socket of
+    /// which `head` are the message at the head.
+    pub fn over_budget(&self, held: usize, head: usize) -> bool {
+        self.shared.lock().over_budget(held, head)
+    }
+
+    /// Weight of the messages waiting in the queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.lock().bytes
+    }
 }
 
 impl<T> Drop for Receiver<T> {
@@ -193,9 +257,30 @@ mod tests {
 
     use super::*;
 
+    /// Test messages weigh their value, so budgets are easy to reason about.
+    impl Weigh for usize {
+        fn weight(&self) -> usize {
+            *self
+        }
+    }
+
+    impl Weigh for i32 {
+        fn weight(&self) -> usize {
+            1
+        }
+    }
+
+    impl Weigh for &str {
+        fn weight(&self) -> usize {
+            self.len()
+        }
+    }
+
+    const UNLIMITED: usize = usize::MAX;
+
     #[test]
     fn messages_arrive_in_order_up_to_capacity() {
-        let (sender, mut receiver) = channel(3);
+        let (sender, mut receiver) = channel(3, UNLIMITED);
         for i in 0..3 {
             sender.try_send(i).unwrap();
         }
@@ -209,8 +294,45 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_budget_counts_what_waits_behind_the_head() {
+        let (sender, mut receiver) = channel::<usize>(100, 1000);
+        // The head (600) does not count; 400 + 600 behind it reach the budget.
+        sender.try_send(600).unwrap();
+        sender.try_send(400).unwrap();
+        sender.try_send(600).unwrap();
+        assert_eq!(sender.try_send(1), Err(TrySendError::Full(1)));
+        assert!(receiver.over_budget(0, 0));
+        assert_eq!(receiver.queued_bytes(), 1600);
+        // The task takes the head and holds it: still the same.
+        assert_eq!(receiver.try_recv(), Ok(600));
+        receiver.set_held(600, 600);
+        assert_eq!(sender.try_send(1), Err(TrySendError::Full(1)));
+        // The head is written; 400 and 600 wait, one below the budget.
+        receiver.set_held(0, 0);
+        sender.try_send(1).unwrap();
+        assert_eq!(receiver.queued_bytes(), 1001);
+        // Held bytes beyond the head count (pongs written after it).
+        assert_eq!(receiver.try_recv(), Ok(400));
+        assert!(!receiver.over_budget(400, 400));
+        assert!(receiver.over_budget(800, 400));
+    }
+
+    #[test]
+    fn a_message_larger_than_the_budget_passes_with_what_follows_it() {
+        let (sender, mut receiver) = channel::<usize>(100, 1000);
+        // A big document's sync, then the messages that follow a greeting.
+        sender.try_send(5000).unwrap();
+        sender.try_send(10).unwrap();
+        sender.try_send(10).unwrap();
+        assert_eq!(receiver.try_recv(), Ok(5000));
+        receiver.set_held(5000, 5000);
+        sender.try_send(980).unwrap();
+        assert_eq!(sender.try_send(1), Err(TrySendError::Full(1)));
+    }
+
+    #[test]
     fn a_drained_queue_holds_no_memory() {
-        let (sender, mut receiver) = channel(1024);
+        let (sender, mut receiver) = channel(1024, UNLIMITED);
         for i in 0..100 {
             sender.try_send(i).unwrap();
         }
@@ -221,7 +343,7 @@ mod tests {
 
     #[test]
     fn the_receiver_sees_the_end_once_every_sender_is_gone() {
-        let (sender, mut receiver) = channel(8);
+        let (sender, mut receiver) = channel(8, UNLIMITED);
         let second = sender.clone();
         sender.try_send(1).unwrap();
         drop(sender);
@@ -236,7 +358,7 @@ mod tests {
 
     #[test]
     fn sending_to_a_dropped_receiver_fails() {
-        let (sender, receiver) = channel(8);
+        let (sender, receiver) = channel(8, UNLIMITED);
         sender.try_send(1).unwrap();
         drop(receiver);
         assert_eq!(sender.try_send(2), Err(TrySendError::Closed(2)));
@@ -244,7 +366,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_receiver_is_woken_by_a_send_and_by_the_last_sender_leaving() {
-        let (sender, mut receiver) = channel(8);
+        let (sender, mut receiver) = channel(8, UNLIMITED);
         let task = tokio::spawn(async move {
             let first = receiver.recv().await;
             let end = receiver.recv().await;
@@ -264,7 +386,7 @@ mod tests {
 
     #[test]
     fn many_threads_sending_lose_nothing() {
-        let (sender, mut receiver) = channel(usize::MAX);
+        let (sender, mut receiver) = channel(usize::MAX, UNLIMITED);
         let threads: Vec<_> = (0..4)
             .map(|thread| {
                 let sender = sender.clone();

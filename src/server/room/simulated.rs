@@ -33,9 +33,19 @@ fn simulated_id() -> String {
 }
 
 impl Room {
-    /// Adds `count` simulated users. Returns (added, total users in the room).
-    pub fn add_simulated(&self, count: u32) -> (u64, u64) {
+    /// Adds `count` simulated users. Returns (added, total users in the room), or
+    /// how many more users the room may take when `count` is more than that.
+    pub fn add_simulated(&self, count: u32) -> Result<(u64, u64), usize> {
         let mut state = self.lock();
+        let room_for = self
+            .inner
+            .settings
+            .presence
+            .room_users
+            .saturating_sub(state.presence.len());
+        if count as usize > room_for {
+            return Err(room_for);
+        }
         for n in 0..count {
             // 32 random bits can repeat in a room of thousands; an id must not.
             let id = loop {
@@ -67,7 +77,7 @@ impl Room {
             "",
             format!("Added {count} simulated users"),
         );
-        (u64::from(count), total)
+        Ok((u64::from(count), total))
     }
 
     /// Removes every simulated user with a `user_left` each; returns how many.

@@ -6,6 +6,10 @@
 //! as synced only after sync step 2; every awareness change is relayed, renewals
 //! included, since a browser provider closes a socket silent for 30 s; a client's
 //! awareness states are removed with a null-state update when it disconnects.
+//!
+//! Awareness is bounded (`PresenceLimits`): Yjs client ids per connection, bytes
+//! per state, states per room. A frame over a bound is refused whole and the
+//! connection closed with 1008 and a reason saying which bound.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,8 +24,8 @@ use yrs::updates::decoder::DecoderV1;
 use yrs::updates::encoder::Encode;
 use yrs::ClientID;
 
-use super::fanout::{ConnectionId, Outbound, PerProtocol};
-use super::{Origin, Room, RoomState, UpdateBytes, UpdateFormat};
+use super::fanout::{CloseReason, ConnectionId, Outbound, PerProtocol};
+use super::{Origin, PresenceLimits, Room, RoomState, UpdateBytes, UpdateFormat};
 use crate::server::document::DocumentError;
 use crate::server::metrics::Metrics;
 
@@ -36,6 +40,9 @@ pub enum YjsError {
     Malformed(String),
     #[error("{0}")]
     Update(#[from] DocumentError),
+    /// Over an awareness bound; the connection is closed with this reason.
+    #[error("{}", .0.reason)]
+    Refused(CloseReason),
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +61,19 @@ pub(super) struct AwarenessStates {
 }
 
 impl AwarenessStates {
+    /// Whether `entry` replaces what is known of `id`: a newer clock, or a removal
+    /// at the same clock. Older news is ignored (clients echo what they receive).
+    fn is_newer(&self, id: ClientID, entry: &AwarenessUpdateEntry) -> bool {
+        let is_null = &*entry.json == NULL_STATE;
+        match self.entries.get(&id.get()) {
+            None => !is_null,
+            Some(known) => {
+                known.clock < entry.clock
+                    || (known.clock == entry.clock && is_null && &*known.json != NULL_STATE)
+            }
+        }
+    }
+
     /// Current non-null states as one awareness update, or `None` if there are none.
     fn current(&self) -> Option<AwarenessUpdate> {
         let clients: HashMap<ClientID, AwarenessUpdateEntry> = self
@@ -182,7 +202,9 @@ impl Room {
                     };
                     self.apply_update(origin, UpdateBytes::Raw(&update))?;
                 }
-                Message::Awareness(update) => self.apply_awareness(connection, client_id, update),
+                Message::Awareness(update) => {
+                    self.apply_awareness(connection, client_id, update)?
+                }
                 Message::AwarenessQuery => {
                     let mut state = self.lock();
                     if let Some(current) = state.awareness.current() {
@@ -201,20 +223,20 @@ impl Room {
         Ok(())
     }
 
-    fn apply_awareness(&self, connection: ConnectionId, client_id: &str, update: AwarenessUpdate) {
+    fn apply_awareness(
+        &self,
+        connection: ConnectionId,
+        client_id: &str,
+        update: AwarenessUpdate,
+    ) -> Result<(), YjsError> {
+        let limits = self.inner.settings.presence;
         let mut state = self.lock();
+        check_awareness(&state.awareness, connection, &update, limits)?;
         let mut accepted = HashMap::new();
         let mut introduced = None;
         for (id, entry) in update.clients {
             let is_null = &*entry.json == NULL_STATE;
-            let newer = match state.awareness.entries.get(&id.get()) {
-                None => !is_null,
-                Some(known) => {
-                    known.clock < entry.clock
-                        || (known.clock == entry.clock && is_null && &*known.json != NULL_STATE)
-                }
-            };
-            if !newer {
+            if !state.awareness.is_newer(id, &entry) {
                 continue;
             }
             if !is_null {
@@ -231,14 +253,60 @@ impl Room {
             accepted.insert(id, entry);
         }
         if accepted.is_empty() {
-            return;
+            return Ok(());
         }
         let relay = binary(&Message::Awareness(AwarenessUpdate { clients: accepted }));
         state.broadcast(self.metrics(), Some(client_id), yjs_only(relay));
         if let Some((name, color)) = introduced {
             state.introduce(self.metrics(), client_id, name, color);
         }
+        Ok(())
     }
+}
+
+/// Refuses an awareness update that would take a state over the size bound, this
+/// connection over its client ids, or the room over its states. Checked before
+/// anything changes, so a refused update leaves no trace.
+fn check_awareness(
+    states: &AwarenessStates,
+    connection: ConnectionId,
+    update: &AwarenessUpdate,
+    limits: PresenceLimits,
+) -> Result<(), YjsError> {
+    if update
+        .clients
+        .iter()
+        .any(|(id, entry)| entry.json.len() > limits.state_bytes && states.is_newer(*id, entry))
+    {
+        return Err(YjsError::Refused(CloseReason::AWARENESS_BYTES));
+    }
+    let mut owned = states
+        .entries
+        .values()
+        .filter(|entry| entry.connection == connection)
+        .count();
+    let mut total = states.entries.len();
+    for (id, entry) in &update.clients {
+        if !states.is_newer(*id, entry) {
+            continue;
+        }
+        match states.entries.get(&id.get()) {
+            Some(entry) if entry.connection == connection => {}
+            // Taking over a state (a newer clock) makes it this connection's.
+            Some(_) => owned += 1,
+            None => {
+                owned += 1;
+                total += 1;
+            }
+        }
+    }
+    if owned > limits.ids_per_connection {
+        return Err(YjsError::Refused(CloseReason::AWARENESS_IDS));
+    }
+    if total > limits.room_users {
+        return Err(YjsError::Refused(CloseReason::AWARENESS_ROOM));
+    }
+    Ok(())
 }
 
 /// The `user: {name, color}` y-websocket editors put in their awareness state.
