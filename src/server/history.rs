@@ -109,9 +109,10 @@ pub async fn run_sampler(metrics: Metrics, registry: Registry, shutdown: Cancell
     let counters = metrics.counters();
     let mut last_messages = counters.total_messages.load(Ordering::Relaxed);
     let mut last_deliveries = counters.messages_delivered.load(Ordering::Relaxed);
-    // The first tick fires at once; it only starts the first second.
+    // The first tick fires at once; it only starts the first second. Latencies
+    // recorded so far belong to it (the messages counted in it are), so they are
+    // kept, not discarded.
     interval.tick().await;
-    metrics.take_second_latency();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
