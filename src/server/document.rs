@@ -191,15 +191,6 @@ impl Document {
         }
     }
 
-    /// Replaces the whole document with `state` (the explicit `load` endpoint: restore
-    /// a checkpoint, not merge it).
-    pub fn replace(&mut self, state: &[u8]) -> Result<(), DocumentError> {
-        let mut replacement = Self::from_state(state)?;
-        replacement.max_bytes = self.max_bytes;
-        *self = replacement;
-        Ok(())
-    }
-
     /// Rebuilds the document from `base` and the deltas since it: exactly its state
     /// before the update that failed.
     fn restore_last_good(&mut self) {
