@@ -40,6 +40,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print a room''s document, now or as it was: --seq N or --at TIME')
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)')
             [CompletionResult]::new('simulate', 'simulate', [CompletionResultType]::ParameterValue, 'Add or remove simulated users in a room')
+            [CompletionResult]::new('cluster', 'cluster', [CompletionResultType]::ParameterValue, 'List the live nodes of a server''s cluster (a lone server lists itself), with their rooms, connections and last heartbeat')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Mint a room token for a server started with --auth-secret')
@@ -74,6 +75,8 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--max-pending-upgrades', '--max-pending-upgrades', [CompletionResultType]::ParameterName, 'WebSocket upgrades being set up at once (answered, room not yet joined); more get HTTP 503')
             [CompletionResult]::new('--rate-limit', '--rate-limit', [CompletionResultType]::ParameterName, 'Messages per second one connection may send on average (control frames included)')
             [CompletionResult]::new('--rate-burst', '--rate-burst', [CompletionResultType]::ParameterName, 'Messages one connection may send in a burst')
+            [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Join a cluster through this Redis (`redis://host:6379`): rooms are shared with every node on the same Redis and MongoDB. Needs --mongo-url')
+            [CompletionResult]::new('--node-id', '--node-id', [CompletionResultType]::ParameterName, 'This node''s name in logs, metrics and `coedit cluster` [default: host:port]')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter, e.g. `info` or `coedit=debug`; given here (or in COEDIT_LOG) it wins over RUST_LOG. Default: RUST_LOG if set, else `info`')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, '`text` for people (coloured only on a terminal without NO_COLOR), `json` for log shippers: one object per line')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
@@ -356,6 +359,17 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
         'coedit;simulate;help;help' {
             break
         }
+        'coedit;cluster' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'coedit;health' {
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
@@ -395,7 +409,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             break
         }
         'coedit;bench' {
-            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Base WebSocket URL of the server; by default the --server address with ws:// (ws://127.0.0.1:8001)')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Base WebSocket URL of the server; by default the --server address with ws:// (ws://127.0.0.1:8001). Give it once per node to spread each room''s clients over the nodes of a cluster, round-robin')
             [CompletionResult]::new('--rooms', '--rooms', [CompletionResultType]::ParameterName, 'Number of rooms')
             [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Clients (editors) in each room')
             [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'Edits per second per client; 0 only holds the connections open')
@@ -433,6 +447,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print a room''s document, now or as it was: --seq N or --at TIME')
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)')
             [CompletionResult]::new('simulate', 'simulate', [CompletionResultType]::ParameterValue, 'Add or remove simulated users in a room')
+            [CompletionResult]::new('cluster', 'cluster', [CompletionResultType]::ParameterValue, 'List the live nodes of a server''s cluster (a lone server lists itself), with their rooms, connections and last heartbeat')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Mint a room token for a server started with --auth-secret')
@@ -499,6 +514,9 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             break
         }
         'coedit;help;simulate;remove' {
+            break
+        }
+        'coedit;help;cluster' {
             break
         }
         'coedit;help;health' {

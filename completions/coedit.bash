@@ -19,6 +19,9 @@ _coedit() {
             coedit,bench)
                 cmd="coedit__subcmd__bench"
                 ;;
+            coedit,cluster)
+                cmd="coedit__subcmd__cluster"
+                ;;
             coedit,completions)
                 cmd="coedit__subcmd__completions"
                 ;;
@@ -66,6 +69,9 @@ _coedit() {
                 ;;
             coedit__subcmd__help,bench)
                 cmd="coedit__subcmd__help__subcmd__bench"
+                ;;
+            coedit__subcmd__help,cluster)
+                cmd="coedit__subcmd__help__subcmd__cluster"
                 ;;
             coedit__subcmd__help,completions)
                 cmd="coedit__subcmd__help__subcmd__completions"
@@ -200,7 +206,7 @@ _coedit() {
 
     case "${cmd}" in
         coedit)
-            opts="-h -V --server --json --timeout --token --help --version serve rooms metrics persist load export import history show restore simulate health completions token bench help"
+            opts="-h -V --server --json --timeout --token --help --version serve rooms metrics persist load export import history show restore simulate cluster health completions token bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -315,6 +321,32 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coedit__subcmd__cluster)
+            opts="-h -V --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coedit__subcmd__completions)
             opts="-h -V --server --json --timeout --token --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -410,7 +442,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help)
-            opts="serve rooms metrics persist load export import history show restore simulate health completions token bench help"
+            opts="serve rooms metrics persist load export import history show restore simulate cluster health completions token bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -424,6 +456,20 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help__subcmd__bench)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__help__subcmd__cluster)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1216,7 +1262,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__serve)
-            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --history-retention --idle-unload-secs --outbound-queue --max-outbound-bytes --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --max-awareness-ids --max-awareness-bytes --max-room-users --header-read-timeout-secs --max-pending-upgrades --rate-limit --rate-burst --no-dashboard --log-level --log-format --server --json --timeout --token --help --version"
+            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --history-retention --idle-unload-secs --outbound-queue --max-outbound-bytes --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --max-awareness-ids --max-awareness-bytes --max-room-users --header-read-timeout-secs --max-pending-upgrades --rate-limit --rate-burst --redis-url --node-id --no-dashboard --log-level --log-format --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1323,6 +1369,14 @@ _coedit() {
                     return 0
                     ;;
                 --rate-burst)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node-id)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -37,6 +37,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand show 'Print a room''s document, now or as it was: --seq N or --at TIME'
             cand restore 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)'
             cand simulate 'Add or remove simulated users in a room'
+            cand cluster 'List the live nodes of a server''s cluster (a lone server lists itself), with their rooms, connections and last heartbeat'
             cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
             cand completions 'Print a shell completion script'
             cand token 'Mint a room token for a server started with --auth-secret'
@@ -70,6 +71,8 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --max-pending-upgrades 'WebSocket upgrades being set up at once (answered, room not yet joined); more get HTTP 503'
             cand --rate-limit 'Messages per second one connection may send on average (control frames included)'
             cand --rate-burst 'Messages one connection may send in a burst'
+            cand --redis-url 'Join a cluster through this Redis (`redis://host:6379`): rooms are shared with every node on the same Redis and MongoDB. Needs --mongo-url'
+            cand --node-id 'This node''s name in logs, metrics and `coedit cluster` [default: host:port]'
             cand --log-level 'Log filter, e.g. `info` or `coedit=debug`; given here (or in COEDIT_LOG) it wins over RUST_LOG. Default: RUST_LOG if set, else `info`'
             cand --log-format '`text` for people (coloured only on a terminal without NO_COLOR), `json` for log shippers: one object per line'
             cand --server 'Server to talk to; `host:port` means `http://host:port`'
@@ -321,6 +324,16 @@ set edit:completion:arg-completer[coedit] = {|@words|
         }
         &'coedit;simulate;help;help'= {
         }
+        &'coedit;cluster'= {
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'coedit;health'= {
             cand --server 'Server to talk to; `host:port` means `http://host:port`'
             cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
@@ -357,7 +370,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --version 'Print version'
         }
         &'coedit;bench'= {
-            cand --url 'Base WebSocket URL of the server; by default the --server address with ws:// (ws://127.0.0.1:8001)'
+            cand --url 'Base WebSocket URL of the server; by default the --server address with ws:// (ws://127.0.0.1:8001). Give it once per node to spread each room''s clients over the nodes of a cluster, round-robin'
             cand --rooms 'Number of rooms'
             cand --clients 'Clients (editors) in each room'
             cand --rate 'Edits per second per client; 0 only holds the connections open'
@@ -394,6 +407,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand show 'Print a room''s document, now or as it was: --seq N or --at TIME'
             cand restore 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)'
             cand simulate 'Add or remove simulated users in a room'
+            cand cluster 'List the live nodes of a server''s cluster (a lone server lists itself), with their rooms, connections and last heartbeat'
             cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
             cand completions 'Print a shell completion script'
             cand token 'Mint a room token for a server started with --auth-secret'
@@ -442,6 +456,8 @@ set edit:completion:arg-completer[coedit] = {|@words|
         &'coedit;help;simulate;add'= {
         }
         &'coedit;help;simulate;remove'= {
+        }
+        &'coedit;help;cluster'= {
         }
         &'coedit;help;health'= {
         }

@@ -2,7 +2,7 @@
 # The whole test suite, from a fresh clone: checks formatting and lints, builds, and
 # runs every Rust test, then the interop tests with the real JavaScript Yjs libraries
 # and the browser tests of the dashboard and the bench report in headless Chromium
-# (Node 20+ and npm; Chromium is installed with apt-get when missing). Usage:
+# (Node 20+ and npm; Chromium and Redis are installed with apt-get when missing). Usage:
 # scripts/test.sh
 #
 # The MongoDB tests need a server that speaks the MongoDB wire protocol. Real mongod
@@ -80,12 +80,27 @@ else
     echo "secantusd-py listening at $TEST_MONGO_URL"
 fi
 
+# The cluster tests start their own Redis servers (Debian's redis-server), which
+# they may kill and restart; installed here when missing.
+echo "== Redis for the cluster tests"
+REDIS_SERVER="$(command -v redis-server || true)"
+if [ -z "$REDIS_SERVER" ]; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y redis-server
+    # The package starts a system Redis on 6379; the tests use their own.
+    REDIS_SERVER="$(command -v redis-server)"
+fi
+"$REDIS_SERVER" --version
+
 echo "== cargo test"
 # The tests read COEDIT_TEST_MONGO_URL, not MONGO_URL: every `coedit serve` a test
 # spawns would inherit MONGO_URL and quietly switch from its own store to MongoDB.
 env -u MONGO_URL \
     COEDIT_TEST_MONGO_URL="$TEST_MONGO_URL" \
     COEDIT_TEST_MONGOD="$MONGOD" \
+    COEDIT_TEST_REDIS="$REDIS_SERVER" \
     cargo test --all-targets --locked
 
 # The dashboard and the bench report are tested in a real browser: Debian's Chromium,

@@ -34,6 +34,44 @@ pub struct Health {
     /// Added by coedit: the store's own state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreHealth>,
+    /// Added by coedit: this node's view of its cluster, when it is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterHealth>,
+}
+
+/// Added by coedit: whether a cluster node reaches Redis, and how many nodes live.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterHealth {
+    pub node_id: String,
+    /// `healthy` or `degraded`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub live_nodes: u64,
+}
+
+/// `GET /api/cluster` (added by coedit): the live nodes of this node's cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterView {
+    /// The node that answered.
+    pub node_id: String,
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// One live node of a cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterNode {
+    pub node_id: String,
+    /// The node's process: its id plus a part that changes on restart.
+    pub instance: String,
+    pub address: String,
+    pub rooms: u64,
+    pub connections: u64,
+    /// When it last beat (RFC 3339).
+    pub last_heartbeat: String,
+    pub started: String,
+    /// True for the node that answered.
+    pub this_node: bool,
 }
 
 /// Added by coedit: which store is in use and whether it is keeping up.
@@ -108,6 +146,12 @@ pub struct Metrics {
     /// Added by coedit: rooms held in memory, with or without connections.
     #[serde(default)]
     pub rooms_loaded: u64,
+    /// Added by coedit, in a cluster: this node's id (the figures above are its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Added by coedit, in a cluster: nodes alive as of the last heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_nodes: Option<u64>,
 }
 
 /// One entry of `GET /api/metrics/events`.

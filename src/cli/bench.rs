@@ -15,9 +15,10 @@ use crate::client::bench::{self, BenchConfig, BenchError, Payload, Protocol, Thr
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Base WebSocket URL of the server; by default the --server address with
-    /// ws:// (ws://127.0.0.1:8001).
+    /// ws:// (ws://127.0.0.1:8001). Give it once per node to spread each room's
+    /// clients over the nodes of a cluster, round-robin.
     #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
+    pub url: Vec<String>,
 
     /// Number of rooms.
     #[arg(long, default_value_t = BenchConfig::DEFAULT_ROOMS)]
@@ -84,12 +85,14 @@ pub struct BenchArgs {
 
 impl BenchArgs {
     pub fn config(&self, client: &ClientArgs) -> BenchConfig {
-        let url = self
-            .url
-            .clone()
-            .unwrap_or_else(|| websocket_base(&client.server));
+        let mut urls = self.url.clone();
+        if urls.is_empty() {
+            urls.push(websocket_base(&client.server));
+        }
+        let url = urls.remove(0);
         BenchConfig {
             url,
+            more_urls: urls,
             rooms: self.rooms,
             clients_per_room: self.clients,
             rate: self.rate,

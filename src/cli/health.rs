@@ -26,6 +26,7 @@ impl HealthArgs {
         let reason = health
             .store
             .and_then(|store| store.reason)
+            .or_else(|| health.cluster.and_then(|cluster| cluster.reason))
             .unwrap_or_else(|| "no reason given".to_owned());
         Err(Failure::new(
             exit::FAILED,
@@ -36,11 +37,18 @@ impl HealthArgs {
 
 /// One line: `healthy (store sqlite healthy, backlog 0)`.
 fn summary(health: &Health) -> String {
-    match &health.store {
+    let mut summary = match &health.store {
         Some(store) => format!(
             "{} (store {} {}, backlog {})",
             health.status, store.backend, store.state, store.backlog
         ),
         None => health.status.clone(),
+    };
+    if let Some(cluster) = &health.cluster {
+        summary.push_str(&format!(
+            "; cluster node {} {}, {} live nodes",
+            cluster.node_id, cluster.state, cluster.live_nodes
+        ));
     }
+    summary
 }

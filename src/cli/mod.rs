@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod client_args;
+pub mod cluster;
 pub mod completions;
 pub mod export;
 pub mod health;
@@ -108,6 +109,12 @@ pub enum Command {
     /// Example: coedit simulate add my-room --count 5
     Simulate(simulate::SimulateArgs),
 
+    /// List the live nodes of a server's cluster (a lone server lists itself), with
+    /// their rooms, connections and last heartbeat.
+    ///
+    /// Example: coedit cluster --server http://127.0.0.1:8001 --json
+    Cluster(cluster::ClusterArgs),
+
     /// Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3).
     ///
     /// Example: coedit health --server http://127.0.0.1:8001 --timeout 2s
@@ -172,6 +179,7 @@ impl Cli {
             | Command::Restore(_)
             | Command::Simulate(_)
             | Command::Health(_)
+            | Command::Cluster(_)
             | Command::Completions(_)
             | Command::Token(_)
             | Command::Bench(_) => logging::LogSettings {
@@ -196,6 +204,7 @@ impl Cli {
             Command::Restore(args) => args.run(&self.client).await,
             Command::Simulate(args) => args.run(&self.client).await,
             Command::Health(args) => args.run(&self.client).await,
+            Command::Cluster(args) => args.run(&self.client).await,
             Command::Completions(args) => args.run(),
             Command::Token(args) => args.run(),
             Command::Bench(args) => args.run(&self.client).await,

@@ -19,6 +19,7 @@ const STORE: &str = "Store";
 const LIMITS: &str = "Limits";
 const AUTH: &str = "Access control";
 const LOGGING: &str = "Logging";
+const CLUSTER: &str = "Cluster";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -155,6 +156,15 @@ pub struct ServeArgs {
     #[arg(long, env = "COEDIT_RATE_BURST", default_value_t = Config::DEFAULT_RATE_LIMIT_BURST, help_heading = LIMITS)]
     pub rate_burst: u32,
 
+    /// Join a cluster through this Redis (`redis://host:6379`): rooms are shared
+    /// with every node on the same Redis and MongoDB. Needs --mongo-url.
+    #[arg(long, env = "REDIS_URL", value_name = "URL", help_heading = CLUSTER)]
+    pub redis_url: Option<String>,
+
+    /// This node's name in logs, metrics and `coedit cluster` [default: host:port]
+    #[arg(long, env = "COEDIT_NODE_ID", value_name = "NAME", help_heading = CLUSTER)]
+    pub node_id: Option<String>,
+
     /// Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged).
     #[arg(long, env = "COEDIT_NO_DASHBOARD")]
     pub no_dashboard: bool,
@@ -229,6 +239,8 @@ impl ServeArgs {
         config.rate_limit_per_sec = self.rate_limit;
         config.rate_limit_burst = self.rate_burst;
         config.dashboard = !self.no_dashboard;
+        config.redis_url = self.redis_url.clone().filter(|url| !url.is_empty());
+        config.node_id = self.node_id.clone().filter(|id| !id.is_empty());
         config
     }
 

@@ -5,9 +5,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ApiInfo, DeleteRoomResponse, ErrorBody, Event, Health, HistoryResponse, ImportResponse,
-    Metrics, PersistResponse, RestoreResponse, RoomInfo, RoomUser, SimulateAddResponse,
-    SimulateRemoveResponse,
+    ApiInfo, ClusterView, DeleteRoomResponse, ErrorBody, Event, Health, HistoryResponse,
+    ImportResponse, Metrics, PersistResponse, RestoreResponse, RoomInfo, RoomUser,
+    SimulateAddResponse, SimulateRemoveResponse,
 };
 
 /// What went wrong talking to the server; the CLI maps each to an exit code.
@@ -135,6 +135,10 @@ impl RestClient {
 
     pub async fn health(&self) -> Result<Answer<Health>, ClientError> {
         self.call(reqwest::Method::GET, "/health").await
+    }
+
+    pub async fn cluster(&self) -> Result<Answer<ClusterView>, ClientError> {
+        self.call(reqwest::Method::GET, "/cluster").await
     }
 
     pub async fn metrics(&self) -> Result<Answer<Metrics>, ClientError> {

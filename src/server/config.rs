@@ -63,9 +63,11 @@ pub struct Config {
     /// WebSocket upgrades being set up at once (handshake answered, room not yet
     /// joined); more get 503.
     pub max_pending_upgrades: usize,
-    /// This server's name in logs and in the store's writer lease; `host:port`
-    /// when not set.
+    /// This server's name in logs, metrics, cluster listings and the store's writer
+    /// lease; `host:port` when not set.
     pub node_id: Option<String>,
+    /// Redis of the cluster this node joins (`--redis-url`); `None` serves alone.
+    pub redis_url: Option<String>,
     /// When an accepted update is relayed relative to being written.
     pub durability: DurabilityLevel,
     /// With `DurabilityLevel::Relaxed` only: how long the journal gathers accepted
@@ -144,6 +146,7 @@ impl Config {
             cors_origins: vec!["*".into()],
             outbound_queue: Self::DEFAULT_OUTBOUND_QUEUE,
             node_id: None,
+            redis_url: None,
             durability: DurabilityLevel::WriteAhead,
             max_outbound_bytes: Self::DEFAULT_MAX_OUTBOUND_BYTES,
             max_awareness_ids: Self::DEFAULT_MAX_AWARENESS_IDS,

@@ -8,6 +8,7 @@
 //! store.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod content;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub caps: Arc<ConnectionCaps>,
     /// Upgrades between their accepted handshake and joining the room.
     pub upgrades: Arc<Semaphore>,
+    /// The cluster this node belongs to, if any.
+    pub cluster: Option<cluster::Cluster>,
 }
 
 impl AppState {
@@ -81,6 +84,7 @@ impl AppState {
             metrics,
             shutdown,
             tracker: TaskTracker::new(),
+            cluster: None,
         }
     }
 }
@@ -95,6 +99,9 @@ pub enum ServeError {
     /// Another server writes the same store.
     #[error("{0}")]
     StoreInUse(String),
+    /// A cluster node cannot start as configured.
+    #[error("{0}")]
+    Cluster(String),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -175,7 +182,13 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
                     unreachable: Some(problem),
                 });
             }
-            let node_id = config.node_id.clone().unwrap_or_default();
+            // Cluster nodes share the database and take turns per room (through
+            // Redis); they hold the writer lease together, so a lone server started
+            // on the same database is still refused.
+            let node_id = match &config.redis_url {
+                Some(_) => CLUSTER_LEASE_HOLDER.to_owned(),
+                None => config.node_id.clone().unwrap_or_default(),
+            };
             lease = Some(
                 WriterLease::acquire(store.database(), &node_id)
                     .await
@@ -195,6 +208,9 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
     })
 }
 
+/// The writer-lease holder name every node of a cluster uses.
+const CLUSTER_LEASE_HOLDER: &str = "cluster";
+
 /// Serves until `shutdown` is cancelled, then shuts down gracefully.
 pub async fn run(
     listener: TcpListener,
@@ -203,6 +219,12 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     if config.node_id.is_none() {
         config.node_id = Some(default_node_id(&listener)?);
+    }
+    if config.redis_url.is_some() && !matches!(config.store, StoreConfig::Mongo { .. }) {
+        return Err(ServeError::Cluster(
+            "a cluster needs a store every node shares: give --mongo-url (MONGO_URL) with --redis-url"
+                .into(),
+        ));
     }
     let opened = open_store_reporting(&config).await?;
     serve(listener, config, opened, shutdown).await
@@ -247,6 +269,28 @@ async fn serve(
         unreachable,
     } = opened;
     let metrics = Metrics::new();
+    let cluster = match &config.redis_url {
+        Some(url) => Some(
+            cluster::Cluster::connect(
+                cluster::ClusterSettings {
+                    redis_url: url.clone(),
+                    node_id: config.node_id.clone().unwrap_or_default(),
+                    address: listener.local_addr()?.to_string(),
+                    compact_every: config.compact_every.max(1),
+                    history_retention: config.history_retention,
+                },
+                store.clone(),
+            )
+            .await
+            .map_err(|error| ServeError::Cluster(error.to_string()))?,
+        ),
+        None => None,
+    };
+    // A cluster node's journal writes updates to the shared log in Redis.
+    let store = match &cluster {
+        Some(cluster) => cluster.store(),
+        None => store,
+    };
     let (journal, journal_task) = Journal::start(store.clone(), config.journal_pace());
     if let Some(problem) = unreachable {
         journal.report_failure(&problem);
@@ -257,8 +301,14 @@ async fn serve(
         shutdown.clone(),
     ));
     let registry = Registry::new(store.clone(), journal, metrics.clone(), &config);
+    let cluster_shutdown = CancellationToken::new();
+    let cluster_tasks = cluster.as_ref().map(|cluster| {
+        registry.set_peers(Arc::new(cluster.clone()));
+        cluster.start(registry.clone(), cluster_shutdown.clone())
+    });
     let header_read_timeout = config.header_read_timeout;
-    let app = AppState::new(config, registry.clone(), metrics, shutdown.clone());
+    let mut app = AppState::new(config, registry.clone(), metrics, shutdown.clone());
+    app.cluster = cluster;
     let tracker = app.tracker.clone();
 
     let sampler = tokio::spawn(history::run_sampler(
@@ -287,6 +337,12 @@ async fn serve(
     let _ = sampler.await;
     let _ = recovery.await;
     registry.journal().flush_for_shutdown(SHUTDOWN_GRACE).await;
+    if let Some(tasks) = cluster_tasks {
+        // After the journal: what it wrote to the shared log is persisted, and the
+        // node leaves the cluster.
+        cluster_shutdown.cancel();
+        tasks.finish().await;
+    }
     drop(registry);
     if !journal_task.finish(SHUTDOWN_GRACE).await {
         tracing::error!("store did not take the last writes before the deadline");

@@ -3,7 +3,7 @@
 //! rooms: a deleted room is loaded again only once its delete is in the store.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
@@ -14,6 +14,7 @@ use super::document::DocumentError;
 use super::journal::{Journal, WriteWatcher};
 use super::metrics::Metrics;
 use super::room::durable::{read_stored, Stored};
+use super::room::remote::Peers;
 use super::room::{PresenceLimits, Room, RoomSettings};
 use super::store::{RoomDeletion, Store, StoreError, WriteOp};
 
@@ -45,6 +46,8 @@ struct Inner {
     journal: Journal,
     metrics: Metrics,
     settings: RoomSettings,
+    /// The other nodes of a cluster, when there are any.
+    peers: OnceLock<Arc<dyn Peers>>,
 }
 
 impl Registry {
@@ -64,8 +67,14 @@ impl Registry {
                     history_retention: config.history_retention,
                     presence: PresenceLimits::from_config(config),
                 },
+                peers: OnceLock::new(),
             }),
         }
+    }
+
+    /// Makes every room this registry loads from now on shared with `peers`.
+    pub fn set_peers(&self, peers: Arc<dyn Peers>) {
+        let _ = self.inner.peers.set(peers);
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -122,14 +131,39 @@ impl Registry {
 
     /// Unloads rooms idle for longer than `idle`; returns how many went.
     pub fn unload_idle(&self, idle: Duration) -> usize {
-        let mut rooms = self.rooms();
-        let before = rooms.len();
-        rooms.retain(|_, slot| match slot.get() {
-            Some(room) => !room.close_if_idle(idle),
-            // A load in progress (or one that failed, to be retried) stays.
-            None => Arc::strong_count(slot) > 1,
-        });
-        before - rooms.len()
+        let mut unloaded = Vec::new();
+        {
+            let mut rooms = self.rooms();
+            rooms.retain(|id, slot| match slot.get() {
+                Some(room) => {
+                    let close = room.close_if_idle(idle);
+                    if close {
+                        unloaded.push(id.clone());
+                    }
+                    !close
+                }
+                // A load in progress (or one that failed, to be retried) stays.
+                None => Arc::strong_count(slot) > 1,
+            });
+        }
+        if let Some(peers) = self.inner.peers.get() {
+            for id in &unloaded {
+                peers.closed(id);
+            }
+        }
+        unloaded.len()
+    }
+
+    /// Another node deleted the room: its connections here are closed as deleted
+    /// and it leaves memory; the store was cleared by that node.
+    pub fn forget_deleted(&self, room_id: &str) {
+        let slot = self.rooms().remove(room_id);
+        if let Some(room) = slot.and_then(|slot| slot.get().cloned()) {
+            room.close_deleted();
+        }
+        if let Some(peers) = self.inner.peers.get() {
+            peers.closed(room_id);
+        }
     }
 
     /// What the store holds for the room (see `room::durable::read_stored`); a
@@ -181,6 +215,9 @@ impl Registry {
             self.deleting().insert(room_id.to_owned(), done.clone());
             rooms.remove(room_id);
         }
+        if let Some(peers) = self.inner.peers.get() {
+            peers.closed(room_id);
+        }
         let closed_connections = match &room {
             Some(room) => room.delete(),
             None => {
@@ -230,6 +267,10 @@ impl Registry {
             room: room_id.to_owned(),
             source,
         })?;
+        if let Some(peers) = self.inner.peers.get() {
+            room.link_peers(peers.clone());
+            peers.opened(&room);
+        }
         tracing::debug!(room = room_id, "room loaded");
         Ok(room)
     }

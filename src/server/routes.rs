@@ -27,6 +27,7 @@ pub fn router(app: AppState) -> Router {
         .route("/metrics", get(rest::metrics))
         .route("/metrics/prometheus", get(rest::prometheus))
         .route("/metrics/history", get(rest::history))
+        .route("/cluster", get(rest::cluster))
         .route("/ws/{room_id}", get(ws::upgrade_json))
         .route("/yjs/{*room_id}", get(ws::upgrade_yjs));
     // Behind the admin token when one is configured.

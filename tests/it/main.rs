@@ -4,6 +4,7 @@
 mod attacks;
 mod bench;
 mod cli;
+mod cluster;
 mod common;
 mod connection;
 mod dashboard;

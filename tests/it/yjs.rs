@@ -18,7 +18,7 @@ use yrs::{ClientID, Doc, GetString, ReadTxn, Text, TextRef, Transact, Update};
 
 use super::common::*;
 
-struct YClient {
+pub(super) struct YClient {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     doc: Doc,
     text: TextRef,
@@ -26,7 +26,12 @@ struct YClient {
 
 impl YClient {
     async fn connect(server: &TestServer, room: &str) -> Self {
-        let url = format!("ws://{}/api/yjs/{}", server.addr, room);
+        Self::connect_to(&server.addr.to_string(), room).await
+    }
+
+    /// Connects to the server at `base` (`host:port`).
+    pub(super) async fn connect_to(base: &str, room: &str) -> Self {
+        let url = format!("ws://{base}/api/yjs/{room}");
         let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         let doc = Doc::new();
         let text = doc.get_or_insert_text("content");
@@ -52,7 +57,12 @@ impl YClient {
 
     /// Connects and completes the handshake the way y-websocket does.
     async fn synced(server: &TestServer, room: &str) -> Self {
-        let mut client = Self::connect(server, room).await;
+        Self::synced_at(&server.addr.to_string(), room).await
+    }
+
+    /// `synced` against the server at `base` (`host:port`).
+    pub(super) async fn synced_at(base: &str, room: &str) -> Self {
+        let mut client = Self::connect_to(base, room).await;
         let Message::Sync(SyncMessage::SyncStep1(_)) = client.recv().await else {
             panic!("the server must open with sync step 1");
         };
@@ -71,7 +81,7 @@ impl YClient {
         self.doc.transact_mut().apply_update(update).unwrap();
     }
 
-    async fn type_text(&mut self, index: u32, insert: &str) {
+    pub(super) async fn type_text(&mut self, index: u32, insert: &str) {
         let before = self.doc.transact().state_vector();
         self.text
             .insert(&mut self.doc.transact_mut(), index, insert);
@@ -79,7 +89,7 @@ impl YClient {
         self.send(Message::Sync(SyncMessage::Update(update))).await;
     }
 
-    async fn recv_update(&mut self) {
+    pub(super) async fn recv_update(&mut self) {
         loop {
             if let Message::Sync(SyncMessage::Update(update)) = self.recv().await {
                 self.apply(&update);
@@ -88,7 +98,7 @@ impl YClient {
         }
     }
 
-    fn content(&self) -> String {
+    pub(super) fn content(&self) -> String {
         self.text.get_string(&self.doc.transact())
     }
 }

@@ -57,6 +57,9 @@ const SETTLE: Duration = Duration::from_millis(250);
 pub struct BenchConfig {
     /// Base WebSocket URL of the server, e.g. `ws://127.0.0.1:8001`.
     pub url: String,
+    /// More servers (nodes of one cluster): each room's clients are spread over
+    /// `url` and these, round-robin.
+    pub more_urls: Vec<String>,
     pub rooms: u32,
     /// Clients in each room.
     pub clients_per_room: u32,
@@ -95,6 +98,7 @@ impl BenchConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            more_urls: Vec::new(),
             rooms: Self::DEFAULT_ROOMS,
             clients_per_room: Self::DEFAULT_CLIENTS,
             rate: Self::DEFAULT_RATE,
@@ -139,13 +143,18 @@ pub struct Run {
 /// Runs the bench and returns its report with the run's timeline and distributions.
 pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
     validate(&config)?;
-    let address = socket_address(&config.url)?;
-    tokio::net::TcpStream::connect(&address)
-        .await
-        .map_err(|error| BenchError::Unreachable {
-            address: address.clone(),
-            reason: error.to_string(),
-        })?;
+    let urls: Vec<&str> = std::iter::once(config.url.as_str())
+        .chain(config.more_urls.iter().map(String::as_str))
+        .collect();
+    for url in &urls {
+        let address = socket_address(url)?;
+        tokio::net::TcpStream::connect(&address)
+            .await
+            .map_err(|error| BenchError::Unreachable {
+                address: address.clone(),
+                reason: error.to_string(),
+            })?;
+    }
     system::raise_open_file_limit();
 
     let total = config.total_clients();
@@ -191,7 +200,11 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
             index,
             room_index,
             url: with_token(
-                config.protocol.room_url(&config.url, &room, &client_id),
+                config.protocol.room_url(
+                    urls[(index % config.clients_per_room as usize) % urls.len()],
+                    &room,
+                    &client_id,
+                ),
                 config.token.as_deref(),
             ),
             identity: Identity {
@@ -431,7 +444,10 @@ fn build_report(
     });
 
     Report {
-        url: config.url.clone(),
+        url: std::iter::once(config.url.as_str())
+            .chain(config.more_urls.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
         protocol: config.protocol,
         payload: config.payload,
         rooms: config.rooms,

@@ -15,7 +15,10 @@ use prometheus_client::registry::Registry as PrometheusRegistry;
 use serde::Deserialize;
 
 use super::{bounded, ApiError};
-use crate::api::{Event, Health, Metrics, MetricsHistory, RefusedRoom, StoreHealth};
+use crate::api::{
+    ClusterHealth, ClusterNode, ClusterView, Event, Health, Metrics, MetricsHistory, RefusedRoom,
+    StoreHealth,
+};
 use crate::server::history::{HISTORY_CAPACITY, SAMPLE_INTERVAL};
 use crate::server::journal::StoreState;
 use crate::server::AppState;
@@ -46,8 +49,25 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
         ),
         StoreState::Healthy => ("healthy", None),
     };
+    let cluster = app.cluster.as_ref().map(|cluster| {
+        let problem = cluster.problem();
+        ClusterHealth {
+            node_id: cluster.node_id().to_owned(),
+            state: if problem.is_some() {
+                "degraded"
+            } else {
+                "healthy"
+            }
+            .into(),
+            reason: problem,
+            live_nodes: cluster.live_nodes() as u64,
+        }
+    });
+    let cluster_degraded = cluster
+        .as_ref()
+        .is_some_and(|cluster| cluster.state != "healthy");
     Json(Health {
-        status: state.into(),
+        status: if cluster_degraded { "degraded" } else { state }.into(),
         timestamp: crate::api::timestamp_now(),
         store: Some(StoreHealth {
             backend: journal.backend().into(),
@@ -56,7 +76,61 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
             backlog: journal.backlog(),
             refused_rooms,
         }),
+        cluster,
     })
+}
+
+/// `GET /api/cluster`: the live nodes of this node's cluster; a lone server lists
+/// itself.
+pub async fn cluster(State(app): State<AppState>) -> Result<Json<ClusterView>, ApiError> {
+    let rfc3339 = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default()
+    };
+    let Some(cluster) = &app.cluster else {
+        let rooms = app.registry.loaded_rooms();
+        let connections = rooms
+            .iter()
+            .map(|room| room.connection_count() as u64)
+            .sum();
+        let node_id = app.config.node_id.clone().unwrap_or_default();
+        let now = crate::server::room::durable::now_ms();
+        let started = now - app.metrics.uptime().as_millis() as i64;
+        return Ok(Json(ClusterView {
+            node_id: node_id.clone(),
+            nodes: vec![ClusterNode {
+                instance: node_id.clone(),
+                node_id,
+                address: String::new(),
+                rooms: rooms.len() as u64,
+                connections,
+                last_heartbeat: rfc3339(now),
+                started: rfc3339(started),
+                this_node: true,
+            }],
+        }));
+    };
+    let nodes = cluster
+        .nodes()
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("Redis: {error}")))?;
+    Ok(Json(ClusterView {
+        node_id: cluster.node_id().to_owned(),
+        nodes: nodes
+            .into_iter()
+            .map(|node| ClusterNode {
+                node_id: node.node_id,
+                instance: node.instance,
+                address: node.address,
+                rooms: node.rooms,
+                connections: node.connections,
+                last_heartbeat: rfc3339(node.last_heartbeat_ms),
+                started: rfc3339(node.started_ms),
+                this_node: node.this_node,
+            })
+            .collect(),
+    }))
 }
 
 fn metrics_snapshot(app: &AppState) -> Metrics {
@@ -95,6 +169,14 @@ fn metrics_snapshot(app: &AppState) -> Metrics {
         store_refused_rooms: journal.refused_rooms().len() as u64,
         yjs_connections: counters.active_yjs_connections.load(Ordering::Relaxed),
         rooms_loaded: rooms.len() as u64,
+        node: app
+            .cluster
+            .as_ref()
+            .map(|cluster| cluster.node_id().to_owned()),
+        live_nodes: app
+            .cluster
+            .as_ref()
+            .map(|cluster| cluster.live_nodes() as u64),
     }
 }
 
@@ -156,7 +238,23 @@ pub async fn history(
 /// The same figures as `/api/metrics`, in the Prometheus text format.
 pub async fn prometheus(State(app): State<AppState>) -> Response {
     let snapshot = metrics_snapshot(&app);
-    let mut registry = PrometheusRegistry::with_prefix("coedit");
+    // In a cluster every series carries the node, so one scrape config covers all.
+    let mut registry = match &app.cluster {
+        Some(cluster) => PrometheusRegistry::with_prefix_and_labels(
+            "coedit",
+            [(
+                std::borrow::Cow::Borrowed("node"),
+                std::borrow::Cow::Owned(cluster.node_id().to_owned()),
+            )]
+            .into_iter(),
+        ),
+        None => PrometheusRegistry::with_prefix("coedit"),
+    };
+    if let Some(live) = snapshot.live_nodes {
+        let metric = Gauge::<i64>::default();
+        metric.set(live as i64);
+        registry.register("cluster_live_nodes", "Live nodes of the cluster", metric);
+    }
     let gauge = |registry: &mut PrometheusRegistry, name: &str, help: &str, value: u64| {
         let metric = Gauge::<i64>::default();
         metric.set(value as i64);

@@ -7,7 +7,7 @@ pub mod history;
 mod metrics;
 mod watch;
 
-pub use metrics::{events, health, history, metrics, prometheus};
+pub use metrics::{cluster, events, health, history, metrics, prometheus};
 pub use watch::{room_stream, room_text};
 
 use axum::extract::{Path, Query, State};
@@ -124,14 +124,25 @@ pub async fn root(State(app): State<AppState>) -> Json<ApiInfo> {
     })
 }
 
-pub async fn list_rooms(State(app): State<AppState>) -> Json<Vec<RoomInfo>> {
-    Json(
-        app.registry
-            .loaded_rooms()
-            .iter()
-            .map(|room| room_info(&app, room))
-            .collect(),
-    )
+/// The rooms in memory; in a cluster, the rooms in memory on any node (each is
+/// loaded here too, so its users on every node are listed).
+pub async fn list_rooms(State(app): State<AppState>) -> Result<Json<Vec<RoomInfo>>, ApiError> {
+    let mut rooms = app.registry.loaded_rooms();
+    if let Some(cluster) = &app.cluster {
+        let elsewhere = cluster
+            .rooms()
+            .await
+            .map_err(|error| ApiError::Unavailable(format!("Redis: {error}")))?;
+        for room_id in elsewhere {
+            if app.registry.loaded(&room_id).is_none() {
+                rooms.push(app.registry.get_or_load(&room_id).await?);
+            }
+        }
+        rooms.sort_by(|a, b| a.id().cmp(b.id()));
+    }
+    Ok(Json(
+        rooms.iter().map(|room| room_info(&app, room)).collect(),
+    ))
 }
 
 /// A room's summary with when it was last active, which only the metrics
@@ -146,7 +157,20 @@ fn room_info(app: &AppState, room: &super::room::Room) -> RoomInfo {
 /// joined and nothing is stored for (looking it up creates nothing).
 async fn known_room(app: &AppState, room_id: &str) -> Result<Option<super::room::Room>, ApiError> {
     validate_room_id(room_id)?;
-    Ok(app.registry.find(room_id).await?)
+    if let Some(room) = app.registry.find(room_id).await? {
+        return Ok(Some(room));
+    }
+    // In a cluster a room another node holds may have users and no content yet.
+    if let Some(cluster) = &app.cluster {
+        let held = cluster
+            .rooms()
+            .await
+            .map_err(|error| ApiError::Unavailable(format!("Redis: {error}")))?;
+        if held.iter().any(|held| held == room_id) {
+            return Ok(Some(app.registry.get_or_load(room_id).await?));
+        }
+    }
+    Ok(None)
 }
 
 /// One room. A room the server knows nothing about is an empty room with

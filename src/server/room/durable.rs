@@ -126,6 +126,8 @@ pub(super) struct Durability {
     refused: Option<String>,
     /// The room was deleted: it takes no more edits and writes nothing more.
     deleted: bool,
+    /// Changes other nodes of a cluster made (already durable in the shared log).
+    remote_changes: u64,
 }
 
 /// What the store's progress lets a room send.
@@ -155,7 +157,13 @@ impl Durability {
             resync: false,
             refused: None,
             deleted: false,
+            remote_changes: 0,
         }
+    }
+
+    /// Another node changed the document (through the shared log).
+    pub(super) fn remote_change(&mut self) {
+        self.remote_changes += 1;
     }
 
     /// Log entries since the last snapshot.
@@ -199,7 +207,7 @@ impl Durability {
     pub(super) fn watchable_revision(&self) -> Option<u64> {
         let shown =
             !self.write_ahead || self.refused.is_some() || self.written_seq >= self.visible_seq;
-        shown.then_some(self.visible_seq)
+        shown.then_some(self.visible_seq + self.remote_changes)
     }
 
     /// Why the room takes no edits, if it does not.
@@ -455,15 +463,8 @@ impl Room {
     /// registry. Returns how many connections were closed.
     pub fn delete(&self) -> usize {
         let mut state = self.lock();
-        state.closed = true;
-        if state.durability.deleted {
+        if !Self::shut_for_delete(&mut state) {
             return 0;
-        }
-        state.durability.deleted = true;
-        // Nobody is left to receive what was waiting for the store.
-        state.durability.held.clear();
-        for member in state.members.values() {
-            member.kick.kick(ROOM_DELETED);
         }
         state.durability.last_seq += 1;
         let seq = state.durability.last_seq;
@@ -475,6 +476,28 @@ impl Room {
             self.watcher(),
         );
         state.members.len()
+    }
+
+    /// Closes the room because another node of the cluster deleted it (and the
+    /// store with it): its connections are closed as deleted, nothing is written.
+    pub fn close_deleted(&self) {
+        Self::shut_for_delete(&mut self.lock());
+    }
+
+    /// Marks the room deleted and closed and kicks its members; false when it
+    /// already was.
+    fn shut_for_delete(state: &mut RoomState) -> bool {
+        state.closed = true;
+        if state.durability.deleted {
+            return false;
+        }
+        state.durability.deleted = true;
+        // Nobody is left to receive what was waiting for the store.
+        state.durability.held.clear();
+        for member in state.members.values() {
+            member.kick.kick(ROOM_DELETED);
+        }
+        true
     }
 
     /// True when the room can leave memory: nobody connected or simulated, empty for

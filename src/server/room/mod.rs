@@ -14,6 +14,7 @@ pub mod durable;
 mod fanout;
 mod presence;
 pub mod queue;
+pub mod remote;
 mod simulated;
 mod view;
 mod yjs;
@@ -114,6 +115,10 @@ struct RoomState {
     empty_since: Option<Instant>,
     /// Set when the registry unloads the room; a late joiner must load it afresh.
     closed: bool,
+    /// Users connected to other nodes of the cluster, by client id.
+    remote_users: HashMap<String, remote::RemoteUser>,
+    /// Where this room's events go in a cluster; `None` on a single node.
+    peers: Option<remote::PeerLink>,
 }
 
 impl RoomState {
@@ -192,6 +197,8 @@ impl Room {
                     departed: HashMap::new(),
                     empty_since: Some(Instant::now()),
                     closed: false,
+                    remote_users: HashMap::new(),
+                    peers: None,
                 }),
                 journal,
                 metrics,
@@ -299,6 +306,7 @@ impl Room {
                 user_id: client_id.clone(),
             };
             state.broadcast(self.metrics(), Some(&client_id), json_only(&left));
+            state.publish_gone(&client_id, &left);
         }
         if state.members.is_empty() {
             state.empty_since = Some(Instant::now());
@@ -446,6 +454,7 @@ impl Room {
             },
         };
         state.broadcast(self.metrics(), Some(client_id), json_only(&message));
+        state.publish_present(client_id, Some(&message));
     }
 
     /// `selection`: remembers the range and relays it; ignored before `join`, like
@@ -465,6 +474,7 @@ impl Room {
             selection,
         };
         state.broadcast(self.metrics(), Some(client_id), json_only(&message));
+        state.publish_present(client_id, Some(&message));
     }
 
     /// JSON `awareness`: relayed to the other JSON members as sent, with the
@@ -474,6 +484,12 @@ impl Room {
         let message = ServerMessage::Awareness { fields };
         let mut state = self.lock();
         state.broadcast(self.metrics(), Some(client_id), json_only(&message));
+        state.publish(|| remote::PeerEvent {
+            from: client_id.to_owned(),
+            json: Some(message.to_json()),
+            awareness: None,
+            presence: None,
+        });
     }
 
     /// Queues a JSON message for one connection (pong, error).

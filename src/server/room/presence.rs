@@ -84,10 +84,12 @@ pub(super) struct Presence {
 
 impl RoomState {
     pub(super) fn joined_count(&self) -> u64 {
-        self.presence
+        let local = self
+            .presence
             .values()
             .filter(|presence| presence.joined)
-            .count() as u64
+            .count();
+        (local + self.remote_listed(None).len()) as u64
     }
 
     /// Joined users in join order, optionally without one client id.
@@ -98,10 +100,12 @@ impl RoomState {
             .filter(|presence| presence.joined && Some(presence.user.id.as_str()) != except)
             .collect();
         present.sort_by_key(|presence| presence.order);
-        present
+        let mut users: Vec<RoomUser> = present
             .into_iter()
             .map(|presence| presence.user.clone())
-            .collect()
+            .collect();
+        users.extend(self.remote_listed(except));
+        users
     }
 
     pub(super) fn new_presence(&mut self, id: &str, simulated: bool) -> Presence {
@@ -148,6 +152,7 @@ impl RoomState {
                 simulated: presence.user.simulated,
             };
             self.broadcast(metrics, Some(client_id), json_only(&joined));
+            self.publish_present(client_id, Some(&joined));
         }
         true
     }

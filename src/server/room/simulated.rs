@@ -66,8 +66,9 @@ impl Room {
                 color: presence.user.color.clone(),
                 simulated: true,
             };
-            state.presence.insert(id, presence);
+            state.presence.insert(id.clone(), presence);
             state.broadcast(self.metrics(), None, json_only(&joined));
+            state.publish_present(&id, Some(&joined));
         }
         let total = state.joined_count();
         drop(state);
@@ -95,6 +96,7 @@ impl Room {
                 user_id: id.clone(),
             };
             state.broadcast(self.metrics(), None, json_only(&left));
+            state.publish_gone(id, &left);
         }
         if state.members.is_empty() {
             state.empty_since = Some(Instant::now());

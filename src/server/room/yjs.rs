@@ -74,6 +74,30 @@ impl AwarenessStates {
         }
     }
 
+    /// Keeps the entries of `update` that are news, as `connection`'s; returns them.
+    fn record(
+        &mut self,
+        update: AwarenessUpdate,
+        connection: ConnectionId,
+    ) -> HashMap<ClientID, AwarenessUpdateEntry> {
+        let mut accepted = HashMap::new();
+        for (id, entry) in update.clients {
+            if !self.is_newer(id, &entry) {
+                continue;
+            }
+            self.entries.insert(
+                id.get(),
+                Entry {
+                    clock: entry.clock,
+                    json: entry.json.clone(),
+                    connection,
+                },
+            );
+            accepted.insert(id, entry);
+        }
+        accepted
+    }
+
     /// Current non-null states as one awareness update, or `None` if there are none.
     fn current(&self) -> Option<AwarenessUpdate> {
         let clients: HashMap<ClientID, AwarenessUpdateEntry> = self
@@ -146,7 +170,46 @@ pub(super) fn forget_connection(
         return;
     }
     let message = binary(&Message::Awareness(AwarenessUpdate { clients: removed }));
+    if connection & REMOTE_BIT == 0 {
+        publish_awareness(state, client_id, &message);
+    }
     state.broadcast(metrics, Some(client_id), yjs_only(message));
+}
+
+/// Connection ids with this bit hold the awareness states of another node's clients.
+const REMOTE_BIT: ConnectionId = 1 << 63;
+
+/// Tells the other nodes of a cluster about an awareness change made here.
+fn publish_awareness(state: &RoomState, client_id: &str, frame: &Outbound) {
+    if let Outbound::Binary(frame) = frame {
+        state.publish(|| super::remote::PeerEvent {
+            from: client_id.to_owned(),
+            json: None,
+            awareness: Some(hex::encode(frame)),
+            presence: None,
+        });
+    }
+}
+
+/// Applies an awareness frame another node relayed: its states are kept under
+/// `connection` (that node's), and what is news goes to this node's y-protocol
+/// members.
+pub(super) fn apply_remote_awareness(
+    state: &mut RoomState,
+    metrics: &Metrics,
+    connection: ConnectionId,
+    from: &str,
+    frame: &[u8],
+) {
+    let Some(update) = super::remote::awareness_of(frame) else {
+        return;
+    };
+    let accepted = state.awareness.record(update, connection);
+    if accepted.is_empty() {
+        return;
+    }
+    let relay = binary(&Message::Awareness(AwarenessUpdate { clients: accepted }));
+    state.broadcast(metrics, Some(from), yjs_only(relay));
 }
 
 fn yjs_only(
@@ -232,30 +295,16 @@ impl Room {
         let limits = self.inner.settings.presence;
         let mut state = self.lock();
         check_awareness(&state.awareness, connection, &update, limits)?;
-        let mut accepted = HashMap::new();
-        let mut introduced = None;
-        for (id, entry) in update.clients {
-            let is_null = &*entry.json == NULL_STATE;
-            if !state.awareness.is_newer(id, &entry) {
-                continue;
-            }
-            if !is_null {
-                introduced = user_of(&entry.json).or(introduced);
-            }
-            state.awareness.entries.insert(
-                id.get(),
-                Entry {
-                    clock: entry.clock,
-                    json: entry.json.clone(),
-                    connection,
-                },
-            );
-            accepted.insert(id, entry);
-        }
+        let accepted = state.awareness.record(update, connection);
+        let introduced = accepted
+            .values()
+            .filter(|entry| &*entry.json != NULL_STATE)
+            .find_map(|entry| user_of(&entry.json));
         if accepted.is_empty() {
             return Ok(());
         }
         let relay = binary(&Message::Awareness(AwarenessUpdate { clients: accepted }));
+        publish_awareness(&state, client_id, &relay);
         state.broadcast(self.metrics(), Some(client_id), yjs_only(relay));
         if let Some((name, color)) = introduced {
             state.introduce(self.metrics(), client_id, name, color);

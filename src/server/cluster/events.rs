@@ -1,0 +1,278 @@
+//! Presence across nodes: rooms' `PeerEvent`s go out over Redis pub/sub (one
+//! channel per room, subscribed by the nodes that hold it), and who is in each room
+//! is kept in a hash per room (`instance|client id` → user), which late joiners,
+//! REST listings and a node that lost touch read back.
+//!
+//! Pub/sub forgets what it could not deliver; presence does not depend on it: the
+//! hash is written before each event is published, and nodes compare their view
+//! with it every few seconds (`nodes`) and after reconnecting.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{channel, room_of, users_key, Cluster};
+use crate::api::RoomUser;
+use crate::server::room::remote::{PeerEvent, PresenceChange};
+
+/// What goes over a room's channel.
+#[derive(Debug, Serialize, Deserialize)]
+struct Wire {
+    /// The sending node instance.
+    n: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<PeerEvent>,
+    /// The room was deleted: every node closes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
+    /// Node `n` left the cluster (or was taken for dead): its users and awareness
+    /// states go.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    left: bool,
+}
+
+/// Rooms to (un)subscribe.
+pub(super) enum Subscription {
+    Add(String),
+    Remove(String),
+}
+
+/// The message that tells every node a room was deleted.
+pub(super) fn deleted_notice(instance: &str) -> String {
+    serde_json::to_string(&Wire {
+        n: instance.to_owned(),
+        e: None,
+        deleted: true,
+        left: false,
+    })
+    .unwrap_or_default()
+}
+
+/// The message that tells every node holding a room that node `instance` left.
+pub(super) fn left_notice(instance: &str) -> String {
+    serde_json::to_string(&Wire {
+        n: instance.to_owned(),
+        e: None,
+        deleted: false,
+        left: true,
+    })
+    .unwrap_or_default()
+}
+
+pub(super) fn users_field(instance: &str, user_id: &str) -> String {
+    format!("{instance}|{user_id}")
+}
+
+/// Everyone in a room on every node, as (node instance, user).
+pub(super) async fn room_users(
+    conn: &mut redis::aio::ConnectionManager,
+    room_id: &str,
+) -> Result<Vec<(String, RoomUser)>, redis::RedisError> {
+    let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg(users_key(room_id))
+        .query_async(conn)
+        .await?;
+    Ok(fields
+        .into_iter()
+        .filter_map(|(field, user)| {
+            let (instance, _) = field.rsplit_once('|')?;
+            let user: RoomUser = serde_json::from_str(&user).ok()?;
+            Some((instance.to_owned(), user))
+        })
+        .collect())
+}
+
+/// Sends rooms' events, batching what queued up meanwhile into one round trip.
+pub(super) async fn publish(
+    cluster: Cluster,
+    mut events: mpsc::Receiver<(String, PeerEvent)>,
+    shutdown: CancellationToken,
+) {
+    let mut conn = cluster.inner.conn.clone();
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = events.recv_many(&mut batch, 256) => received,
+        };
+        if received == 0 {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (room_id, event) in batch.drain(..) {
+            match &event.presence {
+                Some(PresenceChange::Present { user }) => {
+                    if let Ok(json) = serde_json::to_string(user) {
+                        pipe.cmd("HSET")
+                            .arg(users_key(&room_id))
+                            .arg(users_field(cluster.instance(), &user.id))
+                            .arg(json)
+                            .ignore();
+                    }
+                }
+                Some(PresenceChange::Gone { id }) => {
+                    pipe.cmd("HDEL")
+                        .arg(users_key(&room_id))
+                        .arg(users_field(cluster.instance(), id))
+                        .ignore();
+                }
+                None => {}
+            }
+            let wire = Wire {
+                n: cluster.instance().to_owned(),
+                e: Some(event),
+                deleted: false,
+                left: false,
+            };
+            if let Ok(message) = serde_json::to_string(&wire) {
+                pipe.cmd("PUBLISH")
+                    .arg(channel(&room_id))
+                    .arg(message)
+                    .ignore();
+            }
+        }
+        let result: Result<(), redis::RedisError> = pipe.query_async(&mut conn).await;
+        let counters = &cluster.inner.counters;
+        match result {
+            Ok(()) => {
+                counters
+                    .events_published
+                    .fetch_add(received as u64, Ordering::Relaxed);
+                cluster.report("events", Ok(()));
+            }
+            Err(error) => {
+                counters
+                    .events_dropped
+                    .fetch_add(received as u64, Ordering::Relaxed);
+                cluster.report("events", Err(error.to_string()));
+            }
+        }
+    }
+}
+
+/// Receives the events of the rooms this node holds.
+pub(super) async fn subscribe(
+    cluster: Cluster,
+    mut changes: mpsc::UnboundedReceiver<Subscription>,
+    shutdown: CancellationToken,
+) {
+    let mut reconnecting = false;
+    loop {
+        let connected = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            connected = cluster.inner.client.get_async_pubsub() => connected,
+        };
+        let pubsub = match connected {
+            Ok(pubsub) => pubsub,
+            Err(error) => {
+                cluster.report("presence", Err(error.to_string()));
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
+                }
+            }
+        };
+        let (mut sink, mut messages) = pubsub.split();
+        let rooms: Vec<String> = cluster.watched().keys().cloned().collect();
+        let mut subscribed: HashSet<String> = HashSet::new();
+        let mut failed = false;
+        for room_id in rooms {
+            if sink.subscribe(channel(&room_id)).await.is_err() {
+                failed = true;
+                break;
+            }
+            subscribed.insert(room_id);
+        }
+        if failed {
+            continue;
+        }
+        cluster.report("presence", Ok(()));
+        if reconnecting {
+            // Whatever was said while the connection was down is in the hashes.
+            super::nodes::resync_presence(&cluster).await;
+        }
+        reconnecting = true;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                change = changes.recv() => {
+                    let result = match change {
+                        None => return,
+                        Some(Subscription::Add(room_id)) => {
+                            let result = sink.subscribe(channel(&room_id)).await;
+                            subscribed.insert(room_id);
+                            result
+                        }
+                        Some(Subscription::Remove(room_id)) => {
+                            // Loaded again meanwhile: keep listening.
+                            if cluster.watched().contains_key(&room_id) {
+                                continue;
+                            }
+                            subscribed.remove(&room_id);
+                            sink.unsubscribe(channel(&room_id)).await
+                        }
+                    };
+                    if let Err(error) = result {
+                        cluster.report("presence", Err(error.to_string()));
+                        break;
+                    }
+                }
+                message = messages.next() => {
+                    let Some(message) = message else {
+                        cluster.report("presence", Err("connection lost".into()));
+                        break;
+                    };
+                    let channel_name = message.get_channel_name().to_owned();
+                    let Ok(payload) = message.get_payload::<String>() else {
+                        continue;
+                    };
+                    if let Some(room_id) = room_of(&channel_name) {
+                        receive(&cluster, room_id, &payload);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}
+
+fn receive(cluster: &Cluster, room_id: &str, payload: &str) {
+    let Ok(wire) = serde_json::from_str::<Wire>(payload) else {
+        tracing::debug!(room = room_id, "ignoring an unreadable cluster event");
+        return;
+    };
+    if wire.n == cluster.instance() {
+        return;
+    }
+    cluster
+        .inner
+        .counters
+        .events_received
+        .fetch_add(1, Ordering::Relaxed);
+    if wire.deleted {
+        if let Some(registry) = cluster.registry() {
+            registry.forget_deleted(room_id);
+        }
+        return;
+    }
+    let room = cluster
+        .watched()
+        .get(room_id)
+        .map(|watched| watched.room.clone());
+    let Some(room) = room else {
+        return;
+    };
+    if wire.left {
+        room.forget_node(&wire.n);
+    } else if let Some(event) = wire.e {
+        room.peer_event(&wire.n, event);
+    }
+}

@@ -1,0 +1,345 @@
+//! The store a cluster node's journal and registry use: updates go to the room's
+//! Redis stream (the shared log), everything else to MongoDB.
+//!
+//! An append is one Lua script, atomic in Redis: it numbers the update after the
+//! room's last number (never below what MongoDB already holds), and skips an
+//! operation this node already appended (a retried batch), so the stream holds
+//! every update exactly once. The journal hears "written" only once Redis
+//! acknowledged it, so write-ahead relay holds on every node.
+
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::Value;
+
+use super::{applied_key, channel, lease_key, lock, log_key, seq_key, users_key, Cluster, Opened};
+use crate::server::store::Store;
+use crate::server::store::{DurableState, History, StoreError, VersionData, WriteOp};
+
+/// Appends one operation: KEYS log, seq, applied; ARGV base, instance, local seq,
+/// data, client, author, time. Returns the update's number, or 0 when the
+/// operation was appended before.
+const APPEND: &str = r"
+local last = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
+if tonumber(ARGV[3]) <= last then return 0 end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], 86400000)
+local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+local base = tonumber(ARGV[1])
+if seq < base then seq = base end
+seq = seq + 1
+redis.call('SET', KEYS[2], seq)
+redis.call('XADD', KEYS[1], '*', 's', seq, 'u', ARGV[4], 'n', ARGV[2], 'c', ARGV[5], 'a', ARGV[6], 't', ARGV[7])
+return seq
+";
+
+/// One entry of a room's stream.
+#[derive(Debug, Clone)]
+pub(super) struct Entry {
+    pub id: String,
+    pub seq: u64,
+    pub data: Bytes,
+    pub node: String,
+    pub client: String,
+    pub author: Option<String>,
+    pub at_ms: i64,
+}
+
+impl Entry {
+    /// Reads a stream entry as XRANGE/XREAD return it: `[id, [field, value, …]]`.
+    pub(super) fn parse(value: &Value) -> Option<Self> {
+        let Value::Array(parts) = value else {
+            return None;
+        };
+        let id = text(parts.first()?)?;
+        let Value::Array(fields) = parts.get(1)? else {
+            return None;
+        };
+        let mut entry = Entry {
+            id,
+            seq: 0,
+            data: Bytes::new(),
+            node: String::new(),
+            client: String::new(),
+            author: None,
+            at_ms: 0,
+        };
+        for pair in fields.chunks(2) {
+            let [name, value] = pair else { continue };
+            match text(name)?.as_str() {
+                "s" => entry.seq = text(value)?.parse().ok()?,
+                "u" => entry.data = bytes(value)?,
+                "n" => entry.node = text(value)?,
+                "c" => entry.client = text(value)?,
+                "a" => entry.author = text(value).filter(|author| !author.is_empty()),
+                "t" => entry.at_ms = text(value)?.parse().ok()?,
+                _ => {}
+            }
+        }
+        (entry.seq > 0).then_some(entry)
+    }
+}
+
+fn bytes(value: &Value) -> Option<Bytes> {
+    match value {
+        Value::BulkString(data) => Some(Bytes::copy_from_slice(data)),
+        Value::SimpleString(data) => Some(Bytes::copy_from_slice(data.as_bytes())),
+        _ => None,
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    bytes(value).and_then(|data| String::from_utf8(data.to_vec()).ok())
+}
+
+/// Every entry of a stream from `start` (inclusive), up to `count`.
+pub(super) async fn range(
+    conn: &mut redis::aio::ConnectionManager,
+    room_id: &str,
+    start: &str,
+    count: Option<usize>,
+) -> Result<Vec<Entry>, redis::RedisError> {
+    let mut command = redis::cmd("XRANGE");
+    command.arg(log_key(room_id)).arg(start).arg("+");
+    if let Some(count) = count {
+        command.arg("COUNT").arg(count);
+    }
+    let reply: Value = command.query_async(conn).await?;
+    let Value::Array(entries) = reply else {
+        return Ok(Vec::new());
+    };
+    Ok(entries.iter().filter_map(Entry::parse).collect())
+}
+
+/// Journal and registry store of a cluster node.
+pub struct ClusterStore {
+    cluster: Cluster,
+    append: redis::Script,
+}
+
+impl ClusterStore {
+    pub(super) fn new(cluster: Cluster) -> Self {
+        Self {
+            cluster,
+            append: redis::Script::new(APPEND),
+        }
+    }
+
+    fn unavailable(error: &redis::RedisError) -> StoreError {
+        StoreError::Unavailable(format!("Redis: {error}"))
+    }
+
+    async fn append(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
+        let inner = &self.cluster.inner;
+        let mut pipe = redis::pipe();
+        let mut appended = 0;
+        {
+            let bases = lock(&inner.bases);
+            for op in batch {
+                let (room_id, data, client, author, at_ms) = match op {
+                    WriteOp::Append(update) => (
+                        &update.room_id,
+                        &update.data,
+                        update.author.as_deref().unwrap_or(""),
+                        update.author.as_deref().unwrap_or(""),
+                        update.at_ms,
+                    ),
+                    // A snapshot is the whole document: as a log entry it is just an
+                    // update that holds everything (and the base of a room opened
+                    // from a checkpoint).
+                    WriteOp::Compact(snapshot) => {
+                        (&snapshot.room_id, &snapshot.data, "", "", snapshot.at_ms)
+                    }
+                    WriteOp::Delete(_) => continue,
+                };
+                let base = bases.get(room_id.as_str()).copied().unwrap_or(0);
+                let mut command = redis::cmd("EVALSHA");
+                command
+                    .arg(self.append.get_hash())
+                    .arg(3)
+                    .arg(log_key(room_id))
+                    .arg(seq_key(room_id))
+                    .arg(applied_key(room_id))
+                    .arg(base)
+                    .arg(&inner.instance)
+                    .arg(op.seq())
+                    .arg(data.as_ref())
+                    .arg(client)
+                    .arg(author)
+                    .arg(at_ms);
+                pipe.add_command(command).ignore();
+                appended += 1;
+            }
+        }
+        if appended == 0 {
+            return Ok(());
+        }
+        let mut conn = inner.conn.clone();
+        let result: Result<(), redis::RedisError> = pipe.query_async(&mut conn).await;
+        match result {
+            Ok(()) => {}
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                // Redis restarted and lost its script cache: load it and go again.
+                self.append
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(|error| Self::unavailable(&error))?;
+                let _: () = pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|error| Self::unavailable(&error))?;
+            }
+            Err(error) => return Err(Self::unavailable(&error)),
+        }
+        inner
+            .counters
+            .appended
+            .fetch_add(appended, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes a room from MongoDB and from Redis, and tells the other nodes to close
+    /// it.
+    async fn delete(&self, room_id: &str) -> Result<(), StoreError> {
+        let inner = &self.cluster.inner;
+        inner.shared.delete_room(room_id).await?;
+        let mut conn = inner.conn.clone();
+        let notice = super::events::deleted_notice(&inner.instance);
+        let _: () = redis::pipe()
+            .cmd("DEL")
+            .arg(log_key(room_id))
+            .arg(seq_key(room_id))
+            .arg(applied_key(room_id))
+            .arg(users_key(room_id))
+            .arg(lease_key(room_id))
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(channel(room_id))
+            .arg(notice)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(|error| Self::unavailable(&error))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for ClusterStore {
+    fn backend(&self) -> &'static str {
+        "mongodb+redis"
+    }
+
+    async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
+        // Appends and deletes keep their order: a delete ends its room's batch.
+        let mut start = 0;
+        for (index, op) in batch.iter().enumerate() {
+            if let WriteOp::Delete(deletion) = op {
+                self.append(&batch[start..index]).await?;
+                self.delete(&deletion.room_id).await?;
+                start = index + 1;
+            }
+        }
+        self.append(&batch[start..]).await
+    }
+
+    async fn load_durable(&self, room_id: &str) -> Result<Option<DurableState>, StoreError> {
+        let inner = &self.cluster.inner;
+        let mut conn = inner.conn.clone();
+        // The stream first, then MongoDB: whatever the persister trims in between
+        // is in MongoDB by then (it trims only what MongoDB has).
+        let entries = range(&mut conn, room_id, "-", None)
+            .await
+            .map_err(|error| Self::unavailable(&error))?;
+        let users = super::events::room_users(&mut conn, room_id)
+            .await
+            .map_err(|error| Self::unavailable(&error))?;
+        let counter: Option<u64> = redis::cmd("GET")
+            .arg(seq_key(room_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(|error| Self::unavailable(&error))?;
+        let stored = inner.shared.load_durable(room_id).await?;
+        let base = stored.as_ref().map_or(0, |stored| stored.last_seq);
+        lock(&inner.bases).insert(room_id.to_owned(), base);
+        let last_entry = entries.last().map(|entry| entry.seq).unwrap_or(0);
+        let mongo_log = stored
+            .as_ref()
+            .map_or(0, |stored| stored.updates.len() as u64);
+        lock(&inner.opened).insert(
+            room_id.to_owned(),
+            Opened {
+                cursor: entries
+                    .last()
+                    .map_or_else(|| "0-0".to_owned(), |entry| entry.id.clone()),
+                applied_seq: base.max(last_entry),
+                persisted_seq: base,
+                since_compact: mongo_log,
+                users,
+            },
+        );
+        if stored.is_none() && entries.is_empty() {
+            return Ok(None);
+        }
+        let (snapshot, mut updates) = match stored {
+            Some(stored) => (stored.snapshot, stored.updates),
+            None => (None, Vec::new()),
+        };
+        updates.extend(
+            entries
+                .into_iter()
+                .filter(|entry| entry.seq > base)
+                .map(|entry| entry.data),
+        );
+        // The room numbers its own operations from here: above every number the
+        // room has used anywhere, so a reload never repeats one (see APPEND).
+        let last_seq = counter.unwrap_or(0).max(base).max(last_entry);
+        Ok(Some(DurableState {
+            snapshot,
+            updates,
+            last_seq,
+        }))
+    }
+
+    async fn save_checkpoint(&self, room_id: &str, state: &[u8]) -> Result<(), StoreError> {
+        self.cluster
+            .inner
+            .shared
+            .save_checkpoint(room_id, state)
+            .await
+    }
+
+    async fn load_checkpoint(&self, room_id: &str) -> Result<Option<Bytes>, StoreError> {
+        self.cluster.inner.shared.load_checkpoint(room_id).await
+    }
+
+    async fn history(&self, room_id: &str) -> Result<History, StoreError> {
+        // What is still only in the stream joins the history within a second.
+        super::persist::persist_room(&self.cluster, room_id, None, false).await;
+        self.cluster.inner.shared.history(room_id).await
+    }
+
+    async fn read_version(
+        &self,
+        room_id: &str,
+        seq: u64,
+    ) -> Result<Option<VersionData>, StoreError> {
+        self.cluster.inner.shared.read_version(room_id, seq).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.cluster.inner.conn.clone();
+        let _: () = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(|error| Self::unavailable(&error))?;
+        self.cluster.inner.shared.ping().await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.cluster.inner.shared.close().await
+    }
+}

@@ -1,0 +1,234 @@
+//! Moves rooms' Redis streams into MongoDB, one node per room at a time.
+//!
+//! A node holding a room takes the room's persister lease (a Redis key with a
+//! TTL, renewed while held), copies the stream's entries into MongoDB's update log
+//! under their sequence numbers, and only then trims them from the stream. A log
+//! entry is unique by (room, sequence number) in MongoDB, so two nodes that both
+//! believe they hold the lease (one paused past its TTL) write the same entries
+//! twice at worst, never two different entries under one number and never fewer:
+//! nothing is trimmed before MongoDB has it. The leaseholder also compacts the
+//! room in MongoDB from its own document, which holds every entry it has read.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::log::{range, Entry};
+use super::{lease_key, log_key, Cluster, Watched};
+use crate::server::room::durable::now_ms;
+use crate::server::room::Room;
+use crate::server::store::{LoggedUpdate, Snapshot, WriteOp};
+
+/// How often each held room's stream is moved to MongoDB.
+const EVERY: Duration = Duration::from_secs(1);
+/// How long a lease outlives its holder's last renewal.
+const LEASE_TTL: Duration = Duration::from_secs(10);
+/// Entries copied per MongoDB write.
+const CHUNK: usize = 1000;
+
+/// Takes or renews the lease: 1 when this node holds it.
+const TAKE: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Lets the lease go, if it is still this node's.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let rooms: Vec<String> = cluster.watched().keys().cloned().collect();
+        for room_id in rooms {
+            persist_room(&cluster, &room_id, None, false).await;
+        }
+    }
+}
+
+/// Moves what the room's stream holds into MongoDB if this node may (it holds or
+/// takes the lease), compacting the room there when its log has grown. `retired`
+/// is the room's state when it already left this node; `release` lets the lease go
+/// afterwards.
+pub(super) async fn persist_room(
+    cluster: &Cluster,
+    room_id: &str,
+    retired: Option<&Watched>,
+    release: bool,
+) {
+    let inner = &cluster.inner;
+    let mut conn = inner.conn.clone();
+    let held: Result<i64, _> = redis::Script::new(TAKE)
+        .key(lease_key(room_id))
+        .arg(cluster.instance())
+        .arg(LEASE_TTL.as_millis() as u64)
+        .invoke_async(&mut conn)
+        .await;
+    match held {
+        Ok(1) => {}
+        Ok(_) => return,
+        Err(error) => {
+            cluster.report("persister", Err(error.to_string()));
+            return;
+        }
+    }
+    let mut persisted_through = None;
+    let mut moved = 0u64;
+    loop {
+        let entries = match range(&mut conn, room_id, "-", Some(CHUNK)).await {
+            Ok(entries) => entries,
+            Err(error) => {
+                cluster.report("persister", Err(error.to_string()));
+                return;
+            }
+        };
+        let Some(last) = entries.last().cloned() else {
+            break;
+        };
+        let ops: Vec<WriteOp> = entries.iter().map(|entry| logged(room_id, entry)).collect();
+        if let Err(error) = inner.shared.write(&ops).await {
+            tracing::warn!(room = room_id, %error, "cannot move the room's log to the store yet");
+            return;
+        }
+        // Only now is it safe to forget: MongoDB has every entry up to `last`.
+        let trimmed: Result<u64, _> = redis::cmd("XTRIM")
+            .arg(log_key(room_id))
+            .arg("MINID")
+            .arg(next_id(&last.id))
+            .query_async(&mut conn)
+            .await;
+        if let Err(error) = trimmed {
+            cluster.report("persister", Err(error.to_string()));
+            return;
+        }
+        cluster.report("persister", Ok(()));
+        moved += entries.len() as u64;
+        persisted_through = Some(last.seq);
+        inner
+            .counters
+            .persisted_entries
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        if entries.len() < CHUNK {
+            break;
+        }
+    }
+    compact_if_due(cluster, room_id, retired, moved, persisted_through).await;
+    if release {
+        let _: Result<i64, _> = redis::Script::new(RELEASE)
+            .key(lease_key(room_id))
+            .arg(cluster.instance())
+            .invoke_async(&mut conn)
+            .await;
+    }
+}
+
+fn logged(room_id: &str, entry: &Entry) -> WriteOp {
+    WriteOp::Append(LoggedUpdate {
+        room_id: room_id.to_owned(),
+        seq: entry.seq,
+        data: entry.data.clone(),
+        at_ms: entry.at_ms,
+        author: entry.author.clone(),
+    })
+}
+
+/// Writes a MongoDB snapshot of the room once `compact_every` entries were moved
+/// since the last one. It covers the entries up to the lowest of what was persisted
+/// and what this node's document has merged: everything at or below that number is
+/// in the document.
+async fn compact_if_due(
+    cluster: &Cluster,
+    room_id: &str,
+    retired: Option<&Watched>,
+    moved: u64,
+    persisted_through: Option<u64>,
+) {
+    let settings = &cluster.inner.settings;
+    let due: Option<(Room, u64)> = {
+        let mut watched = cluster.watched();
+        match watched.get_mut(room_id) {
+            Some(watched) => {
+                watched.since_compact += moved;
+                if let Some(through) = persisted_through {
+                    watched.persisted_seq = watched.persisted_seq.max(through);
+                }
+                (watched.since_compact >= settings.compact_every).then(|| {
+                    watched.since_compact = 0;
+                    (
+                        watched.room.clone(),
+                        watched.persisted_seq.min(watched.applied_seq),
+                    )
+                })
+            }
+            None => retired.and_then(|retired| {
+                let persisted = persisted_through.unwrap_or(retired.persisted_seq);
+                (retired.since_compact + moved >= settings.compact_every)
+                    .then(|| (retired.room.clone(), persisted.min(retired.applied_seq)))
+            }),
+        }
+    };
+    let Some((room, through_seq)) = due else {
+        return;
+    };
+    if through_seq == 0 {
+        return;
+    }
+    let now = now_ms();
+    let retention = settings.history_retention;
+    let snapshot = Snapshot {
+        room_id: room_id.to_owned(),
+        through_seq,
+        data: room.state(),
+        at_ms: now,
+        keep_history_since_ms: (!retention.is_zero())
+            .then(|| now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))),
+    };
+    if let Err(error) = cluster
+        .inner
+        .shared
+        .write(&[WriteOp::Compact(snapshot)])
+        .await
+    {
+        tracing::warn!(room = room_id, %error, "cannot compact the room in the store yet");
+    }
+}
+
+/// The smallest stream id after `id` (`ms-seq`).
+fn next_id(id: &str) -> String {
+    match id.split_once('-') {
+        Some((ms, seq)) => match seq.parse::<u64>() {
+            Ok(seq) => format!("{ms}-{}", seq + 1),
+            Err(_) => id.to_owned(),
+        },
+        None => id.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trimming_starts_right_after_the_last_persisted_entry() {
+        assert_eq!(next_id("1700000000000-0"), "1700000000000-1");
+        assert_eq!(next_id("5-41"), "5-42");
+    }
+}

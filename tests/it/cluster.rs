@@ -1,0 +1,585 @@
+//! Several `coedit serve` nodes (the real binary) sharing rooms through a real Redis
+//! (Debian's `redis-server`, with its append-only file synced on every write) and
+//! the MongoDB-compatible test server: clients spread over nodes, nodes and Redis
+//! killed under them.
+//!
+//! `scripts/test.sh` installs Redis when missing and exports `COEDIT_TEST_REDIS`;
+//! under CI these tests fail rather than skip without it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coedit::api::{ClientMessage, ServerMessage};
+use mongodb::bson::{doc, Document};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::common::*;
+use super::durability::{join, synced_text, type_slowly, until_text};
+use super::mongo_env::*;
+use super::yjs::YClient;
+
+/// How long a change may take to cross nodes, or a node to recover, on a machine
+/// that may be busy building.
+const CROSS: Duration = Duration::from_secs(30);
+
+/// Redis to start private servers of, or `None` (after saying why) to skip.
+fn redis_program(test: &str) -> Option<PathBuf> {
+    let program = std::env::var("COEDIT_TEST_REDIS")
+        .ok()
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|path| path.exists())
+        });
+    if program.is_none() {
+        if std::env::var("CI").is_ok_and(|value| value == "true") {
+            panic!("{test}: redis-server not found; under CI the cluster tests must run (scripts/test.sh installs it)");
+        }
+        eprintln!("skipping {test}: redis-server not found (scripts/test.sh installs it)");
+    }
+    program
+}
+
+/// A private Redis on its own port and directory, which a test may kill and start
+/// again on the same append-only file.
+struct Redis {
+    program: PathBuf,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Redis {
+    async fn start(program: PathBuf) -> Self {
+        let mut redis = Self {
+            program,
+            port: free_port(),
+            dir: temp_dir("redis"),
+            child: None,
+        };
+        redis.resume().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn resume(&mut self) {
+        let log = self.dir.join("redis.log");
+        let mut child = Command::new(&self.program)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--appendonly")
+            .arg("yes")
+            .arg("--appendfsync")
+            .arg("always")
+            .arg("--save")
+            .arg("")
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(self.port, &mut child, &log).await;
+        self.child = Some(child);
+    }
+
+    /// `kill -9`: what it acknowledged must come back from its append-only file.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Redis, a MongoDB database and the flags that make a node of them.
+struct Setup {
+    redis: Redis,
+    mongo_url: String,
+    database: String,
+}
+
+impl Setup {
+    async fn new(test: &str) -> Option<Self> {
+        let program = redis_program(test)?;
+        let mongo_url = mongo_url(test)?;
+        Some(Self {
+            redis: Redis::start(program).await,
+            mongo_url,
+            database: unique_database("cluster"),
+        })
+    }
+
+    fn args(&self, node: &str, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--mongo-url",
+            &self.mongo_url,
+            "--db-name",
+            &self.database,
+            "--redis-url",
+            &self.redis.url(),
+            "--node-id",
+            node,
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        args
+    }
+
+    async fn node(&self, name: &str, extra: &[&str]) -> CoeditProcess {
+        CoeditProcess::start(&self.args(name, extra)).await
+    }
+
+    async fn node_on(&self, port: u16, name: &str, extra: &[&str]) -> CoeditProcess {
+        CoeditProcess::start_on(port, &self.args(name, extra)).await
+    }
+
+    async fn db(&self) -> mongodb::Database {
+        database(&self.mongo_url, &self.database).await
+    }
+}
+
+async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// Reads `client`'s messages (applying document ones) until one matches.
+async fn until_message(client: &mut Client, what: &str, matches: impl Fn(&ServerMessage) -> bool) {
+    let deadline = Instant::now() + CROSS;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match client.next_frame(left).await {
+            Some(Message::Text(text)) => {
+                let message: ServerMessage = serde_json::from_str(text.as_str()).unwrap();
+                client.apply_if_document(&message);
+                if matches(&message) {
+                    return;
+                }
+            }
+            Some(Message::Binary(bytes)) => client.apply_bytes(&bytes),
+            Some(_) => {}
+            None => panic!("{} never got {what}", client.id),
+        }
+    }
+}
+
+/// Reads both clients until they hold the same text of `len` characters.
+async fn until_converged(a: &mut Client, b: &mut Client, len: usize) -> String {
+    let deadline = Instant::now() + CROSS;
+    loop {
+        if a.content() == b.content() && a.content().chars().count() == len {
+            return a.content();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no convergence: {:?} vs {:?}",
+            a.content(),
+            b.content()
+        );
+        for client in [&mut *a, &mut *b] {
+            match client.next_frame(Duration::from_millis(50)).await {
+                Some(Message::Text(text)) => {
+                    let message: ServerMessage = serde_json::from_str(text.as_str()).unwrap();
+                    client.apply_if_document(&message);
+                }
+                Some(Message::Binary(bytes)) => client.apply_bytes(&bytes),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_rooms_edits_presence_and_listings() {
+    let Some(setup) = Setup::new("three_nodes_share_rooms_edits_presence_and_listings").await
+    else {
+        return;
+    };
+    let n1 = setup.node("n1", &[]).await;
+    let n2 = setup.node("n2", &[]).await;
+    let n3 = setup.node("n3", &[]).await;
+    let room = "shared";
+
+    let mut alice = join(&n1.base(), room, "alice").await;
+    let mut bob = join(&n2.base(), room, "bob").await;
+    until_message(
+        &mut alice,
+        "bob's user_joined from another node",
+        |message| matches!(message, ServerMessage::UserJoined { user_id, .. } if user_id == "bob"),
+    )
+    .await;
+
+    // Typing on two nodes at once converges.
+    let (_, _) = tokio::join!(
+        type_slowly(&mut alice, "abcde"),
+        type_slowly(&mut bob, "vwxyz")
+    );
+    let text = until_converged(&mut alice, &mut bob, 10).await;
+    for character in "abcdevwxyz".chars() {
+        assert!(text.contains(character), "{text:?}");
+    }
+
+    // Cursors cross nodes under the sender's identity.
+    alice
+        .send(&ClientMessage::Cursor {
+            user_id: None,
+            name: None,
+            color: None,
+            position: Some(3),
+        })
+        .await;
+    until_message(&mut bob, "alice's cursor", |message| {
+        matches!(message, ServerMessage::Cursor { user_id, position, .. } if user_id == "alice" && *position == 3)
+    })
+    .await;
+
+    // A node that never held the room lists everyone on every node…
+    let users = get_json(&format!("http://{}/api/rooms/{room}/users", n3.base())).await;
+    let mut ids: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["alice", "bob"], "{users}");
+    let listed = get_json(&format!("http://{}/api/rooms", n3.base())).await;
+    let shared = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|info| info["id"] == room)
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(shared["user_count"], 2, "{shared}");
+    let alice_listed = shared["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|user| user["id"] == "alice")
+        .unwrap();
+    assert_eq!(alice_listed["cursor_position"], 3, "{alice_listed}");
+
+    // …and a late joiner there gets the whole document.
+    assert_eq!(synced_text(&n3.base(), room).await, text);
+
+    // A y-websocket client on the third node edits with the JSON clients.
+    let mut editor = YClient::synced_at(&n3.base(), room).await;
+    assert_eq!(editor.content(), text);
+    editor.type_text(0, "Y").await;
+    let expected = format!("Y{text}");
+    until_text(&mut alice, &expected).await;
+    until_text(&mut bob, &expected).await;
+    bob.type_text(0, "B").await;
+    let expected = format!("BY{text}");
+    while editor.content() != expected {
+        editor.recv_update().await;
+    }
+
+    // The node list shows all three, each with its connections.
+    let cluster = get_json(&format!("http://{}/api/cluster", n2.base())).await;
+    let nodes = cluster["nodes"].as_array().unwrap();
+    let names: Vec<&str> = nodes
+        .iter()
+        .map(|node| node["node_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["n1", "n2", "n3"], "{cluster}");
+    let metrics_url = format!("http://{}/api/metrics", n1.base());
+    // Counted at each heartbeat (once a second).
+    let counted = eventually(async || get_json(&metrics_url).await["live_nodes"] == 3).await;
+    let metrics = get_json(&metrics_url).await;
+    assert!(counted, "{metrics}");
+    assert_eq!(metrics["node"], "n1");
+    let prometheus = reqwest::get(format!("http://{}/api/metrics/prometheus", n1.base()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        prometheus.contains("coedit_cluster_live_nodes{node=\"n1\"} 3"),
+        "{prometheus}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_every_node_right_after_a_cross_node_relay_loses_nothing() {
+    let Some(setup) =
+        Setup::new("killing_every_node_right_after_a_cross_node_relay_loses_nothing").await
+    else {
+        return;
+    };
+    let n1 = setup.node("n1", &[]).await;
+    let n2 = setup.node("n2", &[]).await;
+    let port = n1.port;
+    let mut writer = join(&n1.base(), "kill-all", "writer").await;
+    let mut watcher = join(&n2.base(), "kill-all", "watcher").await;
+    let text = "every keystroke seen on another node survives";
+    type_slowly(&mut writer, text).await;
+    // The moment the other node's client holds it all, both nodes die.
+    until_text(&mut watcher, text).await;
+    n1.kill_hard();
+    n2.kill_hard();
+
+    let restarted = setup.node_on(port, "n1", &[]).await;
+    assert_eq!(synced_text(&restarted.base(), "kill-all").await, text);
+
+    // The restarted node moves the log into MongoDB and trims it from Redis.
+    let db = setup.db().await;
+    let updates = db.collection::<Document>("room_updates");
+    let mut conn = setup.redis.connection().await;
+    let moved = eventually(async || {
+        let stored = updates
+            .count_documents(doc! {"room_id": "kill-all"})
+            .await
+            .unwrap();
+        let left: u64 = redis::cmd("XLEN")
+            .arg("coedit:{kill-all}:log")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        stored >= text.len() as u64 && left == 0
+    })
+    .await;
+    assert!(moved, "the log was not moved into MongoDB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_degrades_health_and_every_edit_converges_after_it() {
+    let Some(mut setup) =
+        Setup::new("a_redis_outage_degrades_health_and_every_edit_converges_after_it").await
+    else {
+        return;
+    };
+    let n1 = setup.node("n1", &[]).await;
+    let n2 = setup.node("n2", &[]).await;
+    let mut alice = join(&n1.base(), "outage", "alice").await;
+    let mut bob = join(&n2.base(), "outage", "bob").await;
+    type_slowly(&mut alice, "before ").await;
+    until_text(&mut bob, "before ").await;
+
+    setup.redis.kill();
+    let health_url = format!("http://{}/api/health", n1.base());
+    let degraded = eventually(async || {
+        let health = get_json(&health_url).await;
+        health["status"] == "degraded"
+            && health["cluster"]["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("Redis"))
+    })
+    .await;
+    assert!(degraded, "{}", get_json(&health_url).await);
+
+    // Both keep typing while Redis is down; nobody reconnects.
+    type_slowly(&mut alice, "A").await;
+    type_slowly(&mut bob, "B").await;
+    setup.redis.resume().await;
+
+    let text = until_converged(&mut alice, &mut bob, "before AB".len()).await;
+    assert!(text.starts_with("before "), "{text:?}");
+    assert!(text.contains('A') && text.contains('B'), "{text:?}");
+    let healthy = eventually(async || get_json(&health_url).await["status"] == "healthy").await;
+    assert!(healthy, "{}", get_json(&health_url).await);
+    // What Redis acknowledged before it was killed came back from its AOF.
+    assert_eq!(synced_text(&n2.base(), "outage").await, text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_users_leave_and_its_clients_carry_on_elsewhere() {
+    let Some(setup) =
+        Setup::new("a_dead_nodes_users_leave_and_its_clients_carry_on_elsewhere").await
+    else {
+        return;
+    };
+    let n1 = setup.node("n1", &[]).await;
+    let n2 = setup.node("n2", &[]).await;
+    let mut alice = join(&n1.base(), "failover", "alice").await;
+    let mut bob = join(&n2.base(), "failover", "bob").await;
+    until_message(
+        &mut alice,
+        "bob joining",
+        |message| matches!(message, ServerMessage::UserJoined { user_id, .. } if user_id == "bob"),
+    )
+    .await;
+    type_slowly(&mut bob, "typed on n2").await;
+    until_text(&mut alice, "typed on n2").await;
+
+    let killed_at = Instant::now();
+    n2.kill_hard();
+    until_message(
+        &mut alice,
+        "bob leaving",
+        |message| matches!(message, ServerMessage::UserLeft { user_id } if user_id == "bob"),
+    )
+    .await;
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(15), "user_left after {took:?}");
+    let users = get_json(&format!("http://{}/api/rooms/failover/users", n1.base())).await;
+    assert_eq!(users.as_array().unwrap().len(), 1, "{users}");
+
+    // Bob's client reconnects to the surviving node: nothing he typed is lost.
+    drop(bob);
+    let mut bob = join(&n1.base(), "failover", "bob").await;
+    assert_eq!(bob.content(), "typed on n2");
+    type_slowly(&mut bob, "!").await;
+    until_text(&mut alice, "typed on n2!").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_persisting_one_room_store_every_entry_once() {
+    let Some(setup) = Setup::new("two_nodes_persisting_one_room_store_every_entry_once").await
+    else {
+        return;
+    };
+    let extra = ["--compact-every", "5"];
+    let n1 = setup.node("n1", &extra).await;
+    let n2 = setup.node("n2", &extra).await;
+    let mut a = join(&n1.base(), "race", "a").await;
+    let mut b = join(&n2.base(), "race", "b").await;
+    for round in 0..10 {
+        type_slowly(&mut a, &format!("a{round}")).await;
+        type_slowly(&mut b, &format!("b{round}")).await;
+    }
+    let text = until_converged(&mut a, &mut b, 40).await;
+
+    // Whichever node persists the room dies mid-way; the other takes over once its
+    // lease runs out, and keeps going.
+    let mut conn = setup.redis.connection().await;
+    let mut holder: Option<String> = None;
+    let leased = eventually(async || {
+        holder = redis::cmd("GET")
+            .arg("coedit:{race}:persister")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        holder.is_some()
+    })
+    .await;
+    assert!(leased, "nobody took the room's persister lease");
+    let holder = holder.unwrap_or_default();
+    let (survivor, survivor_name, mut client) = if holder.starts_with("n1/") {
+        n1.kill_hard();
+        (n2, "n2/", b)
+    } else {
+        n2.kill_hard();
+        (n1, "n1/", a)
+    };
+    type_slowly(&mut client, "z").await;
+    let text = format!("{text}z");
+    // Seen by another client: it is in Redis.
+    let mut watcher = join(&survivor.base(), "race", "watcher").await;
+    until_text(&mut watcher, &text).await;
+    let took_over = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let holder: Option<String> = redis::cmd("GET")
+                .arg("coedit:{race}:persister")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if holder.is_some_and(|holder| holder.starts_with(survivor_name)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(took_over.is_ok(), "the survivor never took the lease over");
+
+    let db = setup.db().await;
+    let updates = db.collection::<Document>("room_updates");
+    // Once the survivor holds the lease, the stream drains into MongoDB: every
+    // number Redis gave out is there exactly once (history is kept, so compaction
+    // drops nothing), with no gap.
+    let mut seqs: Vec<i64> = Vec::new();
+    let mut seq: u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let len: u64 = redis::cmd("XLEN")
+            .arg("coedit:{race}:log")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        seq = redis::cmd("GET")
+            .arg("coedit:{race}:seq")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        seqs.clear();
+        let mut cursor = updates.find(doc! {"room_id": "race"}).await.unwrap();
+        while cursor.advance().await.unwrap() {
+            seqs.push(
+                cursor
+                    .deserialize_current()
+                    .unwrap()
+                    .get_i64("seq")
+                    .unwrap(),
+            );
+        }
+        if len == 0 && seqs.len() as u64 == seq || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    seqs.sort_unstable();
+    let expected: Vec<i64> = (1..=seq as i64).collect();
+    assert_eq!(seqs, expected);
+
+    // MongoDB alone rebuilds the room: Redis forgets everything, a new node starts.
+    drop(client);
+    drop(watcher);
+    drop(survivor);
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let fresh = setup.node("n3", &extra).await;
+    assert_eq!(synced_text(&fresh.base(), "race").await, text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_without_a_shared_store_refuses_to_start() {
+    let output = Command::new(env!("CARGO_BIN_EXE_coedit"))
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &free_port().to_string(),
+            "--data-dir",
+            temp_dir("cluster-alone").to_str().unwrap(),
+            "--redis-url",
+            "redis://127.0.0.1:1",
+        ])
+        .env_remove("MONGO_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--mongo-url"), "{stderr}");
+}
