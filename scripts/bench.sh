@@ -3,7 +3,7 @@
 # (examples/relay.rs) under the same loads from `coedit bench`, each run against a
 # freshly started server on this machine's loopback.
 #
-# Usage: scripts/bench.sh [loads|ceiling|steps|idle|durability|all]   (default: all)
+# Usage: scripts/bench.sh [loads|ceiling|steps|idle|durability|cluster|all]   (default: all)
 #   loads    the three fixed loads, RUNS runs each
 #   ceiling  rooms of CEILING_CLIENTS at CEILING_RATE edits/s, more rooms each step,
 #            until p99 reaches 50 ms or keystrokes go missing
@@ -11,6 +11,11 @@
 #            the ceiling with medians)
 #   idle     IDLE_CONNECTIONS connections that only stay open: server memory, connect time
 #   durability  load 2 and 500 rooms of 4 at 10/s, SERVERS interleaved run by run
+#   cluster  load 2 on CLUSTER_SIZES nodes of one cluster (Redis with its AOF,
+#            appendfsync REDIS_FSYNC (everysec), and BENCH_MONGO_URL or a MongoDB
+#            test server started here), after a lone node on its embedded store,
+#            each room's clients spread over the nodes, sizes interleaved run by run;
+#            the report gains the CPU of every node, of Redis and of MongoDB
 # Environment: RUNS (3), DURATION (10s), WARMUP (2s), RAMP (2s), PAYLOAD (full),
 #   SERVERS ("coedit relay"; also coedit-relaxed, coedit-fsync, and coedit-mongo,
 #   coedit-mongo-relaxed with BENCH_MONGO_URL: the durability levels), PORT (18401),
@@ -36,6 +41,7 @@ CEILING_RATE=${CEILING_RATE:-2}
 CEILING_ROOMS=${CEILING_ROOMS:-10 20 40 60 80 120 160 240 320}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 QUIET_WAIT=${QUIET_WAIT:-120}
+CLUSTER_SIZES=${CLUSTER_SIZES:-1 2 3}
 P99_LIMIT_MS=50
 
 # Every connection is a file descriptor, on both sides.
@@ -161,6 +167,84 @@ idle() {
     done
 }
 
+# CPU seconds (user + system) a process has used so far.
+cpu_seconds() {
+    awk -v tck="$(getconf CLK_TCK)" '{ print ($14 + $15) / tck }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+cluster() {
+    local redis_port=$((PORT + 100)) dir
+    dir=$(mktemp -d)
+    setsid redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$dir" --appendonly yes \
+        --appendfsync "${REDIS_FSYNC:-everysec}" --save "" --logfile "$dir/redis.log" &
+    local redis_pid=$! mongo_pid="" mongo_url=${BENCH_MONGO_URL:-}
+    if [ -z "$mongo_url" ]; then
+        local mongo_port=$((PORT + 101))
+        setsid .venv/bin/secantusd-py --host 127.0.0.1 --port "$mongo_port" --storage-path "$dir/mongo" \
+            >"$dir/mongo.log" 2>&1 &
+        mongo_pid=$!
+        mongo_url="mongodb://127.0.0.1:$mongo_port"
+        for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$mongo_port") 2>/dev/null && break; sleep 0.1; done
+    fi
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break; sleep 0.05; done
+    for _ in $(seq "$RUNS"); do
+        # The reference: one lone node on its embedded store.
+        run "2-50x20x1" coedit --rooms 50 --clients 20 --rate 1 \
+            --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --payload "$PAYLOAD" >/dev/null
+        for size in $CLUSTER_SIZES; do
+            for _ in $(seq "$QUIET_WAIT"); do
+                [ "$(pgrep -c rustc || true)" = 0 ] && break
+                sleep 1
+            done
+            redis-cli -p "$redis_port" FLUSHALL >/dev/null
+            local db="coedit_bench_$(date +%s%N)" pids=() urls=() watch=()
+            for n in $(seq "$size"); do
+                local port=$((PORT + n - 1))
+                "$COEDIT" serve --host 127.0.0.1 --port "$port" --node-id "node-$n" \
+                    --redis-url "redis://127.0.0.1:$redis_port" --mongo-url "$mongo_url" \
+                    --db-name "$db" --log-level warn >&2 &
+                pids+=($!)
+                urls+=(--url "ws://127.0.0.1:$port")
+                watch+=(--server-pid "$!")
+            done
+            for n in $(seq "$size"); do
+                for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$((PORT + n - 1))") 2>/dev/null && break; sleep 0.05; done
+            done
+            local before_redis before_mongo=0
+            before_redis=$(cpu_seconds "$redis_pid")
+            [ -n "$mongo_pid" ] && before_mongo=$(cpu_seconds "$mongo_pid")
+            local compilers file="$OUT/2-50x20x1.cluster-$size.$(date +%s%N).json"
+            compilers=$(pgrep -c rustc || true)
+            "$COEDIT" bench "${urls[@]}" "${watch[@]}" --json --rooms 50 --clients 20 --rate 1 \
+                --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --payload "$PAYLOAD" > "$file.raw" || true
+            local after_redis after_mongo=0
+            after_redis=$(cpu_seconds "$redis_pid")
+            [ -n "$mongo_pid" ] && after_mongo=$(cpu_seconds "$mongo_pid")
+            for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+            for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+            # The bench sums the nodes' CPU over its measured window; Redis and MongoDB
+            # are measured over the whole run (ramp and drain included), so their
+            # per-delivery figures are upper bounds.
+            jq --arg server "cluster-$size" --argjson compilers "$compilers" \
+                --argjson redis "$(echo "$after_redis - $before_redis" | bc)" \
+                --argjson mongo "$(echo "$after_mongo - $before_mongo" | bc)" \
+                '. + {name: "2-50x20x1", server_kind: $server, compilers_running: $compilers,
+                      cluster: {redis_cpu_s: $redis, mongo_cpu_s: $mongo,
+                        redis_us_per_delivery: ($redis * 1e6 / .deliveries)}}' \
+                "$file.raw" > "$file" && rm -f "$file.raw"
+        done
+    done
+    kill "$redis_pid" ${mongo_pid:+"$mongo_pid"} 2>/dev/null || true
+    wait "$redis_pid" ${mongo_pid:+"$mongo_pid"} 2>/dev/null || true
+    rm -rf "$dir"
+    jq -s -r '
+      def median: sort | .[(length - 1) / 2 | floor];
+      def spread(f): [.[] | f] as $v | "\($v | median | . * 100 | round / 100) (\($v | min | . * 100 | round / 100)–\($v | max | . * 100 | round / 100))";
+      group_by(.server_kind)[] | select(.[0].name == "2-50x20x1")
+      | "| \(.[0].server_kind) | \(length) | \(spread(.latency_ms.p50)) | \(spread(.latency_ms.p99)) | \(spread(.delivery_ratio)) | \(spread(.server.cpu_us_per_delivery)) | \(if .[0].cluster then spread(.cluster.redis_us_per_delivery) else "-" end) | \(if .[0].cluster then spread(.cluster.mongo_cpu_s) else "-" end) |"
+    ' "$OUT"/*.json >&2
+}
+
 summary() {
     jq -s -r '
       def median: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
@@ -180,8 +264,9 @@ case $MODE in
     steps) steps ;;
     idle) idle ;;
     durability) durability ;;
+    cluster) cluster ;;
     all) loads; ceiling; idle ;;
-    *) echo "usage: $0 [loads|ceiling|steps|idle|durability|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [loads|ceiling|steps|idle|durability|cluster|all]" >&2; exit 2 ;;
 esac
 echo "| load | server | runs | p50 ms | p99 ms | max ms | deliveries/s | delivery ratio | server cores | server µs/delivery | bench cores | server RSS MiB | connect p99 ms | compilers |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"

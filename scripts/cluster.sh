@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A coedit cluster on this machine, in one command: Redis (installed with apt-get
-# when missing; append-only file synced on every write), the MongoDB-compatible test
+# when missing; with its append-only file), the MongoDB-compatible test
 # server (secantusdb, installed into .venv), and NODES coedit nodes on ports
 # BASE_PORT, BASE_PORT+1, … Ctrl-C stops everything.
 #
@@ -69,7 +69,7 @@ wait_for() {
 
 mkdir -p "$DATA/redis" "$DATA/mongo"
 setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DATA/redis" \
-    --appendonly yes --appendfsync always --save "" --logfile "$DATA/redis/redis.log" &
+    --appendonly yes --appendfsync everysec --save "" --logfile "$DATA/redis/redis.log" &
 STORE_PIDS+=($!)
 setsid "$VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path "$DATA/mongo" \
     >"$DATA/mongo/secantusd.log" 2>&1 &

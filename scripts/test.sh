@@ -117,4 +117,5 @@ fi
 # After cargo test, so target/debug/coedit is built. Optional dependencies are left
 # out: y-websocket lists a LevelDB store and an old `ws` that only its own server uses.
 echo "== interop and browser tests (tests/interop: y-websocket, yjs, Chromium)"
-(cd tests/interop && npm ci --no-audit --no-fund --omit=optional && env -u MONGO_URL node --test)
+(cd tests/interop && npm ci --no-audit --no-fund --omit=optional \
+    && env -u MONGO_URL COEDIT_TEST_MONGO_URL="$TEST_MONGO_URL" COEDIT_TEST_REDIS="$REDIS_SERVER" node --test)

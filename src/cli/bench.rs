@@ -65,9 +65,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub seed: Option<u64>,
 
-    /// Pid of the server, to report its CPU use and memory over the run.
+    /// Pid of the server, to report its CPU use and memory over the run; give it
+    /// once per node of a cluster to report their sum.
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
 
     /// Also write the report as one self-contained HTML page with plots (latency
     /// percentiles, latency and deliveries over time, connection times) to FILE.
@@ -103,7 +104,8 @@ impl BenchArgs {
             protocol: self.protocol,
             payload: self.payload,
             room_prefix: self.room_prefix.clone(),
-            server_pid: self.server_pid,
+            server_pid: self.server_pid.first().copied(),
+            more_server_pids: self.server_pid.iter().skip(1).copied().collect(),
             show_progress: true,
             seed: self.seed,
             token: client.token.clone().filter(|token| !token.is_empty()),

@@ -278,6 +278,7 @@ async fn serve(
                     address: listener.local_addr()?.to_string(),
                     compact_every: config.compact_every.max(1),
                     history_retention: config.history_retention,
+                    fsync: config.durability == DurabilityLevel::Fsync,
                 },
                 store.clone(),
             )
@@ -341,7 +342,12 @@ async fn serve(
         // After the journal: what it wrote to the shared log is persisted, and the
         // node leaves the cluster.
         cluster_shutdown.cancel();
-        tasks.finish().await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.finish())
+            .await
+            .is_err()
+        {
+            tracing::warn!("cluster: could not persist and leave in time; the others take over");
+        }
     }
     drop(registry);
     if !journal_task.finish(SHUTDOWN_GRACE).await {

@@ -215,9 +215,6 @@ impl Registry {
             self.deleting().insert(room_id.to_owned(), done.clone());
             rooms.remove(room_id);
         }
-        if let Some(peers) = self.inner.peers.get() {
-            peers.closed(room_id);
-        }
         let closed_connections = match &room {
             Some(room) => room.delete(),
             None => {
@@ -231,6 +228,10 @@ impl Registry {
                 0
             }
         };
+        // After the room is marked deleted: the cluster does not persist it again.
+        if let Some(peers) = self.inner.peers.get() {
+            peers.closed(room_id);
+        }
         let registry = self.clone();
         let finished = done.clone();
         let id = room_id.to_owned();

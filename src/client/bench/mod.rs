@@ -78,6 +78,9 @@ pub struct BenchConfig {
     pub room_prefix: Option<String>,
     /// A server process to watch (CPU, memory).
     pub server_pid: Option<u32>,
+    /// More server processes (the other nodes of a cluster): their CPU and memory
+    /// are added to `server_pid`'s.
+    pub more_server_pids: Vec<u32>,
     pub show_progress: bool,
     /// Seed of the editors' random choices; random by default.
     pub seed: Option<u64>,
@@ -87,6 +90,13 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
+    /// Every server process watched.
+    fn server_pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.server_pid
+            .into_iter()
+            .chain(self.more_server_pids.iter().copied())
+    }
+
     pub const DEFAULT_ROOMS: u32 = 10;
     pub const DEFAULT_CLIENTS: u32 = 10;
     pub const DEFAULT_RATE: f64 = 2.0;
@@ -110,6 +120,7 @@ impl BenchConfig {
             payload: Payload::Full,
             room_prefix: None,
             server_pid: None,
+            more_server_pids: Vec::new(),
             show_progress: false,
             seed: None,
             token: None,
@@ -244,14 +255,18 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
             next_tick = wake;
         }
         let now = Instant::now();
-        if let Some(pid) = config.server_pid {
-            server_rss_max = server_rss_max.max(system::process_rss_bytes(pid).unwrap_or(0));
+        if config.server_pid.is_some() {
+            let rss: u64 = config
+                .server_pids()
+                .map(|pid| system::process_rss_bytes(pid).unwrap_or(0))
+                .sum();
+            server_rss_max = server_rss_max.max(rss);
         }
         if cpu_at_start.is_none() && now >= measure_start {
-            cpu_at_start = Some(CpuSample::take(config.server_pid));
+            cpu_at_start = Some(CpuSample::take(&config));
         }
         if cpu_at_end.is_none() && now >= measure_end {
-            cpu_at_end = Some(CpuSample::take(config.server_pid));
+            cpu_at_end = Some(CpuSample::take(&config));
         }
         let phase = if now < ramp_end {
             "ramp-up"
@@ -365,11 +380,17 @@ struct CpuSample {
 }
 
 impl CpuSample {
-    fn take(server_pid: Option<u32>) -> Self {
+    fn take(config: &BenchConfig) -> Self {
+        let server = config.server_pid.and_then(|_| {
+            config
+                .server_pids()
+                .map(system::process_cpu_time)
+                .sum::<Option<Duration>>()
+        });
         Self {
             at: Instant::now(),
             own: system::own_cpu_time(),
-            server: server_pid.and_then(system::process_cpu_time),
+            server,
         }
     }
 }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{channel, room_of, users_key, Cluster};
 use crate::api::RoomUser;
-use crate::server::room::remote::{PeerEvent, PresenceChange};
+use crate::server::room::remote::{PeerEvent, Peers, PresenceChange};
 
 /// What goes over a room's channel.
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,6 +34,9 @@ struct Wire {
     /// states go.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     left: bool,
+    /// Node `n` just opened the room: the others send their clients' awareness.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    query: bool,
 }
 
 /// Rooms to (un)subscribe.
@@ -49,6 +52,7 @@ pub(super) fn deleted_notice(instance: &str) -> String {
         e: None,
         deleted: true,
         left: false,
+        query: false,
     })
     .unwrap_or_default()
 }
@@ -60,6 +64,7 @@ pub(super) fn left_notice(instance: &str) -> String {
         e: None,
         deleted: false,
         left: true,
+        query: false,
     })
     .unwrap_or_default()
 }
@@ -128,6 +133,7 @@ pub(super) async fn publish(
                 e: Some(event),
                 deleted: false,
                 left: false,
+                query: false,
             };
             if let Ok(message) = serde_json::to_string(&wire) {
                 pipe.cmd("PUBLISH")
@@ -205,6 +211,9 @@ pub(super) async fn subscribe(
                         None => return,
                         Some(Subscription::Add(room_id)) => {
                             let result = sink.subscribe(channel(&room_id)).await;
+                            if result.is_ok() {
+                                ask_for_awareness(&cluster, &room_id).await;
+                            }
                             subscribed.insert(room_id);
                             result
                         }
@@ -244,6 +253,31 @@ pub(super) async fn subscribe(
     }
 }
 
+/// Asks the nodes holding a room for their clients' awareness states: y-protocol
+/// clients renew theirs only every 15 s, and a node that just opened the room
+/// would greet its clients without them until then.
+async fn ask_for_awareness(cluster: &Cluster, room_id: &str) {
+    let query = Wire {
+        n: cluster.instance().to_owned(),
+        e: None,
+        deleted: false,
+        left: false,
+        query: true,
+    };
+    let Ok(message) = serde_json::to_string(&query) else {
+        return;
+    };
+    let mut conn = cluster.inner.conn.clone();
+    let result: Result<(), redis::RedisError> = redis::cmd("PUBLISH")
+        .arg(channel(room_id))
+        .arg(message)
+        .query_async(&mut conn)
+        .await;
+    if let Err(error) = result {
+        tracing::debug!(%error, room = room_id, "cannot ask for awareness states");
+    }
+}
+
 fn receive(cluster: &Cluster, room_id: &str, payload: &str) {
     let Ok(wire) = serde_json::from_str::<Wire>(payload) else {
         tracing::debug!(room = room_id, "ignoring an unreadable cluster event");
@@ -272,6 +306,18 @@ fn receive(cluster: &Cluster, room_id: &str, payload: &str) {
     };
     if wire.left {
         room.forget_node(&wire.n);
+    } else if wire.query {
+        if let Some(frame) = room.local_awareness() {
+            cluster.publish(
+                room_id,
+                PeerEvent {
+                    from: String::new(),
+                    json: None,
+                    awareness: Some(hex::encode(frame)),
+                    presence: None,
+                },
+            );
+        }
     } else if let Some(event) = wire.e {
         room.peer_event(&wire.n, event);
     }

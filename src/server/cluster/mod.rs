@@ -52,6 +52,8 @@ pub struct ClusterSettings {
     /// Log entries after which the persisting node compacts a room in MongoDB.
     pub compact_every: u64,
     pub history_retention: Duration,
+    /// `--durability fsync`: Redis must sync its append-only file on every write.
+    pub fsync: bool,
 }
 
 /// Why a node could not join its cluster.
@@ -119,6 +121,9 @@ struct Inner {
     /// The room's MongoDB sequence number when it was read, the floor of the numbers
     /// Redis gives its updates (a Redis that lost its data must not reuse them).
     bases: Mutex<HashMap<String, u64>>,
+    /// The last stream entry this node copied to MongoDB per room, while it holds
+    /// the room's persister lease.
+    persisted_ids: Mutex<HashMap<String, String>>,
     events: mpsc::Sender<(String, PeerEvent)>,
     events_rx: Mutex<Option<mpsc::Receiver<(String, PeerEvent)>>>,
     subscriptions: mpsc::UnboundedSender<events::Subscription>,
@@ -165,7 +170,7 @@ impl Cluster {
             .query_async(&mut conn)
             .await
             .map_err(unreachable)?;
-        warn_without_aof(&mut conn).await;
+        warn_without_aof(&mut conn, settings.fsync).await;
         let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
         let (subscriptions, subscriptions_rx) = mpsc::unbounded_channel();
         let instance = format!(
@@ -185,6 +190,7 @@ impl Cluster {
                 watched: Mutex::new(HashMap::new()),
                 opened: Mutex::new(HashMap::new()),
                 bases: Mutex::new(HashMap::new()),
+                persisted_ids: Mutex::new(HashMap::new()),
                 events,
                 events_rx: Mutex::new(Some(events_rx)),
                 subscriptions,
@@ -396,7 +402,10 @@ impl Cluster {
     /// A room left this node: its stream is persisted one last time (if this node
     /// may), and it is no longer listed as held here.
     async fn retire_room(&self, room_id: &str, watched: Watched) {
-        persist::persist_room(self, room_id, Some(&watched), true).await;
+        // A deleted room's stream went with it: nothing is persisted again.
+        if !watched.room.is_deleted() {
+            persist::persist_room(self, room_id, Some(&watched), true).await;
+        }
         let mut conn = self.inner.conn.clone();
         let _: Result<(), _> = redis::cmd("SREM")
             .arg(node_rooms_key(&self.inner.instance))
@@ -480,9 +489,11 @@ fn redis_host(client: &redis::Client) -> String {
     }
 }
 
-/// Redis keeps what it acknowledged across a restart only with its append-only
-/// file synced on every write; say so at start when it is not.
-async fn warn_without_aof(conn: &mut ConnectionManager) {
+/// Redis keeps what it acknowledged across its own crash only with its append-only
+/// file on (it writes it before answering), and across a power loss only when it
+/// also syncs it on every write; say so at start when it falls short of the
+/// durability level.
+async fn warn_without_aof(conn: &mut ConnectionManager, fsync: bool) {
     let settings: Result<Vec<String>, _> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("append*")
@@ -498,12 +509,16 @@ async fn warn_without_aof(conn: &mut ConnectionManager) {
             .and_then(|pair| pair.get(1).cloned())
     };
     let aof = value("appendonly").unwrap_or_default();
-    let fsync = value("appendfsync").unwrap_or_default();
-    if aof != "yes" || fsync != "always" {
+    let sync = value("appendfsync").unwrap_or_default();
+    if aof != "yes" {
         tracing::warn!(
             appendonly = %aof,
-            appendfsync = %fsync,
-            "Redis is not running with appendonly yes and appendfsync always: a Redis crash can lose edits it acknowledged"
+            "Redis runs without its append-only file (appendonly no): a Redis crash loses edits it acknowledged"
+        );
+    } else if fsync && sync != "always" {
+        tracing::warn!(
+            appendfsync = %sync,
+            "--durability fsync, but Redis does not sync its append-only file on every write (appendfsync always): a power loss can lose up to a second of edits"
         );
     }
 }

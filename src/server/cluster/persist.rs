@@ -1,8 +1,11 @@
 //! Moves rooms' Redis streams into MongoDB, one node per room at a time.
 //!
 //! A node holding a room takes the room's persister lease (a Redis key with a
-//! TTL, renewed while held), copies the stream's entries into MongoDB's update log
-//! under their sequence numbers, and only then trims them from the stream. A log
+//! TTL, renewed while held), copies the stream's new entries into MongoDB's update
+//! log under their sequence numbers, and only then trims them from the stream,
+//! and only once they are `KEEP_FOR` old: every node reading the stream has long
+//! read them by then (one that has not notices the gap in the numbers and reads
+//! MongoDB, see `reader`). A log
 //! entry is unique by (room, sequence number) in MongoDB, so two nodes that both
 //! believe they hold the lease (one paused past its TTL) write the same entries
 //! twice at worst, never two different entries under one number and never fewer:
@@ -15,7 +18,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::log::{range, Entry};
-use super::{lease_key, log_key, Cluster, Watched};
+use super::{lease_key, lock, log_key, Cluster, Watched};
 use crate::server::room::durable::now_ms;
 use crate::server::room::Room;
 use crate::server::store::{LoggedUpdate, Snapshot, WriteOp};
@@ -26,8 +29,12 @@ const EVERY: Duration = Duration::from_secs(1);
 const LEASE_TTL: Duration = Duration::from_secs(10);
 /// Entries copied per MongoDB write.
 const CHUNK: usize = 1000;
+/// How long an entry stays in the stream after it is in MongoDB: far longer than
+/// any node takes to read it.
+pub(super) const KEEP_FOR: Duration = Duration::from_secs(30);
 
-/// Takes or renews the lease: 1 when this node holds it.
+/// Takes or renews the lease: 1 when this node held it already, 2 when it just
+/// took it, 0 when another node holds it.
 const TAKE: &str = r"
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
@@ -36,7 +43,7 @@ if holder == ARGV[1] then
 end
 if not holder then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+  return 2
 end
 return 0
 ";
@@ -82,18 +89,23 @@ pub(super) async fn persist_room(
         .arg(LEASE_TTL.as_millis() as u64)
         .invoke_async(&mut conn)
         .await;
-    match held {
-        Ok(1) => {}
+    // Where to copy from: after what this node copied while it held the lease, or
+    // the whole stream when it just took it (copying twice is harmless).
+    let mut start = match held {
+        Ok(1) => lock(&inner.persisted_ids)
+            .get(room_id)
+            .map_or_else(|| "-".to_owned(), |id| next_id(id)),
+        Ok(2) => "-".to_owned(),
         Ok(_) => return,
         Err(error) => {
             cluster.report("persister", Err(error.to_string()));
             return;
         }
-    }
+    };
     let mut persisted_through = None;
     let mut moved = 0u64;
     loop {
-        let entries = match range(&mut conn, room_id, "-", Some(CHUNK)).await {
+        let entries = match range(&mut conn, room_id, &start, Some(CHUNK)).await {
             Ok(entries) => entries,
             Err(error) => {
                 cluster.report("persister", Err(error.to_string()));
@@ -108,11 +120,18 @@ pub(super) async fn persist_room(
             tracing::warn!(room = room_id, %error, "cannot move the room's log to the store yet");
             return;
         }
-        // Only now is it safe to forget: MongoDB has every entry up to `last`.
+        lock(&inner.persisted_ids).insert(room_id.to_owned(), last.id.clone());
+        start = next_id(&last.id);
+        // Only now may it go: MongoDB has every entry up to `last`. Entries stay
+        // `KEEP_FOR` (stream ids begin with their time in milliseconds).
+        let old_enough = format!(
+            "{}-0",
+            now_ms().saturating_sub(KEEP_FOR.as_millis() as i64).max(0)
+        );
         let trimmed: Result<u64, _> = redis::cmd("XTRIM")
             .arg(log_key(room_id))
             .arg("MINID")
-            .arg(next_id(&last.id))
+            .arg(earliest(&next_id(&last.id), &old_enough))
             .query_async(&mut conn)
             .await;
         if let Err(error) = trimmed {
@@ -132,6 +151,7 @@ pub(super) async fn persist_room(
     }
     compact_if_due(cluster, room_id, retired, moved, persisted_through).await;
     if release {
+        lock(&inner.persisted_ids).remove(room_id);
         let _: Result<i64, _> = redis::Script::new(RELEASE)
             .key(lease_key(room_id))
             .arg(cluster.instance())
@@ -211,6 +231,18 @@ async fn compact_if_due(
     }
 }
 
+/// The earlier of two stream ids.
+fn earliest(a: &str, b: &str) -> String {
+    let parse = |id: &str| {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
+    };
+    if parse(a) <= parse(b) { a } else { b }.to_owned()
+}
+
 /// The smallest stream id after `id` (`ms-seq`).
 fn next_id(id: &str) -> String {
     match id.split_once('-') {
@@ -230,5 +262,7 @@ mod tests {
     fn trimming_starts_right_after_the_last_persisted_entry() {
         assert_eq!(next_id("1700000000000-0"), "1700000000000-1");
         assert_eq!(next_id("5-41"), "5-42");
+        assert_eq!(earliest("10-5", "9-7"), "9-7");
+        assert_eq!(earliest("10-5", "10-6"), "10-5");
     }
 }

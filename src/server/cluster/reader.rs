@@ -104,23 +104,32 @@ pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
 }
 
 /// Merges a room's new entries: other nodes' updates go into the document (and to
-/// this node's clients); this node's own are only counted past.
+/// this node's clients); this node's own are only counted past. Entries are
+/// numbered without gaps, so a gap means entries were trimmed before this node read
+/// them (it lagged by more than the persister's `KEEP_FOR`): they are in MongoDB,
+/// and the room is read again from there.
 fn merge(cluster: &Cluster, room_id: &str, entries: Vec<Entry>) {
     let Some(last) = entries.last() else {
         return;
     };
-    let room = {
+    let (room, applied) = {
         let mut watched = cluster.watched();
         let Some(watched) = watched.get_mut(room_id) else {
             return;
         };
         watched.cursor = last.id.clone();
-        watched.room.clone()
+        (watched.room.clone(), watched.applied_seq)
     };
     let instance = cluster.instance();
-    let mut highest = 0;
+    let mut highest = applied;
+    let mut gap = false;
     for entry in &entries {
-        highest = highest.max(entry.seq);
+        if entry.seq <= highest {
+            // Already in the document (read when the room was loaded).
+            continue;
+        }
+        gap |= entry.seq > highest + 1;
+        highest = entry.seq;
         if entry.node == instance {
             continue;
         }
@@ -133,6 +142,30 @@ fn merge(cluster: &Cluster, room_id: &str, entries: Vec<Entry>) {
     }
     if let Some(watched) = cluster.watched().get_mut(room_id) {
         watched.applied_seq = watched.applied_seq.max(highest);
+    }
+    if gap {
+        tracing::warn!(
+            room = room_id,
+            "cluster: this node missed entries of the room's log; reading it from the store"
+        );
+        let cluster = cluster.clone();
+        let room_id = room_id.to_owned();
+        tokio::spawn(async move { catch_up(&cluster, &room_id, &room).await });
+    }
+}
+
+/// Merges everything the store holds for a room (after a gap in its log).
+async fn catch_up(cluster: &Cluster, room_id: &str, room: &crate::server::room::Room) {
+    match cluster.inner.shared.load_durable(room_id).await {
+        Ok(Some(stored)) => {
+            for update in stored.snapshot.iter().chain(stored.updates.iter()) {
+                room.apply_remote(update, "");
+            }
+        }
+        Ok(None) => {}
+        Err(error) => {
+            tracing::error!(room = room_id, %error, "cluster: cannot read the room from the store to fill a gap");
+        }
     }
 }
 

@@ -478,6 +478,11 @@ impl Room {
         state.members.len()
     }
 
+    /// Whether the room was deleted (here or, in a cluster, on another node).
+    pub fn is_deleted(&self) -> bool {
+        self.lock().durability.deleted
+    }
+
     /// Closes the room because another node of the cluster deleted it (and the
     /// store with it): its connections are closed as deleted, nothing is written.
     pub fn close_deleted(&self) {

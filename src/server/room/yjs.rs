@@ -179,6 +179,35 @@ pub(super) fn forget_connection(
 /// Connection ids with this bit hold the awareness states of another node's clients.
 const REMOTE_BIT: ConnectionId = 1 << 63;
 
+impl Room {
+    /// The awareness states of this node's own y-protocol clients, as one frame,
+    /// for a node that just opened the room.
+    pub fn local_awareness(&self) -> Option<Bytes> {
+        let state = self.lock();
+        let clients: HashMap<ClientID, AwarenessUpdateEntry> = state
+            .awareness
+            .entries
+            .iter()
+            .filter(|(_, entry)| entry.connection & REMOTE_BIT == 0 && &*entry.json != NULL_STATE)
+            .map(|(id, entry)| {
+                (
+                    ClientID::new(*id),
+                    AwarenessUpdateEntry {
+                        clock: entry.clock,
+                        json: entry.json.clone(),
+                    },
+                )
+            })
+            .collect();
+        if clients.is_empty() {
+            return None;
+        }
+        Some(Bytes::from(
+            Message::Awareness(AwarenessUpdate { clients }).encode_v1(),
+        ))
+    }
+}
+
 /// Tells the other nodes of a cluster about an awareness change made here.
 fn publish_awareness(state: &RoomState, client_id: &str, frame: &Outbound) {
     if let Outbound::Binary(frame) = frame {
