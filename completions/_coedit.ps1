@@ -39,6 +39,8 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'List the versions a room''s history keeps (edits within a minute are one version), newest first')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print a room''s document, now or as it was: --seq N or --at TIME')
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)')
+            [CompletionResult]::new('dump', 'dump', [CompletionResultType]::ParameterValue, 'Write every room of a store, with its history and checkpoint, to one file')
+            [CompletionResult]::new('restore-dump', 'restore-dump', [CompletionResultType]::ParameterValue, 'Write the rooms of a `coedit dump` file into a store (empty, unless --force)')
             [CompletionResult]::new('simulate', 'simulate', [CompletionResultType]::ParameterValue, 'Add or remove simulated users in a room')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -303,6 +305,37 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'coedit;dump' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'File to write (newline-delimited JSON; written beside it as FILE.partial and renamed when complete)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'File to write (newline-delimited JSON; written beside it as FILE.partial and renamed when complete)')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory of the embedded store (used unless --mongo-url is given)')
+            [CompletionResult]::new('--mongo-url', '--mongo-url', [CompletionResultType]::ParameterName, 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store')
+            [CompletionResult]::new('--db-name', '--db-name', [CompletionResultType]::ParameterName, 'MongoDB database name')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'coedit;restore-dump' {
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory of the embedded store (used unless --mongo-url is given)')
+            [CompletionResult]::new('--mongo-url', '--mongo-url', [CompletionResultType]::ParameterName, 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store')
+            [CompletionResult]::new('--db-name', '--db-name', [CompletionResultType]::ParameterName, 'MongoDB database name')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Restore into a store that already holds rooms: each room of the dump replaces the room of that name (deleted first); other rooms stay')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'coedit;simulate' {
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
@@ -432,6 +465,8 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'List the versions a room''s history keeps (edits within a minute are one version), newest first')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print a room''s document, now or as it was: --seq N or --at TIME')
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)')
+            [CompletionResult]::new('dump', 'dump', [CompletionResultType]::ParameterValue, 'Write every room of a store, with its history and checkpoint, to one file')
+            [CompletionResult]::new('restore-dump', 'restore-dump', [CompletionResultType]::ParameterValue, 'Write the rooms of a `coedit dump` file into a store (empty, unless --force)')
             [CompletionResult]::new('simulate', 'simulate', [CompletionResultType]::ParameterValue, 'Add or remove simulated users in a room')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -488,6 +523,12 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             break
         }
         'coedit;help;restore' {
+            break
+        }
+        'coedit;help;dump' {
+            break
+        }
+        'coedit;help;restore-dump' {
             break
         }
         'coedit;help;simulate' {

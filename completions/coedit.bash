@@ -22,6 +22,9 @@ _coedit() {
             coedit,completions)
                 cmd="coedit__subcmd__completions"
                 ;;
+            coedit,dump)
+                cmd="coedit__subcmd__dump"
+                ;;
             coedit,export)
                 cmd="coedit__subcmd__export"
                 ;;
@@ -49,6 +52,9 @@ _coedit() {
             coedit,restore)
                 cmd="coedit__subcmd__restore"
                 ;;
+            coedit,restore-dump)
+                cmd="coedit__subcmd__restore__subcmd__dump"
+                ;;
             coedit,rooms)
                 cmd="coedit__subcmd__rooms"
                 ;;
@@ -69,6 +75,9 @@ _coedit() {
                 ;;
             coedit__subcmd__help,completions)
                 cmd="coedit__subcmd__help__subcmd__completions"
+                ;;
+            coedit__subcmd__help,dump)
+                cmd="coedit__subcmd__help__subcmd__dump"
                 ;;
             coedit__subcmd__help,export)
                 cmd="coedit__subcmd__help__subcmd__export"
@@ -96,6 +105,9 @@ _coedit() {
                 ;;
             coedit__subcmd__help,restore)
                 cmd="coedit__subcmd__help__subcmd__restore"
+                ;;
+            coedit__subcmd__help,restore-dump)
+                cmd="coedit__subcmd__help__subcmd__restore__subcmd__dump"
                 ;;
             coedit__subcmd__help,rooms)
                 cmd="coedit__subcmd__help__subcmd__rooms"
@@ -200,7 +212,7 @@ _coedit() {
 
     case "${cmd}" in
         coedit)
-            opts="-h -V --server --json --timeout --token --help --version serve rooms metrics persist load export import history show restore simulate health completions token bench help"
+            opts="-h -V --server --json --timeout --token --help --version serve rooms metrics persist load export import history show restore dump restore-dump simulate health completions token bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -341,6 +353,52 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coedit__subcmd__dump)
+            opts="-o -h -V --output --data-dir --mongo-url --db-name --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mongo-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coedit__subcmd__export)
             opts="-f -o -h -V --format --output --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -410,7 +468,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help)
-            opts="serve rooms metrics persist load export import history show restore simulate health completions token bench help"
+            opts="serve rooms metrics persist load export import history show restore dump restore-dump simulate health completions token bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -438,6 +496,20 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__help__subcmd__dump)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -578,6 +650,20 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__help__subcmd__restore__subcmd__dump)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -979,6 +1065,44 @@ _coedit() {
                     return 0
                     ;;
                 --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__restore__subcmd__dump)
+            opts="-h -V --force --data-dir --mongo-url --db-name --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mongo-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

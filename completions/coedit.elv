@@ -36,6 +36,8 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand history 'List the versions a room''s history keeps (edits within a minute are one version), newest first'
             cand show 'Print a room''s document, now or as it was: --seq N or --at TIME'
             cand restore 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)'
+            cand dump 'Write every room of a store, with its history and checkpoint, to one file'
+            cand restore-dump 'Write the rooms of a `coedit dump` file into a store (empty, unless --force)'
             cand simulate 'Add or remove simulated users in a room'
             cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
             cand completions 'Print a shell completion script'
@@ -275,6 +277,35 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'coedit;dump'= {
+            cand -o 'File to write (newline-delimited JSON; written beside it as FILE.partial and renamed when complete)'
+            cand --output 'File to write (newline-delimited JSON; written beside it as FILE.partial and renamed when complete)'
+            cand --data-dir 'Directory of the embedded store (used unless --mongo-url is given)'
+            cand --mongo-url 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store'
+            cand --db-name 'MongoDB database name'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;restore-dump'= {
+            cand --data-dir 'Directory of the embedded store (used unless --mongo-url is given)'
+            cand --mongo-url 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store'
+            cand --db-name 'MongoDB database name'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --force 'Restore into a store that already holds rooms: each room of the dump replaces the room of that name (deleted first); other rooms stay'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'coedit;simulate'= {
             cand --server 'Server to talk to; `host:port` means `http://host:port`'
             cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
@@ -393,6 +424,8 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand history 'List the versions a room''s history keeps (edits within a minute are one version), newest first'
             cand show 'Print a room''s document, now or as it was: --seq N or --at TIME'
             cand restore 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)'
+            cand dump 'Write every room of a store, with its history and checkpoint, to one file'
+            cand restore-dump 'Write the rooms of a `coedit dump` file into a store (empty, unless --force)'
             cand simulate 'Add or remove simulated users in a room'
             cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
             cand completions 'Print a shell completion script'
@@ -434,6 +467,10 @@ set edit:completion:arg-completer[coedit] = {|@words|
         &'coedit;help;show'= {
         }
         &'coedit;help;restore'= {
+        }
+        &'coedit;help;dump'= {
+        }
+        &'coedit;help;restore-dump'= {
         }
         &'coedit;help;simulate'= {
             cand add 'Add simulated users to a room (creating the room if needed)'

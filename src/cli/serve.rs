@@ -2,7 +2,6 @@
 //! serve until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -10,12 +9,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::logging::{self, LogFormat, LogSettings};
+use super::store_args::{StoreArgs, STORE};
 use super::{exit, Failure};
-use crate::server::{self, Config, DurabilityLevel, StoreConfig};
+use crate::server::{self, Config, DurabilityLevel};
 
 // `coedit serve --help` groups its flags under these headings.
 const NETWORK: &str = "Network";
-const STORE: &str = "Store";
 const LIMITS: &str = "Limits";
 const AUTH: &str = "Access control";
 const LOGGING: &str = "Logging";
@@ -35,18 +34,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CORS_ORIGINS", default_value = "*", value_delimiter = ',', help_heading = NETWORK)]
     pub cors_origins: Vec<String>,
 
-    /// Directory of the embedded store (used unless --mongo-url is given).
-    #[arg(long, env = "COEDIT_DATA_DIR", default_value = "./coedit-data", help_heading = STORE)]
-    pub data_dir: PathBuf,
-
-    /// MongoDB connection string; when set, rooms are stored in MongoDB instead of
-    /// the embedded store.
-    #[arg(long, env = "MONGO_URL", help_heading = STORE)]
-    pub mongo_url: Option<String>,
-
-    /// MongoDB database name.
-    #[arg(long, env = "DB_NAME", default_value = "coedit", help_heading = STORE)]
-    pub db_name: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Start even if the store cannot be reached, serving from memory until it can.
     #[arg(long, env = "COEDIT_START_DEGRADED", help_heading = STORE)]
@@ -193,16 +182,7 @@ impl ServeArgs {
     }
 
     fn config(&self) -> Config {
-        let store = match &self.mongo_url {
-            Some(url) if !url.is_empty() => StoreConfig::Mongo {
-                url: url.clone(),
-                database: self.db_name.clone(),
-            },
-            _ => StoreConfig::Embedded {
-                data_dir: self.data_dir.clone(),
-            },
-        };
-        let mut config = Config::new(store);
+        let mut config = Config::new(self.store.store_config());
         config.cors_origins = self.cors_origins.clone();
         config.start_degraded = self.start_degraded;
         config.durability = self.durability;

@@ -109,6 +109,54 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
+/// A store held the way a running server holds it (the data directory's lock, or
+/// MongoDB's writer lease), for tools that work on a store no server may use at
+/// the same time (`coedit dump`, `coedit restore-dump`).
+pub struct HeldStore {
+    pub store: Arc<dyn Store>,
+    _lock: Option<store::sqlite::DataDirLock>,
+    lease: Option<WriterLease>,
+}
+
+impl HeldStore {
+    /// Opens the configured store and takes it as `coedit serve` would: fails with
+    /// `ServeError::StoreInUse` while a server (or another tool) holds it, and
+    /// with `StoreUnreachable` when MongoDB does not answer. `config.node_id`
+    /// names the holder in the lease.
+    pub async fn open(config: &Config) -> Result<Self, ServeError> {
+        let mut config = config.clone();
+        config.start_degraded = false;
+        let opened = open_store_reporting(&config)
+            .await
+            .map_err(|error| match error {
+                ServeError::StoreUnreachable(reason) => ServeError::StoreUnreachable(
+                    reason
+                        .strip_suffix(START_DEGRADED_HINT)
+                        .unwrap_or(&reason)
+                        .to_owned(),
+                ),
+                other => other,
+            })?;
+        Ok(Self {
+            store: opened.store,
+            _lock: opened._lock,
+            lease: opened.lease,
+        })
+    }
+
+    /// Writes what the store buffers and lets go of it.
+    pub async fn release(self) -> Result<(), StoreError> {
+        let closed = self.store.close().await;
+        if let Some(lease) = self.lease {
+            lease.release().await;
+        }
+        closed
+    }
+}
+
+/// What an unreachable MongoDB's start-up error suggests to `coedit serve`.
+const START_DEGRADED_HINT: &str = " (use --start-degraded to start anyway)";
+
 /// A store just opened, and why it could not be reached when the server was told to
 /// start anyway.
 struct OpenedStore {
@@ -164,7 +212,7 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
                 let problem = format!("cannot reach MongoDB at {}: {reason}", store.hosts());
                 if !config.start_degraded {
                     return Err(ServeError::StoreUnreachable(format!(
-                        "{problem} (use --start-degraded to start anyway)"
+                        "{problem}{START_DEGRADED_HINT}"
                     )));
                 }
                 tracing::warn!("{problem}; serving from memory until it is back");

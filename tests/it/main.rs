@@ -8,6 +8,7 @@ mod common;
 mod connection;
 mod dashboard;
 mod documents;
+mod dump;
 mod durability;
 mod fuzz;
 mod hardening;
