@@ -1340,7 +1340,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__serve)
-            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --history-retention --idle-unload-secs --outbound-queue --max-outbound-bytes --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --max-awareness-ids --max-awareness-bytes --max-room-users --header-read-timeout-secs --max-pending-upgrades --rate-limit --rate-burst --no-dashboard --log-level --log-format --server --json --timeout --token --help --version"
+            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --history-retention --idle-unload-secs --outbound-queue --max-outbound-bytes --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --max-awareness-ids --max-awareness-bytes --max-room-users --header-read-timeout-secs --max-pending-upgrades --rate-limit --rate-burst --webhook-url --webhook-secret --webhook-debounce-ms --no-dashboard --log-level --log-format --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1447,6 +1447,18 @@ _coedit() {
                     return 0
                     ;;
                 --rate-burst)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --webhook-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --webhook-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --webhook-debounce-ms)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

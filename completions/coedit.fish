@@ -76,6 +76,9 @@ complete -c coedit -n "__fish_coedit_using_subcommand serve" -l header-read-time
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l max-pending-upgrades -d 'WebSocket upgrades being set up at once (answered, room not yet joined); more get HTTP 503' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-limit -d 'Messages per second one connection may send on average (control frames included)' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-burst -d 'Messages one connection may send in a burst' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l webhook-url -d 'URL to POST signed JSON events to (room loaded or unloaded, document changed, user joined or left, room deleted); give it again for more URLs' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l webhook-secret -d 'Signs every webhook delivery: `X-Coedit-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l webhook-debounce-ms -d 'At most one `document.changed` event per room this often, in milliseconds' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l log-level -d 'Log filter, e.g. `info` or `coedit=debug`; given here (or in COEDIT_LOG) it wins over RUST_LOG. Default: RUST_LOG if set, else `info`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l log-format -d '`text` for people (coloured only on a terminal without NO_COLOR), `json` for log shippers: one object per line' -r -f -a "text\t'One line of text per event, for people'
 json\t'One JSON object per line (`timestamp`, `level`, `target`, `message` and the event\'s fields), for log shippers'"

@@ -34,6 +34,27 @@ pub struct Health {
     /// Added by coedit: the store's own state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreHealth>,
+    /// Added by coedit: webhook delivery, when webhooks are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<WebhooksHealth>,
+}
+
+/// Added by coedit: whether webhook deliveries are getting through.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WebhooksHealth {
+    /// `healthy`, or `degraded` while the last attempt to some URL failed.
+    pub state: String,
+    /// Which URLs are failing and why (a URL is named by its number and host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Events waiting to be delivered.
+    pub queued: u64,
+    pub delivered: u64,
+    pub failed_attempts: u64,
+    /// Events dropped because a URL's queue was full.
+    pub dropped: u64,
+    /// Events given up after every retry failed.
+    pub abandoned: u64,
 }
 
 /// Added by coedit: which store is in use and whether it is keeping up.
@@ -108,6 +129,21 @@ pub struct Metrics {
     /// Added by coedit: rooms held in memory, with or without connections.
     #[serde(default)]
     pub rooms_loaded: u64,
+    /// Added by coedit: webhook events delivered (a 2xx answer), per URL.
+    #[serde(default)]
+    pub webhooks_delivered: u64,
+    /// Added by coedit: webhook POSTs that failed (each retry counts).
+    #[serde(default)]
+    pub webhooks_failed_attempts: u64,
+    /// Added by coedit: webhook events dropped because a URL's queue was full.
+    #[serde(default)]
+    pub webhooks_dropped: u64,
+    /// Added by coedit: webhook events given up after every retry failed.
+    #[serde(default)]
+    pub webhooks_abandoned: u64,
+    /// Added by coedit: webhook events waiting to be delivered.
+    #[serde(default)]
+    pub webhooks_queued: u64,
 }
 
 /// One entry of `GET /api/metrics/events`.

@@ -18,6 +18,7 @@ const NETWORK: &str = "Network";
 const LIMITS: &str = "Limits";
 const AUTH: &str = "Access control";
 const LOGGING: &str = "Logging";
+const WEBHOOKS: &str = "Webhooks";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -144,6 +145,27 @@ pub struct ServeArgs {
     #[arg(long, env = "COEDIT_RATE_BURST", default_value_t = Config::DEFAULT_RATE_LIMIT_BURST, help_heading = LIMITS)]
     pub rate_burst: u32,
 
+    /// URL to POST signed JSON events to (room loaded or unloaded, document
+    /// changed, user joined or left, room deleted); give it again for more URLs.
+    #[arg(
+        long = "webhook-url",
+        env = "COEDIT_WEBHOOK_URLS",
+        value_name = "URL",
+        value_delimiter = ',',
+        value_parser = parse_webhook_url,
+        help_heading = WEBHOOKS
+    )]
+    pub webhook_urls: Vec<reqwest::Url>,
+
+    /// Signs every webhook delivery: `X-Coedit-Signature: t=<unix seconds>,v1=<hex
+    /// HMAC-SHA256 of "<t>.<body>">`.
+    #[arg(long, env = "COEDIT_WEBHOOK_SECRET", hide_env_values = true, help_heading = WEBHOOKS)]
+    pub webhook_secret: Option<String>,
+
+    /// At most one `document.changed` event per room this often, in milliseconds.
+    #[arg(long, env = "COEDIT_WEBHOOK_DEBOUNCE_MS", default_value_t = Config::DEFAULT_WEBHOOK_DEBOUNCE.as_millis() as u64, help_heading = WEBHOOKS)]
+    pub webhook_debounce_ms: u64,
+
     /// Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged).
     #[arg(long, env = "COEDIT_NO_DASHBOARD")]
     pub no_dashboard: bool,
@@ -209,6 +231,12 @@ impl ServeArgs {
         config.rate_limit_per_sec = self.rate_limit;
         config.rate_limit_burst = self.rate_burst;
         config.dashboard = !self.no_dashboard;
+        config.webhook_urls = self.webhook_urls.clone();
+        config.webhook_secret = self
+            .webhook_secret
+            .clone()
+            .filter(|secret| !secret.is_empty());
+        config.webhook_debounce = Duration::from_millis(self.webhook_debounce_ms);
         config
     }
 
@@ -257,6 +285,15 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     let _ = interrupt.await;
     tracing::info!("shutting down");
     shutdown.cancel();
+}
+
+/// `--webhook-url`: an http or https URL.
+fn parse_webhook_url(raw: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(raw.trim()).map_err(|error| error.to_string())?;
+    match url.scheme() {
+        "http" | "https" if url.host_str().is_some() => Ok(url),
+        _ => Err("expected an http:// or https:// URL".to_owned()),
+    }
 }
 
 /// `--history-retention`: a duration, or `0` / `off` for none.

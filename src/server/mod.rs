@@ -23,6 +23,7 @@ pub mod rest;
 pub mod room;
 pub mod routes;
 pub mod store;
+pub mod webhooks;
 pub mod ws;
 
 use std::sync::Arc;
@@ -305,6 +306,10 @@ async fn serve(
         shutdown.clone(),
     ));
     let registry = Registry::new(store.clone(), journal, metrics.clone(), &config);
+    let webhooks = webhooks::Webhooks::start(&config, &shutdown).map(|(webhooks, tasks)| {
+        registry.attach_webhooks(webhooks);
+        tasks
+    });
     let header_read_timeout = config.header_read_timeout;
     let app = AppState::new(config, registry.clone(), metrics, shutdown.clone());
     let tracker = app.tracker.clone();
@@ -333,6 +338,9 @@ async fn serve(
     }
     let _ = sweeper.await;
     let _ = sampler.await;
+    if let Some(webhooks) = webhooks {
+        webhooks.finish().await;
+    }
     let _ = recovery.await;
     registry.journal().flush_for_shutdown(SHUTDOWN_GRACE).await;
     drop(registry);

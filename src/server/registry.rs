@@ -3,7 +3,7 @@
 //! rooms: a deleted room is loaded again only once its delete is in the store.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
@@ -16,6 +16,7 @@ use super::metrics::Metrics;
 use super::room::durable::{read_stored, Stored};
 use super::room::{PresenceLimits, Room, RoomSettings};
 use super::store::{RoomDeletion, Store, StoreError, WriteOp};
+use super::webhooks::{Event, Webhooks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -45,6 +46,8 @@ struct Inner {
     journal: Journal,
     metrics: Metrics,
     settings: RoomSettings,
+    /// Set once at start when webhooks are configured (`attach_webhooks`).
+    webhooks: OnceLock<Webhooks>,
 }
 
 impl Registry {
@@ -64,6 +67,7 @@ impl Registry {
                     history_retention: config.history_retention,
                     presence: PresenceLimits::from_config(config),
                 },
+                webhooks: OnceLock::new(),
             }),
         }
     }
@@ -74,6 +78,16 @@ impl Registry {
 
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
+    }
+
+    /// Reports rooms' lives to webhooks from now on (rooms loaded from now on,
+    /// so call it before serving).
+    pub fn attach_webhooks(&self, webhooks: Webhooks) {
+        let _ = self.inner.webhooks.set(webhooks);
+    }
+
+    pub fn webhooks(&self) -> Option<&Webhooks> {
+        self.inner.webhooks.get()
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
@@ -122,14 +136,28 @@ impl Registry {
 
     /// Unloads rooms idle for longer than `idle`; returns how many went.
     pub fn unload_idle(&self, idle: Duration) -> usize {
+        let mut unloaded = Vec::new();
         let mut rooms = self.rooms();
         let before = rooms.len();
         rooms.retain(|_, slot| match slot.get() {
-            Some(room) => !room.close_if_idle(idle),
+            Some(room) => {
+                let idle = room.close_if_idle(idle);
+                if idle {
+                    unloaded.push(room.clone());
+                }
+                !idle
+            }
             // A load in progress (or one that failed, to be retried) stays.
             None => Arc::strong_count(slot) > 1,
         });
-        before - rooms.len()
+        let count = before - rooms.len();
+        drop(rooms);
+        if let Some(webhooks) = self.webhooks() {
+            for room in &unloaded {
+                webhooks.room_unloaded(room);
+            }
+        }
+        count
     }
 
     /// What the store holds for the room (see `room::durable::read_stored`); a
@@ -205,6 +233,9 @@ impl Registry {
             }
             finished.cancel();
         });
+        if let Some(webhooks) = self.webhooks() {
+            webhooks.room_deleted(room.as_ref(), room_id, closed_connections);
+        }
         let written = tokio::time::timeout(wait, done.cancelled()).await.is_ok();
         tracing::info!(room = room_id, closed_connections, written, "room deleted");
         Ok(Some(Deleted {
@@ -231,6 +262,10 @@ impl Registry {
             source,
         })?;
         tracing::debug!(room = room_id, "room loaded");
+        if let Some(webhooks) = self.webhooks() {
+            room.attach_webhooks(webhooks.clone());
+            webhooks.emit(room_id, Event::RoomLoaded);
+        }
         Ok(room)
     }
 }

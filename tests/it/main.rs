@@ -20,5 +20,6 @@ mod protocol;
 mod rest;
 mod soak;
 mod store;
+mod webhooks;
 mod write_ahead;
 mod yjs;

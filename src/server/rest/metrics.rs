@@ -15,7 +15,9 @@ use prometheus_client::registry::Registry as PrometheusRegistry;
 use serde::Deserialize;
 
 use super::{bounded, ApiError};
-use crate::api::{Event, Health, Metrics, MetricsHistory, RefusedRoom, StoreHealth};
+use crate::api::{
+    Event, Health, Metrics, MetricsHistory, RefusedRoom, StoreHealth, WebhooksHealth,
+};
 use crate::server::history::{HISTORY_CAPACITY, SAMPLE_INTERVAL};
 use crate::server::journal::StoreState;
 use crate::server::AppState;
@@ -46,8 +48,28 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
         ),
         StoreState::Healthy => ("healthy", None),
     };
+    let webhooks = app.registry.webhooks().map(|webhooks| {
+        let status = webhooks.status();
+        WebhooksHealth {
+            state: if status.failing.is_some() {
+                "degraded"
+            } else {
+                "healthy"
+            }
+            .into(),
+            reason: status.failing,
+            queued: status.queued,
+            delivered: status.delivered,
+            failed_attempts: status.failed_attempts,
+            dropped: status.dropped,
+            abandoned: status.abandoned,
+        }
+    });
+    let webhooks_degraded = webhooks
+        .as_ref()
+        .is_some_and(|webhooks| webhooks.state == "degraded");
     Json(Health {
-        status: state.into(),
+        status: if webhooks_degraded { "degraded" } else { state }.into(),
         timestamp: crate::api::timestamp_now(),
         store: Some(StoreHealth {
             backend: journal.backend().into(),
@@ -56,6 +78,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
             backlog: journal.backlog(),
             refused_rooms,
         }),
+        webhooks,
     })
 }
 
@@ -73,6 +96,11 @@ fn metrics_snapshot(app: &AppState) -> Metrics {
         total_doc_size += info.doc_size;
     }
     let journal = app.registry.journal();
+    let webhooks = app
+        .registry
+        .webhooks()
+        .map(|webhooks| webhooks.status())
+        .unwrap_or_default();
     Metrics {
         active_connections: counters.active_connections.load(Ordering::Relaxed),
         messages_per_sec: (app.metrics.messages_per_sec() * 100.0).round() / 100.0,
@@ -95,6 +123,11 @@ fn metrics_snapshot(app: &AppState) -> Metrics {
         store_refused_rooms: journal.refused_rooms().len() as u64,
         yjs_connections: counters.active_yjs_connections.load(Ordering::Relaxed),
         rooms_loaded: rooms.len() as u64,
+        webhooks_delivered: webhooks.delivered,
+        webhooks_failed_attempts: webhooks.failed_attempts,
+        webhooks_dropped: webhooks.dropped,
+        webhooks_abandoned: webhooks.abandoned,
+        webhooks_queued: webhooks.queued,
     }
 }
 
@@ -214,6 +247,36 @@ pub async fn prometheus(State(app): State<AppState>) -> Response {
         "Rooms whose writes the store refuses for good",
         snapshot.store_refused_rooms,
     );
+    gauge(
+        &mut registry,
+        "webhooks_queued",
+        "Webhook events waiting to be delivered",
+        snapshot.webhooks_queued,
+    );
+    for (name, help, value) in [
+        (
+            "webhooks_delivered",
+            "Webhook events delivered",
+            snapshot.webhooks_delivered,
+        ),
+        (
+            "webhooks_failed_attempts",
+            "Webhook POSTs that failed",
+            snapshot.webhooks_failed_attempts,
+        ),
+        (
+            "webhooks_dropped",
+            "Webhook events dropped on a full queue",
+            snapshot.webhooks_dropped,
+        ),
+        (
+            "webhooks_abandoned",
+            "Webhook events given up after every retry",
+            snapshot.webhooks_abandoned,
+        ),
+    ] {
+        counter(&mut registry, name, help, value);
+    }
     float(
         &mut registry,
         "messages_per_second",

@@ -258,7 +258,10 @@ impl Room {
         let relay = binary(&Message::Awareness(AwarenessUpdate { clients: accepted }));
         state.broadcast(self.metrics(), Some(client_id), yjs_only(relay));
         if let Some((name, color)) = introduced {
-            state.introduce(self.metrics(), client_id, name, color);
+            if state.introduce(self.metrics(), client_id, name.clone(), color.clone()) {
+                drop(state);
+                self.report_joined(client_id, &name, &color);
+            }
         }
         Ok(())
     }
