@@ -150,6 +150,7 @@ pub struct ServeArgs {
     #[arg(
         long = "webhook-url",
         env = "COEDIT_WEBHOOK_URLS",
+        hide_env_values = true,
         value_name = "URL",
         value_delimiter = ',',
         value_parser = parse_webhook_url,
@@ -159,11 +160,11 @@ pub struct ServeArgs {
 
     /// Signs every webhook delivery: `X-Coedit-Signature: t=<unix seconds>,v1=<hex
     /// HMAC-SHA256 of "<t>.<body>">`.
-    #[arg(long, env = "COEDIT_WEBHOOK_SECRET", hide_env_values = true, help_heading = WEBHOOKS)]
+    #[arg(long, env = "COEDIT_WEBHOOK_SECRET", hide_env_values = true, value_name = "SECRET", help_heading = WEBHOOKS)]
     pub webhook_secret: Option<String>,
 
     /// At most one `document.changed` event per room this often, in milliseconds.
-    #[arg(long, env = "COEDIT_WEBHOOK_DEBOUNCE_MS", default_value_t = Config::DEFAULT_WEBHOOK_DEBOUNCE.as_millis() as u64, help_heading = WEBHOOKS)]
+    #[arg(long, env = "COEDIT_WEBHOOK_DEBOUNCE_MS", value_name = "MS", default_value_t = Config::DEFAULT_WEBHOOK_DEBOUNCE.as_millis() as u64, help_heading = WEBHOOKS)]
     pub webhook_debounce_ms: u64,
 
     /// Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged).

@@ -145,13 +145,14 @@ impl HeldStore {
         })
     }
 
-    /// Writes what the store buffers and lets go of it.
+    /// Lets go of the store, writing what it buffers. The lease goes first, while
+    /// the store's connection is still open to delete it (a lease left behind
+    /// would keep the next server or tool waiting for it to expire).
     pub async fn release(self) -> Result<(), StoreError> {
-        let closed = self.store.close().await;
         if let Some(lease) = self.lease {
             lease.release().await;
         }
-        closed
+        self.store.close().await
     }
 }
 

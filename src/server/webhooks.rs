@@ -191,6 +191,15 @@ impl Webhooks {
             });
             queues.push(queued);
         }
+        tracing::info!(
+            signed = config.webhook_secret.is_some(),
+            "webhooks: {}",
+            targets
+                .iter()
+                .map(|target| target.label.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let (changed, changes) = mpsc::unbounded_channel();
         let webhooks = Self {
             inner: Arc::new(Inner {

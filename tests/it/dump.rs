@@ -264,6 +264,14 @@ async fn a_store_moves_from_sqlite_to_mongodb_and_back_with_every_room_and_its_h
         ),
         "{restored}"
     );
+    // The restore gave its writer lease back: nothing after it waits for it.
+    let leases = super::mongo_env::database(&url, &database)
+        .await
+        .collection::<mongodb::bson::Document>(coedit::server::store::lease::LEASES)
+        .count_documents(mongodb::bson::doc! {})
+        .await
+        .unwrap();
+    assert_eq!(leases, 0, "the writer lease was left behind");
 
     // A server on MongoDB serves every room as the SQLite one did. (It must
     // write nothing here, for the dumps to compare below: no compaction when a
