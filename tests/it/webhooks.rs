@@ -10,9 +10,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use coedit::api::ServerMessage;
+use futures_util::SinkExt;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use yrs::updates::encoder::Encode;
 
 use super::common::*;
 use super::durability::join;
@@ -200,6 +203,43 @@ async fn a_rooms_life_arrives_as_signed_events_and_typing_is_debounced() {
     assert_eq!(
         (&last["seq"], &last["text_length"]),
         (&latest.into(), &50.into())
+    );
+
+    // A y-websocket editor introduces itself through its awareness state.
+    let (mut yan, _) = tokio_tungstenite::connect_async(format!("ws://{base}/api/yjs/hooked"))
+        .await
+        .unwrap();
+    let state = r##"{"user":{"name":"Yan","color":"#30bced"}}"##;
+    yan.send(Frame::binary(
+        super::yjs::awareness(77, 1, state).encode_v1(),
+    ))
+    .await
+    .unwrap();
+    let is_yan = |event: &Received| event.event == "user.joined" && event.json()["name"] == "Yan";
+    assert!(
+        receiver
+            .wait_for(Duration::from_secs(10), |events| events.iter().any(is_yan))
+            .await,
+        "no user.joined for a y-websocket user"
+    );
+    let yan_id = receiver
+        .accepted()
+        .into_iter()
+        .find(is_yan)
+        .map(|event| event.json()["user_id"].clone())
+        .unwrap();
+    assert_eq!(
+        receiver.accepted().into_iter().find(is_yan).unwrap().json()["color"],
+        "#30bced"
+    );
+    yan.close(None).await.unwrap();
+    assert!(
+        receiver
+            .wait_for(Duration::from_secs(10), |events| events.iter().any(
+                |event| { event.event == "user.left" && event.json()["user_id"] == yan_id }
+            ))
+            .await,
+        "no user.left for the y-websocket user {yan_id}"
     );
 
     // Ada leaves; the room is unloaded a second later.
