@@ -282,20 +282,22 @@ async fn a_store_moves_from_sqlite_to_mongodb_and_back_with_every_room_and_its_h
     for (room, expected) in ["alpha", "beta", "gamma"].into_iter().zip(&expected) {
         assert_eq!(&observed(&mongo, room).await, expected, "room {room}");
     }
-    // A restore into the store the server holds is refused.
+    // Neither a restore into the store the server holds nor a dump of it runs.
     let mongo_file = work.join("mongo.dump");
+    let dump_mongo = [
+        strings(&["dump", "--json", "-o", &path(&mongo_file)]),
+        mongo_store.clone(),
+    ]
+    .concat();
     refuses(&restore_mongo, "in use by another coedit server");
+    refuses(&dump_mongo, "in use by another coedit server");
+    assert!(!mongo_file.exists(), "a refused dump leaves no file");
     mongo.stop_gracefully();
 
     // Into a store that holds rooms: refused, unless --force.
     refuses(&restore_mongo, "not empty");
 
     // MongoDB → file → a fresh SQLite directory → file: the same three files.
-    let dump_mongo = [
-        strings(&["dump", "--json", "-o", &path(&mongo_file)]),
-        mongo_store.clone(),
-    ]
-    .concat();
     assert_eq!(succeeds(&dump_mongo)["source"], "mongodb");
     let back_dir = work.join("back");
     let back_store = strings(&["--data-dir", &path(&back_dir)]);
