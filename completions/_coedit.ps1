@@ -39,6 +39,8 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'List the versions a room''s history keeps (edits within a minute are one version), newest first')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print a room''s document, now or as it was: --seq N or --at TIME')
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)')
+            [CompletionResult]::new('dump', 'dump', [CompletionResultType]::ParameterValue, 'Write every room of a store, with its history and checkpoint, to one file')
+            [CompletionResult]::new('restore-dump', 'restore-dump', [CompletionResultType]::ParameterValue, 'Write the rooms of a `coedit dump` file into a store (empty, unless --force)')
             [CompletionResult]::new('simulate', 'simulate', [CompletionResultType]::ParameterValue, 'Add or remove simulated users in a room')
             [CompletionResult]::new('cluster', 'cluster', [CompletionResultType]::ParameterValue, 'List the live nodes of a server''s cluster (a lone server lists itself), with their rooms, connections and last heartbeat')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)')
@@ -77,6 +79,9 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--rate-burst', '--rate-burst', [CompletionResultType]::ParameterName, 'Messages one connection may send in a burst')
             [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Join a cluster through this Redis (`redis://host:6379`): rooms are shared with every node on the same Redis and MongoDB. Needs --mongo-url')
             [CompletionResult]::new('--node-id', '--node-id', [CompletionResultType]::ParameterName, 'This node''s name in logs, metrics and `coedit cluster` [default: host:port]')
+            [CompletionResult]::new('--webhook-url', '--webhook-url', [CompletionResultType]::ParameterName, 'URL to POST signed JSON events to (room loaded or unloaded, document changed, user joined or left, room deleted); give it again for more URLs')
+            [CompletionResult]::new('--webhook-secret', '--webhook-secret', [CompletionResultType]::ParameterName, 'Signs every webhook delivery: `X-Coedit-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`')
+            [CompletionResult]::new('--webhook-debounce-ms', '--webhook-debounce-ms', [CompletionResultType]::ParameterName, 'At most one `document.changed` event per room this often, in milliseconds')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter, e.g. `info` or `coedit=debug`; given here (or in COEDIT_LOG) it wins over RUST_LOG. Default: RUST_LOG if set, else `info`')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, '`text` for people (coloured only on a terminal without NO_COLOR), `json` for log shippers: one object per line')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
@@ -306,6 +311,37 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'coedit;dump' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'File to write (newline-delimited JSON; written beside it as FILE.partial and renamed when complete)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'File to write (newline-delimited JSON; written beside it as FILE.partial and renamed when complete)')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory of the embedded store (used unless --mongo-url is given)')
+            [CompletionResult]::new('--mongo-url', '--mongo-url', [CompletionResultType]::ParameterName, 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store')
+            [CompletionResult]::new('--db-name', '--db-name', [CompletionResultType]::ParameterName, 'MongoDB database name')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'coedit;restore-dump' {
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory of the embedded store (used unless --mongo-url is given)')
+            [CompletionResult]::new('--mongo-url', '--mongo-url', [CompletionResultType]::ParameterName, 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store')
+            [CompletionResult]::new('--db-name', '--db-name', [CompletionResultType]::ParameterName, 'MongoDB database name')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Restore into a store that already holds rooms: each room of the dump replaces the room of that name (deleted first); other rooms stay')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'coedit;simulate' {
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
@@ -421,7 +457,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--payload', '--payload', [CompletionResultType]::ParameterName, '`full`: the whole document state plus a cursor message on every keystroke, like the original browser page; `incremental`: only the keystroke''s update')
             [CompletionResult]::new('--room-prefix', '--room-prefix', [CompletionResultType]::ParameterName, 'Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default')
             [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seed for the editors'' random choices')
-            [CompletionResult]::new('--server-pid', '--server-pid', [CompletionResultType]::ParameterName, 'Pid of the server, to report its CPU use and memory over the run')
+            [CompletionResult]::new('--server-pid', '--server-pid', [CompletionResultType]::ParameterName, 'Pid of the server, to report its CPU use and memory over the run; give it once per node of a cluster to report their sum')
             [CompletionResult]::new('--report', '--report', [CompletionResultType]::ParameterName, 'Also write the report as one self-contained HTML page with plots (latency percentiles, latency and deliveries over time, connection times) to FILE')
             [CompletionResult]::new('--max-p99-ms', '--max-p99-ms', [CompletionResultType]::ParameterName, 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds')
             [CompletionResult]::new('--min-delivery-ratio', '--min-delivery-ratio', [CompletionResultType]::ParameterName, 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived')
@@ -446,6 +482,8 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'List the versions a room''s history keeps (edits within a minute are one version), newest first')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print a room''s document, now or as it was: --seq N or --at TIME')
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)')
+            [CompletionResult]::new('dump', 'dump', [CompletionResultType]::ParameterValue, 'Write every room of a store, with its history and checkpoint, to one file')
+            [CompletionResult]::new('restore-dump', 'restore-dump', [CompletionResultType]::ParameterValue, 'Write the rooms of a `coedit dump` file into a store (empty, unless --force)')
             [CompletionResult]::new('simulate', 'simulate', [CompletionResultType]::ParameterValue, 'Add or remove simulated users in a room')
             [CompletionResult]::new('cluster', 'cluster', [CompletionResultType]::ParameterValue, 'List the live nodes of a server''s cluster (a lone server lists itself), with their rooms, connections and last heartbeat')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)')
@@ -503,6 +541,12 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             break
         }
         'coedit;help;restore' {
+            break
+        }
+        'coedit;help;dump' {
+            break
+        }
+        'coedit;help;restore-dump' {
             break
         }
         'coedit;help;simulate' {

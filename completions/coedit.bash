@@ -25,6 +25,9 @@ _coedit() {
             coedit,completions)
                 cmd="coedit__subcmd__completions"
                 ;;
+            coedit,dump)
+                cmd="coedit__subcmd__dump"
+                ;;
             coedit,export)
                 cmd="coedit__subcmd__export"
                 ;;
@@ -52,6 +55,9 @@ _coedit() {
             coedit,restore)
                 cmd="coedit__subcmd__restore"
                 ;;
+            coedit,restore-dump)
+                cmd="coedit__subcmd__restore__subcmd__dump"
+                ;;
             coedit,rooms)
                 cmd="coedit__subcmd__rooms"
                 ;;
@@ -75,6 +81,9 @@ _coedit() {
                 ;;
             coedit__subcmd__help,completions)
                 cmd="coedit__subcmd__help__subcmd__completions"
+                ;;
+            coedit__subcmd__help,dump)
+                cmd="coedit__subcmd__help__subcmd__dump"
                 ;;
             coedit__subcmd__help,export)
                 cmd="coedit__subcmd__help__subcmd__export"
@@ -102,6 +111,9 @@ _coedit() {
                 ;;
             coedit__subcmd__help,restore)
                 cmd="coedit__subcmd__help__subcmd__restore"
+                ;;
+            coedit__subcmd__help,restore-dump)
+                cmd="coedit__subcmd__help__subcmd__restore__subcmd__dump"
                 ;;
             coedit__subcmd__help,rooms)
                 cmd="coedit__subcmd__help__subcmd__rooms"
@@ -206,7 +218,7 @@ _coedit() {
 
     case "${cmd}" in
         coedit)
-            opts="-h -V --server --json --timeout --token --help --version serve rooms metrics persist load export import history show restore simulate cluster health completions token bench help"
+            opts="-h -V --server --json --timeout --token --help --version serve rooms metrics persist load export import history show restore dump restore-dump simulate cluster health completions token bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -373,6 +385,52 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coedit__subcmd__dump)
+            opts="-o -h -V --output --data-dir --mongo-url --db-name --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mongo-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coedit__subcmd__export)
             opts="-f -o -h -V --format --output --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -442,7 +500,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help)
-            opts="serve rooms metrics persist load export import history show restore simulate cluster health completions token bench help"
+            opts="serve rooms metrics persist load export import history show restore dump restore-dump simulate cluster health completions token bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -484,6 +542,20 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__help__subcmd__dump)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -624,6 +696,20 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coedit__subcmd__help__subcmd__restore__subcmd__dump)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1047,6 +1133,44 @@ _coedit() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coedit__subcmd__restore__subcmd__dump)
+            opts="-h -V --force --data-dir --mongo-url --db-name --server --json --timeout --token --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mongo-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coedit__subcmd__rooms)
             opts="-h -V --server --json --timeout --token --help --version list show users delete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1262,7 +1386,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__serve)
-            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --history-retention --idle-unload-secs --outbound-queue --max-outbound-bytes --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --max-awareness-ids --max-awareness-bytes --max-room-users --header-read-timeout-secs --max-pending-upgrades --rate-limit --rate-burst --redis-url --node-id --no-dashboard --log-level --log-format --server --json --timeout --token --help --version"
+            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --history-retention --idle-unload-secs --outbound-queue --max-outbound-bytes --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --max-awareness-ids --max-awareness-bytes --max-room-users --header-read-timeout-secs --max-pending-upgrades --rate-limit --rate-burst --redis-url --node-id --webhook-url --webhook-secret --webhook-debounce-ms --no-dashboard --log-level --log-format --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1377,6 +1501,18 @@ _coedit() {
                     return 0
                     ;;
                 --node-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --webhook-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --webhook-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --webhook-debounce-ms)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -36,6 +36,8 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand history 'List the versions a room''s history keeps (edits within a minute are one version), newest first'
             cand show 'Print a room''s document, now or as it was: --seq N or --at TIME'
             cand restore 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)'
+            cand dump 'Write every room of a store, with its history and checkpoint, to one file'
+            cand restore-dump 'Write the rooms of a `coedit dump` file into a store (empty, unless --force)'
             cand simulate 'Add or remove simulated users in a room'
             cand cluster 'List the live nodes of a server''s cluster (a lone server lists itself), with their rooms, connections and last heartbeat'
             cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
@@ -73,6 +75,9 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --rate-burst 'Messages one connection may send in a burst'
             cand --redis-url 'Join a cluster through this Redis (`redis://host:6379`): rooms are shared with every node on the same Redis and MongoDB. Needs --mongo-url'
             cand --node-id 'This node''s name in logs, metrics and `coedit cluster` [default: host:port]'
+            cand --webhook-url 'URL to POST signed JSON events to (room loaded or unloaded, document changed, user joined or left, room deleted); give it again for more URLs'
+            cand --webhook-secret 'Signs every webhook delivery: `X-Coedit-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`'
+            cand --webhook-debounce-ms 'At most one `document.changed` event per room this often, in milliseconds'
             cand --log-level 'Log filter, e.g. `info` or `coedit=debug`; given here (or in COEDIT_LOG) it wins over RUST_LOG. Default: RUST_LOG if set, else `info`'
             cand --log-format '`text` for people (coloured only on a terminal without NO_COLOR), `json` for log shippers: one object per line'
             cand --server 'Server to talk to; `host:port` means `http://host:port`'
@@ -278,6 +283,35 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'coedit;dump'= {
+            cand -o 'File to write (newline-delimited JSON; written beside it as FILE.partial and renamed when complete)'
+            cand --output 'File to write (newline-delimited JSON; written beside it as FILE.partial and renamed when complete)'
+            cand --data-dir 'Directory of the embedded store (used unless --mongo-url is given)'
+            cand --mongo-url 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store'
+            cand --db-name 'MongoDB database name'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'coedit;restore-dump'= {
+            cand --data-dir 'Directory of the embedded store (used unless --mongo-url is given)'
+            cand --mongo-url 'MongoDB connection string; when set, rooms are stored in MongoDB instead of the embedded store'
+            cand --db-name 'MongoDB database name'
+            cand --server 'Server to talk to; `host:port` means `http://host:port`'
+            cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
+            cand --token 'Bearer token sent in the Authorization header'
+            cand --force 'Restore into a store that already holds rooms: each room of the dump replaces the room of that name (deleted first); other rooms stay'
+            cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'coedit;simulate'= {
             cand --server 'Server to talk to; `host:port` means `http://host:port`'
             cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
@@ -382,7 +416,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --payload '`full`: the whole document state plus a cursor message on every keystroke, like the original browser page; `incremental`: only the keystroke''s update'
             cand --room-prefix 'Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default'
             cand --seed 'Seed for the editors'' random choices'
-            cand --server-pid 'Pid of the server, to report its CPU use and memory over the run'
+            cand --server-pid 'Pid of the server, to report its CPU use and memory over the run; give it once per node of a cluster to report their sum'
             cand --report 'Also write the report as one self-contained HTML page with plots (latency percentiles, latency and deliveries over time, connection times) to FILE'
             cand --max-p99-ms 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds'
             cand --min-delivery-ratio 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived'
@@ -406,6 +440,8 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand history 'List the versions a room''s history keeps (edits within a minute are one version), newest first'
             cand show 'Print a room''s document, now or as it was: --seq N or --at TIME'
             cand restore 'Make a room''s document what it was at a version of its history, as a new change every connected client receives (undo it with another restore)'
+            cand dump 'Write every room of a store, with its history and checkpoint, to one file'
+            cand restore-dump 'Write the rooms of a `coedit dump` file into a store (empty, unless --force)'
             cand simulate 'Add or remove simulated users in a room'
             cand cluster 'List the live nodes of a server''s cluster (a lone server lists itself), with their rooms, connections and last heartbeat'
             cand health 'Check that a server is up and healthy (exit 0), degraded (1) or unreachable (3)'
@@ -448,6 +484,10 @@ set edit:completion:arg-completer[coedit] = {|@words|
         &'coedit;help;show'= {
         }
         &'coedit;help;restore'= {
+        }
+        &'coedit;help;dump'= {
+        }
+        &'coedit;help;restore-dump'= {
         }
         &'coedit;help;simulate'= {
             cand add 'Add simulated users to a room (creating the room if needed)'

@@ -20,7 +20,9 @@ use clap::Parser;
 use coedit::server::journal::{Journal, Pace, WriteWatcher};
 use coedit::server::store::mongo::MongoStore;
 use coedit::server::store::sqlite::SqliteStore;
-use coedit::server::store::{DurableState, LoggedUpdate, Snapshot, Store, StoreError, WriteOp};
+use coedit::server::store::{
+    DurableState, LoggedUpdate, RoomParts, Snapshot, Store, StoreError, StoredEntry, WriteOp,
+};
 use hdrhistogram::Histogram;
 use yrs::{Doc, ReadTxn, StateVector, Text, TextRef, Transact};
 
@@ -138,6 +140,30 @@ impl Store for TimedStore {
         seq: u64,
     ) -> Result<Option<coedit::server::store::VersionData>, StoreError> {
         self.inner.read_version(room_id, seq).await
+    }
+    async fn list_rooms(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.list_rooms().await
+    }
+    async fn read_room_parts(&self, room_id: &str) -> Result<RoomParts, StoreError> {
+        self.inner.read_room_parts(room_id).await
+    }
+    async fn read_entries(
+        &self,
+        room_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        self.inner.read_entries(room_id, after_seq, limit).await
+    }
+    async fn write_room_parts(&self, room_id: &str, parts: &RoomParts) -> Result<(), StoreError> {
+        self.inner.write_room_parts(room_id, parts).await
+    }
+    async fn write_entries(
+        &self,
+        room_id: &str,
+        entries: &[StoredEntry],
+    ) -> Result<(), StoreError> {
+        self.inner.write_entries(room_id, entries).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

@@ -37,6 +37,9 @@ pub struct Health {
     /// Added by coedit: this node's view of its cluster, when it is in one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterHealth>,
+    /// Added by coedit: webhook delivery, when webhooks are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<WebhooksHealth>,
 }
 
 /// Added by coedit: whether a cluster node reaches Redis, and how many nodes live.
@@ -72,6 +75,24 @@ pub struct ClusterNode {
     pub started: String,
     /// True for the node that answered.
     pub this_node: bool,
+}
+
+/// Added by coedit: whether webhook deliveries are getting through.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WebhooksHealth {
+    /// `healthy`, or `degraded` while the last attempt to some URL failed.
+    pub state: String,
+    /// Which URLs are failing and why (a URL is named by its number and host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Events waiting to be delivered.
+    pub queued: u64,
+    pub delivered: u64,
+    pub failed_attempts: u64,
+    /// Events dropped because a URL's queue was full.
+    pub dropped: u64,
+    /// Events given up after every retry failed.
+    pub abandoned: u64,
 }
 
 /// Added by coedit: which store is in use and whether it is keeping up.
@@ -152,6 +173,21 @@ pub struct Metrics {
     /// Added by coedit, in a cluster: nodes alive as of the last heartbeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_nodes: Option<u64>,
+    /// Added by coedit: webhook events delivered (a 2xx answer), per URL.
+    #[serde(default)]
+    pub webhooks_delivered: u64,
+    /// Added by coedit: webhook POSTs that failed (each retry counts).
+    #[serde(default)]
+    pub webhooks_failed_attempts: u64,
+    /// Added by coedit: webhook events dropped because a URL's queue was full.
+    #[serde(default)]
+    pub webhooks_dropped: u64,
+    /// Added by coedit: webhook events given up after every retry failed.
+    #[serde(default)]
+    pub webhooks_abandoned: u64,
+    /// Added by coedit: webhook events waiting to be delivered.
+    #[serde(default)]
+    pub webhooks_queued: u64,
 }
 
 /// One entry of `GET /api/metrics/events`.

@@ -8,7 +8,8 @@
 //!   (`ws`) and connections (`connection`), rooms with their `yrs` documents (`room`,
 //!   `document`), documents as data (`content`: export, import, restore), the room
 //!   registry, auth and limits, metrics and their history, the journal (group
-//!   commit), the stores (SQLite, MongoDB, memory) with their history, and the
+//!   commit), the stores (SQLite, MongoDB, memory) with their history and a
+//!   whole-store dump format (`store::dump`), webhooks (`webhooks`), and the
 //!   dashboard page (`dashboard`).
 //! - [`client`]: typed clients of a running server.
 //! - [`cli`]: the `coedit` command line, one module per subcommand.

@@ -1,5 +1,6 @@
-//! `coedit health`: whether the server is up and its store keeping up, as an exit
-//! code a readiness probe can use.
+//! `coedit health`: whether the server is up and its store (and webhook
+//! deliveries, when configured) keeping up, as an exit code a readiness probe can
+//! use.
 
 use clap::Args;
 
@@ -23,11 +24,23 @@ impl HealthArgs {
         if health.status == "healthy" {
             return Ok(());
         }
-        let reason = health
-            .store
-            .and_then(|store| store.reason)
-            .or_else(|| health.cluster.and_then(|cluster| cluster.reason))
-            .unwrap_or_else(|| "no reason given".to_owned());
+        let reason = [
+            health.store.and_then(|store| store.reason),
+            health.cluster.and_then(|cluster| cluster.reason),
+            health
+                .webhooks
+                .and_then(|webhooks| webhooks.reason)
+                .map(|reason| format!("webhooks failing: {reason}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ");
+        let reason = if reason.is_empty() {
+            "no reason given".to_owned()
+        } else {
+            reason
+        };
         Err(Failure::new(
             exit::FAILED,
             format!("{} is {}: {reason}", client.server, health.status),

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod client_args;
 pub mod cluster;
 pub mod completions;
+pub mod dump;
 pub mod export;
 pub mod health;
 pub mod history;
@@ -16,6 +17,7 @@ pub mod persist;
 pub mod rooms;
 pub mod serve;
 pub mod simulate;
+pub mod store_args;
 pub mod token;
 
 use std::process::ExitCode;
@@ -54,7 +56,7 @@ pub enum Command {
     /// Run the collaboration server.
     ///
     /// Example: coedit serve --port 8001 --data-dir ./coedit-data
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
 
     /// List and inspect the rooms of a running server.
     ///
@@ -103,6 +105,24 @@ pub enum Command {
     ///
     /// Example: coedit restore my-room --seq 1234
     Restore(history::RestoreArgs),
+
+    /// Write every room of a store, with its history and checkpoint, to one file.
+    ///
+    /// Works on the store directly, with the same store flags as `serve`; refuses
+    /// while a server (or another dump or restore) holds the store. --json prints
+    /// the totals for scripts.
+    ///
+    /// Example: coedit dump -o coedit.dump --data-dir ./coedit-data
+    Dump(dump::DumpArgs),
+
+    /// Write the rooms of a `coedit dump` file into a store (empty, unless --force).
+    ///
+    /// Works on the store directly, with the same store flags as `serve`; refuses
+    /// while a server holds the store. Moving from the embedded store to MongoDB
+    /// is a dump of one and a restore into the other.
+    ///
+    /// Example: coedit restore-dump coedit.dump --mongo-url mongodb://localhost:27017
+    RestoreDump(dump::RestoreDumpArgs),
 
     /// Add or remove simulated users in a room.
     ///
@@ -177,6 +197,8 @@ impl Cli {
             | Command::History(_)
             | Command::Show(_)
             | Command::Restore(_)
+            | Command::Dump(_)
+            | Command::RestoreDump(_)
             | Command::Simulate(_)
             | Command::Health(_)
             | Command::Cluster(_)
@@ -202,6 +224,8 @@ impl Cli {
             Command::History(args) => args.run(&self.client).await,
             Command::Show(args) => args.run(&self.client).await,
             Command::Restore(args) => args.run(&self.client).await,
+            Command::Dump(args) => args.run(self.client.json).await,
+            Command::RestoreDump(args) => args.run(self.client.json).await,
             Command::Simulate(args) => args.run(&self.client).await,
             Command::Health(args) => args.run(&self.client).await,
             Command::Cluster(args) => args.run(&self.client).await,

@@ -2,7 +2,6 @@
 //! serve until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -10,16 +9,17 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::logging::{self, LogFormat, LogSettings};
+use super::store_args::{StoreArgs, STORE};
 use super::{exit, Failure};
-use crate::server::{self, Config, DurabilityLevel, StoreConfig};
+use crate::server::{self, Config, DurabilityLevel};
 
 // `coedit serve --help` groups its flags under these headings.
 const NETWORK: &str = "Network";
-const STORE: &str = "Store";
 const LIMITS: &str = "Limits";
 const AUTH: &str = "Access control";
 const LOGGING: &str = "Logging";
 const CLUSTER: &str = "Cluster";
+const WEBHOOKS: &str = "Webhooks";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -36,18 +36,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CORS_ORIGINS", default_value = "*", value_delimiter = ',', help_heading = NETWORK)]
     pub cors_origins: Vec<String>,
 
-    /// Directory of the embedded store (used unless --mongo-url is given).
-    #[arg(long, env = "COEDIT_DATA_DIR", default_value = "./coedit-data", help_heading = STORE)]
-    pub data_dir: PathBuf,
-
-    /// MongoDB connection string; when set, rooms are stored in MongoDB instead of
-    /// the embedded store.
-    #[arg(long, env = "MONGO_URL", help_heading = STORE)]
-    pub mongo_url: Option<String>,
-
-    /// MongoDB database name.
-    #[arg(long, env = "DB_NAME", default_value = "coedit", help_heading = STORE)]
-    pub db_name: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Start even if the store cannot be reached, serving from memory until it can.
     #[arg(long, env = "COEDIT_START_DEGRADED", help_heading = STORE)]
@@ -164,6 +154,27 @@ pub struct ServeArgs {
     /// This node's name in logs, metrics and `coedit cluster` [default: host:port]
     #[arg(long, env = "COEDIT_NODE_ID", value_name = "NAME", help_heading = CLUSTER)]
     pub node_id: Option<String>,
+    /// URL to POST signed JSON events to (room loaded or unloaded, document
+    /// changed, user joined or left, room deleted); give it again for more URLs.
+    #[arg(
+        long = "webhook-url",
+        env = "COEDIT_WEBHOOK_URLS",
+        hide_env_values = true,
+        value_name = "URL",
+        value_delimiter = ',',
+        value_parser = parse_webhook_url,
+        help_heading = WEBHOOKS
+    )]
+    pub webhook_urls: Vec<reqwest::Url>,
+
+    /// Signs every webhook delivery: `X-Coedit-Signature: t=<unix seconds>,v1=<hex
+    /// HMAC-SHA256 of "<t>.<body>">`.
+    #[arg(long, env = "COEDIT_WEBHOOK_SECRET", hide_env_values = true, value_name = "SECRET", help_heading = WEBHOOKS)]
+    pub webhook_secret: Option<String>,
+
+    /// At most one `document.changed` event per room this often, in milliseconds.
+    #[arg(long, env = "COEDIT_WEBHOOK_DEBOUNCE_MS", value_name = "MS", default_value_t = Config::DEFAULT_WEBHOOK_DEBOUNCE.as_millis() as u64, help_heading = WEBHOOKS)]
+    pub webhook_debounce_ms: u64,
 
     /// Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged).
     #[arg(long, env = "COEDIT_NO_DASHBOARD")]
@@ -203,16 +214,7 @@ impl ServeArgs {
     }
 
     fn config(&self) -> Config {
-        let store = match &self.mongo_url {
-            Some(url) if !url.is_empty() => StoreConfig::Mongo {
-                url: url.clone(),
-                database: self.db_name.clone(),
-            },
-            _ => StoreConfig::Embedded {
-                data_dir: self.data_dir.clone(),
-            },
-        };
-        let mut config = Config::new(store);
+        let mut config = Config::new(self.store.store_config());
         config.cors_origins = self.cors_origins.clone();
         config.start_degraded = self.start_degraded;
         config.durability = self.durability;
@@ -241,6 +243,12 @@ impl ServeArgs {
         config.dashboard = !self.no_dashboard;
         config.redis_url = self.redis_url.clone().filter(|url| !url.is_empty());
         config.node_id = self.node_id.clone().filter(|id| !id.is_empty());
+        config.webhook_urls = self.webhook_urls.clone();
+        config.webhook_secret = self
+            .webhook_secret
+            .clone()
+            .filter(|secret| !secret.is_empty());
+        config.webhook_debounce = Duration::from_millis(self.webhook_debounce_ms);
         config
     }
 
@@ -289,6 +297,15 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     let _ = interrupt.await;
     tracing::info!("shutting down");
     shutdown.cancel();
+}
+
+/// `--webhook-url`: an http or https URL.
+fn parse_webhook_url(raw: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(raw.trim()).map_err(|error| error.to_string())?;
+    match url.scheme() {
+        "http" | "https" if url.host_str().is_some() => Ok(url),
+        _ => Err("expected an http:// or https:// URL".to_owned()),
+    }
 }
 
 /// `--history-retention`: a duration, or `0` / `off` for none.

@@ -107,6 +107,12 @@ pub struct Config {
     pub rate_limit_burst: u32,
     /// Serve the dashboard at `/`.
     pub dashboard: bool,
+    /// URLs that receive signed webhook events (none: webhooks are off).
+    pub webhook_urls: Vec<reqwest::Url>,
+    /// Signs webhook deliveries (HMAC-SHA256) when set.
+    pub webhook_secret: Option<String>,
+    /// At most one `document.changed` per room this often.
+    pub webhook_debounce: Duration,
 }
 
 impl Config {
@@ -139,6 +145,9 @@ impl Config {
     /// Fast typing in the original page is ~20 keys/s, two messages each.
     pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 100;
     pub const DEFAULT_RATE_LIMIT_BURST: u32 = 300;
+    /// Two seconds: a search index or a notifier hears of a typing burst once,
+    /// soon after it starts, not per keystroke.
+    pub const DEFAULT_WEBHOOK_DEBOUNCE: Duration = Duration::from_secs(2);
 
     pub fn new(store: StoreConfig) -> Self {
         Self {
@@ -171,6 +180,9 @@ impl Config {
             rate_limit_per_sec: Self::DEFAULT_RATE_LIMIT_PER_SEC,
             rate_limit_burst: Self::DEFAULT_RATE_LIMIT_BURST,
             dashboard: true,
+            webhook_urls: Vec::new(),
+            webhook_secret: None,
+            webhook_debounce: Self::DEFAULT_WEBHOOK_DEBOUNCE,
         }
     }
 

@@ -24,6 +24,7 @@ pub mod rest;
 pub mod room;
 pub mod routes;
 pub mod store;
+pub mod webhooks;
 pub mod ws;
 
 use std::sync::Arc;
@@ -116,6 +117,55 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
+/// A store held the way a running server holds it (the data directory's lock, or
+/// MongoDB's writer lease), for tools that work on a store no server may use at
+/// the same time (`coedit dump`, `coedit restore-dump`).
+pub struct HeldStore {
+    pub store: Arc<dyn Store>,
+    _lock: Option<store::sqlite::DataDirLock>,
+    lease: Option<WriterLease>,
+}
+
+impl HeldStore {
+    /// Opens the configured store and takes it as `coedit serve` would: fails with
+    /// `ServeError::StoreInUse` while a server (or another tool) holds it, and
+    /// with `StoreUnreachable` when MongoDB does not answer. `config.node_id`
+    /// names the holder in the lease.
+    pub async fn open(config: &Config) -> Result<Self, ServeError> {
+        let mut config = config.clone();
+        config.start_degraded = false;
+        let opened = open_store_reporting(&config)
+            .await
+            .map_err(|error| match error {
+                ServeError::StoreUnreachable(reason) => ServeError::StoreUnreachable(
+                    reason
+                        .strip_suffix(START_DEGRADED_HINT)
+                        .unwrap_or(&reason)
+                        .to_owned(),
+                ),
+                other => other,
+            })?;
+        Ok(Self {
+            store: opened.store,
+            _lock: opened._lock,
+            lease: opened.lease,
+        })
+    }
+
+    /// Lets go of the store, writing what it buffers. The lease goes first, while
+    /// the store's connection is still open to delete it (a lease left behind
+    /// would keep the next server or tool waiting for it to expire).
+    pub async fn release(self) -> Result<(), StoreError> {
+        if let Some(lease) = self.lease {
+            lease.release().await;
+        }
+        self.store.close().await
+    }
+}
+
+/// What an unreachable MongoDB's start-up error suggests to `coedit serve`.
+const START_DEGRADED_HINT: &str = " (use --start-degraded to start anyway)";
+
 /// A store just opened, and why it could not be reached when the server was told to
 /// start anyway.
 struct OpenedStore {
@@ -171,7 +221,7 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
                 let problem = format!("cannot reach MongoDB at {}: {reason}", store.hosts());
                 if !config.start_degraded {
                     return Err(ServeError::StoreUnreachable(format!(
-                        "{problem} (use --start-degraded to start anyway)"
+                        "{problem}{START_DEGRADED_HINT}"
                     )));
                 }
                 tracing::warn!("{problem}; serving from memory until it is back");
@@ -307,6 +357,10 @@ async fn serve(
         registry.set_peers(Arc::new(cluster.clone()));
         cluster.start(registry.clone(), cluster_shutdown.clone())
     });
+    let webhooks = webhooks::Webhooks::start(&config, &shutdown).map(|(webhooks, tasks)| {
+        registry.attach_webhooks(webhooks);
+        tasks
+    });
     let header_read_timeout = config.header_read_timeout;
     let mut app = AppState::new(config, registry.clone(), metrics, shutdown.clone());
     app.cluster = cluster;
@@ -336,6 +390,9 @@ async fn serve(
     }
     let _ = sweeper.await;
     let _ = sampler.await;
+    if let Some(webhooks) = webhooks {
+        webhooks.finish().await;
+    }
     let _ = recovery.await;
     registry.journal().flush_for_shutdown(SHUTDOWN_GRACE).await;
     if let Some(tasks) = cluster_tasks {

@@ -17,6 +17,7 @@ use super::room::durable::{read_stored, Stored};
 use super::room::remote::Peers;
 use super::room::{PresenceLimits, Room, RoomSettings};
 use super::store::{RoomDeletion, Store, StoreError, WriteOp};
+use super::webhooks::{Event, Webhooks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -48,6 +49,8 @@ struct Inner {
     settings: RoomSettings,
     /// The other nodes of a cluster, when there are any.
     peers: OnceLock<Arc<dyn Peers>>,
+    /// Set once at start when webhooks are configured (`attach_webhooks`).
+    webhooks: OnceLock<Webhooks>,
 }
 
 impl Registry {
@@ -68,6 +71,7 @@ impl Registry {
                     presence: PresenceLimits::from_config(config),
                 },
                 peers: OnceLock::new(),
+                webhooks: OnceLock::new(),
             }),
         }
     }
@@ -83,6 +87,16 @@ impl Registry {
 
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
+    }
+
+    /// Reports rooms' lives to webhooks from now on (rooms loaded from now on,
+    /// so call it before serving).
+    pub fn attach_webhooks(&self, webhooks: Webhooks) {
+        let _ = self.inner.webhooks.set(webhooks);
+    }
+
+    pub fn webhooks(&self) -> Option<&Webhooks> {
+        self.inner.webhooks.get()
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
@@ -138,7 +152,7 @@ impl Registry {
                 Some(room) => {
                     let close = room.close_if_idle(idle);
                     if close {
-                        unloaded.push(id.clone());
+                        unloaded.push((id.clone(), room.clone()));
                     }
                     !close
                 }
@@ -147,8 +161,13 @@ impl Registry {
             });
         }
         if let Some(peers) = self.inner.peers.get() {
-            for id in &unloaded {
+            for (id, _) in &unloaded {
                 peers.closed(id);
+            }
+        }
+        if let Some(webhooks) = self.webhooks() {
+            for (_, room) in &unloaded {
+                webhooks.room_unloaded(room);
             }
         }
         unloaded.len()
@@ -243,6 +262,9 @@ impl Registry {
             }
             finished.cancel();
         });
+        if let Some(webhooks) = self.webhooks() {
+            webhooks.room_deleted(room.as_ref(), room_id, closed_connections);
+        }
         let written = tokio::time::timeout(wait, done.cancelled()).await.is_ok();
         tracing::info!(room = room_id, closed_connections, written, "room deleted");
         Ok(Some(Deleted {
@@ -273,6 +295,10 @@ impl Registry {
             peers.opened(&room);
         }
         tracing::debug!(room = room_id, "room loaded");
+        if let Some(webhooks) = self.webhooks() {
+            room.attach_webhooks(webhooks.clone());
+            webhooks.emit(room_id, Event::RoomLoaded);
+        }
         Ok(room)
     }
 }

@@ -103,7 +103,7 @@ impl YClient {
     }
 }
 
-fn awareness(id: u64, clock: u32, json: &str) -> Message {
+pub(super) fn awareness(id: u64, clock: u32, json: &str) -> Message {
     let mut clients = HashMap::new();
     clients.insert(
         ClientID::new(id),

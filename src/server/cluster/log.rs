@@ -14,8 +14,9 @@ use bytes::Bytes;
 use redis::Value;
 
 use super::{applied_key, channel, lease_key, lock, log_key, seq_key, users_key, Cluster, Opened};
-use crate::server::store::Store;
-use crate::server::store::{DurableState, History, StoreError, VersionData, WriteOp};
+use crate::server::store::{
+    DurableState, History, RoomParts, Store, StoreError, StoredEntry, VersionData, WriteOp,
+};
 
 /// Appends one operation: KEYS log, seq, applied; ARGV base, instance, local seq,
 /// data, client, author, time. Returns the update's number, or 0 when the
@@ -328,6 +329,49 @@ impl Store for ClusterStore {
         seq: u64,
     ) -> Result<Option<VersionData>, StoreError> {
         self.cluster.inner.shared.read_version(room_id, seq).await
+    }
+
+    // Copying a whole store (dump and restore) works on MongoDB itself, with no
+    // server running; through a node it sees what MongoDB has.
+    async fn list_rooms(&self) -> Result<Vec<String>, StoreError> {
+        self.cluster.inner.shared.list_rooms().await
+    }
+
+    async fn read_room_parts(&self, room_id: &str) -> Result<RoomParts, StoreError> {
+        self.cluster.inner.shared.read_room_parts(room_id).await
+    }
+
+    async fn read_entries(
+        &self,
+        room_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        self.cluster
+            .inner
+            .shared
+            .read_entries(room_id, after_seq, limit)
+            .await
+    }
+
+    async fn write_room_parts(&self, room_id: &str, parts: &RoomParts) -> Result<(), StoreError> {
+        self.cluster
+            .inner
+            .shared
+            .write_room_parts(room_id, parts)
+            .await
+    }
+
+    async fn write_entries(
+        &self,
+        room_id: &str,
+        entries: &[StoredEntry],
+    ) -> Result<(), StoreError> {
+        self.cluster
+            .inner
+            .shared
+            .write_entries(room_id, entries)
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

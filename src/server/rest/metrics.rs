@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::{bounded, ApiError};
 use crate::api::{
     ClusterHealth, ClusterNode, ClusterView, Event, Health, Metrics, MetricsHistory, RefusedRoom,
-    StoreHealth,
+    StoreHealth, WebhooksHealth,
 };
 use crate::server::history::{HISTORY_CAPACITY, SAMPLE_INTERVAL};
 use crate::server::journal::StoreState;
@@ -63,11 +63,31 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
             live_nodes: cluster.live_nodes() as u64,
         }
     });
-    let cluster_degraded = cluster
+    let webhooks = app.registry.webhooks().map(|webhooks| {
+        let status = webhooks.status();
+        WebhooksHealth {
+            state: if status.failing.is_some() {
+                "degraded"
+            } else {
+                "healthy"
+            }
+            .into(),
+            reason: status.failing,
+            queued: status.queued,
+            delivered: status.delivered,
+            failed_attempts: status.failed_attempts,
+            dropped: status.dropped,
+            abandoned: status.abandoned,
+        }
+    });
+    let degraded = webhooks
         .as_ref()
-        .is_some_and(|cluster| cluster.state != "healthy");
+        .is_some_and(|webhooks| webhooks.state == "degraded")
+        || cluster
+            .as_ref()
+            .is_some_and(|cluster| cluster.state != "healthy");
     Json(Health {
-        status: if cluster_degraded { "degraded" } else { state }.into(),
+        status: if degraded { "degraded" } else { state }.into(),
         timestamp: crate::api::timestamp_now(),
         store: Some(StoreHealth {
             backend: journal.backend().into(),
@@ -77,6 +97,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
             refused_rooms,
         }),
         cluster,
+        webhooks,
     })
 }
 
@@ -147,6 +168,11 @@ fn metrics_snapshot(app: &AppState) -> Metrics {
         total_doc_size += info.doc_size;
     }
     let journal = app.registry.journal();
+    let webhooks = app
+        .registry
+        .webhooks()
+        .map(|webhooks| webhooks.status())
+        .unwrap_or_default();
     Metrics {
         active_connections: counters.active_connections.load(Ordering::Relaxed),
         messages_per_sec: (app.metrics.messages_per_sec() * 100.0).round() / 100.0,
@@ -177,6 +203,11 @@ fn metrics_snapshot(app: &AppState) -> Metrics {
             .cluster
             .as_ref()
             .map(|cluster| cluster.live_nodes() as u64),
+        webhooks_delivered: webhooks.delivered,
+        webhooks_failed_attempts: webhooks.failed_attempts,
+        webhooks_dropped: webhooks.dropped,
+        webhooks_abandoned: webhooks.abandoned,
+        webhooks_queued: webhooks.queued,
     }
 }
 
@@ -312,6 +343,36 @@ pub async fn prometheus(State(app): State<AppState>) -> Response {
         "Rooms whose writes the store refuses for good",
         snapshot.store_refused_rooms,
     );
+    gauge(
+        &mut registry,
+        "webhooks_queued",
+        "Webhook events waiting to be delivered",
+        snapshot.webhooks_queued,
+    );
+    for (name, help, value) in [
+        (
+            "webhooks_delivered",
+            "Webhook events delivered",
+            snapshot.webhooks_delivered,
+        ),
+        (
+            "webhooks_failed_attempts",
+            "Webhook POSTs that failed",
+            snapshot.webhooks_failed_attempts,
+        ),
+        (
+            "webhooks_dropped",
+            "Webhook events dropped on a full queue",
+            snapshot.webhooks_dropped,
+        ),
+        (
+            "webhooks_abandoned",
+            "Webhook events given up after every retry",
+            snapshot.webhooks_abandoned,
+        ),
+    ] {
+        counter(&mut registry, name, help, value);
+    }
     float(
         &mut registry,
         "messages_per_second",

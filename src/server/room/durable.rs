@@ -178,6 +178,11 @@ impl Durability {
             && (self.written_seq < self.visible_seq || !self.held.is_empty() || self.resync)
     }
 
+    /// The sequence number of the room's latest edit (compactions aside).
+    pub(super) fn latest_seq(&self) -> u64 {
+        self.visible_seq
+    }
+
     /// Holds `held` until `visible_seq` is written, or drops it when the room will
     /// be resent whole anyway.
     fn hold(&mut self, held: Held) {

@@ -20,8 +20,8 @@ mod view;
 mod yjs;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -38,6 +38,7 @@ pub use yjs::YjsError;
 use super::document::{Applied, Document, DocumentError};
 use super::journal::Journal;
 use super::metrics::Metrics;
+use super::webhooks::Webhooks;
 use crate::api::{CursorPosition, ListedUser, RoomInfo, RoomUser, ServerMessage};
 use durable::{Durability, Stored};
 
@@ -148,6 +149,13 @@ struct RoomInner {
     journal: Journal,
     metrics: Metrics,
     settings: RoomSettings,
+    /// Set once, by the registry, when webhooks are configured: the hot path
+    /// checks it with one atomic load.
+    webhooks: OnceLock<Webhooks>,
+    /// The document changed since webhooks were last told: set by the first edit
+    /// after a report (which hands the room to the debouncer), cleared by the
+    /// report.
+    change_unreported: AtomicBool,
 }
 
 impl Room {
@@ -203,6 +211,8 @@ impl Room {
                 journal,
                 metrics,
                 settings,
+                webhooks: OnceLock::new(),
+                change_unreported: AtomicBool::new(false),
             }),
         };
         if log_len >= compact_every {
@@ -299,8 +309,12 @@ impl Room {
             }
             None => true,
         };
+        let mut joined = false;
         if last {
-            state.presence.remove(&client_id);
+            joined = state
+                .presence
+                .remove(&client_id)
+                .is_some_and(|presence| presence.joined);
             state.departed.insert(client_id.clone(), Instant::now());
             let left = ServerMessage::UserLeft {
                 user_id: client_id.clone(),
@@ -312,6 +326,16 @@ impl Room {
             state.empty_since = Some(Instant::now());
         }
         drop(state);
+        if joined {
+            if let Some(webhooks) = self.inner.webhooks.get() {
+                webhooks.emit(
+                    &self.inner.id,
+                    super::webhooks::Event::UserLeft {
+                        user_id: &client_id,
+                    },
+                );
+            }
+        }
         self.metrics().add_event(
             "disconnect",
             &self.inner.id,
@@ -350,8 +374,11 @@ impl Room {
                 .collect(),
         };
         state.send_to(self.metrics(), connection, Outbound::json(&others));
-        state.introduce(self.metrics(), client_id, name.clone(), color);
+        let first = state.introduce(self.metrics(), client_id, name.clone(), color.clone());
         drop(state);
+        if first {
+            self.report_joined(client_id, &name, &color);
+        }
         self.metrics().add_event(
             "join",
             &self.inner.id,
@@ -408,6 +435,7 @@ impl Room {
                 |presence| presence.user.name.clone(),
             );
         self.log_update(&mut state, delta.clone(), author);
+        self.notice_change();
         let json = || {
             Some(match origin.format {
                 UpdateFormat::RawBinary => Outbound::Binary(delta.clone()),
@@ -512,6 +540,42 @@ impl Room {
             // The room keeps no clock; the REST layer fills this in from the
             // metrics sampler, which watches every room's `revision`.
             last_activity: None,
+        }
+    }
+
+    /// Has webhooks report this room's events (set once, when it is loaded).
+    pub fn attach_webhooks(&self, webhooks: Webhooks) {
+        let _ = self.inner.webhooks.set(webhooks);
+    }
+
+    /// Marks the document changed for webhooks; the first change after a report
+    /// hands the room to the debouncer. One atomic load when webhooks are off.
+    fn notice_change(&self) {
+        if let Some(webhooks) = self.inner.webhooks.get() {
+            if !self.inner.change_unreported.swap(true, Ordering::AcqRel) {
+                webhooks.room_changed(self.clone());
+            }
+        }
+    }
+
+    /// Whether a change was waiting to be reported; clears it.
+    pub fn take_change_notice(&self) -> bool {
+        self.inner.change_unreported.swap(false, Ordering::AcqRel)
+    }
+
+    /// The room's latest sequence number and the length of its `content` text in
+    /// characters, for `document.changed`.
+    pub fn change_summary(&self) -> (u64, usize) {
+        let state = self.lock();
+        (
+            state.durability.latest_seq(),
+            state.document.text().chars().count(),
+        )
+    }
+
+    fn report_joined(&self, client_id: &str, name: &str, color: &str) {
+        if let Some(webhooks) = self.inner.webhooks.get() {
+            webhooks.user_joined(&self.inner.id, client_id, name, color);
         }
     }
 

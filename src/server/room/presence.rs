@@ -128,7 +128,8 @@ impl RoomState {
     }
 
     /// Records a name and colour for `client_id` and announces it to the others when
-    /// it is new or changed. Returns false if the client id is not present.
+    /// it is new or changed. Returns true when the user introduced itself for the
+    /// first time (false for a renaming, or a client id not present).
     pub(super) fn introduce(
         &mut self,
         metrics: &Metrics,
@@ -139,8 +140,8 @@ impl RoomState {
         let Some(presence) = self.presence.get_mut(client_id) else {
             return false;
         };
-        let changed =
-            !presence.joined || presence.user.name != name || presence.user.color != color;
+        let first = !presence.joined;
+        let changed = first || presence.user.name != name || presence.user.color != color;
         presence.joined = true;
         presence.user.name = name.clone();
         presence.user.color = color.clone();
@@ -154,6 +155,6 @@ impl RoomState {
             self.broadcast(metrics, Some(client_id), json_only(&joined));
             self.publish_present(client_id, Some(&joined));
         }
-        true
+        first
     }
 }

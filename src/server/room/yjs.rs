@@ -336,7 +336,10 @@ impl Room {
         publish_awareness(&state, client_id, &relay);
         state.broadcast(self.metrics(), Some(client_id), yjs_only(relay));
         if let Some((name, color)) = introduced {
-            state.introduce(self.metrics(), client_id, name, color);
+            if state.introduce(self.metrics(), client_id, name.clone(), color.clone()) {
+                drop(state);
+                self.report_joined(client_id, &name, &color);
+            }
         }
         Ok(())
     }

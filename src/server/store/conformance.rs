@@ -234,7 +234,112 @@ pub async fn run_all(store: &dyn Store, prefix: &str) -> Result<(), String> {
             .is_none(),
         "delete_room removes the room, and deleting twice is harmless",
     )?;
-    history(store, &room("history")).await
+    history(store, &room("history")).await?;
+    copy(store, &room("copy-from"), &room("copy-to")).await
+}
+
+/// A room read row by row (`read_room_parts`, `read_entries` page by page) and
+/// written into another room (`write_room_parts`, `write_entries`) is the same
+/// room: same state, history, versions and checkpoint. This is what `coedit dump`
+/// and `restore-dump` do between stores.
+async fn copy(store: &dyn Store, from: &str, to: &str) -> Result<(), String> {
+    let failed = |error: super::StoreError| error.to_string();
+    store
+        .write(&[
+            append(from, 1, b"u1"),
+            append(from, 2, b"u2"),
+            compact_at(from, 3, b"s3", Some(0)),
+            append(from, 4, b"u4"),
+            append(from, 5, b"u5"),
+        ])
+        .await
+        .map_err(failed)?;
+    store
+        .save_checkpoint(from, b"checkpoint")
+        .await
+        .map_err(failed)?;
+    let parts = store.read_room_parts(from).await.map_err(failed)?;
+    check(
+        parts.checkpoint.as_ref().map(|c| &c.data[..]) == Some(&b"checkpoint"[..])
+            && parts
+                .checkpoint
+                .as_ref()
+                .is_some_and(|c| !c.updated_at.is_empty())
+            && parts.snapshot
+                == Some(super::StoredSnapshot {
+                    through_seq: 3,
+                    at_ms: 3000,
+                    data: Bytes::from_static(b"s3"),
+                }),
+        &format!("a room's parts read as stored, got {parts:?}"),
+    )?;
+    store.write_room_parts(to, &parts).await.map_err(failed)?;
+    let mut after = 0;
+    let mut rows = Vec::new();
+    loop {
+        let page = store.read_entries(from, after, 2).await.map_err(failed)?;
+        check(page.len() <= 2, "a page holds at most `limit` rows")?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        store.write_entries(to, &page).await.map_err(failed)?;
+        rows.extend(page);
+    }
+    check(
+        rows.iter().map(|row| (row.seq, row.snapshot)).eq([
+            (1, false),
+            (2, false),
+            (3, true),
+            (4, false),
+            (5, false),
+        ]),
+        &format!("every log row is read once, in order, got {rows:?}"),
+    )?;
+    check(
+        rows.iter().all(|row| {
+            row.at_ms == row.seq as i64 * 1000 && (row.snapshot || row.author.is_some())
+        }),
+        &format!("rows keep their time and author, got {rows:?}"),
+    )?;
+    let same = |what: &str, a: String, b: String| check(a == b, &format!("{what}: {a} != {b}"));
+    same(
+        "durable state",
+        format!("{:?}", store.load_durable(from).await.map_err(failed)?),
+        format!("{:?}", store.load_durable(to).await.map_err(failed)?),
+    )?;
+    same(
+        "history",
+        format!("{:?}", store.history(from).await.map_err(failed)?),
+        format!("{:?}", store.history(to).await.map_err(failed)?),
+    )?;
+    for seq in [2, 4, 5] {
+        same(
+            &format!("version {seq}"),
+            format!("{:?}", store.read_version(from, seq).await.map_err(failed)?),
+            format!("{:?}", store.read_version(to, seq).await.map_err(failed)?),
+        )?;
+    }
+    same(
+        "parts",
+        format!("{parts:?}"),
+        format!("{:?}", store.read_room_parts(to).await.map_err(failed)?),
+    )?;
+    let rooms = store.list_rooms().await.map_err(failed)?;
+    check(
+        rooms.iter().any(|room| room == from)
+            && rooms.iter().any(|room| room == to)
+            && rooms.windows(2).all(|pair| pair[0] < pair[1]),
+        &format!("list_rooms names every room once, sorted, got {rooms:?}"),
+    )?;
+    store.delete_room(to).await.map_err(failed)?;
+    check(
+        !store
+            .list_rooms()
+            .await
+            .map_err(failed)?
+            .iter()
+            .any(|room| room == to),
+        "a deleted room is not listed",
+    )
 }
 
 fn compact_at(room_id: &str, seq: u64, data: &'static [u8], since: Option<i64>) -> WriteOp {

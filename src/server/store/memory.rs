@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    history_floor, DurableState, History, HistoryEntry, Store, StoreError, VersionData, WriteOp,
+    history_floor, DurableState, History, HistoryEntry, RoomParts, Store, StoreError,
+    StoredCheckpoint, StoredEntry, StoredSnapshot, VersionData, WriteOp,
 };
 
 /// One kept log entry: an update, or (with history) a snapshot kept as a base.
@@ -38,7 +39,7 @@ impl Entry {
 struct Rooms {
     logs: HashMap<String, BTreeMap<u64, Entry>>,
     snapshots: HashMap<String, (u64, i64, Bytes)>,
-    checkpoints: HashMap<String, Bytes>,
+    checkpoints: HashMap<String, StoredCheckpoint>,
 }
 
 /// Cloning shares the same contents, so a test can keep a handle to inspect them.
@@ -172,14 +173,23 @@ impl Store for MemoryStore {
     }
 
     async fn save_checkpoint(&self, room_id: &str, state: &[u8]) -> Result<(), StoreError> {
-        self.rooms()?
-            .checkpoints
-            .insert(room_id.to_owned(), Bytes::copy_from_slice(state));
+        self.rooms()?.checkpoints.insert(
+            room_id.to_owned(),
+            StoredCheckpoint {
+                data: Bytes::copy_from_slice(state),
+                updated_at: chrono::Utc::now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+            },
+        );
         Ok(())
     }
 
     async fn load_checkpoint(&self, room_id: &str) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.rooms()?.checkpoints.get(room_id).cloned())
+        Ok(self
+            .rooms()?
+            .checkpoints
+            .get(room_id)
+            .map(|checkpoint| checkpoint.data.clone()))
     }
 
     async fn history(&self, room_id: &str) -> Result<History, StoreError> {
@@ -241,6 +251,99 @@ impl Store for MemoryStore {
                 .map(|(_, entry)| entry.data.clone())
                 .collect(),
         }))
+    }
+
+    async fn list_rooms(&self) -> Result<Vec<String>, StoreError> {
+        let rooms = self.rooms()?;
+        let mut ids: Vec<String> = rooms
+            .logs
+            .iter()
+            .filter(|(_, log)| !log.is_empty())
+            .map(|(id, _)| id)
+            .chain(rooms.snapshots.keys())
+            .chain(rooms.checkpoints.keys())
+            .cloned()
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    async fn read_room_parts(&self, room_id: &str) -> Result<RoomParts, StoreError> {
+        let rooms = self.rooms()?;
+        Ok(RoomParts {
+            checkpoint: rooms.checkpoints.get(room_id).cloned(),
+            snapshot: rooms
+                .snapshots
+                .get(room_id)
+                .map(|(through_seq, at_ms, data)| StoredSnapshot {
+                    through_seq: *through_seq,
+                    at_ms: *at_ms,
+                    data: data.clone(),
+                }),
+        })
+    }
+
+    async fn read_entries(
+        &self,
+        room_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let rooms = self.rooms()?;
+        Ok(rooms
+            .logs
+            .get(room_id)
+            .map(|log| {
+                log.range(after_seq.saturating_add(1)..)
+                    .take(limit)
+                    .map(|(seq, entry)| StoredEntry {
+                        seq: *seq,
+                        at_ms: entry.at_ms,
+                        author: entry.author.clone(),
+                        snapshot: entry.snapshot,
+                        data: entry.data.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn write_room_parts(&self, room_id: &str, parts: &RoomParts) -> Result<(), StoreError> {
+        let mut rooms = self.rooms()?;
+        if let Some(checkpoint) = &parts.checkpoint {
+            rooms
+                .checkpoints
+                .insert(room_id.to_owned(), checkpoint.clone());
+        }
+        if let Some(snapshot) = &parts.snapshot {
+            rooms.snapshots.insert(
+                room_id.to_owned(),
+                (snapshot.through_seq, snapshot.at_ms, snapshot.data.clone()),
+            );
+        }
+        Ok(())
+    }
+
+    async fn write_entries(
+        &self,
+        room_id: &str,
+        entries: &[StoredEntry],
+    ) -> Result<(), StoreError> {
+        let mut rooms = self.rooms()?;
+        let log = rooms.logs.entry(room_id.to_owned()).or_default();
+        for entry in entries {
+            log.insert(
+                entry.seq,
+                Entry {
+                    data: entry.data.clone(),
+                    at_ms: entry.at_ms,
+                    author: entry.author.clone(),
+                    snapshot: entry.snapshot,
+                },
+            );
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -17,6 +17,7 @@
 //! old version is read from the nearest snapshot before it plus a few updates.
 
 pub mod conformance;
+pub mod dump;
 pub mod lease;
 pub mod memory;
 pub mod mongo;
@@ -174,6 +175,39 @@ impl WriteOp {
     }
 }
 
+/// A room's checkpoint as stored: the document and the `updated_at` text the
+/// original backend's shape keeps with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub data: Bytes,
+    pub updated_at: String,
+}
+
+/// A room's current snapshot as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    pub through_seq: u64,
+    pub at_ms: i64,
+    pub data: Bytes,
+}
+
+/// One row of a room's log as stored: an update, or a snapshot the history keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub seq: u64,
+    pub at_ms: i64,
+    pub author: Option<String>,
+    pub snapshot: bool,
+    pub data: Bytes,
+}
+
+/// What a room holds besides its log, for copying a store (`coedit dump`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomParts {
+    pub checkpoint: Option<StoredCheckpoint>,
+    pub snapshot: Option<StoredSnapshot>,
+}
+
 /// Storage backend. Implementations must apply a batch of `WriteOp`s in order, and
 /// must make `load_durable` correct even while a compaction of the same room is in
 /// flight (write the snapshot before deleting the log it covers).
@@ -216,6 +250,30 @@ pub trait Store: Send + Sync + 'static {
         })])
         .await
     }
+
+    /// Every room with anything stored (log, snapshot or checkpoint), sorted by id.
+    async fn list_rooms(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The room's checkpoint and current snapshot, as stored.
+    async fn read_room_parts(&self, room_id: &str) -> Result<RoomParts, StoreError>;
+
+    /// Up to `limit` rows of the room's log (updates and kept snapshots) after
+    /// `after_seq`, in sequence order: a room is read page by page, however large.
+    async fn read_entries(
+        &self,
+        room_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError>;
+
+    /// Writes the parts that are set, as they are (no compaction, no pruning). For
+    /// restoring a copy into a store no server is using.
+    async fn write_room_parts(&self, room_id: &str, parts: &RoomParts) -> Result<(), StoreError>;
+
+    /// Writes log rows as they are, straight into the room's log. For restoring a
+    /// copy into a store no server is using.
+    async fn write_entries(&self, room_id: &str, entries: &[StoredEntry])
+        -> Result<(), StoreError>;
 
     /// Cheap round trip used to tell when a failing store has come back.
     async fn ping(&self) -> Result<(), StoreError>;

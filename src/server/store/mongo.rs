@@ -37,7 +37,10 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{DurableState, History, HistoryEntry, Store, StoreError, VersionData, WriteOp};
+use super::{
+    DurableState, History, HistoryEntry, RoomParts, Store, StoreError, StoredCheckpoint,
+    StoredEntry, StoredSnapshot, VersionData, WriteOp,
+};
 
 /// What the cleanup task is asked to do for a room after a compaction: its latest
 /// snapshot's sequence number, and the history's retention cut-off if it keeps one.
@@ -564,9 +567,7 @@ impl Store for MongoStore {
         let data = hex::encode(state);
         // The original stores `size` as a Python int, which BSON encodes as int32 when
         // it fits; write the same so both backends read each other's documents alike.
-        let size = i32::try_from(data.len())
-            .map(Bson::Int32)
-            .unwrap_or(Bson::Int64(data.len() as i64));
+        let size = hex_size(&data);
         let updated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
         bounded(
             self.checkpoints
@@ -594,24 +595,151 @@ impl Store for MongoStore {
                 .projection(doc! {"_id": 0, "data": 1}),
         )
         .await?;
-        let Some(document) = found else {
-            return Ok(None);
-        };
-        match document.get("data") {
-            Some(Bson::String(hex_data)) => hex::decode(hex_data.trim())
-                .map(|bytes| Some(Bytes::from(bytes)))
-                .map_err(|error| {
-                    StoreError::Corrupt(format!("checkpoint of room {room_id} is not hex: {error}"))
-                }),
-            Some(Bson::Binary(binary)) => Ok(Some(Bytes::from(binary.bytes.clone()))),
-            other => Err(StoreError::Corrupt(format!(
-                "checkpoint of room {room_id} has no hex data (found {})",
-                other.map_or("nothing".to_owned(), |value| format!(
-                    "{:?}",
-                    value.element_type()
-                ))
-            ))),
+        found
+            .map(|document| checkpoint_data(&document, room_id))
+            .transpose()
+    }
+
+    async fn list_rooms(&self) -> Result<Vec<String>, StoreError> {
+        let mut rooms = std::collections::BTreeSet::new();
+        for collection in [&self.updates, &self.snapshots, &self.checkpoints] {
+            let ids = bounded(collection.distinct("room_id", doc! {})).await?;
+            rooms.extend(ids.into_iter().filter_map(|id| match id {
+                Bson::String(id) => Some(id),
+                _ => None,
+            }));
         }
+        Ok(rooms.into_iter().collect())
+    }
+
+    async fn read_room_parts(&self, room_id: &str) -> Result<RoomParts, StoreError> {
+        let checkpoint = match bounded(self.checkpoints.find_one(doc! {"room_id": room_id})).await?
+        {
+            Some(document) => Some(StoredCheckpoint {
+                data: checkpoint_data(&document, room_id)?,
+                // The original writes a string; a date (written by other tools) is
+                // carried as its RFC 3339 text.
+                updated_at: match document.get("updated_at") {
+                    Some(Bson::String(text)) => text.clone(),
+                    Some(Bson::DateTime(at)) => {
+                        chrono::DateTime::from_timestamp_millis(at.timestamp_millis())
+                            .unwrap_or_default()
+                            .to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+                    }
+                    _ => String::new(),
+                },
+            }),
+            None => None,
+        };
+        let snapshot = match bounded(self.snapshots.find_one(doc! {"room_id": room_id})).await? {
+            Some(document) => Some(StoredSnapshot {
+                through_seq: sequence(&document, "through_seq")?,
+                at_ms: document
+                    .get_datetime("updated_at")
+                    .map_or(0, |at| at.timestamp_millis()),
+                data: bytes_field(&document, "data")?,
+            }),
+            None => None,
+        };
+        Ok(RoomParts {
+            checkpoint,
+            snapshot,
+        })
+    }
+
+    async fn read_entries(
+        &self,
+        room_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let cursor = bounded(
+            self.updates
+                .find(doc! {"room_id": room_id, "seq": {"$gt": to_i64(after_seq)?}})
+                .sort(doc! {"seq": 1})
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX)),
+        )
+        .await?;
+        let documents: Vec<Document> = bounded(cursor.try_collect()).await?;
+        let mut entries: Vec<StoredEntry> = Vec::with_capacity(documents.len());
+        for document in &documents {
+            let seq = sequence(document, "seq")?;
+            if entries.last().is_some_and(|last| last.seq == seq) {
+                continue;
+            }
+            entries.push(StoredEntry {
+                seq,
+                at_ms: document.get_i64("at").unwrap_or(0),
+                author: document.get_str("author").ok().map(str::to_owned),
+                snapshot: document.get_bool("snapshot").unwrap_or(false),
+                data: bytes_field(document, "data")?,
+            });
+        }
+        Ok(entries)
+    }
+
+    async fn write_room_parts(&self, room_id: &str, parts: &RoomParts) -> Result<(), StoreError> {
+        self.ensure_indexes().await?;
+        if let Some(checkpoint) = &parts.checkpoint {
+            let data = hex::encode(&checkpoint.data);
+            bounded(
+                self.checkpoints
+                    .update_one(
+                        doc! {"room_id": room_id},
+                        doc! {"$set": {
+                            "room_id": room_id,
+                            "size": hex_size(&data),
+                            "data": data,
+                            "updated_at": &checkpoint.updated_at,
+                        }},
+                    )
+                    .upsert(true),
+            )
+            .await?;
+        }
+        if let Some(snapshot) = &parts.snapshot {
+            bounded(
+                self.snapshots
+                    .update_one(
+                        doc! {"room_id": room_id},
+                        doc! {"$set": {
+                            "room_id": room_id,
+                            "through_seq": to_i64(snapshot.through_seq)?,
+                            "data": binary(&snapshot.data),
+                            "updated_at": mongodb::bson::DateTime::from_millis(snapshot.at_ms),
+                        }},
+                    )
+                    .upsert(true),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_entries(
+        &self,
+        room_id: &str,
+        entries: &[StoredEntry],
+    ) -> Result<(), StoreError> {
+        self.ensure_indexes().await?;
+        let mut documents = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let mut document = doc! {
+                "room_id": room_id,
+                "seq": to_i64(entry.seq)?,
+                "data": binary(&entry.data),
+                "at": entry.at_ms,
+                "size": entry.data.len() as i64,
+            };
+            if let Some(author) = &entry.author {
+                document.insert("author", author);
+            }
+            if entry.snapshot {
+                document.insert("snapshot", true);
+            }
+            documents.push(document);
+        }
+        self.append(documents).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -865,6 +993,35 @@ pub fn describe_error(error: &DriverError) -> String {
 /// Health, logs and the start-up message want one line.
 pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `room_documents.size`: the hex length, an int32 when it fits, as the original
+/// backend (a Python int) writes it.
+fn hex_size(data: &str) -> Bson {
+    i32::try_from(data.len())
+        .map(Bson::Int32)
+        .unwrap_or(Bson::Int64(data.len() as i64))
+}
+
+/// A checkpoint's document, from its hex `data` (the original's shape) or binary.
+fn checkpoint_data(document: &Document, room_id: &str) -> Result<Bytes, StoreError> {
+    match document.get("data") {
+        Some(Bson::String(hex_data)) => {
+            hex::decode(hex_data.trim())
+                .map(Bytes::from)
+                .map_err(|error| {
+                    StoreError::Corrupt(format!("checkpoint of room {room_id} is not hex: {error}"))
+                })
+        }
+        Some(Bson::Binary(binary)) => Ok(Bytes::from(binary.bytes.clone())),
+        other => Err(StoreError::Corrupt(format!(
+            "checkpoint of room {room_id} has no hex data (found {})",
+            other.map_or("nothing".to_owned(), |value| format!(
+                "{:?}",
+                value.element_type()
+            ))
+        ))),
+    }
 }
 
 fn binary(data: &[u8]) -> Binary {

@@ -20,7 +20,8 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    history_floor, DurableState, History, HistoryEntry, Store, StoreError, VersionData, WriteOp,
+    history_floor, DurableState, History, HistoryEntry, RoomParts, Store, StoreError,
+    StoredCheckpoint, StoredEntry, StoredSnapshot, VersionData, WriteOp,
 };
 
 /// File name of the database inside `--data-dir`.
@@ -686,6 +687,178 @@ impl Store for SqliteStore {
                 base: base.map(|(_, data)| Bytes::from(data)),
                 updates,
             }))
+        })
+        .await
+    }
+
+    async fn list_rooms(&self) -> Result<Vec<String>, StoreError> {
+        self.with_connection(|connection| {
+            let mut statement = connection
+                .prepare(
+                    "SELECT room_id FROM journal_tail UNION SELECT room_id FROM update_log
+                     UNION SELECT room_id FROM snapshots UNION SELECT room_id FROM room_documents
+                     ORDER BY 1",
+                )
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn read_room_parts(&self, room_id: &str) -> Result<RoomParts, StoreError> {
+        let room_id = room_id.to_owned();
+        self.with_connection(move |connection| {
+            let checkpoint: Option<(String, String)> = connection
+                .query_row(
+                    "SELECT data, updated_at FROM room_documents WHERE room_id = ?1",
+                    params![room_id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            let checkpoint = match checkpoint {
+                Some((hex_data, updated_at)) => Some(StoredCheckpoint {
+                    data: hex::decode(hex_data.trim())
+                        .map(Bytes::from)
+                        .map_err(|error| {
+                            StoreError::Corrupt(format!(
+                                "checkpoint of room {room_id} is not hex: {error}"
+                            ))
+                        })?,
+                    updated_at,
+                }),
+                None => None,
+            };
+            let snapshot = connection
+                .query_row(
+                    "SELECT through_seq, updated_at, data FROM snapshots WHERE room_id = ?1",
+                    params![room_id],
+                    |row| {
+                        Ok(StoredSnapshot {
+                            through_seq: row.get::<_, i64>(0)? as u64,
+                            at_ms: ms_of_iso(&row.get::<_, String>(1)?),
+                            data: Bytes::from(row.get::<_, Vec<u8>>(2)?),
+                        })
+                    },
+                )
+                .optional()
+                .map_err(unavailable)?;
+            Ok(RoomParts {
+                checkpoint,
+                snapshot,
+            })
+        })
+        .await
+    }
+
+    async fn read_entries(
+        &self,
+        room_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let room_id = room_id.to_owned();
+        self.with_inner(move |inner| {
+            fold_room_tail(inner, &room_id)?;
+            let mut statement = inner
+                .connection
+                .prepare_cached(
+                    "SELECT seq, at, author, snapshot, data FROM update_log
+                     WHERE room_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map(
+                    params![
+                        room_id,
+                        after_seq as i64,
+                        limit.min(i64::MAX as usize) as i64
+                    ],
+                    |row| {
+                        Ok(StoredEntry {
+                            seq: row.get::<_, i64>(0)? as u64,
+                            at_ms: row.get(1)?,
+                            author: row.get(2)?,
+                            snapshot: row.get::<_, i64>(3)? != 0,
+                            data: Bytes::from(row.get::<_, Vec<u8>>(4)?),
+                        })
+                    },
+                )
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn write_room_parts(&self, room_id: &str, parts: &RoomParts) -> Result<(), StoreError> {
+        let room_id = room_id.to_owned();
+        let parts = parts.clone();
+        self.with_connection(move |connection| {
+            let txn = connection.transaction().map_err(unavailable)?;
+            if let Some(checkpoint) = &parts.checkpoint {
+                let data = hex::encode(&checkpoint.data);
+                txn.execute(
+                    "INSERT OR REPLACE INTO room_documents (room_id, data, updated_at, size)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![room_id, data, checkpoint.updated_at, data.len() as i64],
+                )
+                .map_err(unavailable)?;
+            }
+            if let Some(snapshot) = &parts.snapshot {
+                // No history floor: it only steers folding rows the journal
+                // appends in the same batch as a compaction, and the next
+                // compaction sets it again.
+                txn.execute(
+                    "INSERT OR REPLACE INTO snapshots
+                        (room_id, through_seq, data, updated_at, history_floor)
+                     VALUES (?1, ?2, ?3, ?4, NULL)",
+                    params![
+                        room_id,
+                        snapshot.through_seq as i64,
+                        snapshot.data.as_ref(),
+                        iso_of_ms(snapshot.at_ms)
+                    ],
+                )
+                .map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn write_entries(
+        &self,
+        room_id: &str,
+        entries: &[StoredEntry],
+    ) -> Result<(), StoreError> {
+        let room_id = room_id.to_owned();
+        let entries = entries.to_vec();
+        self.with_connection(move |connection| {
+            let txn = connection.transaction().map_err(unavailable)?;
+            {
+                let mut insert = txn
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO update_log (room_id, seq, data, at, author, snapshot)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .map_err(unavailable)?;
+                for entry in &entries {
+                    insert
+                        .execute(params![
+                            room_id,
+                            entry.seq as i64,
+                            entry.data.as_ref(),
+                            entry.at_ms,
+                            entry.author,
+                            i64::from(entry.snapshot)
+                        ])
+                        .map_err(unavailable)?;
+                }
+            }
+            txn.commit().map_err(unavailable)
         })
         .await
     }

@@ -1,0 +1,489 @@
+//! A whole store as one file, and back: `coedit dump` and `coedit restore-dump`.
+//!
+//! The file is newline-delimited JSON, written and read one record at a time, so
+//! neither side ever holds more than one page of one room's log in memory:
+//!
+//! ```text
+//! {"type":"header","format":"coedit-dump","version":1,"source":"sqlite","created_at":"…","coedit_version":"…"}
+//! {"type":"room","room_id":"notes"}
+//! {"type":"checkpoint","updated_at":"…","data":"<hex>"}              (if the room has one)
+//! {"type":"snapshot","through_seq":500,"at_ms":…,"data":"<hex>"}     (if the room has one)
+//! {"type":"entry","seq":1,"at_ms":…,"author":"Ada","snapshot":false,"data":"<hex>"}
+//! …                                                                  (every log row, in order)
+//! {"type":"end","rooms":3,"entries":1234}
+//! ```
+//!
+//! Records after a `room` belong to it. Every log row is carried with its time and
+//! author, kept snapshots included, so the history reads back the same; the
+//! checkpoint keeps the original backend's `updated_at` text. The `end` record
+//! tells a complete file from a truncated one.
+
+use std::io::{BufRead, Write};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{RoomParts, Store, StoreError, StoredCheckpoint, StoredEntry, StoredSnapshot};
+
+/// The `format` of the header line.
+pub const FORMAT: &str = "coedit-dump";
+/// The version of the file format this build writes and reads.
+pub const VERSION: u32 = 1;
+/// Log rows read from the store at a time.
+const PAGE: usize = 500;
+/// A restore writes a room's rows in batches of at most this many rows…
+const BATCH_ROWS: usize = 500;
+/// …or this many bytes, whichever comes first (a MongoDB batch stays far below
+/// its 48 MB message limit).
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// One line of a dump file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Record {
+    Header {
+        format: String,
+        version: u32,
+        source: String,
+        created_at: String,
+        #[serde(default)]
+        coedit_version: String,
+    },
+    Room {
+        room_id: String,
+    },
+    Checkpoint {
+        updated_at: String,
+        data: String,
+    },
+    Snapshot {
+        through_seq: u64,
+        at_ms: i64,
+        data: String,
+    },
+    Entry {
+        seq: u64,
+        at_ms: i64,
+        author: Option<String>,
+        snapshot: bool,
+        data: String,
+    },
+    End {
+        rooms: u64,
+        entries: u64,
+    },
+}
+
+/// What a dump or restore moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub rooms: u64,
+    /// Log rows (updates and kept snapshots).
+    pub entries: u64,
+    /// Bytes of document data (checkpoints, snapshots, log rows), before hex.
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a coedit dump: {0}")]
+    Format(String),
+    #[error("the target store is not empty ({0} rooms); restore into an empty store, or pass --force to replace the rooms the dump holds")]
+    NotEmpty(usize),
+}
+
+/// Progress reports: called once per room started (with its id) and after every
+/// batch, with the running totals.
+pub trait Progress {
+    fn room(&self, room_id: &str);
+    fn advanced(&self, summary: &Summary);
+}
+
+/// Reports nowhere.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn room(&self, _room_id: &str) {}
+    fn advanced(&self, _summary: &Summary) {}
+}
+
+fn write_record(out: &mut impl Write, record: &Record) -> Result<(), DumpError> {
+    serde_json::to_writer(&mut *out, record)
+        .map_err(|error| DumpError::Io(std::io::Error::other(error)))?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Writes every room in `rooms` (the store's `list_rooms`, or some of them) with
+/// everything stored for it to `out`.
+pub async fn dump(
+    store: &dyn Store,
+    rooms: &[String],
+    out: &mut impl Write,
+    progress: &dyn Progress,
+) -> Result<Summary, DumpError> {
+    write_record(
+        out,
+        &Record::Header {
+            format: FORMAT.to_owned(),
+            version: VERSION,
+            source: store.backend().to_owned(),
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            coedit_version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+    )?;
+    let mut summary = Summary::default();
+    for room_id in rooms {
+        progress.room(room_id);
+        write_record(
+            out,
+            &Record::Room {
+                room_id: room_id.clone(),
+            },
+        )?;
+        let parts = store.read_room_parts(room_id).await?;
+        if let Some(checkpoint) = parts.checkpoint {
+            summary.bytes += checkpoint.data.len() as u64;
+            write_record(
+                out,
+                &Record::Checkpoint {
+                    updated_at: checkpoint.updated_at,
+                    data: hex::encode(&checkpoint.data),
+                },
+            )?;
+        }
+        if let Some(snapshot) = parts.snapshot {
+            summary.bytes += snapshot.data.len() as u64;
+            write_record(
+                out,
+                &Record::Snapshot {
+                    through_seq: snapshot.through_seq,
+                    at_ms: snapshot.at_ms,
+                    data: hex::encode(&snapshot.data),
+                },
+            )?;
+        }
+        let mut after = 0;
+        loop {
+            let page = store.read_entries(room_id, after, PAGE).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.seq;
+            for entry in page {
+                summary.entries += 1;
+                summary.bytes += entry.data.len() as u64;
+                write_record(
+                    out,
+                    &Record::Entry {
+                        seq: entry.seq,
+                        at_ms: entry.at_ms,
+                        author: entry.author,
+                        snapshot: entry.snapshot,
+                        data: hex::encode(&entry.data),
+                    },
+                )?;
+            }
+            progress.advanced(&summary);
+        }
+        summary.rooms += 1;
+        progress.advanced(&summary);
+    }
+    write_record(
+        out,
+        &Record::End {
+            rooms: summary.rooms,
+            entries: summary.entries,
+        },
+    )?;
+    out.flush()?;
+    Ok(summary)
+}
+
+/// What the header of a dump says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub source: String,
+    pub created_at: String,
+}
+
+/// Reads the file's header line.
+pub fn read_header(input: &mut impl BufRead) -> Result<Header, DumpError> {
+    let mut line = String::new();
+    if input.read_line(&mut line)? == 0 {
+        return Err(DumpError::Format("the file is empty".into()));
+    }
+    match serde_json::from_str::<Record>(&line) {
+        Ok(Record::Header {
+            format,
+            version,
+            source,
+            created_at,
+            ..
+        }) if format == FORMAT => {
+            if version != VERSION {
+                return Err(DumpError::Format(format!(
+                    "format version {version}, this coedit reads version {VERSION}"
+                )));
+            }
+            Ok(Header { source, created_at })
+        }
+        _ => Err(DumpError::Format(
+            "the first line is not a coedit-dump header".into(),
+        )),
+    }
+}
+
+/// Writes the rooms of a dump (after its header) into `store`. Unless `replace`,
+/// the store must hold no rooms at all; with it, each room of the dump replaces
+/// the room of that name (rooms the dump does not hold are left alone).
+pub async fn restore(
+    store: &dyn Store,
+    input: &mut impl BufRead,
+    replace: bool,
+    progress: &dyn Progress,
+) -> Result<Summary, DumpError> {
+    if !replace {
+        let existing = store.list_rooms().await?.len();
+        if existing > 0 {
+            return Err(DumpError::NotEmpty(existing));
+        }
+    }
+    let mut summary = Summary::default();
+    let mut room: Option<String> = None;
+    let mut pending: Vec<StoredEntry> = Vec::new();
+    let mut pending_bytes = 0;
+    let mut line = String::new();
+    let mut line_number = 1;
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            return Err(DumpError::Format(format!(
+                "the file ends at line {line_number} without its end record (truncated?)"
+            )));
+        }
+        line_number += 1;
+        let record: Record = serde_json::from_str(&line)
+            .map_err(|error| DumpError::Format(format!("line {line_number}: {error}")))?;
+        let in_room = |room: &Option<String>| {
+            room.clone().ok_or_else(|| {
+                DumpError::Format(format!(
+                    "line {line_number}: a room's record before any room"
+                ))
+            })
+        };
+        match record {
+            Record::Header { .. } => {
+                return Err(DumpError::Format(format!(
+                    "line {line_number}: a second header"
+                )))
+            }
+            Record::Room { room_id } => {
+                if let Some(previous) = &room {
+                    flush(store, previous, &mut pending, &mut pending_bytes).await?;
+                    summary.rooms += 1;
+                    progress.advanced(&summary);
+                }
+                progress.room(&room_id);
+                if replace {
+                    store.delete_room(&room_id).await?;
+                }
+                room = Some(room_id);
+            }
+            Record::Checkpoint { updated_at, data } => {
+                let data = decode(&data, line_number)?;
+                summary.bytes += data.len() as u64;
+                let parts = RoomParts {
+                    checkpoint: Some(StoredCheckpoint { data, updated_at }),
+                    snapshot: None,
+                };
+                store.write_room_parts(&in_room(&room)?, &parts).await?;
+            }
+            Record::Snapshot {
+                through_seq,
+                at_ms,
+                data,
+            } => {
+                let data = decode(&data, line_number)?;
+                summary.bytes += data.len() as u64;
+                let parts = RoomParts {
+                    checkpoint: None,
+                    snapshot: Some(StoredSnapshot {
+                        through_seq,
+                        at_ms,
+                        data,
+                    }),
+                };
+                store.write_room_parts(&in_room(&room)?, &parts).await?;
+            }
+            Record::Entry {
+                seq,
+                at_ms,
+                author,
+                snapshot,
+                data,
+            } => {
+                let room_id = in_room(&room)?;
+                let data = decode(&data, line_number)?;
+                summary.entries += 1;
+                summary.bytes += data.len() as u64;
+                pending_bytes += data.len();
+                pending.push(StoredEntry {
+                    seq,
+                    at_ms,
+                    author,
+                    snapshot,
+                    data,
+                });
+                if pending.len() >= BATCH_ROWS || pending_bytes >= BATCH_BYTES {
+                    flush(store, &room_id, &mut pending, &mut pending_bytes).await?;
+                    progress.advanced(&summary);
+                }
+            }
+            Record::End { rooms, entries } => {
+                if let Some(last) = &room {
+                    flush(store, last, &mut pending, &mut pending_bytes).await?;
+                    summary.rooms += 1;
+                }
+                if rooms != summary.rooms || entries != summary.entries {
+                    return Err(DumpError::Format(format!(
+                        "the end record counts {rooms} rooms and {entries} entries, the file holds {} and {}",
+                        summary.rooms, summary.entries
+                    )));
+                }
+                progress.advanced(&summary);
+                return Ok(summary);
+            }
+        }
+    }
+}
+
+async fn flush(
+    store: &dyn Store,
+    room_id: &str,
+    pending: &mut Vec<StoredEntry>,
+    pending_bytes: &mut usize,
+) -> Result<(), DumpError> {
+    if !pending.is_empty() {
+        store.write_entries(room_id, pending).await?;
+        pending.clear();
+        *pending_bytes = 0;
+    }
+    Ok(())
+}
+
+fn decode(data: &str, line_number: u64) -> Result<Bytes, DumpError> {
+    hex::decode(data)
+        .map(Bytes::from)
+        .map_err(|error| DumpError::Format(format!("line {line_number}: data is not hex: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::store::memory::MemoryStore;
+    use crate::server::store::{LoggedUpdate, Snapshot, WriteOp};
+
+    async fn filled() -> MemoryStore {
+        let store = MemoryStore::new();
+        for (room, count) in [("a", 3u64), ("b", 1200)] {
+            let batch: Vec<WriteOp> = (1..=count)
+                .map(|seq| {
+                    WriteOp::Append(LoggedUpdate {
+                        room_id: room.into(),
+                        seq,
+                        data: Bytes::from(format!("{room}{seq}")),
+                        at_ms: seq as i64,
+                        author: Some("Ada".into()),
+                    })
+                })
+                .collect();
+            store.write(&batch).await.unwrap();
+        }
+        store
+            .write(&[WriteOp::Compact(Snapshot {
+                room_id: "b".into(),
+                through_seq: 700,
+                data: Bytes::from_static(b"b-snap"),
+                at_ms: 700,
+                keep_history_since_ms: Some(0),
+            })])
+            .await
+            .unwrap();
+        store.save_checkpoint("c", b"checkpoint").await.unwrap();
+        store
+    }
+
+    async fn dumped(store: &MemoryStore) -> Vec<u8> {
+        let rooms = store.list_rooms().await.unwrap();
+        let mut file = Vec::new();
+        dump(store, &rooms, &mut file, &Silent).await.unwrap();
+        file
+    }
+
+    /// The dump without its header line (which names the source and the time).
+    fn body(file: &[u8]) -> &[u8] {
+        let newline = file.iter().position(|byte| *byte == b'\n').unwrap();
+        &file[newline + 1..]
+    }
+
+    #[tokio::test]
+    async fn a_restored_dump_dumps_the_same() {
+        let source = filled().await;
+        let file = dumped(&source).await;
+        let mut input = std::io::Cursor::new(&file);
+        let header = read_header(&mut input).unwrap();
+        assert_eq!(header.source, "memory");
+        let target = MemoryStore::new();
+        let summary = restore(&target, &mut input, false, &Silent).await.unwrap();
+        assert_eq!(summary.rooms, 3);
+        // The snapshot kept at 700 is row 700 of room b's log.
+        assert_eq!(summary.entries, 3 + 1200);
+        assert_eq!(body(&dumped(&target).await), body(&file));
+        assert_eq!(
+            target.read_version("b", 900).await.unwrap(),
+            source.read_version("b", 900).await.unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_non_empty_target_is_refused_unless_replacing() {
+        let file = dumped(&filled().await).await;
+        let target = MemoryStore::new();
+        target.save_checkpoint("other", b"x").await.unwrap();
+        target.save_checkpoint("a", b"old").await.unwrap();
+        let mut input = std::io::Cursor::new(&file);
+        read_header(&mut input).unwrap();
+        assert!(matches!(
+            restore(&target, &mut input, false, &Silent).await,
+            Err(DumpError::NotEmpty(2))
+        ));
+        let mut input = std::io::Cursor::new(&file);
+        read_header(&mut input).unwrap();
+        restore(&target, &mut input, true, &Silent).await.unwrap();
+        // Replaced: room a's checkpoint is gone with the rest of the old room.
+        assert_eq!(target.load_checkpoint("a").await.unwrap(), None);
+        assert!(target.load_checkpoint("other").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_truncated_dump_is_refused() {
+        let file = dumped(&filled().await).await;
+        let cut = &file[..file.len() - 40];
+        let mut input = std::io::Cursor::new(cut);
+        read_header(&mut input).unwrap();
+        let error = restore(&MemoryStore::new(), &mut input, false, &Silent)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, DumpError::Format(_)), "{error}");
+        let mut garbage = std::io::Cursor::new(b"{\"hello\":1}\n".to_vec());
+        assert!(matches!(
+            read_header(&mut garbage),
+            Err(DumpError::Format(_))
+        ));
+    }
+}
