@@ -404,6 +404,14 @@ async fn awareness_spam_is_refused_and_honest_presence_still_flows() {
         .await
         .unwrap();
     assert_eq!(close_code(&mut bloater).await, Some(1008));
+    // The closed connections leave the room once the server has seen them close.
+    let room_url = format!("http://{base}/api/rooms/presence");
+    let left = eventually(async || {
+        let room: serde_json::Value = reqwest::get(&room_url).await.unwrap().json().await.unwrap();
+        room["connections"] == 2
+    })
+    .await;
+    assert!(left, "the refused connections are still in the room");
     // Client ids beyond the room's users are refused before the upgrade…
     let mut refused = 0;
     let mut held = Vec::new();

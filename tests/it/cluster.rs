@@ -306,6 +306,34 @@ async fn three_nodes_share_rooms_edits_presence_and_listings() {
         editor.recv_update().await;
     }
 
+    // Simulated users added on one node are listed on another; a checkpoint saved
+    // on one node is loaded on another.
+    let client = reqwest::Client::new();
+    let added = client
+        .post(format!(
+            "http://{}/api/simulate/users/{room}?count=2",
+            n3.base()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(added.status().is_success());
+    let room_url = format!("http://{}/api/rooms/{room}", n1.base());
+    let listed = eventually(async || get_json(&room_url).await["user_count"] == 4).await;
+    assert!(listed, "{}", get_json(&room_url).await);
+    let persisted: Value = client
+        .post(format!("http://{}/api/rooms/{room}/persist", n2.base()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(persisted["success"], true, "{persisted}");
+    let loaded = get_json(&format!("http://{}/api/rooms/{room}/load", n3.base())).await;
+    assert_eq!(loaded["success"], true, "{loaded}");
+    assert_eq!(synced_text(&n1.base(), room).await, expected);
+
     // The node list shows all three, each with its connections.
     let cluster = get_json(&format!("http://{}/api/cluster", n2.base())).await;
     let nodes = cluster["nodes"].as_array().unwrap();
