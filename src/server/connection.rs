@@ -75,6 +75,8 @@ type Socket<S> = WebSocketStream<IdleIo<S>>;
 pub struct Admission {
     pub reservation: Reservation,
     pub handshake: OwnedSemaphorePermit,
+    /// The client id's place among the room's users, held until it has joined.
+    pub user: Option<crate::server::room::UserPlace>,
 }
 
 /// Serves one accepted connection once hyper hands over the upgraded socket. This is
@@ -91,6 +93,7 @@ pub async fn serve_connection(
     let Admission {
         reservation: _reservation,
         handshake,
+        user,
     } = admission;
     let upgraded = match upgrade.await {
         Ok(upgraded) => upgraded,
@@ -142,6 +145,7 @@ pub async fn serve_connection(
     // From here on, whatever ends this task leaves the room.
     let membership = Membership::new(room, connection, kick.clone(), &app.metrics, protocol);
     drop(handshake);
+    drop(user);
     // The room holds the only sender now, so the queue ends once the room lets go.
     drop(queue);
     tracing::debug!(room = %room_id, %client_id, connection, "connected");
@@ -703,6 +707,7 @@ pub(crate) mod tests {
         let admission = Admission {
             reservation: app.caps.reserve("room").unwrap(),
             handshake: app.upgrades.clone().try_acquire_owned().unwrap(),
+            user: None,
         };
         let upgrade = hyper::upgrade::on(axum::http::Request::new(()));
         let task = serve_connection(

@@ -94,17 +94,19 @@ fn reserve(app: &AppState, room_id: &str, client_id: &str) -> Result<Admission, 
         .caps
         .reserve(room_id)
         .map_err(|error| ApiError::Unavailable(error.to_string()))?;
-    if let Some(room) = app.registry.loaded(room_id) {
-        if room.room_for_users() == 0 && !room.has_user(client_id) {
-            return Err(ApiError::Unavailable(format!(
+    let user = match app.registry.loaded(room_id) {
+        Some(room) => room.reserve_user(client_id).map_err(|_| {
+            ApiError::Unavailable(format!(
                 "room is at its limit of {} users; retry later",
                 app.config.max_room_users
-            )));
-        }
-    }
+            ))
+        })?,
+        None => None,
+    };
     Ok(Admission {
         reservation,
         handshake,
+        user,
     })
 }
 

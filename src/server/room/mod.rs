@@ -31,7 +31,7 @@ pub use fanout::{
     close_slow_consumer, CloseReason, ConnectionId, Kick, Member, Outbound, Protocol,
 };
 use fanout::{json_only, PerProtocol};
-pub use presence::PresenceLimits;
+pub use presence::{PresenceLimits, UserPlace};
 pub use view::ActivityMark;
 pub use yjs::YjsError;
 
@@ -116,6 +116,8 @@ struct RoomState {
     empty_since: Option<Instant>,
     /// Set when the registry unloads the room; a late joiner must load it afresh.
     closed: bool,
+    /// Client ids between their accepted upgrade and joining (see `reserve_user`).
+    arriving: std::collections::HashSet<String>,
     /// Users connected to other nodes of the cluster, by client id.
     remote_users: HashMap<String, remote::RemoteUser>,
     /// Where this room's events go in a cluster; `None` on a single node.
@@ -205,6 +207,7 @@ impl Room {
                     departed: HashMap::new(),
                     empty_since: Some(Instant::now()),
                     closed: false,
+                    arriving: std::collections::HashSet::new(),
                     remote_users: HashMap::new(),
                     peers: None,
                 }),

@@ -47,19 +47,32 @@ impl Room {
         self.lock().presence.len()
     }
 
-    /// Whether `client_id` is already present, so another of its connections adds
-    /// no user.
-    pub fn has_user(&self, client_id: &str) -> bool {
-        self.lock().presence.contains_key(client_id)
-    }
-
-    /// How many more users the room may take.
+    /// How many more users the room may take (client ids on their way in count).
     pub fn room_for_users(&self) -> usize {
+        let state = self.lock();
         self.inner
             .settings
             .presence
             .room_users
-            .saturating_sub(self.user_count())
+            .saturating_sub(state.presence.len() + state.arriving.len())
+    }
+
+    /// Holds a place for `client_id` between its accepted upgrade and its joining,
+    /// so a burst of new client ids cannot all pass the user limit before any of
+    /// them is counted. `Ok(None)`: the client id is here already (or on its way).
+    pub fn reserve_user(&self, client_id: &str) -> Result<Option<UserPlace>, RoomFull> {
+        let mut state = self.lock();
+        if state.presence.contains_key(client_id) || state.arriving.contains(client_id) {
+            return Ok(None);
+        }
+        if state.presence.len() + state.arriving.len() >= self.inner.settings.presence.room_users {
+            return Err(RoomFull);
+        }
+        state.arriving.insert(client_id.to_owned());
+        Ok(Some(UserPlace {
+            room: self.clone(),
+            client_id: client_id.to_owned(),
+        }))
     }
 
     /// Panics while holding the room's lock, for tests of what a panic leaves.
@@ -67,6 +80,23 @@ impl Room {
     pub(crate) fn panic_while_locked(&self) {
         let _state = self.lock();
         panic!("panic injected by a test while holding the room lock");
+    }
+}
+
+/// The room has as many users as it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomFull;
+
+/// A place held for a client id on its way into the room; given back when dropped
+/// (it has joined, or its upgrade failed).
+pub struct UserPlace {
+    room: Room,
+    client_id: String,
+}
+
+impl Drop for UserPlace {
+    fn drop(&mut self) {
+        self.room.lock().arriving.remove(&self.client_id);
     }
 }
 
