@@ -433,6 +433,8 @@ impl ClusterTasks {
             persist::persist_room(&self.cluster, &room_id, None, true).await;
         }
         nodes::leave(&self.cluster).await;
+        // The rooms hold the journal open; the server is closing it next.
+        self.cluster.watched().clear();
     }
 }
 

@@ -100,10 +100,15 @@ impl AwarenessStates {
 
     /// Current non-null states as one awareness update, or `None` if there are none.
     fn current(&self) -> Option<AwarenessUpdate> {
+        self.current_where(|_| true)
+    }
+
+    /// `current`, only of the states kept under connections `keep` accepts.
+    fn current_where(&self, keep: impl Fn(ConnectionId) -> bool) -> Option<AwarenessUpdate> {
         let clients: HashMap<ClientID, AwarenessUpdateEntry> = self
             .entries
             .iter()
-            .filter(|(_, entry)| &*entry.json != NULL_STATE)
+            .filter(|(_, entry)| &*entry.json != NULL_STATE && keep(entry.connection))
             .map(|(id, entry)| {
                 (
                     ClientID::new(*id),
@@ -183,28 +188,11 @@ impl Room {
     /// The awareness states of this node's own y-protocol clients, as one frame,
     /// for a node that just opened the room.
     pub fn local_awareness(&self) -> Option<Bytes> {
-        let state = self.lock();
-        let clients: HashMap<ClientID, AwarenessUpdateEntry> = state
+        let update = self
+            .lock()
             .awareness
-            .entries
-            .iter()
-            .filter(|(_, entry)| entry.connection & REMOTE_BIT == 0 && &*entry.json != NULL_STATE)
-            .map(|(id, entry)| {
-                (
-                    ClientID::new(*id),
-                    AwarenessUpdateEntry {
-                        clock: entry.clock,
-                        json: entry.json.clone(),
-                    },
-                )
-            })
-            .collect();
-        if clients.is_empty() {
-            return None;
-        }
-        Some(Bytes::from(
-            Message::Awareness(AwarenessUpdate { clients }).encode_v1(),
-        ))
+            .current_where(|connection| connection & REMOTE_BIT == 0)?;
+        Some(Bytes::from(Message::Awareness(update).encode_v1()))
     }
 }
 
