@@ -75,8 +75,9 @@ type Socket<S> = WebSocketStream<IdleIo<S>>;
 pub struct Admission {
     pub reservation: Reservation,
     pub handshake: OwnedSemaphorePermit,
-    /// The client id's place among the room's users, held until it has joined.
-    pub user: Option<crate::server::room::UserPlace>,
+    /// The client id's place among the room's users, held until it has joined
+    /// (boxed: it lives in every connection task's state until then).
+    pub user: Option<Box<crate::server::room::UserPlace>>,
 }
 
 /// Serves one accepted connection once hyper hands over the upgraded socket. This is

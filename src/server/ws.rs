@@ -95,12 +95,15 @@ fn reserve(app: &AppState, room_id: &str, client_id: &str) -> Result<Admission, 
         .reserve(room_id)
         .map_err(|error| ApiError::Unavailable(error.to_string()))?;
     let user = match app.registry.loaded(room_id) {
-        Some(room) => room.reserve_user(client_id).map_err(|_| {
-            ApiError::Unavailable(format!(
-                "room is at its limit of {} users; retry later",
-                app.config.max_room_users
-            ))
-        })?,
+        Some(room) => room
+            .reserve_user(client_id)
+            .map_err(|_| {
+                ApiError::Unavailable(format!(
+                    "room is at its limit of {} users; retry later",
+                    app.config.max_room_users
+                ))
+            })?
+            .map(Box::new),
         None => None,
     };
     Ok(Admission {

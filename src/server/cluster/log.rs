@@ -24,13 +24,15 @@ use crate::server::store::{
 const APPEND: &str = r"
 local last = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
 if tonumber(ARGV[3]) <= last then return 0 end
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[3], 86400000)
-local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+if redis.call('HSET', KEYS[3], ARGV[2], ARGV[3]) == 1 then
+  redis.call('PEXPIRE', KEYS[3], 86400000)
+end
+local seq = redis.call('INCR', KEYS[2])
 local base = tonumber(ARGV[1])
-if seq < base then seq = base end
-seq = seq + 1
-redis.call('SET', KEYS[2], seq)
+if seq <= base then
+  seq = base + 1
+  redis.call('SET', KEYS[2], seq)
+end
 redis.call('XADD', KEYS[1], '*', 's', seq, 'u', ARGV[4], 'n', ARGV[2], 'c', ARGV[5], 'a', ARGV[6], 't', ARGV[7])
 return seq
 ";
