@@ -79,6 +79,8 @@ pub struct ClusterCounters {
 /// A room this node holds, as its cluster tasks follow it.
 struct Watched {
     room: Room,
+    /// The room's stream, as the reader names it in every `XREAD`.
+    key: String,
     /// Last stream entry id merged (or skipped as this node's own).
     cursor: String,
     /// Highest sequence number the room's document is known to hold everything up to.
@@ -340,6 +342,7 @@ impl Peers for Cluster {
             id.clone(),
             Watched {
                 room: room.clone(),
+                key: log_key(&id),
                 cursor: if opened.cursor.is_empty() {
                     "0-0".into()
                 } else {

@@ -12,7 +12,7 @@ use redis::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::log::Entry;
-use super::{log_key, room_of, wake_key, Cluster};
+use super::{room_of, wake_key, Cluster};
 
 /// How long one XREAD waits for news.
 const BLOCK: Duration = Duration::from_secs(2);
@@ -51,16 +51,8 @@ pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
             }
         }
         loop {
-            let (keys, ids) = {
-                let watched = cluster.watched();
-                let mut keys = vec![wake.clone()];
-                let mut ids = vec![wake_id.clone()];
-                for (room_id, watched) in watched.iter() {
-                    keys.push(log_key(room_id));
-                    ids.push(watched.cursor.clone());
-                }
-                (keys, ids)
-            };
+            // Built straight from the rooms, under one look at them: `arg` copies
+            // into the command, so a wake-up allocates nothing per room.
             let mut command = redis::cmd("XREAD");
             command
                 .arg("COUNT")
@@ -68,8 +60,17 @@ pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
                 .arg("BLOCK")
                 .arg(BLOCK.as_millis() as u64)
                 .arg("STREAMS")
-                .arg(&keys)
-                .arg(&ids);
+                .arg(&wake);
+            {
+                let watched = cluster.watched();
+                for watched in watched.values() {
+                    command.arg(&watched.key);
+                }
+                command.arg(&wake_id);
+                for watched in watched.values() {
+                    command.arg(&watched.cursor);
+                }
+            }
             let reply: Result<Value, _> = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 reply = command.query_async(&mut conn) => reply,
