@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::common::*;
+use super::documents::close_frame;
 use super::durability::{join, synced_text, type_slowly, until_text};
 use super::mongo_env::*;
 use super::yjs::YClient;
@@ -168,10 +169,38 @@ impl Setup {
     async fn db(&self) -> mongodb::Database {
         database(&self.mongo_url, &self.database).await
     }
+
+    /// Two nodes, alice on the first and bob on the second in `room`, and `text`
+    /// typed by alice that bob has seen.
+    async fn two_editors(
+        &self,
+        room: &str,
+        text: &str,
+    ) -> (CoeditProcess, CoeditProcess, Client, Client) {
+        let n1 = self.node("n1", &[]).await;
+        let n2 = self.node("n2", &[]).await;
+        let mut alice = join(&n1.base(), room, "alice").await;
+        let mut bob = join(&n2.base(), room, "bob").await;
+        type_slowly(&mut alice, text).await;
+        until_text(&mut bob, text).await;
+        (n1, n2, alice, bob)
+    }
 }
 
 async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// The JSON answer to a `method` request to `url`.
+async fn call(method: reqwest::Method, url: &str) -> Value {
+    reqwest::Client::new()
+        .request(method, url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Reads `client`'s messages (applying document ones) until one matches.
@@ -308,27 +337,14 @@ async fn three_nodes_share_rooms_edits_presence_and_listings() {
 
     // Simulated users added on one node are listed on another; a checkpoint saved
     // on one node is loaded on another.
-    let client = reqwest::Client::new();
-    let added = client
-        .post(format!(
-            "http://{}/api/simulate/users/{room}?count=2",
-            n3.base()
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert!(added.status().is_success());
+    let simulate_url = format!("http://{}/api/simulate/users/{room}?count=2", n3.base());
+    let added = call(reqwest::Method::POST, &simulate_url).await;
+    assert_eq!(added["success"], true, "{added}");
     let room_url = format!("http://{}/api/rooms/{room}", n1.base());
     let listed = eventually(async || get_json(&room_url).await["user_count"] == 4).await;
     assert!(listed, "{}", get_json(&room_url).await);
-    let persisted: Value = client
-        .post(format!("http://{}/api/rooms/{room}/persist", n2.base()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let persist_url = format!("http://{}/api/rooms/{room}/persist", n2.base());
+    let persisted = call(reqwest::Method::POST, &persist_url).await;
     assert_eq!(persisted["success"], true, "{persisted}");
     let loaded = get_json(&format!("http://{}/api/rooms/{room}/load", n3.base())).await;
     assert_eq!(loaded["success"], true, "{loaded}");
@@ -410,12 +426,7 @@ async fn a_redis_outage_degrades_health_and_every_edit_converges_after_it() {
     else {
         return;
     };
-    let n1 = setup.node("n1", &[]).await;
-    let n2 = setup.node("n2", &[]).await;
-    let mut alice = join(&n1.base(), "outage", "alice").await;
-    let mut bob = join(&n2.base(), "outage", "bob").await;
-    type_slowly(&mut alice, "before ").await;
-    until_text(&mut bob, "before ").await;
+    let (n1, n2, mut alice, mut bob) = setup.two_editors("outage", "before ").await;
 
     setup.redis.kill();
     let health_url = format!("http://{}/api/health", n1.base());
@@ -585,6 +596,57 @@ async fn two_nodes_persisting_one_room_store_every_entry_once() {
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
     let fresh = setup.node("n3", &extra).await;
     assert_eq!(synced_text(&fresh.base(), "race").await, text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_room_on_one_node_closes_it_on_every_node_and_removes_it_everywhere() {
+    let Some(setup) =
+        Setup::new("deleting_a_room_on_one_node_closes_it_on_every_node_and_removes_it_everywhere")
+            .await
+    else {
+        return;
+    };
+    let (n1, n2, mut alice, mut bob) = setup.two_editors("doomed", "secret").await;
+
+    let delete_url = format!("http://{}/api/rooms/doomed", n2.base());
+    let answer = call(reqwest::Method::DELETE, &delete_url).await;
+    assert_eq!(answer["success"], true, "{answer}");
+    // Both nodes close their clients as deleted.
+    for client in [&mut alice, &mut bob] {
+        let (code, reason) = close_frame(&mut client.socket).await;
+        assert_eq!((code, reason.as_str()), (4404, "room deleted"));
+    }
+    // Nothing of it is left in Redis or MongoDB, and a new client on either node
+    // starts an empty room.
+    let mut conn = setup.redis.connection().await;
+    let db = setup.db().await;
+    let gone = eventually(async || {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("coedit:{doomed}:*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut stored = 0;
+        for collection in ["room_updates", "room_snapshots", "room_documents"] {
+            stored += db
+                .collection::<Document>(collection)
+                .count_documents(doc! {"room_id": "doomed"})
+                .await
+                .unwrap();
+        }
+        // The users hash may hold the new readers below; the log must be gone.
+        !keys.iter().any(|key| key.ends_with(":log")) && stored == 0
+    })
+    .await;
+    assert!(gone, "the deleted room is still stored");
+    for node in [&n1, &n2] {
+        let url = format!("ws://{}/api/ws/doomed?client_id=fresh", node.base());
+        let mut fresh = Client::connect(&url, "fresh").await;
+        assert!(
+            matches!(fresh.recv().await, ServerMessage::Users { .. }),
+            "a new client of a deleted room is greeted with no document"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use super::common::*;
 use super::mongo_env::*;
 
 /// Reads frames until the server closes the socket; returns the close code and reason.
-async fn close_frame(
+pub(super) async fn close_frame(
     socket: &mut tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
