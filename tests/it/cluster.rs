@@ -358,6 +358,28 @@ async fn three_nodes_share_rooms_edits_presence_and_listings() {
         .map(|node| node["node_id"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["n1", "n2", "n3"], "{cluster}");
+    // …and so does `coedit cluster`, as a table and as JSON.
+    let cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_coedit"))
+            .args(["--server", &format!("http://{}", n3.base())])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let table = cli(&["cluster"]);
+    for name in ["n1", "n2", "n3 (this)"] {
+        assert!(table.contains(name), "{table}");
+    }
+    let listed: Value = serde_json::from_str(&cli(&["cluster", "--json"])).unwrap();
+    assert_eq!(listed["node_id"], "n3");
+    assert_eq!(
+        listed["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{listed}"
+    );
+
     let metrics_url = format!("http://{}/api/metrics", n1.base());
     // Counted at each heartbeat (once a second).
     let counted = eventually(async || get_json(&metrics_url).await["live_nodes"] == 3).await;
