@@ -320,8 +320,11 @@ impl Store for ClusterStore {
     }
 
     async fn history(&self, room_id: &str) -> Result<History, StoreError> {
-        // What is still only in the stream joins the history within a second.
-        super::persist::persist_room(&self.cluster, room_id, None, false).await;
+        // What is still only in the stream joins the history now. A node that does
+        // not hold the room lets the lease go again at once, or the room's own
+        // persister would wait out its TTL.
+        let held_here = self.cluster.watched().contains_key(room_id);
+        super::persist::persist_room(&self.cluster, room_id, None, !held_here).await;
         self.cluster.inner.shared.history(room_id).await
     }
 

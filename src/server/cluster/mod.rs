@@ -363,6 +363,7 @@ impl Peers for Cluster {
 
     fn closed(&self, room_id: &str) {
         let removed = self.watched().remove(room_id);
+        lock(&self.inner.bases).remove(room_id);
         let _ = self
             .inner
             .subscriptions
