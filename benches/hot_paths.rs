@@ -178,6 +178,108 @@ fn document(c: &mut Criterion) {
     group.finish();
 }
 
+/// Full states of an editor typing one character at a time into a ~1 MB document,
+/// with the room's state before the first: each applies exactly one new character.
+struct LargeFixture {
+    room_state: Vec<u8>,
+    keystrokes: Vec<Vec<u8>>,
+}
+
+fn large_fixture() -> LargeFixture {
+    const LARGE_BYTES: usize = 1024 * 1024;
+    const KEYSTROKES: usize = 200;
+    let doc = Doc::with_client_id(7);
+    let text = doc.get_or_insert_text(TEXT_NAME);
+    let mut rng = fastrand::Rng::with_seed(2);
+    let words = "the quick brown fox jumps over the lazy dog ";
+    let mut bursts = 0;
+    loop {
+        let mut txn = doc.transact_mut();
+        let len = text.len(&txn);
+        // Mostly where the writer is, now and then somewhere else.
+        let at = if rng.u8(0..10) == 0 {
+            rng.u32(0..=len)
+        } else {
+            len
+        };
+        text.insert(&mut txn, at, &words[..rng.usize(1..words.len())]);
+        drop(txn);
+        bursts += 1;
+        if bursts % 1000 == 0
+            && doc
+                .transact()
+                .encode_state_as_update_v1(&StateVector::default())
+                .len()
+                >= LARGE_BYTES
+        {
+            break;
+        }
+    }
+    let room_state = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let keystrokes = (0..KEYSTROKES)
+        .map(|_| {
+            let mut txn = doc.transact_mut();
+            let len = text.len(&txn);
+            text.insert(&mut txn, rng.u32(0..=len), "x");
+            drop(txn);
+            doc.transact()
+                .encode_state_as_update_v1(&StateVector::default())
+        })
+        .collect();
+    eprintln!("large fixture: {} bytes, {bursts} bursts", room_state.len());
+    LargeFixture {
+        room_state,
+        keystrokes,
+    }
+}
+
+/// The original page's keystroke in a 1 MB document: a 2 MB `update` message.
+fn large_document(c: &mut Criterion) {
+    let fixture = large_fixture();
+    let messages: Vec<String> = fixture
+        .keystrokes
+        .iter()
+        .map(|state| format!(r#"{{"type":"update","data":"{}"}}"#, hex::encode(state)))
+        .collect();
+    let mut group = c.benchmark_group("large_document");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("parse_update_message_1mb", |b| {
+        b.iter(|| serde_json::from_str::<coedit::api::ClientMessage>(black_box(&messages[0])))
+    });
+    group.bench_function("hex_decode_1mb", |b| {
+        let data = hex::encode(&fixture.keystrokes[0]);
+        let mut out = vec![0; data.len() / 2];
+        b.iter(|| faster_hex::hex_decode(black_box(data.as_bytes()), &mut out))
+    });
+    group.bench_function("decode_full_state_1mb", |b| {
+        b.iter(|| Update::decode_v1(black_box(&fixture.keystrokes[0])))
+    });
+    // Each iteration applies the next keystroke's full state, one new character.
+    group.bench_function("apply_hex_full_state_1mb_one_new_char", |b| {
+        let hexes: Vec<String> = fixture.keystrokes.iter().map(hex::encode).collect();
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            let mut done = 0;
+            while done < iters {
+                let mut room =
+                    Document::from_state(&fixture.room_state).expect("fixture state applies");
+                for hex in hexes.iter().take((iters - done) as usize) {
+                    let started = std::time::Instant::now();
+                    let applied = room.apply_hex_update(black_box(hex));
+                    total += started.elapsed();
+                    assert!(matches!(applied, Ok(Applied::Delta(_))));
+                    done += 1;
+                }
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
 fn broadcast(c: &mut Criterion) {
     let fixture = fixture();
     let mut group = c.benchmark_group("broadcast");
@@ -195,5 +297,5 @@ fn broadcast(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, document, broadcast);
+criterion_group!(benches, document, broadcast, large_document);
 criterion_main!(benches);

@@ -567,7 +567,56 @@ fn handle_message(
     ControlFlow::Continue(())
 }
 
+/// A large JSON-protocol `update`, read in place. The original page sends its whole
+/// document state (hex) in one on every keystroke; parsing it as a `ClientMessage`
+/// would first copy every field into a buffer, since the tag may come last.
+#[derive(Deserialize)]
+struct UpdateInPlace<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(borrow, default)]
+    data: &'a str,
+}
+
+/// Texts from this size on are first tried as an `update` read in place.
+const IN_PLACE_FROM_BYTES: usize = 4096;
+
+fn handle_update(peer: &Peer<'_>, data: &str) {
+    // The original ignores an update without data; so do we.
+    if data.is_empty() {
+        return;
+    }
+    if peer.access == Access::ReadOnly {
+        peer.refuse(READ_ONLY);
+        return;
+    }
+    let origin = Origin {
+        client_id: peer.client_id,
+        format: UpdateFormat::JsonHex,
+    };
+    if let Err(error) = peer.room.apply_update(origin, UpdateBytes::Hex(data)) {
+        peer.app.metrics.record_error();
+        peer.room.reply(
+            peer.connection,
+            &ServerMessage::Error {
+                message: error.to_string(),
+            },
+        );
+    }
+}
+
 fn handle_text(peer: &Peer<'_>, text: &str) {
+    if text.len() >= IN_PLACE_FROM_BYTES {
+        // Anything else (another type, escapes in the data, a malformed message)
+        // takes the general path below, with its errors.
+        if let Ok(UpdateInPlace {
+            kind: "update",
+            data,
+        }) = serde_json::from_str::<UpdateInPlace>(text)
+        {
+            return handle_update(peer, data);
+        }
+    }
     let (room, connection, client_id, app) = (peer.room, peer.connection, peer.client_id, peer.app);
     let message = match serde_json::from_str::<ClientMessage>(text) {
         Ok(message) => message,
@@ -605,29 +654,7 @@ fn handle_text(peer: &Peer<'_>, text: &str) {
             avatar_url,
         } => room.join(connection, client_id, name, color, avatar_url),
         ClientMessage::SyncRequest => room.sync_request(connection),
-        ClientMessage::Update { data } => {
-            // The original ignores an update without data; so do we.
-            if data.is_empty() {
-                return;
-            }
-            if peer.access == Access::ReadOnly {
-                peer.refuse(READ_ONLY);
-                return;
-            }
-            let origin = Origin {
-                client_id,
-                format: UpdateFormat::JsonHex,
-            };
-            if let Err(error) = room.apply_update(origin, UpdateBytes::Hex(&data)) {
-                app.metrics.record_error();
-                room.reply(
-                    connection,
-                    &ServerMessage::Error {
-                        message: error.to_string(),
-                    },
-                );
-            }
-        }
+        ClientMessage::Update { data } => handle_update(peer, &data),
         ClientMessage::Cursor { position, .. } => room.cursor(client_id, position),
         ClientMessage::Selection { selection } => room.selection(client_id, selection),
         ClientMessage::Awareness { fields } => room.awareness(client_id, fields),

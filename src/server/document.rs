@@ -10,6 +10,8 @@ use bytes::Bytes;
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 
+use super::known::{self, AppliedDeletions};
+
 /// Name of the shared text type the original browser client edits
 /// (`doc.getText('content')`).
 pub const TEXT_NAME: &str = "content";
@@ -50,6 +52,11 @@ pub enum Applied {
 /// after almost every update, so its size is exact.
 const FOLD_FRACTION: usize = 8;
 
+/// Updates from this size on have what the document already holds cut out before
+/// they are decoded. A keystroke's own update is a few dozen bytes and all new;
+/// reading the state vector for it would cost more than it saves.
+const CUT_FROM_BYTES: usize = 512;
+
 /// A Yjs document, its last full-state encoding, and the deltas applied since.
 ///
 /// The encoding plus the deltas is always exactly the document, without encoding
@@ -66,6 +73,8 @@ pub struct Document {
     since: Vec<Bytes>,
     since_bytes: usize,
     max_bytes: usize,
+    /// Delete-set sections `doc` has applied, so full states need not repeat them.
+    applied_deletions: AppliedDeletions,
     /// Makes the next apply panic after changing the document, for tests.
     #[cfg(test)]
     panic_after_apply: bool,
@@ -92,6 +101,7 @@ impl Document {
             since: Vec::new(),
             since_bytes: 0,
             max_bytes: usize::MAX,
+            applied_deletions: AppliedDeletions::default(),
             #[cfg(test)]
             panic_after_apply: false,
         }
@@ -128,6 +138,20 @@ impl Document {
     /// The delta is the transaction's own update — new items *and* new deletions. A
     /// state-vector comparison would miss deletions, which do not move the state vector.
     pub fn apply_update(&mut self, update: &[u8]) -> Result<Applied, DocumentError> {
+        // A full state (the original page sends one per keystroke) is mostly what
+        // the document holds: only the rest is decoded (`known`).
+        let cut = if update.len() >= CUT_FROM_BYTES {
+            known::without_known(
+                update,
+                &self.doc.transact().state_vector(),
+                &self.applied_deletions,
+            )
+        } else {
+            None
+        };
+        // The limit check below keeps measuring the update as sent.
+        let whole_len = update.len();
+        let update = cut.as_ref().map_or(update, |cut| &cut.update[..]);
         // Decoding is pure: a panic here cannot have touched the document.
         let decoded = catch_unwind(|| Update::decode_v1(update))
             .map_err(|_| DocumentError::Panicked)?
@@ -135,7 +159,7 @@ impl Document {
 
         // Near the limit the exact size is checked after applying; far from it, the
         // estimate proves the update cannot cross it.
-        let near_limit = self.size_estimate().saturating_add(update.len()) > self.max_bytes;
+        let near_limit = self.size_estimate().saturating_add(whole_len) > self.max_bytes;
         if near_limit {
             // `base` is then exactly the state to go back to.
             self.encoded_state();
@@ -159,6 +183,9 @@ impl Document {
 
         match outcome {
             Ok(Ok(Some(delta))) => {
+                if let Some(cut) = &cut {
+                    self.applied_deletions.remember(cut);
+                }
                 let delta = Bytes::from(delta);
                 if near_limit {
                     let encoded = self.encode();
@@ -177,7 +204,12 @@ impl Document {
                 }
                 Ok(Applied::Delta(delta))
             }
-            Ok(Ok(None)) => Ok(Applied::Nothing),
+            Ok(Ok(None)) => {
+                if let Some(cut) = &cut {
+                    self.applied_deletions.remember(cut);
+                }
+                Ok(Applied::Nothing)
+            }
             Ok(Err(error)) => {
                 // yrs validates while integrating, so a refused update may have left a
                 // partial transaction behind; rebuild from the last good state.
@@ -220,6 +252,8 @@ impl Document {
             tracing::error!("document could not be fully rebuilt after a failed update");
         }
         self.doc = doc;
+        // What the old document applied says nothing certain about the new one.
+        self.applied_deletions = AppliedDeletions::default();
         self.since.clear();
         self.since_bytes = 0;
         if !deltas.is_empty() {
@@ -533,5 +567,65 @@ mod tests {
         text.insert(&mut alice.transact_mut(), 7, "!");
         room.apply_update(&full_state(&alice)).unwrap();
         assert_eq!(room.text(), "keep me!");
+    }
+
+    /// Editors send what the original page and y-websocket send (full states, and
+    /// incremental updates that carry the whole delete set), pasting and deleting
+    /// large chunks; a listener that only ever applies the room's deltas must hold
+    /// every dependency of what it was sent and end equal to the room.
+    #[test]
+    fn relayed_deltas_alone_rebuild_the_document() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        for round in 0..100 {
+            let mut room = Document::new();
+            let listener = Doc::with_client_id(1);
+            let editors: Vec<(Doc, TextRef)> = (0..3).map(|i| editor(10 + i)).collect();
+            for _ in 0..60 {
+                let (doc, text) = &editors[rng.usize(0..editors.len())];
+                let before = doc.transact().state_vector();
+                {
+                    let mut txn = doc.transact_mut();
+                    let len = text.len(&txn);
+                    match rng.u8(0..4) {
+                        0 if len > 10 => {
+                            let at = rng.u32(0..len - 5);
+                            text.remove_range(&mut txn, at, rng.u32(1..=(len - at).min(300)));
+                        }
+                        1 => text.insert(&mut txn, rng.u32(0..=len), &"paste ".repeat(150)),
+                        _ => text.insert(&mut txn, rng.u32(0..=len), "k"),
+                    }
+                }
+                let update = if rng.bool() {
+                    full_state(doc)
+                } else {
+                    doc.transact().encode_state_as_update_v1(&before)
+                };
+                if let Ok(Applied::Delta(delta)) = room.apply_update(&update) {
+                    let mut txn = listener.transact_mut();
+                    txn.apply_update(Update::decode_v1(&delta).unwrap())
+                        .unwrap();
+                    assert!(
+                        txn.store().pending_update().is_none(),
+                        "round {round}: a delta depends on something never relayed"
+                    );
+                }
+                // Editors hear each other now and then, as over a network.
+                if rng.u8(0..3) == 0 {
+                    let state = room.encoded_state();
+                    let (doc, _) = &editors[rng.usize(0..editors.len())];
+                    doc.transact_mut()
+                        .apply_update(Update::decode_v1(&state).unwrap())
+                        .unwrap();
+                }
+            }
+            let listener_state = listener
+                .transact()
+                .encode_state_as_update_v1(&StateVector::default());
+            assert_eq!(
+                Document::from_state(&listener_state).unwrap().text(),
+                room.text(),
+                "round {round}"
+            );
+        }
     }
 }

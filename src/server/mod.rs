@@ -17,6 +17,7 @@ pub mod document;
 pub mod history;
 pub mod idle_io;
 pub mod journal;
+pub mod known;
 pub mod limits;
 pub mod metrics;
 pub mod registry;

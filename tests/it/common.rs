@@ -258,11 +258,21 @@ impl Client {
         self.send_full_state().await
     }
 
-    pub async fn send_full_state(&mut self) -> usize {
-        let state = self
-            .doc
+    /// Inserts into the local document without sending anything.
+    pub fn text_mut_insert(&mut self, index: u32, insert: &str) {
+        self.text
+            .insert(&mut self.doc.transact_mut(), index, insert);
+    }
+
+    /// The local document's full state, as the original page encodes it.
+    pub fn full_state(&self) -> Vec<u8> {
+        self.doc
             .transact()
-            .encode_state_as_update_v1(&StateVector::default());
+            .encode_state_as_update_v1(&StateVector::default())
+    }
+
+    pub async fn send_full_state(&mut self) -> usize {
+        let state = self.full_state();
         let len = state.len();
         self.send(&ClientMessage::Update {
             data: hex::encode(state),

@@ -493,3 +493,99 @@ async fn graceful_shutdown_closes_sockets_with_1001() {
     assert_eq!(code, Some(1001));
     server.stop().await;
 }
+
+/// The original page in a large document: every keystroke sends the whole state,
+/// tens of kilobytes of hex, of which the room relays only what is new — typed
+/// characters and deletions alike — whatever order the message's fields come in.
+#[tokio::test]
+async fn large_full_states_relay_only_what_is_new_including_deletions() {
+    let server = TestServer::start().await;
+    let mut alice = server.join("large", "alice", "Alice").await;
+    let mut bob = server.join("large", "bob", "Bob").await;
+    let _ = alice.recv().await; // bob's user_joined
+    let paragraph = "A paragraph of a long document, typed over many days. ".repeat(400);
+    let sent = alice.type_text(0, &paragraph).await;
+    assert!(sent > 16 * 1024, "{sent}");
+    let first = bob.recv().await;
+    bob.apply_if_document(&first);
+    assert_eq!(bob.content(), paragraph);
+
+    let mut expected = paragraph.clone();
+    for (at, ch) in [(10, "x"), (500, "y"), (15_000, "z")] {
+        let sent = alice.type_text(at, ch).await;
+        expected.insert_str(at as usize, ch);
+        let ServerMessage::Update { data, from } = bob.recv().await else {
+            panic!("an update");
+        };
+        assert_eq!(from, "alice");
+        assert!(
+            data.len() < 200,
+            "{} hex chars relayed for {sent} bytes sent",
+            data.len()
+        );
+        bob.apply_hex(&data);
+        assert_eq!(bob.content(), expected);
+    }
+    // Deletions of text the room already holds are new too, and a repeated full
+    // state with no change relays nothing.
+    alice.delete_text(3, 4).await;
+    expected.replace_range(3..7, "");
+    let message = bob.recv().await;
+    bob.apply_if_document(&message);
+    assert_eq!(bob.content(), expected);
+    alice.send_full_state().await;
+    bob.expect_silence().await;
+
+    // Fields in another order take the same path.
+    alice.text_mut_insert(0, "!");
+    let state = alice.full_state();
+    alice
+        .send_raw(Message::text(format!(
+            r#"{{"data":"{}","type":"update"}}"#,
+            hex::encode(state)
+        )))
+        .await;
+    let message = bob.recv().await;
+    bob.apply_if_document(&message);
+    assert_eq!(bob.content(), format!("!{expected}"));
+}
+
+#[tokio::test]
+async fn large_messages_that_are_not_valid_updates_get_the_usual_errors() {
+    let server = TestServer::start().await;
+    let mut alice = server.join("large-bad", "alice", "Alice").await;
+    let junk = "zz".repeat(8 * 1024);
+    alice
+        .send_raw(Message::text(format!(
+            r#"{{"type":"update","data":"{junk}"}}"#
+        )))
+        .await;
+    assert_eq!(
+        alice.recv_value().await,
+        json!({"type":"error","message":"update is not valid hex"})
+    );
+    // An escape in the data cannot be read in place; the general path decides.
+    let escaped = format!(
+        r#"{{"type":"update","data":"\u0030{}"}}"#,
+        "0".repeat(8 * 1024)
+    );
+    alice.send_raw(Message::text(escaped)).await;
+    let reply = alice.recv_value().await;
+    assert_eq!(reply["type"], "error", "{reply}");
+    // A large message of another type is handled as that type.
+    let padded = format!(
+        r#"{{"type":"ping","timestamp":7,"padding":"{}"}}"#,
+        "p".repeat(8 * 1024)
+    );
+    alice.send_raw(Message::text(padded)).await;
+    assert_eq!(alice.recv_value().await["type"], "pong");
+    let missing = format!(
+        r#"{{"type":"nonsense","padding":"{}"}}"#,
+        "p".repeat(8 * 1024)
+    );
+    alice.send_raw(Message::text(missing)).await;
+    assert_eq!(
+        alice.recv_value().await,
+        json!({"type":"error","message":"Unknown message type: nonsense"})
+    );
+}

@@ -1,0 +1,551 @@
+//! Cuts what a document already has out of a v1 update before anyone decodes it.
+//!
+//! The original browser page sends its whole document state on every keystroke:
+//! in a 1 MB document, a megabyte of structs of which one is new. Decoding all of
+//! them into `yrs` blocks (allocating each) only for the merge to find it knew
+//! them costs milliseconds. A v1 update is a list of struct runs per client, each
+//! struct self-contained (its origins are full ids), so the structs a state vector
+//! already covers can be stepped over by reading their lengths alone and the rest
+//! copied as they are, in front of the untouched delete set. What comes out is a
+//! valid update that merges to exactly what the whole one would have. The same
+//! goes for the delete set: a client's deletions that arrive exactly as the
+//! document already applied them are left out.
+//!
+//! Only the content kinds a text document uses are stepped over (strings,
+//! deletions, formats, embeds, binaries, nested types); an update holding any other
+//! kind, or anything malformed, is left whole, so the full decoder sees it exactly
+//! as before and gives the same verdict.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use yrs::encoding::read::{Cursor, Read};
+use yrs::encoding::write::Write;
+use yrs::{ClientID, StateVector};
+
+// Struct and content kinds of the v1 encoding (lib0's `UpdateEncoderV1`).
+const GC: u8 = 0;
+const SKIP: u8 = 10;
+const HAS_ORIGIN: u8 = 0b1000_0000;
+const HAS_RIGHT_ORIGIN: u8 = 0b0100_0000;
+const HAS_PARENT_SUB: u8 = 0b0010_0000;
+const CONTENT_DELETED: u8 = 1;
+const CONTENT_BINARY: u8 = 3;
+const CONTENT_STRING: u8 = 4;
+const CONTENT_EMBED: u8 = 5;
+const CONTENT_FORMAT: u8 = 6;
+const CONTENT_TYPE: u8 = 7;
+// Type kinds a nested-type struct may carry; only the XML element has a name after it.
+const TYPE_ARRAY: u8 = 0;
+const TYPE_XML_ELEMENT: u8 = 3;
+const TYPE_XML_TEXT: u8 = 6;
+const TYPE_XML_HOOK: u8 = 5;
+/// Client ids are 53-bit (JavaScript-safe); a larger one is left to the decoder.
+const CLIENT_BITS: u32 = 53;
+
+/// One client's structs that survive the cut.
+struct Run {
+    count: u32,
+    client: u64,
+    clock: u32,
+    bytes: Range<usize>,
+}
+
+/// Upper bound on the delete-set bytes remembered per document: about what one
+/// heavily edited megabyte document's delete set takes. Past it the memory starts
+/// over, which only costs the next full state its whole delete set again.
+const MAX_REMEMBERED_DELETIONS: usize = 4 * 1024 * 1024;
+
+/// The delete-set sections (one per client) a document has applied, as the bytes
+/// they arrived in. Deletions are permanent, so a section that arrives again byte
+/// for byte deletes nothing new: the full states of the original page repeat the
+/// whole delete set on every keystroke, and applying it again means finding every
+/// deleted range among the document's items.
+#[derive(Debug, Default)]
+pub struct AppliedDeletions {
+    by_client: HashMap<u64, Vec<u8>>,
+    bytes: usize,
+}
+
+impl AppliedDeletions {
+    /// Remembers the delete-set sections of `cut`, once the document applied it.
+    pub fn remember(&mut self, cut: &Cut) {
+        for (client, range) in &cut.deletions {
+            let section = &cut.update[range.clone()];
+            if self.bytes + section.len() > MAX_REMEMBERED_DELETIONS {
+                self.by_client.clear();
+                self.bytes = 0;
+            }
+            self.bytes += section.len();
+            if let Some(old) = self.by_client.insert(*client, section.to_vec()) {
+                self.bytes -= old.len();
+            }
+        }
+    }
+
+    fn holds(&self, client: u64, section: &[u8]) -> bool {
+        self.by_client
+            .get(&client)
+            .is_some_and(|known| known.as_slice() == section)
+    }
+}
+
+/// An update with what the document holds cut out.
+#[derive(Debug)]
+pub struct Cut {
+    /// A valid v1 update.
+    pub update: Vec<u8>,
+    /// Where each client's delete-set section is in `update`.
+    deletions: Vec<(u64, Range<usize>)>,
+}
+
+/// `update` without the structs `known` already covers and the delete-set
+/// sections `deletions` already holds, or `None` when nothing can be cut (every
+/// struct is new) or the update is left to the full decoder.
+///
+/// A struct that is only partly known is kept whole; merging starts inside it, as
+/// it does for any update that overlaps what a document has.
+pub fn without_known(
+    update: &[u8],
+    known: &StateVector,
+    deletions: &AppliedDeletions,
+) -> Option<Cut> {
+    let mut cursor = Cursor::new(update);
+    let clients: u32 = cursor.read_var().ok()?;
+    let mut runs = Vec::new();
+    let mut cut = false;
+    for _ in 0..clients {
+        let count: u32 = cursor.read_var().ok()?;
+        let client = read_client(&mut cursor)?;
+        let mut clock: u32 = cursor.read_var().ok()?;
+        let have = known.get(&ClientID::new(client));
+        let mut run: Option<Run> = None;
+        for index in 0..count {
+            let start = cursor.next;
+            let length = struct_length(&mut cursor)?;
+            if run.is_none() && length > 0 && clock.checked_add(length)? > have {
+                cut |= index > 0;
+                run = Some(Run {
+                    count: count - index,
+                    client,
+                    clock,
+                    bytes: start..start,
+                });
+            }
+            clock = clock.checked_add(length)?;
+        }
+        match run {
+            Some(mut run) => {
+                run.bytes.end = cursor.next;
+                runs.push(run);
+            }
+            None => cut |= count > 0,
+        }
+    }
+    let sections = delete_set_sections(&mut cursor)?;
+    let new_sections: Vec<&(u64, Range<usize>)> = sections
+        .iter()
+        .filter(|(client, range)| !deletions.holds(*client, &update[range.clone()]))
+        .collect();
+    cut |= new_sections.len() < sections.len();
+    if !cut {
+        return None;
+    }
+    let kept: usize = runs.iter().map(|run| run.bytes.len() + 24).sum::<usize>()
+        + new_sections
+            .iter()
+            .map(|(_, range)| range.len())
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(kept + 8);
+    out.write_var(runs.len() as u32);
+    for run in &runs {
+        out.write_var(run.count);
+        out.write_var(run.client);
+        out.write_var(run.clock);
+        out.write_all(&update[run.bytes.clone()]);
+    }
+    out.write_var(new_sections.len() as u32);
+    let mut kept_deletions = Vec::with_capacity(new_sections.len());
+    for (client, range) in new_sections {
+        let start = out.len();
+        out.write_all(&update[range.clone()]);
+        kept_deletions.push((*client, start..out.len()));
+    }
+    Some(Cut {
+        update: out,
+        deletions: kept_deletions,
+    })
+}
+
+fn read_client(cursor: &mut Cursor<'_>) -> Option<u64> {
+    let client: u64 = cursor.read_var().ok()?;
+    (client >> CLIENT_BITS == 0).then_some(client)
+}
+
+/// The delete set's sections, each a client's id and ranges as encoded, which must
+/// end the update; a client named twice (the decoder would keep only the last) or
+/// anything malformed leaves the update to the decoder.
+fn delete_set_sections(cursor: &mut Cursor<'_>) -> Option<Vec<(u64, Range<usize>)>> {
+    let clients: u32 = cursor.read_var().ok()?;
+    let mut sections: Vec<(u64, Range<usize>)> = Vec::new();
+    for _ in 0..clients {
+        let start = cursor.next;
+        let client = read_client(cursor)?;
+        let ranges: u32 = cursor.read_var().ok()?;
+        for _ in 0..ranges {
+            let _clock: u32 = cursor.read_var().ok()?;
+            let _length: u32 = cursor.read_var().ok()?;
+        }
+        if sections.iter().any(|(seen, _)| *seen == client) {
+            return None;
+        }
+        sections.push((client, start..cursor.next));
+    }
+    (cursor.next == cursor.buf.len()).then_some(sections)
+}
+
+/// Steps over one struct and returns how many clock ticks it covers (0 for an
+/// empty item, which the decoder drops without moving the clock), or `None` for
+/// anything this module leaves to the full decoder.
+fn struct_length(cursor: &mut Cursor<'_>) -> Option<u32> {
+    let info = cursor.read_u8().ok()?;
+    match info {
+        GC | SKIP => {
+            let length: u32 = cursor.read_var().ok()?;
+            (length > 0).then_some(length)
+        }
+        _ => {
+            if info & HAS_ORIGIN != 0 {
+                skip_id(cursor)?;
+            }
+            if info & HAS_RIGHT_ORIGIN != 0 {
+                skip_id(cursor)?;
+            }
+            if info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN) == 0 {
+                let named: u32 = cursor.read_var().ok()?;
+                if named == 1 {
+                    cursor.read_string().ok()?;
+                } else {
+                    skip_id(cursor)?;
+                }
+                if info & HAS_PARENT_SUB != 0 {
+                    cursor.read_string().ok()?;
+                }
+            }
+            content_length(cursor, info & 0b1111)
+        }
+    }
+}
+
+fn skip_id(cursor: &mut Cursor<'_>) -> Option<()> {
+    let _client: u64 = cursor.read_var().ok()?;
+    let _clock: u32 = cursor.read_var().ok()?;
+    Some(())
+}
+
+fn content_length(cursor: &mut Cursor<'_>, kind: u8) -> Option<u32> {
+    match kind {
+        CONTENT_DELETED => cursor.read_var().ok(),
+        CONTENT_STRING => {
+            // A clock tick per UTF-16 unit, as Yjs counts; ASCII needs one pass.
+            let bytes = cursor.read_buf().ok()?;
+            let units = if bytes.is_ascii() {
+                bytes.len()
+            } else {
+                std::str::from_utf8(bytes).ok()?.encode_utf16().count()
+            };
+            u32::try_from(units).ok()
+        }
+        CONTENT_BINARY | CONTENT_EMBED => {
+            cursor.read_buf().ok()?;
+            Some(1)
+        }
+        CONTENT_FORMAT => {
+            cursor.read_string().ok()?;
+            cursor.read_string().ok()?;
+            Some(1)
+        }
+        CONTENT_TYPE => {
+            let kind = cursor.read_u8().ok()?;
+            match kind {
+                TYPE_XML_ELEMENT => {
+                    cursor.read_string().ok()?;
+                }
+                TYPE_XML_HOOK => return None,
+                TYPE_ARRAY..=TYPE_XML_TEXT => {}
+                _ => return None,
+            }
+            Some(1)
+        }
+        // JSON, Any and sub-document content: left to the decoder.
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yrs::updates::decoder::Decode;
+    use yrs::{
+        Array, Doc, GetString, Map, OffsetKind, Options, ReadTxn, Text, Transact, Update,
+        XmlFragment, XmlTextPrelim,
+    };
+
+    /// A document indexed in UTF-16 units, as Yjs in a browser is.
+    fn doc(client: u64) -> Doc {
+        Doc::with_options(Options {
+            client_id: ClientID::new(client),
+            offset_kind: OffsetKind::Utf16,
+            ..Options::default()
+        })
+    }
+
+    fn state(doc: &Doc) -> Vec<u8> {
+        doc.transact()
+            .encode_state_as_update_v1(&StateVector::default())
+    }
+
+    fn sync(from: &Doc, to: &Doc) {
+        let update = state(from);
+        to.transact_mut()
+            .apply_update(Update::decode_v1(&update).expect("decodes"))
+            .expect("applies");
+    }
+
+    fn apply(doc: &Doc, update: &[u8]) -> Vec<u8> {
+        let mut txn = doc.transact_mut();
+        txn.apply_update(Update::decode_v1(update).expect("decodes"))
+            .expect("applies");
+        txn.encode_update_v1()
+    }
+
+    /// Applies `update` to a copy of `room` whole and cut; both must end equal and
+    /// report the same delta, and the cut must be no larger.
+    fn check_same(room: &Doc, update: &[u8]) -> Option<usize> {
+        let known = room.transact().state_vector();
+        let cut = without_known(update, &known, &AppliedDeletions::default())?;
+        assert!(cut.update.len() <= update.len());
+        let whole_room = doc(999);
+        let cut_room = doc(998);
+        sync(room, &whole_room);
+        sync(room, &cut_room);
+        assert_eq!(
+            apply(&whole_room, update),
+            apply(&cut_room, &cut.update),
+            "the same delta"
+        );
+        assert_eq!(state(&whole_room), state(&cut_room), "the same document");
+        Some(cut.update.len())
+    }
+
+    /// A room that cuts what it knows and remembers its deletions, beside one that
+    /// applies everything whole.
+    struct Twins {
+        cut: Doc,
+        deletions: AppliedDeletions,
+        whole: Doc,
+    }
+
+    impl Twins {
+        fn new() -> Self {
+            Self {
+                cut: doc(998),
+                deletions: AppliedDeletions::default(),
+                whole: doc(999),
+            }
+        }
+
+        /// Applies `update` to both; returns the size the cut room decoded.
+        fn apply(&mut self, update: &[u8]) -> usize {
+            let known = self.cut.transact().state_vector();
+            let (delta, decoded) = match without_known(update, &known, &self.deletions) {
+                Some(cut) => {
+                    let delta = apply(&self.cut, &cut.update);
+                    self.deletions.remember(&cut);
+                    (delta, cut.update.len())
+                }
+                None => (apply(&self.cut, update), update.len()),
+            };
+            assert_eq!(delta, apply(&self.whole, update), "the same delta");
+            assert_eq!(state(&self.cut), state(&self.whole), "the same document");
+            decoded
+        }
+    }
+
+    fn typed(client: u64, text: &str) -> Doc {
+        let doc = doc(client);
+        let content = doc.get_or_insert_text("content");
+        let mut txn = doc.transact_mut();
+        for (index, ch) in text.chars().enumerate() {
+            content.insert(&mut txn, index as u32, &ch.to_string());
+        }
+        drop(txn);
+        doc
+    }
+
+    #[test]
+    fn a_full_state_with_one_new_character_shrinks_to_that_character() {
+        let editor = typed(7, "hello wörld, 😀 and more text typed one key at a time");
+        let room = doc(1);
+        sync(&editor, &room);
+        let content = editor.get_or_insert_text("content");
+        content.insert(&mut editor.transact_mut(), 5, "X");
+        let full = state(&editor);
+        let cut = check_same(&room, &full).expect("something is cut");
+        assert!(cut < full.len() / 2, "{cut} of {}", full.len());
+    }
+
+    #[test]
+    fn a_full_state_the_room_holds_cuts_to_its_delete_set() {
+        let editor = typed(7, "abcdefghij");
+        let content = editor.get_or_insert_text("content");
+        content.remove_range(&mut editor.transact_mut(), 2, 3);
+        let room = doc(1);
+        sync(&editor, &room);
+        let full = state(&editor);
+        check_same(&room, &full).expect("something is cut");
+    }
+
+    #[test]
+    fn new_deletions_of_known_items_still_arrive() {
+        let editor = typed(7, "abcdefghij");
+        let room = doc(1);
+        sync(&editor, &room);
+        let content = editor.get_or_insert_text("content");
+        content.remove_range(&mut editor.transact_mut(), 0, 4);
+        let full = state(&editor);
+        check_same(&room, &full).expect("something is cut");
+        let cut = without_known(
+            &full,
+            &room.transact().state_vector(),
+            &AppliedDeletions::default(),
+        )
+        .expect("cut");
+        apply(&room, &cut.update);
+        let text = room.get_or_insert_text("content");
+        assert_eq!(text.get_string(&room.transact()), "efghij");
+    }
+
+    #[test]
+    fn several_clients_and_partly_known_runs_merge_the_same() {
+        let alice = typed(11, "alice types here ");
+        let bob = typed(12, "bob too ");
+        sync(&alice, &bob);
+        sync(&bob, &alice);
+        let room = doc(1);
+        sync(&alice, &room);
+        // The room lacks bob's later keys and alice's newest ones, and holds part
+        // of a squashed run of alice's.
+        let text = alice.get_or_insert_text("content");
+        text.push(&mut alice.transact_mut(), "and then some");
+        let bob_text = bob.get_or_insert_text("content");
+        bob_text.push(&mut bob.transact_mut(), "!!");
+        sync(&bob, &alice);
+        check_same(&room, &state(&alice)).expect("something is cut");
+    }
+
+    #[test]
+    fn nested_types_formats_and_embeds_are_stepped_over() {
+        let editor = doc(7);
+        let text = editor.get_or_insert_text("content");
+        let fragment = editor.get_or_insert_xml_fragment("xml");
+        {
+            let mut txn = editor.transact_mut();
+            text.insert(&mut txn, 0, "rich text");
+            text.format(&mut txn, 0, 4, [("bold".into(), true.into())].into());
+            text.insert_embed(&mut txn, 4, yrs::Any::from("image"));
+            fragment.insert(&mut txn, 0, XmlTextPrelim::new("xml text"));
+        }
+        let room = doc(1);
+        sync(&editor, &room);
+        text.push(&mut editor.transact_mut(), "!");
+        check_same(&room, &state(&editor)).expect("something is cut");
+    }
+
+    #[test]
+    fn kinds_it_does_not_read_and_garbage_are_left_whole() {
+        let editor = doc(7);
+        let array = editor.get_or_insert_array("list");
+        let map = editor.get_or_insert_map("map");
+        {
+            let mut txn = editor.transact_mut();
+            array.push_back(&mut txn, 1);
+            map.insert(&mut txn, "key", "value");
+        }
+        let room = doc(1);
+        sync(&editor, &room);
+        let known = room.transact().state_vector();
+        let none = AppliedDeletions::default();
+        assert!(without_known(&state(&editor), &known, &none).is_none());
+        assert!(without_known(&[1, 2, 3, 250, 250, 250], &known, &none).is_none());
+        assert!(without_known(&[], &known, &none).is_none());
+        let full = state(&typed(7, "abc"));
+        assert!(without_known(&full[..full.len() - 3], &known, &none).is_none());
+    }
+
+    #[test]
+    fn an_update_of_only_new_structs_is_left_as_it_is() {
+        let editor = typed(7, "abc");
+        let room = doc(1);
+        let known = room.transact().state_vector();
+        assert!(without_known(&state(&editor), &known, &AppliedDeletions::default()).is_none());
+    }
+
+    #[test]
+    fn a_delete_set_applied_once_is_left_out_until_it_changes() {
+        let editor = typed(7, "abcdefghijklmnopqrstuvwxyz");
+        let text = editor.get_or_insert_text("content");
+        for at in [20, 15, 10, 5] {
+            text.remove_range(&mut editor.transact_mut(), at, 2);
+        }
+        let mut room = Twins::new();
+        room.apply(&state(&editor));
+        text.push(&mut editor.transact_mut(), "1");
+        let first = room.apply(&state(&editor));
+        text.push(&mut editor.transact_mut(), "2");
+        let second = room.apply(&state(&editor));
+        assert!(
+            second < first,
+            "{second} bytes with the delete set left out, {first} before"
+        );
+        // A new deletion changes the section: it comes whole, and is applied.
+        text.remove_range(&mut editor.transact_mut(), 0, 1);
+        let third = room.apply(&state(&editor));
+        assert!(third > 2, "the changed section is in the cut");
+        let text = room.cut.get_or_insert_text("content");
+        assert!(text.get_string(&room.cut.transact()).starts_with("bcd"));
+    }
+
+    #[test]
+    fn random_edit_histories_merge_the_same_cut_or_whole() {
+        let mut rng = fastrand::Rng::with_seed(42);
+        let mut saved = 0;
+        let mut total = 0;
+        for _ in 0..100 {
+            let editors: Vec<Doc> = (0..3).map(|i| doc(100 + i)).collect();
+            let mut room = Twins::new();
+            for _ in 0..rng.usize(5..60) {
+                let editor = &editors[rng.usize(0..editors.len())];
+                let text = editor.get_or_insert_text("content");
+                let mut txn = editor.transact_mut();
+                let len = text.len(&txn);
+                if len > 2 && rng.u8(0..4) == 0 {
+                    let at = rng.u32(0..len - 1);
+                    text.remove_range(&mut txn, at, rng.u32(1..=(len - at).min(3)));
+                } else {
+                    let words = ["a", "bc", "é", "😀x", "long word "];
+                    text.insert(&mut txn, rng.u32(0..=len), words[rng.usize(0..words.len())]);
+                }
+                drop(txn);
+                if rng.u8(0..3) == 0 {
+                    sync(editor, &editors[rng.usize(0..editors.len())]);
+                }
+                // The original page: the editor's whole state, every time.
+                let full = state(editor);
+                total += full.len();
+                saved += full.len() - room.apply(&full).min(full.len());
+            }
+        }
+        assert!(saved > total / 2, "only {saved} of {total} bytes were cut");
+    }
+}
