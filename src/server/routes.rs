@@ -13,11 +13,18 @@ use tower_http::trace::TraceLayer;
 
 use super::{auth, dashboard, rest, ws, AppState};
 
-/// Largest request body accepted on any endpoint, in bytes. No endpoint reads a
-/// body today (every input is in the path or query); the cap keeps it that way for
-/// anything a client sends anyway: 413 on a larger `Content-Length`, and a body
-/// that turns out longer is cut off there.
+/// Largest request body accepted on any endpoint but import (which takes up to
+/// `--max-message-bytes`), in bytes. The others take their input from the path or
+/// query; the cap keeps it that way for anything a client sends anyway: 413 on a
+/// larger `Content-Length`, and a body that turns out longer is cut off there.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// `MAX_BODY_BYTES` on every route of `router`.
+fn small_bodies(router: Router<AppState>) -> Router<AppState> {
+    router
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+}
 
 pub fn router(app: AppState) -> Router {
     // Open to everyone, as in the original: the page polls metrics and connects.
@@ -47,27 +54,28 @@ pub fn router(app: AppState) -> Router {
         .route("/rooms/{room_id}/history", get(rest::history::history))
         .route("/rooms/{room_id}/restore", post(rest::history::restore))
         .route(
-            "/rooms/{room_id}/import",
-            post(rest::documents::import)
-                .layer(DefaultBodyLimit::max(app.config.max_message_bytes)),
-        )
-        .route(
             "/simulate/users/{room_id}",
             post(rest::simulate_add).delete(rest::simulate_remove),
         )
         .route_layer(from_fn_with_state(app.clone(), auth::require_admin));
-    let api = public.merge(admin);
+    // The one endpoint that reads a body: a document, as large as a client update
+    // may be. Its limit replaces the small one rather than sitting inside it.
+    let import_limit = app.config.max_message_bytes;
+    let import = Router::new()
+        .route("/rooms/{room_id}/import", post(rest::documents::import))
+        .route_layer(from_fn_with_state(app.clone(), auth::require_admin))
+        .layer(DefaultBodyLimit::max(import_limit))
+        .layer(RequestBodyLimitLayer::new(import_limit));
+    let api = small_bodies(public.merge(admin)).merge(import);
     let pages = if app.config.dashboard {
         dashboard::router()
     } else {
         Router::new()
     };
-    pages
+    small_bodies(pages)
         // The original serves its welcome at `/api/`; a nested "/" only matches `/api`.
         .route("/api/", get(rest::root))
         .nest("/api", api)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(cors(&app.config.cors_origins))
         .layer(TraceLayer::new_for_http())
         .with_state(app)

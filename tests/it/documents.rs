@@ -381,6 +381,31 @@ async fn imports_are_checked_like_client_updates() {
     assert_eq!(status, 404);
 }
 
+#[tokio::test]
+async fn documents_larger_than_other_request_bodies_import() {
+    let server = TestServer::start_tweaked(|_| {}, Arc::new(MemoryStore::new())).await;
+    // Far past the 64 KiB every other endpoint accepts, well inside the default
+    // --max-message-bytes.
+    let text = "a large document typed over months. ".repeat(30_000);
+    assert!(text.len() > 1024 * 1024);
+    let (status, imported) = post_body(
+        &server,
+        "/rooms/big/import?format=text",
+        text.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{imported}");
+    let (_, _, yjs) = document(&server, "big", "yjs").await;
+    assert!(yjs.len() > 1024 * 1024);
+    let (status, copied) = post_body(&server, "/rooms/copy/import", yjs).await;
+    assert_eq!(status, 200, "{copied}");
+    let (_, _, copy) = document(&server, "copy", "text").await;
+    assert_eq!(String::from_utf8(copy).unwrap(), text);
+    // Other endpoints keep the small limit.
+    let (status, _) = post_body(&server, "/rooms/big/persist", vec![b'x'; 100 * 1024]).await;
+    assert_eq!(status, 413);
+}
+
 async fn text_at(server: &TestServer, room: &str, version: &str) -> (u16, String) {
     let response =
         reqwest::get(server.http(&format!("/rooms/{room}/document?format=text&{version}")))
