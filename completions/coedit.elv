@@ -414,6 +414,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --drain 'Longest wait after measuring for keystrokes still on their way'
             cand --protocol 'Wire protocol the simulated editors speak'
             cand --payload '`full`: the whole document state plus a cursor message on every keystroke, like the original browser page; `incremental`: only the keystroke''s update'
+            cand --verify-rooms 'Rooms whose editors integrate, time and compare every delivery: `all`, or N rooms spread over the run. The other rooms'' editors type the same keystrokes but only count the updates they receive (no latency, no convergence), so the bench needs less CPU to load the server; with `--payload full` their full states carry only the sender''s own keystrokes'
             cand --room-prefix 'Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default'
             cand --seed 'Seed for the editors'' random choices'
             cand --server-pid 'Pid of the server, to report its CPU use and memory over the run; give it once per node of a cluster to report their sum'

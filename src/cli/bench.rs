@@ -10,7 +10,9 @@ use clap::Args;
 use super::client_args::ClientArgs;
 use super::{exit, Failure};
 use crate::client::bench::system::Machine;
-use crate::client::bench::{self, BenchConfig, BenchError, Payload, Protocol, Thresholds};
+use crate::client::bench::{
+    self, BenchConfig, BenchError, Payload, Protocol, Thresholds, VerifyRooms,
+};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -56,6 +58,14 @@ pub struct BenchArgs {
     /// like the original browser page; `incremental`: only the keystroke's update.
     #[arg(long, value_enum, default_value = "full")]
     pub payload: Payload,
+
+    /// Rooms whose editors integrate, time and compare every delivery: `all`, or
+    /// N rooms spread over the run. The other rooms' editors type the same
+    /// keystrokes but only count the updates they receive (no latency, no
+    /// convergence), so the bench needs less CPU to load the server; with
+    /// `--payload full` their full states carry only the sender's own keystrokes.
+    #[arg(long, value_name = "N|all", default_value = "all")]
+    pub verify_rooms: VerifyRooms,
 
     /// Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default.
     #[arg(long)]
@@ -109,6 +119,7 @@ impl BenchArgs {
             show_progress: true,
             seed: self.seed,
             token: client.token.clone().filter(|token| !token.is_empty()),
+            verify_rooms: self.verify_rooms,
         }
     }
 

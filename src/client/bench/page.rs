@@ -186,7 +186,7 @@ fn ms(value: f64) -> String {
 }
 
 fn checks(report: &Report) -> Vec<(bool, String)> {
-    vec![
+    let mut checks = vec![
         (
             report.converged,
             if report.rooms_compared == 0 {
@@ -226,7 +226,24 @@ fn checks(report: &Report) -> Vec<(bool, String)> {
                 report.errors
             ),
         ),
-    ]
+    ];
+    if let Some(light) = &report.light {
+        checks.insert(
+            2,
+            (
+                light.missed_updates == 0,
+                format!(
+                    "Light rooms ({} of {}, counted only): {} of {} updates arrived ({} missed).",
+                    report.rooms_light,
+                    report.rooms,
+                    light.expected_updates - light.missed_updates,
+                    light.expected_updates,
+                    light.missed_updates
+                ),
+            ),
+        );
+    }
+    checks
 }
 
 /// The same judgement as the exit code: a run that proves nothing or misses a
@@ -433,7 +450,17 @@ fn parameters(report: &Report, thresholds: &Thresholds) -> Vec<(String, String)>
             "protocol, payload".into(),
             format!("{:?}, {:?}", report.protocol, report.payload).to_lowercase(),
         ),
-        ("rooms".into(), report.rooms.to_string()),
+        (
+            "rooms".into(),
+            if report.light.is_some() {
+                format!(
+                    "{} ({} verified, {} light)",
+                    report.rooms, report.rooms_verified, report.rooms_light
+                )
+            } else {
+                report.rooms.to_string()
+            },
+        ),
         (
             "editors per room".into(),
             report.clients_per_room.to_string(),
