@@ -376,7 +376,10 @@ impl Client {
         let due_ns = due.saturating_duration_since(self.shared.epoch).as_nanos() as u64;
         self.catch_up();
         let edit = self.editor.edit();
-        match &self.plan.light {
+        // In a light room an edit is owed to the others when all of them are there
+        // to receive it: one update frame (plus a cursor message with a full
+        // payload), which each of them receives as one update.
+        let owed = match &self.plan.light {
             None => {
                 self.shared
                     .send_times
@@ -384,16 +387,10 @@ impl Client {
                 if self.shared.window.contains(due_ns) {
                     self.local.edits_in_window += 1;
                 }
+                false
             }
-            // Every edit is one update frame (plus a cursor message with a full
-            // payload), which the others of the room receive as one update each.
-            Some(room) => {
-                if room.all_open() {
-                    self.tally.sent += 1;
-                    self.local.light_updates_sent += 1;
-                }
-            }
-        }
+            Some(room) => room.all_open(),
+        };
         let mut frames = std::mem::take(&mut self.frames);
         self.plan.protocol.edit_frames(
             self.plan.payload,
@@ -404,6 +401,10 @@ impl Client {
         );
         let sent = self.send_all(socket, frames.drain(..)).await;
         self.frames = frames;
+        if owed && sent.is_ok() {
+            self.tally.sent += 1;
+            self.local.light_updates_sent += 1;
+        }
         sent
     }
 
