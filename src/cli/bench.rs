@@ -89,7 +89,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub max_p99_ms: Option<f64>,
 
-    /// Fail (exit 1) when fewer than this fraction of expected deliveries arrived.
+    /// Fail (exit 1) when fewer than this fraction of expected deliveries arrived
+    /// (and, with --verify-rooms, of the light rooms' updates).
     #[arg(long)]
     pub min_delivery_ratio: Option<f64>,
 }
