@@ -244,7 +244,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__bench)
-            opts="-h -V --url --rooms --clients --rate --duration --warmup --ramp --drain --protocol --payload --room-prefix --seed --server-pid --report --max-p99-ms --min-delivery-ratio --server --json --timeout --token --help --version"
+            opts="-h -V --url --rooms --clients --rate --duration --warmup --ramp --drain --protocol --payload --verify-rooms --room-prefix --seed --server-pid --report --max-p99-ms --min-delivery-ratio --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -288,6 +288,10 @@ _coedit() {
                     ;;
                 --payload)
                     COMPREPLY=($(compgen -W "full incremental" -- "${cur}"))
+                    return 0
+                    ;;
+                --verify-rooms)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --room-prefix)

@@ -295,12 +295,13 @@ complete -c coedit -n "__fish_coedit_using_subcommand bench" -l protocol -d 'Wir
 yjs\t'The y-protocols of y-websocket: binary sync and update messages. The room is appended to `--url` as a provider does (`--url ws://host:8001/api/yjs` for coedit, `ws://host:1234` for a y-websocket server)'"
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l payload -d '`full`: the whole document state plus a cursor message on every keystroke, like the original browser page; `incremental`: only the keystroke\'s update' -r -f -a "full\t'The whole document state on every keystroke, then a `cursor` message — exactly what the original browser page sends'
 incremental\t'Only the keystroke\'s own update'"
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l verify-rooms -d 'Rooms whose editors integrate, time and compare every delivery: `all`, or N rooms spread over the run. The other rooms\' editors type the same keystrokes but only count the updates they receive (no latency, no convergence), so the bench needs less CPU to load the server; with `--payload full` their full states carry only the sender\'s own keystrokes' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l room-prefix -d 'Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l seed -d 'Seed for the editors\' random choices' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l server-pid -d 'Pid of the server, to report its CPU use and memory over the run; give it once per node of a cluster to report their sum' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l report -d 'Also write the report as one self-contained HTML page with plots (latency percentiles, latency and deliveries over time, connection times) to FILE' -r -F
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l max-p99-ms -d 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds' -r
-complete -c coedit -n "__fish_coedit_using_subcommand bench" -l min-delivery-ratio -d 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l min-delivery-ratio -d 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived (and, with --verify-rooms, of the light rooms\' updates)' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l token -d 'Bearer token sent in the Authorization header' -r

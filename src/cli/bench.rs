@@ -10,7 +10,9 @@ use clap::Args;
 use super::client_args::ClientArgs;
 use super::{exit, Failure};
 use crate::client::bench::system::Machine;
-use crate::client::bench::{self, BenchConfig, BenchError, Payload, Protocol, Thresholds};
+use crate::client::bench::{
+    self, BenchConfig, BenchError, Payload, Protocol, Thresholds, VerifyRooms,
+};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -57,6 +59,14 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "full")]
     pub payload: Payload,
 
+    /// Rooms whose editors integrate, time and compare every delivery: `all`, or
+    /// N rooms spread over the run. The other rooms' editors type the same
+    /// keystrokes but only count the updates they receive (no latency, no
+    /// convergence), so the bench needs less CPU to load the server; with
+    /// `--payload full` their full states carry only the sender's own keystrokes.
+    #[arg(long, value_name = "N|all", default_value = "all")]
+    pub verify_rooms: VerifyRooms,
+
     /// Room name prefix (rooms are PREFIX-0, PREFIX-1, …); random by default.
     #[arg(long)]
     pub room_prefix: Option<String>,
@@ -79,7 +89,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub max_p99_ms: Option<f64>,
 
-    /// Fail (exit 1) when fewer than this fraction of expected deliveries arrived.
+    /// Fail (exit 1) when fewer than this fraction of expected deliveries arrived
+    /// (and, with --verify-rooms, of the light rooms' updates).
     #[arg(long)]
     pub min_delivery_ratio: Option<f64>,
 }
@@ -109,6 +120,7 @@ impl BenchArgs {
             show_progress: true,
             seed: self.seed,
             token: client.token.clone().filter(|token| !token.is_empty()),
+            verify_rooms: self.verify_rooms,
         }
     }
 

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coedit::client::bench::{self, BenchConfig, Payload, Report};
+use std::num::NonZeroU32;
+
+use coedit::client::bench::{self, BenchConfig, Payload, Protocol, Report, VerifyRooms};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -47,6 +49,12 @@ fn assert_every_keystroke_arrived(report: &Report) {
         "coedit greets every connection"
     );
     assert_eq!(report.errors, 0, "{report:#?}");
+    // By default every room is verified.
+    assert_eq!(report.rooms_verified, 2);
+    assert_eq!(report.rooms_light, 0);
+    assert_eq!(report.rooms_compared, 2);
+    assert_eq!(report.light, None);
+    assert!(report.defects().is_empty(), "{report:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,6 +90,125 @@ async fn the_y_protocols_endpoint_is_measured_like_a_provider_sees_it() {
     config.protocol = bench::Protocol::Yjs;
     let report = bench::run(config).await.unwrap();
     assert_every_keystroke_arrived(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_of_rooms_is_verified_and_the_other_rooms_count_their_updates() {
+    let server = TestServer::start().await;
+    for (protocol, payload, url) in [
+        (
+            Protocol::Json,
+            Payload::Incremental,
+            format!("ws://{}", server.addr),
+        ),
+        (
+            Protocol::Yjs,
+            Payload::Full,
+            format!("ws://{}/api/yjs", server.addr),
+        ),
+    ] {
+        let mut config = small_load(url, payload);
+        config.protocol = protocol;
+        // Same seed, same editors: fresh rooms, or the server already has their edits.
+        config.room_prefix = Some(format!("sample-{protocol:?}"));
+        config.rooms = 3;
+        config.verify_rooms = VerifyRooms::Sample(NonZeroU32::new(1).unwrap());
+        let report = bench::run(config).await.unwrap();
+        assert_eq!(report.rooms_verified, 1, "{report:#?}");
+        assert_eq!(report.rooms_light, 2);
+        assert_eq!(report.connections.opened, 9);
+        assert_eq!(report.connections.greeted, 9, "{report:#?}");
+        assert_eq!(report.errors, 0, "{report:#?}");
+
+        // The verified room: 3 editors × 5/s × 2 s, each timed by the 2 others,
+        // and its documents compared.
+        assert!(report.edits >= 25 && report.edits <= 35, "{report:#?}");
+        assert_eq!(report.expected_deliveries, report.edits * 2);
+        assert_eq!(report.deliveries, report.expected_deliveries, "{report:#?}");
+        assert_eq!(report.latency_ms.count, report.deliveries);
+        assert!(report.latency_ms.p50 > 0.0);
+        assert_eq!(report.rooms_compared, 1);
+        assert!(report.converged, "{report:#?}");
+
+        // The light rooms: 6 editors, each owed every update the 2 others of its
+        // room sent once everyone was there, and each got them all.
+        let light = report.light.clone().expect("light rooms are reported");
+        assert_eq!(light.receivers, 6, "{report:#?}");
+        assert!(light.updates_sent >= 60, "{report:#?}");
+        assert_eq!(light.expected_updates, light.updates_sent * 2);
+        assert_eq!(
+            light.received_updates, light.expected_updates,
+            "{report:#?}"
+        );
+        assert_eq!(light.missed_updates, 0);
+        // Two rooms typing at the verified room's rate over the same window.
+        assert!(
+            light.deliveries_in_window >= report.deliveries,
+            "{report:#?}"
+        );
+        assert!(
+            report.deliveries_per_sec * report.duration_s
+                >= (report.deliveries + light.deliveries_in_window) as f64 - 0.5
+        );
+        assert!(report.defects().is_empty(), "{:?}", report.defects());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_loses_updates_in_a_light_room_is_caught() {
+    let relay = DroppingRelay::start().await;
+    let mut config = small_load(relay.url(), Payload::Incremental);
+    config.drain = Duration::from_secs(1);
+    config.verify_rooms = VerifyRooms::Sample(NonZeroU32::new(1).unwrap());
+    let report = bench::run(config).await.unwrap();
+    assert_eq!((report.rooms_verified, report.rooms_light), (1, 1));
+    let light = report.light.clone().unwrap();
+    assert_eq!(light.receivers, 3, "{report:#?}");
+    // The relay drops every other update each editor sends.
+    assert!(
+        light.missed_updates * 3 >= light.expected_updates,
+        "{report:#?}"
+    );
+    assert!(
+        report
+            .defects()
+            .iter()
+            .any(|defect| defect.contains("never reached their light rooms' editors")),
+        "{:?}",
+        report.defects()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_rooms_is_read_from_the_command_line() {
+    let server = TestServer::start().await;
+    let url = format!("ws://{}", server.addr);
+    let with = |verify: &'static str| {
+        let mut args = short_run(&url, &["--verify-rooms", verify]);
+        args[3] = "3";
+        assert_eq!(args[2], "--rooms");
+        args
+    };
+    let output = run_binary(&with("1")).await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((report.rooms_verified, report.rooms_light), (1, 2));
+    assert_eq!(report.rooms_compared, 1);
+    assert!(report.light.is_some_and(|light| light.received_updates > 0));
+
+    // More than there are is every room.
+    let output = run_binary(&with("7")).await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((report.rooms_verified, report.rooms_light), (3, 0));
+    assert_eq!(report.rooms_compared, 3);
+    assert!(report.light.is_none());
+
+    let output = run_binary(&with("0")).await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("proves nothing"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

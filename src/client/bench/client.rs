@@ -2,11 +2,15 @@
 //! what the others type and times each of their keystrokes, reconnects when
 //! dropped, and at the end reports the text it holds.
 //!
+//! An editor of a light room types the same way but only counts the update frames
+//! it receives: its document holds its own keystrokes and nothing else.
+//!
 //! Sending is open-loop: edit n is due at `first_edit + n / rate` whatever happened
 //! before, and its latency is measured from that due time. A server (or a bench)
 //! that falls behind therefore shows up as latency instead of as a quietly lower
 //! send rate (coordinated omission).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +22,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use super::editor::{Arrived, Editor, TextFingerprint};
-use super::protocol::{Identity, Incoming, Payload, Protocol};
+use super::protocol::{Identity, Incoming, Payload, Peeked, Protocol};
 use super::stats::{LocalStats, Shared};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -62,6 +66,41 @@ pub struct ClientPlan {
     pub protocol: Protocol,
     pub payload: Payload,
     pub seed: u64,
+    /// The room's shared state when it is a light room; None when it is verified.
+    pub light: Option<Arc<LightRoom>>,
+}
+
+/// What the editors of one light room share: how many of them are connected, so
+/// that a sender counts an update as owed to the others only when all of them
+/// are there to receive it (not before a late joiner connected, nor while one is
+/// reconnecting).
+#[derive(Debug)]
+pub struct LightRoom {
+    members: u32,
+    open: AtomicU32,
+}
+
+impl LightRoom {
+    pub fn new(members: u32) -> Self {
+        Self {
+            members,
+            open: AtomicU32::new(0),
+        }
+    }
+
+    fn all_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed) >= self.members
+    }
+}
+
+/// A light editor's update frames over the whole run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LightTally {
+    /// Sent while every editor of the room was connected: each other editor
+    /// should receive every one of them.
+    pub sent: u64,
+    /// Received from the others, whenever they were sent.
+    pub received: u64,
 }
 
 /// What a client reports when the bench stops.
@@ -69,8 +108,12 @@ pub struct ClientOutcome {
     pub room_index: usize,
     /// Whether it ever connected.
     pub connected: bool,
-    /// Its text, when it was connected at the end.
+    /// Whether it was connected when the bench stopped.
+    pub connected_at_end: bool,
+    /// Its text, when it was connected at the end and its room is verified.
     pub text: Option<TextFingerprint>,
+    /// Its update frames, when its room is light.
+    pub light: Option<LightTally>,
 }
 
 /// The WebSocket settings of every bench connection.
@@ -89,6 +132,7 @@ struct Client {
     scratch: Vec<u8>,
     frames: Vec<Message>,
     greeted: bool,
+    tally: LightTally,
 }
 
 /// Runs one simulated editor until `stop` is cancelled.
@@ -103,6 +147,7 @@ pub async fn run(plan: ClientPlan, shared: Arc<Shared>, stop: CancellationToken)
         scratch: Vec::new(),
         frames: Vec::new(),
         greeted: false,
+        tally: LightTally::default(),
     };
     let outcome = client.run().await;
     client.local.flush(&client.shared, client.plan.index);
@@ -111,39 +156,31 @@ pub async fn run(plan: ClientPlan, shared: Arc<Shared>, stop: CancellationToken)
 
 impl Client {
     async fn run(&mut self) -> ClientOutcome {
-        let room_index = self.plan.room_index;
+        let never = ClientOutcome {
+            room_index: self.plan.room_index,
+            connected: false,
+            connected_at_end: false,
+            text: None,
+            light: self.plan.light.as_ref().map(|_| LightTally::default()),
+        };
         tokio::select! {
-            _ = self.stop.cancelled() => {
-                return ClientOutcome { room_index, connected: false, text: None };
-            }
+            _ = self.stop.cancelled() => return never,
             _ = tokio::time::sleep_until(self.plan.connect_at.into()) => {}
         }
         let Some(mut socket) = self.first_connect().await else {
-            return ClientOutcome {
-                room_index,
-                connected: false,
-                text: None,
-            };
+            return never;
         };
-        let shared = self.shared.clone();
-        let counters = &shared.counters;
-        counters
-            .open_connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count_open(true);
         let mut connected_at_end = true;
         loop {
             match self.session(&mut socket).await {
                 SessionEnd::Stopped => break,
                 SessionEnd::Dropped => {
-                    counters
-                        .open_connections
-                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    self.count_open(false);
                     match self.reconnect().await {
                         Some(fresh) => {
                             socket = fresh;
-                            counters
-                                .open_connections
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            self.count_open(true);
                         }
                         None => {
                             connected_at_end = false;
@@ -155,16 +192,35 @@ impl Client {
         }
         if connected_at_end {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close(None)).await;
-            counters
-                .open_connections
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.count_open(false);
         }
         self.catch_up();
-        let text = connected_at_end.then(|| self.editor.fingerprint());
+        let light = self.plan.light.as_ref().map(|_| self.tally);
+        let text = (connected_at_end && light.is_none()).then(|| self.editor.fingerprint());
         ClientOutcome {
-            room_index,
+            room_index: self.plan.room_index,
             connected: true,
+            connected_at_end,
             text,
+            light,
+        }
+    }
+
+    /// Counts a connection opening or closing, for the progress line and, in a
+    /// light room, for its senders.
+    fn count_open(&self, open: bool) {
+        let counter = &self.shared.counters.open_connections;
+        if open {
+            counter.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counter.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(room) = &self.plan.light {
+            if open {
+                room.open.fetch_add(1, Ordering::Relaxed);
+            } else {
+                room.open.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -180,14 +236,14 @@ impl Client {
                 self.shared
                     .counters
                     .connects
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(1, Ordering::Relaxed);
                 return Some(socket);
             }
         }
         self.shared
             .counters
             .connect_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(1, Ordering::Relaxed);
         None
     }
 
@@ -203,7 +259,7 @@ impl Client {
                 self.shared
                     .counters
                     .reconnects
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(1, Ordering::Relaxed);
                 self.catch_up();
                 let frames = self.plan.protocol.resync_frames(&self.editor);
                 if self.send_all(&mut socket, frames).await.is_ok() {
@@ -320,12 +376,21 @@ impl Client {
         let due_ns = due.saturating_duration_since(self.shared.epoch).as_nanos() as u64;
         self.catch_up();
         let edit = self.editor.edit();
-        self.shared
-            .send_times
-            .record(self.plan.index, edit.seq, due_ns);
-        if self.shared.window.contains(due_ns) {
-            self.local.edits_in_window += 1;
-        }
+        // In a light room an edit is owed to the others when all of them are there
+        // to receive it: one update frame (plus a cursor message with a full
+        // payload), which each of them receives as one update.
+        let owed = match &self.plan.light {
+            None => {
+                self.shared
+                    .send_times
+                    .record(self.plan.index, edit.seq, due_ns);
+                if self.shared.window.contains(due_ns) {
+                    self.local.edits_in_window += 1;
+                }
+                false
+            }
+            Some(room) => room.all_open(),
+        };
         let mut frames = std::mem::take(&mut self.frames);
         self.plan.protocol.edit_frames(
             self.plan.payload,
@@ -336,6 +401,10 @@ impl Client {
         );
         let sent = self.send_all(socket, frames.drain(..)).await;
         self.frames = frames;
+        if owed && sent.is_ok() {
+            self.tally.sent += 1;
+            self.local.light_updates_sent += 1;
+        }
         sent
     }
 
@@ -384,13 +453,13 @@ impl Client {
         }
         self.local.messages_received += 1;
         self.local.bytes_received += frame.len() as u64;
+        if self.plan.light.is_some() {
+            self.count(&frame);
+            return;
+        }
         let incoming = self.plan.protocol.read(&frame, &mut self.scratch);
-        if matches!(incoming, Incoming::Greeting | Incoming::SyncedDocument) && !self.greeted {
-            self.greeted = true;
-            self.shared
-                .counters
-                .greeted
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if matches!(incoming, Incoming::Greeting | Incoming::SyncedDocument) {
+            self.note_greeting();
         }
         match incoming {
             Incoming::Document | Incoming::SyncedDocument => {
@@ -399,6 +468,30 @@ impl Client {
             Incoming::Greeting => {}
             Incoming::ServerError | Incoming::Malformed => self.local.errors += 1,
             Incoming::Other => {}
+        }
+    }
+
+    /// A light receiver's whole handling of a frame: what kind it is, counted.
+    /// Nothing reaches the editor's document.
+    fn count(&mut self, frame: &Message) {
+        match self.plan.protocol.peek(frame) {
+            Peeked::Update => {
+                self.tally.received += 1;
+                self.local.light_updates_received += 1;
+                if self.shared.window.contains(self.shared.now_ns()) {
+                    self.local.light_updates_in_window += 1;
+                }
+            }
+            Peeked::Greeting => self.note_greeting(),
+            Peeked::ServerError | Peeked::Malformed => self.local.errors += 1,
+            Peeked::Other => {}
+        }
+    }
+
+    fn note_greeting(&mut self) {
+        if !self.greeted {
+            self.greeted = true;
+            self.shared.counters.greeted.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -426,4 +519,106 @@ fn record_arrivals(shared: &Shared, local: &mut LocalStats, arrived: Arrived, no
 /// A colour from a small palette, so rooms look like the original page's.
 pub fn color_for(index: usize) -> String {
     COLORS[index % COLORS.len()].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::bench::protocol::json_update;
+    use crate::client::bench::stats::{SendTimes, Window};
+
+    /// Editor 1 of a two-editor room, verified or light, not connected anywhere:
+    /// only its handling of received frames is exercised.
+    fn receiver(light: bool) -> Client {
+        let now = Instant::now();
+        let window = Window {
+            start_ns: 0,
+            end_ns: u64::MAX,
+        };
+        let shared = Arc::new(Shared::new(now, window, SendTimes::new(2, 4)));
+        let plan = ClientPlan {
+            index: 1,
+            room_index: 0,
+            url: "ws://127.0.0.1:1/api/ws/r?client_id=c".into(),
+            identity: Identity {
+                client_id: "c".into(),
+                name: "bench 1".into(),
+                color: color_for(1),
+            },
+            connect_at: now,
+            first_edit_at: now,
+            interval: None,
+            stop_editing_at: now,
+            protocol: Protocol::Json,
+            payload: Payload::Incremental,
+            seed: 1,
+            light: light.then(|| Arc::new(LightRoom::new(2))),
+        };
+        Client {
+            editor: Editor::new(plan.index, plan.seed),
+            plan,
+            shared,
+            stop: CancellationToken::new(),
+            local: LocalStats::default(),
+            scratch: Vec::new(),
+            frames: Vec::new(),
+            greeted: false,
+            tally: LightTally::default(),
+        }
+    }
+
+    #[test]
+    fn a_light_receiver_counts_updates_without_integrating_them() {
+        let mut sender = Editor::new(0, 1);
+        let keystroke = sender.edit();
+        let frames = [
+            Message::text(r#"{"type":"users","users":[]}"#),
+            Message::text(json_update(&keystroke.update)),
+            Message::text(r#"{"type":"cursor","userId":"a","position":1}"#),
+        ];
+        let mut verified = receiver(false);
+        let mut light = receiver(true);
+        verified.shared.send_times.record(0, keystroke.seq, 0);
+        light.shared.send_times.record(0, keystroke.seq, 0);
+        for client in [&mut verified, &mut light] {
+            for frame in &frames {
+                client.receive(frame.clone());
+            }
+            client.catch_up();
+            assert!(client.greeted);
+            assert_eq!(client.local.messages_received, 3);
+            assert_eq!(client.local.errors, 0);
+        }
+
+        // The verified editor has the keystroke in its document and timed it.
+        assert_eq!(verified.editor.text(), sender.text());
+        assert_eq!(verified.local.deliveries_in_window, 1);
+        assert_eq!(verified.local.latencies_us.len(), 1);
+        assert_eq!(verified.tally, LightTally::default());
+
+        // The light editor counted one update and nothing reached its document:
+        // after a catch-up it still holds no text, and it timed nothing.
+        assert_eq!(light.editor.text(), "");
+        assert_eq!(
+            light.tally,
+            LightTally {
+                sent: 0,
+                received: 1
+            }
+        );
+        assert_eq!(light.local.light_updates_received, 1);
+        assert_eq!(light.local.light_updates_in_window, 1);
+        assert_eq!(light.local.deliveries_in_window, 0);
+        assert!(light.local.latencies_us.is_empty());
+    }
+
+    #[test]
+    fn a_light_room_is_open_only_with_every_editor_connected() {
+        let room = LightRoom::new(2);
+        assert!(!room.all_open());
+        room.open.fetch_add(1, Ordering::Relaxed);
+        assert!(!room.all_open());
+        room.open.fetch_add(1, Ordering::Relaxed);
+        assert!(room.all_open());
+    }
 }

@@ -186,14 +186,26 @@ fn ms(value: f64) -> String {
 }
 
 fn checks(report: &Report) -> Vec<(bool, String)> {
-    vec![
+    // With light rooms, say which rooms the first two checks cover.
+    let (every, scope) = if report.light.is_some() {
+        (
+            "Every verified room's",
+            format!(
+                " in the {} verified rooms of {}",
+                report.rooms_verified, report.rooms
+            ),
+        )
+    } else {
+        ("Every room's", String::new())
+    };
+    let mut checks = vec![
         (
             report.converged,
             if report.rooms_compared == 0 {
                 "No room ended with two editors connected, so nothing was compared.".to_owned()
             } else if report.converged {
                 format!(
-                    "Every room's editors ended with the same text ({} rooms compared).",
+                    "{every} editors ended with the same text ({} rooms compared).",
                     report.rooms_compared
                 )
             } else {
@@ -206,7 +218,7 @@ fn checks(report: &Report) -> Vec<(bool, String)> {
         (
             report.missed_deliveries == 0 && report.expected_deliveries > 0,
             format!(
-                "{} of {} expected deliveries arrived ({} missed).",
+                "{} of {} expected deliveries arrived{scope} ({} missed).",
                 report.deliveries, report.expected_deliveries, report.missed_deliveries
             ),
         ),
@@ -226,7 +238,24 @@ fn checks(report: &Report) -> Vec<(bool, String)> {
                 report.errors
             ),
         ),
-    ]
+    ];
+    if let Some(light) = &report.light {
+        checks.insert(
+            2,
+            (
+                light.missed_updates == 0,
+                format!(
+                    "Light rooms ({} of {}, counted only): {} of {} updates arrived ({} missed).",
+                    report.rooms_light,
+                    report.rooms,
+                    light.expected_updates - light.missed_updates,
+                    light.expected_updates,
+                    light.missed_updates
+                ),
+            ),
+        );
+    }
+    checks
 }
 
 /// The same judgement as the exit code: a run that proves nothing or misses a
@@ -433,7 +462,17 @@ fn parameters(report: &Report, thresholds: &Thresholds) -> Vec<(String, String)>
             "protocol, payload".into(),
             format!("{:?}, {:?}", report.protocol, report.payload).to_lowercase(),
         ),
-        ("rooms".into(), report.rooms.to_string()),
+        (
+            "rooms".into(),
+            if report.light.is_some() {
+                format!(
+                    "{} ({} verified, {} light)",
+                    report.rooms, report.rooms_verified, report.rooms_light
+                )
+            } else {
+                report.rooms.to_string()
+            },
+        ),
         (
             "editors per room".into(),
             report.clients_per_room.to_string(),
@@ -528,6 +567,7 @@ fn machine_rows(machine: &Machine) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use crate::client::bench::report::tests::sample_report;
+    use crate::client::bench::report::LightReport;
     use crate::client::bench::stats::new_histogram;
     use crate::client::bench::timeline::{RunDetail, TimelinePoint};
 
@@ -600,6 +640,34 @@ mod tests {
         let without_namespace = html.replace("http://www.w3.org/2000/svg", "");
         assert!(!without_namespace.contains("http://") && !without_namespace.contains("https://"));
         assert!(!html.contains(" src="), "nothing is loaded from elsewhere");
+    }
+
+    #[test]
+    fn light_rooms_are_a_check_of_their_own() {
+        let mut run = sample_run();
+        let all_verified = render(&run, &Thresholds::default(), &machine(), "now");
+        assert!(!all_verified.contains("Light rooms"));
+        assert!(all_verified.contains("Every room&#39;s editors ended with the same text"));
+        run.report.rooms = 3;
+        run.report.rooms_verified = 1;
+        run.report.rooms_light = 2;
+        run.report.light = Some(LightReport {
+            receivers: 6,
+            updates_sent: 20,
+            expected_updates: 40,
+            received_updates: 37,
+            missed_updates: 3,
+            deliveries_in_window: 30,
+            deliveries_per_sec: 15.0,
+        });
+        let html = render(&run, &Thresholds::default(), &machine(), "now");
+        assert!(html.contains("verdict failed"), "a light room lost updates");
+        assert!(html.contains("Every verified room&#39;s editors ended with the same text"));
+        assert!(html.contains("6 of 6 expected deliveries arrived in the 1 verified rooms of 3"));
+        assert!(html.contains(
+            r#"<li class="no">Light rooms (2 of 3, counted only): 37 of 40 updates arrived (3 missed).</li>"#
+        ));
+        assert!(html.contains("3 (1 verified, 2 light)"));
     }
 
     #[test]

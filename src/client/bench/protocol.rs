@@ -62,6 +62,33 @@ pub enum Incoming {
     Malformed,
 }
 
+/// A received frame as a light receiver sees it: what it is, without decoding
+/// the document update it may carry.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Peeked {
+    /// An update relayed from another editor (`update`, a binary update message).
+    Update,
+    /// The end of the greeting (`users`, y-protocol sync step 2).
+    Greeting,
+    ServerError,
+    /// A room state (`sync`), presence, cursors: nothing a light receiver counts.
+    Other,
+    Malformed,
+}
+
+/// Only the type of a server message: `serde_json` skips the rest, hex included,
+/// without decoding it.
+#[derive(Deserialize)]
+struct Kind<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+}
+
+/// y-protocols message types (lib0 varints, all below 128 so one byte each).
+const Y_MESSAGE_SYNC: u8 = 0;
+const Y_SYNC_STEP_2: u8 = 1;
+const Y_SYNC_UPDATE: u8 = 2;
+
 /// The fields of a server message the bench reads; everything else is skipped.
 /// Hex and message types never contain escapes, so borrowing cannot fail on them.
 #[derive(Deserialize)]
@@ -187,6 +214,33 @@ impl Protocol {
     }
 }
 
+impl Protocol {
+    /// What a received frame is, for a light receiver: the message type only, so
+    /// an update costs neither a hex decode nor a copy, let alone integration.
+    pub fn peek(&self, frame: &Message) -> Peeked {
+        match (self, frame) {
+            (Protocol::Json, Message::Text(text)) => {
+                match serde_json::from_str::<Kind<'_>>(text.as_str()) {
+                    Ok(Kind { kind: "update" }) => Peeked::Update,
+                    Ok(Kind { kind: "users" }) => Peeked::Greeting,
+                    Ok(Kind { kind: "error" }) => Peeked::ServerError,
+                    Ok(_) => Peeked::Other,
+                    Err(_) => Peeked::Malformed,
+                }
+            }
+            (Protocol::Json, Message::Binary(_)) => Peeked::Update,
+            (Protocol::Yjs, Message::Binary(bytes)) => match (bytes.first(), bytes.get(1)) {
+                (Some(&Y_MESSAGE_SYNC), Some(&Y_SYNC_UPDATE)) => Peeked::Update,
+                (Some(&Y_MESSAGE_SYNC), Some(&Y_SYNC_STEP_2)) => Peeked::Greeting,
+                (Some(&Y_MESSAGE_SYNC), None) | (None, _) => Peeked::Malformed,
+                // Sync step 1, awareness, auth: nothing to count.
+                (Some(_), _) => Peeked::Other,
+            },
+            _ => Peeked::Other,
+        }
+    }
+}
+
 /// `{"type":"update","data":"<hex>"}`, built in one allocation.
 pub fn json_update(update: &[u8]) -> String {
     const HEAD: &str = r#"{"type":"update","data":""#;
@@ -275,6 +329,53 @@ mod tests {
             Incoming::Malformed
         );
         assert_eq!(read("not json", &mut scratch), Incoming::Malformed);
+    }
+
+    #[test]
+    fn a_peek_tells_updates_from_everything_else() {
+        let json = |text: &str| Protocol::Json.peek(&Message::text(text));
+        assert_eq!(
+            json(r#"{"type":"update","data":"0a0b","from":"x"}"#),
+            Peeked::Update
+        );
+        // A room's state is not a relayed keystroke.
+        assert_eq!(json(r#"{"type":"sync","data":"00"}"#), Peeked::Other);
+        assert_eq!(json(r#"{"type":"users","users":[]}"#), Peeked::Greeting);
+        assert_eq!(
+            json(r#"{"type":"error","message":"no"}"#),
+            Peeked::ServerError
+        );
+        assert_eq!(json(r#"{"type":"cursor","userId":"a"}"#), Peeked::Other);
+        assert_eq!(json("not json"), Peeked::Malformed);
+        assert_eq!(
+            Protocol::Json.peek(&Message::binary(vec![0u8, 0])),
+            Peeked::Update
+        );
+
+        let yjs = |message: YMessage| Protocol::Yjs.peek(&y_frame(message));
+        assert_eq!(
+            yjs(YMessage::Sync(SyncMessage::Update(vec![0, 0]))),
+            Peeked::Update
+        );
+        assert_eq!(
+            yjs(YMessage::Sync(SyncMessage::SyncStep2(vec![0, 0]))),
+            Peeked::Greeting
+        );
+        assert_eq!(
+            yjs(YMessage::Sync(SyncMessage::SyncStep1(
+                StateVector::default()
+            ))),
+            Peeked::Other
+        );
+        assert_eq!(
+            Protocol::Yjs.peek(&Message::binary(vec![3u8])),
+            Peeked::Other,
+            "query awareness"
+        );
+        assert_eq!(
+            Protocol::Yjs.peek(&Message::binary(Vec::<u8>::new())),
+            Peeked::Malformed
+        );
     }
 
     #[test]

@@ -21,9 +21,10 @@ pub struct Report {
     pub duration_s: f64,
     pub connections: ConnectionReport,
     /// Keystroke to another editor's document, measured from the keystroke's
-    /// scheduled time, over every (edit, receiver) pair of the measurement window.
+    /// scheduled time, over every (edit, receiver) pair of the measurement window
+    /// in verified rooms.
     pub latency_ms: LatencySummary,
-    /// Edits scheduled in the measurement window.
+    /// Edits of verified rooms scheduled in the measurement window.
     pub edits: u64,
     /// `edits × (clients_per_room − 1)`: every other editor should get each one.
     pub expected_deliveries: u64,
@@ -32,6 +33,8 @@ pub struct Report {
     /// `deliveries / expected_deliveries`; `null` when nothing was expected (0 of
     /// 0 proves nothing, so it cannot pass a threshold).
     pub delivery_ratio: Option<f64>,
+    /// Deliveries per second in every room: the timed ones of verified rooms plus
+    /// the update frames light rooms' editors received during the window.
     pub deliveries_per_sec: f64,
     pub messages_sent_per_sec: f64,
     pub messages_received_per_sec: f64,
@@ -46,11 +49,50 @@ pub struct Report {
     /// compared.
     pub rooms_compared: u32,
     pub rooms_diverged: u32,
+    /// Rooms whose editors integrate, time and compare every delivery: all of
+    /// them unless `--verify-rooms` chose a sample.
+    #[serde(default)]
+    pub rooms_verified: u32,
+    /// Rooms whose editors only count the update frames they receive.
+    #[serde(default)]
+    pub rooms_light: u32,
+    /// What the light rooms' editors counted; absent when every room is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub light: Option<LightReport>,
     /// CPU the bench itself used during the measurement window.
     pub bench_cpu: CpuUse,
     /// The server process, when its pid was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerReport>,
+}
+
+/// Light rooms' deliveries, as counts of update frames: no latency, no
+/// convergence (their editors' documents hold only their own keystrokes).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LightReport {
+    /// Light editors connected at the end, whose counts are checked.
+    pub receivers: u64,
+    /// Update frames light editors sent while every editor of their room was
+    /// connected.
+    pub updates_sent: u64,
+    /// For each receiver, the updates the others of its room sent, summed.
+    pub expected_updates: u64,
+    pub received_updates: u64,
+    /// For each receiver, expected minus received when short, summed.
+    pub missed_updates: u64,
+    /// Update frames received during the measurement window.
+    pub deliveries_in_window: u64,
+    pub deliveries_per_sec: f64,
+}
+
+impl LightReport {
+    /// Received over expected (a receiver's surplus does not make up for
+    /// another's loss); `None` when nothing was expected.
+    pub fn ratio(&self) -> Option<f64> {
+        (self.expected_updates > 0).then(|| {
+            (self.expected_updates - self.missed_updates) as f64 / self.expected_updates as f64
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -167,6 +209,14 @@ impl Report {
                 self.rooms_diverged, self.rooms_compared
             ));
         }
+        // In light rooms a missing update is what a diverged document is in
+        // verified ones.
+        if let Some(light) = self.light.as_ref().filter(|light| light.missed_updates > 0) {
+            defects.push(format!(
+                "{} of {} updates never reached their light rooms' editors",
+                light.missed_updates, light.expected_updates
+            ));
+        }
         defects
     }
 }
@@ -204,6 +254,12 @@ impl Thresholds {
                     report.missed_deliveries, report.expected_deliveries
                 )),
                 Some(_) => {}
+            }
+            let light = report.light.as_ref().and_then(LightReport::ratio);
+            if let Some(ratio) = light.filter(|&ratio| ratio < limit) {
+                missed.push(format!(
+                    "light rooms' update ratio {ratio:.6} is below --min-delivery-ratio {limit}"
+                ));
             }
         }
         missed
@@ -266,13 +322,18 @@ impl Report {
             (
                 "deliveries",
                 format!(
-                    "{} of {} ({} missed, ratio {}), {:.0}/s",
+                    "{} of {} ({} missed, ratio {}), {:.0}/s{}",
                     self.deliveries,
                     self.expected_deliveries,
                     self.missed_deliveries,
                     self.delivery_ratio
                         .map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.6}")),
-                    self.deliveries_per_sec
+                    self.deliveries_per_sec,
+                    if self.light.is_some() {
+                        " (counts: verified rooms; per second: all rooms)"
+                    } else {
+                        ""
+                    }
                 ),
             ),
             (
@@ -291,6 +352,27 @@ impl Report {
                 ),
             ),
             ("errors", self.errors.to_string()),
+        ];
+        if let Some(light) = &self.light {
+            rows.push((
+                "rooms",
+                format!(
+                    "{} verified, {} light (updates counted only: no latency, no convergence)",
+                    self.rooms_verified, self.rooms_light
+                ),
+            ));
+            rows.push((
+                "light rooms' updates",
+                format!(
+                    "{} of {} ({} missed), {:.0}/s",
+                    light.expected_updates - light.missed_updates,
+                    light.expected_updates,
+                    light.missed_updates,
+                    light.deliveries_per_sec
+                ),
+            ));
+        }
+        rows.extend([
             (
                 "converged",
                 if self.rooms_compared == 0 {
@@ -311,7 +393,7 @@ impl Report {
                     self.bench_cpu.seconds, self.bench_cpu.cores
                 ),
             ),
-        ];
+        ]);
         if let Some(server) = &self.server {
             rows.push((
                 "server CPU",
@@ -386,6 +468,9 @@ pub(crate) mod tests {
             converged: true,
             rooms_compared: 1,
             rooms_diverged: 0,
+            rooms_verified: 1,
+            rooms_light: 0,
+            light: None,
             bench_cpu: CpuUse::default(),
             server: None,
         }
@@ -433,6 +518,49 @@ pub(crate) mod tests {
             min_delivery_ratio: None,
         };
         assert_eq!(limit.violations(&silent).len(), 1);
+    }
+
+    fn with_light_rooms(missed_updates: u64) -> Report {
+        Report {
+            rooms: 3,
+            rooms_verified: 1,
+            rooms_light: 2,
+            light: Some(LightReport {
+                receivers: 6,
+                updates_sent: 20,
+                expected_updates: 40,
+                received_updates: 40 - missed_updates,
+                missed_updates,
+                deliveries_in_window: 30,
+                deliveries_per_sec: 30.0,
+            }),
+            ..sample_report()
+        }
+    }
+
+    #[test]
+    fn light_rooms_are_shown_and_their_losses_fail_the_run() {
+        let whole = with_light_rooms(0);
+        assert!(whole.defects().is_empty(), "{:?}", whole.defects());
+        let text = whole.table().to_string();
+        assert!(text.contains("1 verified, 2 light"), "{text}");
+        assert!(text.contains("40 of 40 (0 missed)"), "{text}");
+        assert!(!sample_report().table().to_string().contains("light"));
+        let ratio = Thresholds {
+            max_p99_ms: None,
+            min_delivery_ratio: Some(0.99),
+        };
+        assert!(ratio.violations(&whole).is_empty());
+
+        // Verified rooms perfect, light rooms lossy: the run fails all the same.
+        let lossy = with_light_rooms(4);
+        assert_eq!(
+            lossy.defects(),
+            ["4 of 40 updates never reached their light rooms' editors"]
+        );
+        let violations = ratio.violations(&lossy);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(violations[0].contains("light rooms' update ratio 0.900000"));
     }
 
     #[test]

@@ -74,7 +74,10 @@ impl SendTimes {
 }
 
 /// Totals over the whole run; messages and bytes count every frame, edits and
-/// deliveries only those scheduled inside the measurement window.
+/// deliveries only those of verified rooms scheduled inside the measurement
+/// window. The `light_` counters are the light rooms' update frames: sent while
+/// the whole room was connected, received at any time, and received during the
+/// window.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub messages_sent: AtomicU64,
@@ -89,6 +92,9 @@ pub struct Counters {
     pub reconnects: AtomicU64,
     pub open_connections: AtomicU64,
     pub greeted: AtomicU64,
+    pub light_updates_sent: AtomicU64,
+    pub light_updates_received: AtomicU64,
+    pub light_updates_in_window: AtomicU64,
 }
 
 impl Counters {
@@ -240,6 +246,9 @@ pub struct LocalStats {
     pub edits_in_window: u64,
     pub deliveries_in_window: u64,
     pub errors: u64,
+    pub light_updates_sent: u64,
+    pub light_updates_received: u64,
+    pub light_updates_in_window: u64,
 }
 
 impl LocalStats {
@@ -265,6 +274,15 @@ impl LocalStats {
                 &mut self.deliveries_in_window,
             ),
             (&counters.errors, &mut self.errors),
+            (&counters.light_updates_sent, &mut self.light_updates_sent),
+            (
+                &counters.light_updates_received,
+                &mut self.light_updates_received,
+            ),
+            (
+                &counters.light_updates_in_window,
+                &mut self.light_updates_in_window,
+            ),
         ] {
             if *value > 0 {
                 counter.fetch_add(*value, Ordering::Relaxed);
