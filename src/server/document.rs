@@ -10,7 +10,7 @@ use bytes::Bytes;
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 
-use super::known::{self, AppliedDeletions};
+use super::known::{self, AppliedDeletions, Examined};
 
 /// Name of the shared text type the original browser client edits
 /// (`doc.getText('content')`).
@@ -27,6 +27,13 @@ pub enum DocumentError {
     Unapplicable(String),
     #[error("update crashed the decoder and was discarded")]
     Panicked,
+    /// The update continues edits of `client` the room never received (an earlier
+    /// update was refused or dropped); merged, it would show text no one else gets.
+    #[error(
+        "update refused: it follows edits of client {client} this room does not have; \
+         send the whole document state"
+    )]
+    MissingEdits { client: u64 },
     #[error("update refused: the document would exceed its limit of {limit} bytes")]
     TooLarge { limit: usize },
     /// The store refuses this room's writes for good; the room is read-only.
@@ -51,11 +58,6 @@ pub enum Applied {
 /// byte of update, and a small document (where each encoding is cheap) is encoded
 /// after almost every update, so its size is exact.
 const FOLD_FRACTION: usize = 8;
-
-/// Updates from this size on have what the document already holds cut out before
-/// they are decoded. A keystroke's own update is a few dozen bytes and all new;
-/// reading the state vector for it would cost more than it saves.
-const CUT_FROM_BYTES: usize = 512;
 
 /// A Yjs document, its last full-state encoding, and the deltas applied since.
 ///
@@ -117,7 +119,7 @@ impl Document {
     pub fn from_state(state: &[u8]) -> Result<Self, DocumentError> {
         let mut document = Self::new();
         if !state.is_empty() {
-            document.apply_update(state)?;
+            document.apply_stored(state)?;
         }
         Ok(document)
     }
@@ -138,16 +140,31 @@ impl Document {
     /// The delta is the transaction's own update — new items *and* new deletions. A
     /// state-vector comparison would miss deletions, which do not move the state vector.
     pub fn apply_update(&mut self, update: &[u8]) -> Result<Applied, DocumentError> {
+        self.apply(update, true)
+    }
+
+    /// `apply_update` for what a store holds (snapshots, log entries, the original
+    /// backend's checkpoints): merged even past a gap, as before gaps were refused,
+    /// so a room saved with one still opens whole.
+    pub fn apply_stored(&mut self, update: &[u8]) -> Result<Applied, DocumentError> {
+        self.apply(update, false)
+    }
+
+    fn apply(&mut self, update: &[u8], refuse_gaps: bool) -> Result<Applied, DocumentError> {
         // A full state (the original page sends one per keystroke) is mostly what
-        // the document holds: only the rest is decoded (`known`).
-        let cut = if update.len() >= CUT_FROM_BYTES {
-            known::without_known(
-                update,
-                &self.doc.transact().state_vector(),
-                &self.applied_deletions,
-            )
-        } else {
-            None
+        // the document holds: only the rest is decoded. The same reading refuses
+        // what yrs would merge wrongly (`known`).
+        let cut = match known::examine(
+            update,
+            &self.doc.transact().state_vector(),
+            &self.applied_deletions,
+        ) {
+            Examined::Whole => None,
+            Examined::Cut(cut) => Some(cut),
+            Examined::Gap { client } if refuse_gaps => {
+                return Err(DocumentError::MissingEdits { client })
+            }
+            Examined::Gap { .. } => None,
         };
         // The limit check below keeps measuring the update as sent.
         let whole_len = update.len();
@@ -181,11 +198,11 @@ impl Document {
             Ok(changed.then(|| txn.encode_update_v1()))
         }));
 
+        if let (Some(cut), Ok(Ok(_))) = (&cut, &outcome) {
+            self.applied_deletions.remember(cut);
+        }
         match outcome {
             Ok(Ok(Some(delta))) => {
-                if let Some(cut) = &cut {
-                    self.applied_deletions.remember(cut);
-                }
                 let delta = Bytes::from(delta);
                 if near_limit {
                     let encoded = self.encode();
@@ -204,12 +221,7 @@ impl Document {
                 }
                 Ok(Applied::Delta(delta))
             }
-            Ok(Ok(None)) => {
-                if let Some(cut) = &cut {
-                    self.applied_deletions.remember(cut);
-                }
-                Ok(Applied::Nothing)
-            }
+            Ok(Ok(None)) => Ok(Applied::Nothing),
             Ok(Err(error)) => {
                 // yrs validates while integrating, so a refused update may have left a
                 // partial transaction behind; rebuild from the last good state.
@@ -575,9 +587,21 @@ mod tests {
     /// every dependency of what it was sent and end equal to the room.
     #[test]
     fn relayed_deltas_alone_rebuild_the_document() {
+        relayed_deltas_rebuild(usize::MAX);
+    }
+
+    /// The same with a size limit the pastes keep running into: an editor's later
+    /// keystrokes then follow edits the room refused, and must be refused too.
+    #[test]
+    fn relayed_deltas_alone_rebuild_the_document_when_updates_are_refused() {
+        relayed_deltas_rebuild(12_000);
+    }
+
+    fn relayed_deltas_rebuild(limit: usize) {
         let mut rng = fastrand::Rng::with_seed(9);
         for round in 0..100 {
             let mut room = Document::new();
+            room.set_size_limit(limit);
             let listener = Doc::with_client_id(1);
             let editors: Vec<(Doc, TextRef)> = (0..3).map(|i| editor(10 + i)).collect();
             for _ in 0..60 {

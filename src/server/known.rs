@@ -11,6 +11,9 @@
 //! goes for the delete set: a client's deletions that arrive exactly as the
 //! document already applied them are left out.
 //!
+//! Reading the structs' clocks also finds the one update yrs would merge wrongly:
+//! a client's struct that starts past what the document holds of that client.
+//!
 //! Only the content kinds a text document uses are stepped over (strings,
 //! deletions, formats, embeds, binaries, nested types); an update holding any other
 //! kind, or anything malformed, is left whole, so the full decoder sees it exactly
@@ -99,17 +102,37 @@ pub struct Cut {
     deletions: Vec<(u64, Range<usize>)>,
 }
 
-/// `update` without the structs `known` already covers and the delete-set
-/// sections `deletions` already holds, or `None` when nothing can be cut (every
-/// struct is new) or the update is left to the full decoder.
+/// What reading an update against a document's state found.
+#[derive(Debug)]
+pub enum Examined {
+    /// Apply the update as it is: every struct is new, or it holds something this
+    /// module leaves to the full decoder.
+    Whole,
+    /// Apply this instead: the update without what the document holds.
+    Cut(Cut),
+    /// A struct of `client` starts past everything the document and the update
+    /// before it hold of that client: edits of its in between never arrived
+    /// (refused, or dropped over the rate limit). Yjs would keep it pending;
+    /// yrs integrates it without moving the state vector and leaves it out of
+    /// the transaction's update, so the others would never get it.
+    Gap { client: u64 },
+}
+
+/// Reads `update` against the document's state vector `known` and the
+/// delete-set sections it already applied: what to apply instead, if anything
+/// can be cut, or the gap that makes it unapplicable.
 ///
 /// A struct that is only partly known is kept whole; merging starts inside it, as
 /// it does for any update that overlaps what a document has.
-pub fn without_known(
+pub fn examine(update: &[u8], known: &StateVector, deletions: &AppliedDeletions) -> Examined {
+    examine_structs(update, known, deletions).unwrap_or(Examined::Whole)
+}
+
+fn examine_structs(
     update: &[u8],
     known: &StateVector,
     deletions: &AppliedDeletions,
-) -> Option<Cut> {
+) -> Option<Examined> {
     let mut cursor = Cursor::new(update);
     let clients: u32 = cursor.read_var().ok()?;
     let mut runs = Vec::new();
@@ -119,10 +142,19 @@ pub fn without_known(
         let client = read_client(&mut cursor)?;
         let mut clock: u32 = cursor.read_var().ok()?;
         let have = known.get(&ClientID::new(client));
+        // How far this client's clock is covered, by the document or by structs
+        // before this one; skips cover nothing.
+        let mut reach = have;
         let mut run: Option<Run> = None;
         for index in 0..count {
             let start = cursor.next;
-            let length = struct_length(&mut cursor)?;
+            let (length, skip) = struct_length(&mut cursor)?;
+            if length > 0 && !skip {
+                if clock > reach {
+                    return Some(Examined::Gap { client });
+                }
+                reach = reach.max(clock.checked_add(length)?);
+            }
             if run.is_none() && length > 0 && clock.checked_add(length)? > have {
                 cut |= index > 0;
                 run = Some(Run {
@@ -149,7 +181,7 @@ pub fn without_known(
         .collect();
     cut |= new_sections.len() < sections.len();
     if !cut {
-        return None;
+        return Some(Examined::Whole);
     }
     let kept: usize = runs.iter().map(|run| run.bytes.len() + 24).sum::<usize>()
         + new_sections
@@ -171,10 +203,10 @@ pub fn without_known(
         out.write_all(&update[range.clone()]);
         kept_deletions.push((*client, start..out.len()));
     }
-    Some(Cut {
+    Some(Examined::Cut(Cut {
         update: out,
         deletions: kept_deletions,
-    })
+    }))
 }
 
 fn read_client(cursor: &mut Cursor<'_>) -> Option<u64> {
@@ -205,14 +237,15 @@ fn delete_set_sections(cursor: &mut Cursor<'_>) -> Option<Vec<(u64, Range<usize>
 }
 
 /// Steps over one struct and returns how many clock ticks it covers (0 for an
-/// empty item, which the decoder drops without moving the clock), or `None` for
-/// anything this module leaves to the full decoder.
-fn struct_length(cursor: &mut Cursor<'_>) -> Option<u32> {
+/// empty item, which the decoder drops without moving the clock) and whether it
+/// is a skip (a gap the update itself declares), or `None` for anything this
+/// module leaves to the full decoder.
+fn struct_length(cursor: &mut Cursor<'_>) -> Option<(u32, bool)> {
     let info = cursor.read_u8().ok()?;
     match info {
         GC | SKIP => {
             let length: u32 = cursor.read_var().ok()?;
-            (length > 0).then_some(length)
+            (length > 0).then_some((length, info == SKIP))
         }
         _ => {
             if info & HAS_ORIGIN != 0 {
@@ -232,7 +265,7 @@ fn struct_length(cursor: &mut Cursor<'_>) -> Option<u32> {
                     cursor.read_string().ok()?;
                 }
             }
-            content_length(cursor, info & 0b1111)
+            Some((content_length(cursor, info & 0b1111)?, false))
         }
     }
 }
@@ -310,6 +343,19 @@ mod tests {
         to.transact_mut()
             .apply_update(Update::decode_v1(&update).expect("decodes"))
             .expect("applies");
+    }
+
+    /// The cut, if `examine` makes one; a gap is a failure in these tests.
+    fn without_known(
+        update: &[u8],
+        known: &StateVector,
+        deletions: &AppliedDeletions,
+    ) -> Option<Cut> {
+        match examine(update, known, deletions) {
+            Examined::Cut(cut) => Some(cut),
+            Examined::Whole => None,
+            Examined::Gap { client } => panic!("no gap expected, found one of {client}"),
+        }
     }
 
     fn apply(doc: &Doc, update: &[u8]) -> Vec<u8> {
@@ -489,6 +535,47 @@ mod tests {
         let room = doc(1);
         let known = room.transact().state_vector();
         assert!(without_known(&state(&editor), &known, &AppliedDeletions::default()).is_none());
+    }
+
+    /// The document missed an editor's paste; the editor's next keystroke, sent on
+    /// its own, follows it. yrs would show that keystroke without recording it.
+    #[test]
+    fn a_struct_after_edits_the_document_never_got_is_a_gap() {
+        let editor = typed(12, "ab");
+        let room = doc(1);
+        sync(&editor, &room);
+        let text = editor.get_or_insert_text("content");
+        text.insert(&mut editor.transact_mut(), 2, "pasted");
+        let after_paste = editor.transact().state_vector();
+        text.insert(&mut editor.transact_mut(), 1, "k");
+        let keystroke = editor.transact().encode_state_as_update_v1(&after_paste);
+        let known = room.transact().state_vector();
+        let none = AppliedDeletions::default();
+        assert!(matches!(
+            examine(&keystroke, &known, &none),
+            Examined::Gap { client: 12 }
+        ));
+        // With the paste it is whole, and is cut to what is new.
+        assert!(matches!(
+            examine(&state(&editor), &known, &none),
+            Examined::Cut(_)
+        ));
+        // Merged with the first two characters, the keystroke sits behind a skip
+        // over the paste: still a gap where the paste is missing, none where it is
+        // held.
+        let first = typed(12, "ab");
+        let merged = yrs::merge_updates_v1([state(&first).as_slice(), keystroke.as_slice()])
+            .expect("merges");
+        assert!(matches!(
+            examine(&merged, &StateVector::default(), &none),
+            Examined::Gap { client: 12 }
+        ));
+        let holder = doc(2);
+        sync(&editor, &holder);
+        assert!(matches!(
+            examine(&merged, &holder.transact().state_vector(), &none),
+            Examined::Cut(_)
+        ));
     }
 
     #[test]

@@ -589,3 +589,38 @@ async fn large_messages_that_are_not_valid_updates_get_the_usual_errors() {
         json!({"type":"error","message":"Unknown message type: nonsense"})
     );
 }
+
+/// An editor's paste is refused (the room is at its size limit); its next
+/// keystroke, sent on its own, lands between characters the room has but follows
+/// the paste in the editor's clock. Merging it anyway would put it in the room's
+/// text without ever relaying it. It is refused with a reason instead, and the
+/// room, the others and the store keep agreeing.
+#[tokio::test]
+async fn a_keystroke_that_follows_a_refused_edit_is_refused_too() {
+    let server = TestServer::start_tweaked(
+        |config| config.max_document_bytes = 2_000,
+        std::sync::Arc::new(coedit::server::store::memory::MemoryStore::new()),
+    )
+    .await;
+    let mut alice = server.join("gap", "alice", "Alice").await;
+    let mut bob = server.join("gap", "bob", "Bob").await;
+    let _ = alice.recv().await; // bob's user_joined
+    alice.type_incremental(0, "ab").await;
+    let typed = bob.recv().await;
+    bob.apply_if_document(&typed);
+    assert_eq!(bob.content(), "ab");
+
+    alice.type_incremental(2, &"pasted ".repeat(500)).await;
+    let ServerMessage::Error { message } = alice.recv().await else {
+        panic!("the paste must be refused");
+    };
+    assert!(message.contains("limit"), "{message}");
+    alice.type_incremental(1, "k").await;
+    let ServerMessage::Error { message } = alice.recv().await else {
+        panic!("the keystroke after the paste must be refused");
+    };
+    assert!(message.contains("does not have"), "{message}");
+    bob.expect_silence().await;
+    let (_, text) = server.get("/rooms/gap/text").await;
+    assert_eq!(text["text"], "ab", "the room holds what everyone was sent");
+}

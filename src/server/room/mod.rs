@@ -174,18 +174,18 @@ impl Room {
         match &stored {
             Stored::Durable(durable) => {
                 if let Some(snapshot) = &durable.snapshot {
-                    document.apply_update(snapshot)?;
+                    document.apply_stored(snapshot)?;
                 }
                 for update in &durable.updates {
                     // A log entry that no longer decodes is skipped, not fatal: the
                     // rest of the document is still worth serving.
-                    if let Err(error) = document.apply_update(update) {
+                    if let Err(error) = document.apply_stored(update) {
                         tracing::error!(room = %id, %error, "skipping unreadable log entry");
                     }
                 }
             }
             Stored::Checkpoint(checkpoint) => {
-                document.apply_update(checkpoint)?;
+                document.apply_stored(checkpoint)?;
             }
             Stored::Nothing => {}
         }
