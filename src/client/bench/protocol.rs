@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
+use yrs::sync::protocol::{MSG_SYNC, MSG_SYNC_STEP_2, MSG_SYNC_UPDATE};
 use yrs::sync::{Message as YMessage, SyncMessage};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
@@ -83,11 +84,6 @@ struct Kind<'a> {
     #[serde(rename = "type", borrow)]
     kind: &'a str,
 }
-
-/// y-protocols message types (lib0 varints, all below 128 so one byte each).
-const Y_MESSAGE_SYNC: u8 = 0;
-const Y_SYNC_STEP_2: u8 = 1;
-const Y_SYNC_UPDATE: u8 = 2;
 
 /// The fields of a server message the bench reads; everything else is skipped.
 /// Hex and message types never contain escapes, so borrowing cannot fail on them.
@@ -229,10 +225,11 @@ impl Protocol {
                 }
             }
             (Protocol::Json, Message::Binary(_)) => Peeked::Update,
+            // Message types are lib0 varints, all below 128: one byte each.
             (Protocol::Yjs, Message::Binary(bytes)) => match (bytes.first(), bytes.get(1)) {
-                (Some(&Y_MESSAGE_SYNC), Some(&Y_SYNC_UPDATE)) => Peeked::Update,
-                (Some(&Y_MESSAGE_SYNC), Some(&Y_SYNC_STEP_2)) => Peeked::Greeting,
-                (Some(&Y_MESSAGE_SYNC), None) | (None, _) => Peeked::Malformed,
+                (Some(&MSG_SYNC), Some(&MSG_SYNC_UPDATE)) => Peeked::Update,
+                (Some(&MSG_SYNC), Some(&MSG_SYNC_STEP_2)) => Peeked::Greeting,
+                (Some(&MSG_SYNC), None) | (None, _) => Peeked::Malformed,
                 // Sync step 1, awareness, auth: nothing to count.
                 (Some(_), _) => Peeked::Other,
             },
