@@ -221,6 +221,7 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
                 };
                 let problem = format!("cannot reach MongoDB at {}: {reason}", store.hosts());
                 if !config.start_degraded {
+                    close_unused(&store).await;
                     return Err(ServeError::StoreUnreachable(format!(
                         "{problem}{START_DEGRADED_HINT}"
                     )));
@@ -240,14 +241,16 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
                 Some(_) => CLUSTER_LEASE_HOLDER.to_owned(),
                 None => config.node_id.clone().unwrap_or_default(),
             };
-            lease = Some(
-                WriterLease::acquire(store.database(), &node_id)
-                    .await
-                    .map_err(|error| match error {
+            match WriterLease::acquire(store.database(), &node_id).await {
+                Ok(held) => lease = Some(held),
+                Err(error) => {
+                    close_unused(&store).await;
+                    return Err(match error {
                         LeaseError::InUse(reason) => ServeError::StoreInUse(reason),
                         LeaseError::Store(error) => ServeError::Store(error),
-                    })?,
-            );
+                    });
+                }
+            }
             Arc::new(store)
         }
     };
@@ -257,6 +260,15 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
         lease,
         unreachable: None,
     })
+}
+
+/// Closes a MongoDB store that will not be used after all. Dropped open, the
+/// driver's pool tasks outlive it and can panic as the runtime shuts down, which
+/// would print a backtrace under the one-line refusal.
+async fn close_unused(store: &MongoStore) {
+    if let Err(error) = store.close().await {
+        tracing::debug!(%error, "store close failed");
+    }
 }
 
 /// The writer-lease holder name every node of a cluster uses.
@@ -322,7 +334,7 @@ async fn serve(
     let metrics = Metrics::new();
     let cluster = match &config.redis_url {
         Some(url) => Some(
-            cluster::Cluster::connect(
+            match cluster::Cluster::connect(
                 cluster::ClusterSettings {
                     redis_url: url.clone(),
                     node_id: config.node_id.clone().unwrap_or_default(),
@@ -334,7 +346,18 @@ async fn serve(
                 store.clone(),
             )
             .await
-            .map_err(|error| ServeError::Cluster(error.to_string()))?,
+            {
+                Ok(cluster) => cluster,
+                Err(error) => {
+                    if let Some(lease) = lease {
+                        lease.release().await;
+                    }
+                    if let Err(error) = store.close().await {
+                        tracing::debug!(%error, "store close failed");
+                    }
+                    return Err(ServeError::Cluster(error.to_string()));
+                }
+            },
         ),
         None => None,
     };
