@@ -19,7 +19,7 @@
 # Environment: RUNS (3), DURATION (10s), WARMUP (2s), RAMP (2s), PAYLOAD (full),
 #   SERVERS ("coedit relay"; also coedit-relaxed, coedit-fsync, and coedit-mongo,
 #   coedit-mongo-relaxed with BENCH_MONGO_URL: the durability levels), PORT (18401),
-#   OUT (target/bench-results/<time>),
+#   OUT (target/bench-results/<time>), COEDIT (target/release/coedit: the binary measured),
 #   QUIET_WAIT (120): seconds to wait before each run for no compiler (rustc) to be
 #   running on the machine, since a build on the same cores pollutes the numbers.
 # Results: one JSON report per run under $OUT, and a summary table (median and
@@ -48,7 +48,7 @@ P99_LIMIT_MS=50
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 mkdir -p "$OUT"
 cargo build --release --bins --examples >&2
-COEDIT=target/release/coedit
+COEDIT=${COEDIT:-target/release/coedit}
 RELAY=target/release/examples/relay
 SERVER_PID=
 

@@ -477,6 +477,109 @@ async fn a_redis_outage_degrades_health_and_every_edit_converges_after_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_cross_nodes_when_their_pushes_are_cut_off() {
+    let Some(setup) = Setup::new("edits_cross_nodes_when_their_pushes_are_cut_off").await else {
+        return;
+    };
+    let (_n1, n2, mut alice, mut bob) = setup.two_editors("cut", "start ").await;
+    let mut redis = setup.redis.connection().await;
+    // Every node's subscription (where entries are pushed) is dropped while both
+    // type; what was appended meanwhile is only in the streams.
+    for (who, letter) in [("alice", "a"), ("bob", "b"), ("alice", "c"), ("bob", "d")] {
+        // Both nodes subscribed again since the last cut.
+        let resubscribed = eventually(async || {
+            let subscribers: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            subscribers.lines().count() >= 2
+        })
+        .await;
+        assert!(resubscribed, "the nodes never subscribed again");
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(killed >= 2, "each node subscribes: {killed}");
+        let client = if who == "alice" { &mut alice } else { &mut bob };
+        type_slowly(client, letter).await;
+    }
+    let text = until_converged(&mut alice, &mut bob, "start abcd".len()).await;
+    assert_eq!(synced_text(&n2.base(), "cut").await, text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_appended_without_its_push_is_read_from_the_stream() {
+    let Some(setup) =
+        Setup::new("an_entry_appended_without_its_push_is_read_from_the_stream").await
+    else {
+        return;
+    };
+    let (n1, n2, mut alice, mut bob) = setup.two_editors("unpushed", "abc").await;
+    // Updates appended the way a node appends them, but never pushed (as a node of
+    // an earlier version would, during a rolling upgrade).
+    let mut redis = setup.redis.connection().await;
+    append_unpushed(&mut redis, "unpushed", 4242, "Z").await;
+    // Nobody types after it: each node finds it in its sweep of the streams.
+    until_text(&mut alice, "Zabc").await;
+    until_text(&mut bob, "Zabc").await;
+    // Typed right after one: the next push shows the gap, and the stream fills it.
+    append_unpushed(&mut redis, "unpushed", 4243, "Y").await;
+    type_slowly(&mut bob, "!").await;
+    let text = until_converged(&mut alice, &mut bob, "YZabc!".len()).await;
+    for node in [&n1, &n2] {
+        assert_eq!(synced_text(&node.base(), "unpushed").await, text);
+    }
+}
+
+/// Appends to `room`'s log, numbered as a node numbers it, an update of Yjs client
+/// `client` that puts `text` at the start, without the push a node sends with it.
+async fn append_unpushed(
+    redis: &mut redis::aio::MultiplexedConnection,
+    room: &str,
+    client: u64,
+    text: &str,
+) {
+    let update = {
+        use yrs::{Doc, Text, Transact};
+        let doc = Doc::with_client_id(client);
+        let content = doc.get_or_insert_text("content");
+        let mut txn = doc.transact_mut();
+        content.insert(&mut txn, 0, text);
+        txn.encode_update_v1()
+    };
+    let seq: i64 = redis::cmd("INCR")
+        .arg(format!("coedit:{{{room}}}:seq"))
+        .query_async(redis)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(format!("coedit:{{{room}}}:log"))
+        .arg("*")
+        .arg("s")
+        .arg(seq)
+        .arg("u")
+        .arg(update)
+        .arg("n")
+        .arg("an-older-node/0")
+        .arg("c")
+        .arg("")
+        .arg("a")
+        .arg("")
+        .arg("t")
+        .arg(0)
+        .query_async(redis)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_nodes_users_leave_and_its_clients_carry_on_elsewhere() {
     let Some(setup) =
         Setup::new("a_dead_nodes_users_leave_and_its_clients_carry_on_elsewhere").await

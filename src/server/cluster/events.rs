@@ -1,5 +1,6 @@
 //! Presence across nodes: rooms' `PeerEvent`s go out over Redis pub/sub (one
-//! channel per room, subscribed by the nodes that hold it), and who is in each room
+//! channel per room, subscribed by the nodes that hold it; the room's log entries
+//! are pushed on it too and handed to `reader`), and who is in each room
 //! is kept in a hash per room (`instance|client id` → user), which late joiners,
 //! REST listings and a node that lost touch read back.
 //!
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::log::PUSHED_ENTRY;
 use super::{channel, room_of, users_key, Cluster};
 use crate::api::RoomUser;
 use crate::server::room::remote::{PeerEvent, Peers, PresenceChange};
@@ -198,6 +200,8 @@ pub(super) async fn subscribe(
             continue;
         }
         cluster.report("presence", Ok(()));
+        // Entries appended while no push could reach this node are in the streams.
+        cluster.inner.read_log.notify_one();
         if reconnecting {
             // Whatever was said while the connection was down is in the hashes.
             super::nodes::resync_presence(&cluster).await;
@@ -212,6 +216,9 @@ pub(super) async fn subscribe(
                         Some(Subscription::Add(room_id)) => {
                             let result = sink.subscribe(channel(&room_id)).await;
                             if result.is_ok() {
+                                // What was appended between the room's load and now
+                                // came before the pushes this node hears.
+                                cluster.inner.read_log.notify_one();
                                 ask_for_awareness(&cluster, &room_id).await;
                             }
                             subscribed.insert(room_id);
@@ -236,12 +243,14 @@ pub(super) async fn subscribe(
                         cluster.report("presence", Err("connection lost".into()));
                         break;
                     };
-                    let channel_name = message.get_channel_name().to_owned();
-                    let Ok(payload) = message.get_payload::<String>() else {
+                    let Some(room_id) = room_of(message.get_channel_name()) else {
                         continue;
                     };
-                    if let Some(room_id) = room_of(&channel_name) {
-                        receive(&cluster, room_id, &payload);
+                    let payload = message.get_payload_bytes();
+                    if let Some(entry) = payload.strip_prefix(&[PUSHED_ENTRY]) {
+                        super::reader::pushed(&cluster, room_id, entry);
+                    } else if let Ok(payload) = std::str::from_utf8(payload) {
+                        receive(&cluster, room_id, payload);
                     }
                 }
             }

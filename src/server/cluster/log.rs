@@ -19,8 +19,12 @@ use crate::server::store::{
 };
 
 /// Appends one operation: KEYS log, seq, applied; ARGV base, instance, local seq,
-/// data, client, author, time. Returns the update's number, or 0 when the
+/// data, client, author, time, channel. Returns the update's number, or 0 when the
 /// operation was appended before.
+///
+/// The entry is also published on the room's channel (see `Entry::from_push`), so
+/// the nodes holding the room get it pushed instead of each polling every stream;
+/// the stream stays the record they catch up from when a push is missed.
 const APPEND: &str = r"
 local last = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
 if tonumber(ARGV[3]) <= last then return 0 end
@@ -33,9 +37,19 @@ if seq <= base then
   seq = base + 1
   redis.call('SET', KEYS[2], seq)
 end
-redis.call('XADD', KEYS[1], '*', 's', seq, 'u', ARGV[4], 'n', ARGV[2], 'c', ARGV[5], 'a', ARGV[6], 't', ARGV[7])
+local id = redis.call('XADD', KEYS[1], '*', 's', seq, 'u', ARGV[4], 'n', ARGV[2], 'c', ARGV[5], 'a', ARGV[6], 't', ARGV[7])
+local function field(value)
+  value = tostring(value)
+  return #value .. ':' .. value
+end
+redis.call('PUBLISH', ARGV[8], '\0' .. field(id) .. field(seq) .. field(ARGV[2])
+  .. field(ARGV[5]) .. field(ARGV[6]) .. field(ARGV[7]) .. field(ARGV[4]))
 return seq
 ";
+
+/// The first byte of a log entry pushed on a room's channel; presence events there
+/// are JSON, which never starts with it.
+pub(super) const PUSHED_ENTRY: u8 = 0;
 
 /// One entry of a room's stream.
 #[derive(Debug, Clone)]
@@ -82,6 +96,40 @@ impl Entry {
         }
         (entry.seq > 0).then_some(entry)
     }
+
+    /// Reads an entry as the append script publishes it, after `PUSHED_ENTRY`:
+    /// id, number, node, client, author, time and update, each as `length:bytes`.
+    pub(super) fn from_push(mut payload: &[u8]) -> Option<Self> {
+        let payload = &mut payload;
+        let text = |payload: &mut &[u8]| String::from_utf8(pushed_field(payload)?.to_vec()).ok();
+        let id = text(payload)?;
+        let seq = text(payload)?.parse().ok()?;
+        let node = text(payload)?;
+        let client = text(payload)?;
+        let author = text(payload)?;
+        let at_ms = text(payload)?.parse().ok()?;
+        let data = Bytes::copy_from_slice(pushed_field(payload)?);
+        Some(Entry {
+            id,
+            seq,
+            data,
+            node,
+            client,
+            author: Some(author).filter(|author| !author.is_empty()),
+            at_ms,
+        })
+        .filter(|entry| entry.seq > 0)
+    }
+}
+
+/// The next `length:bytes` field of a pushed entry.
+fn pushed_field<'a>(payload: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let colon = payload.iter().position(|&byte| byte == b':')?;
+    let length: usize = std::str::from_utf8(&payload[..colon]).ok()?.parse().ok()?;
+    let rest = &payload[colon + 1..];
+    let value = rest.get(..length)?;
+    *payload = &rest[length..];
+    Some(value)
 }
 
 fn bytes(value: &Value) -> Option<Bytes> {
@@ -170,7 +218,8 @@ impl ClusterStore {
                     .arg(data.as_ref())
                     .arg(client)
                     .arg(author)
-                    .arg(at_ms);
+                    .arg(at_ms)
+                    .arg(channel(room_id));
                 pipe.add_command(command).ignore();
                 appended += 1;
             }

@@ -5,8 +5,9 @@
 //! - `log`: every accepted update is appended to its room's Redis stream before any
 //!   client on any node sees it (the journal writes there instead of the store, so
 //!   write-ahead relay holds across nodes). Redis numbers the room's updates.
-//! - `reader`: each node follows the streams of the rooms it holds and merges what
-//!   other nodes appended; it relays what is new to its own clients.
+//! - `reader`: each node merges what other nodes appended to the rooms it holds,
+//!   pushed with each append over pub/sub and read from the streams when a push was
+//!   missed; it relays what is new to its own clients.
 //! - `persist`: the node holding a room's lease moves its stream into MongoDB, in
 //!   order, idempotently (by sequence number), then trims what MongoDB has.
 //! - `events`: presence, cursors and awareness go over Redis pub/sub; who is in
@@ -79,7 +80,7 @@ pub struct ClusterCounters {
 /// A room this node holds, as its cluster tasks follow it.
 struct Watched {
     room: Room,
-    /// The room's stream, as the reader names it in every `XREAD`.
+    /// The room's stream, as the reader names it in its `XREAD`s.
     key: String,
     /// Last stream entry id merged (or skipped as this node's own).
     cursor: String,
@@ -132,6 +133,12 @@ struct Inner {
     subscriptions_rx: Mutex<Option<mpsc::UnboundedReceiver<events::Subscription>>>,
     /// Why Redis cannot be used right now, per task that noticed.
     problems: Mutex<HashMap<&'static str, String>>,
+    /// Asks the reader to read every held stream (a missed push, a new or
+    /// resubscribed room).
+    read_log: tokio::sync::Notify,
+    /// Held while entries are merged, so pushed and read entries of a room go into
+    /// it in order. Taken before `watched`, never under a room's lock.
+    merging: Mutex<()>,
     live_nodes: AtomicUsize,
     counters: ClusterCounters,
 }
@@ -198,6 +205,8 @@ impl Cluster {
                 subscriptions,
                 subscriptions_rx: Mutex::new(Some(subscriptions_rx)),
                 problems: Mutex::new(HashMap::new()),
+                read_log: tokio::sync::Notify::new(),
+                merging: Mutex::new(()),
                 live_nodes: AtomicUsize::new(1),
                 counters: ClusterCounters::default(),
             }),
@@ -379,23 +388,12 @@ impl Peers for Cluster {
 }
 
 impl Cluster {
-    /// Tells the reader to follow a new room, and lists the room as held here.
+    /// Lists the room as held here.
     async fn announce_room(&self, room_id: &str) {
         let mut conn = self.inner.conn.clone();
-        let result: Result<(), redis::RedisError> = redis::pipe()
-            .cmd("SADD")
+        let result: Result<(), redis::RedisError> = redis::cmd("SADD")
             .arg(node_rooms_key(&self.inner.instance))
             .arg(room_id)
-            .ignore()
-            .cmd("XADD")
-            .arg(wake_key(&self.inner.instance))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(16)
-            .arg("*")
-            .arg("r")
-            .arg(room_id)
-            .ignore()
             .query_async(&mut conn)
             .await;
         if let Err(error) = result {
@@ -468,10 +466,6 @@ fn channel(room_id: &str) -> String {
 
 fn node_rooms_key(instance: &str) -> String {
     format!("coedit:{{nodes}}:rooms:{instance}")
-}
-
-fn wake_key(instance: &str) -> String {
-    format!("coedit:{{nodes}}:wake:{instance}")
 }
 
 /// The room id in a key or channel made by the functions above.

@@ -1,10 +1,14 @@
-//! Follows the Redis streams of the rooms this node holds and merges what other
-//! nodes appended. One blocking `XREAD` covers every room, plus a stream of the
-//! node's own that wakes the reader when a room is added. Cursors advance only
-//! past entries handled, so a lost connection resumes where it stopped: an outage
-//! delays updates, never drops them.
+//! Brings other nodes' updates into the rooms this node holds. Each entry appended
+//! to a room's stream is also pushed on the room's channel (`log::APPEND`), and the
+//! subscriber hands it here (`pushed`): in the common case an update reaches every
+//! node in one message, with no per-node read of the stream.
+//!
+//! The stream is still the record. Entries are numbered without gaps, so a missed
+//! push shows as a gap and sends the reader to the stream; it also reads every
+//! held stream after the subscription (re)connects or gains a room, and every
+//! `SWEEP` in case the last push of a burst went missing. Cursors advance only past
+//! entries handled, so an outage delays updates, never drops them.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -12,125 +16,128 @@ use redis::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::log::Entry;
-use super::{room_of, wake_key, Cluster};
+use super::{lock, room_of, Cluster};
 
-/// How long one XREAD waits for news.
-const BLOCK: Duration = Duration::from_secs(2);
+/// How often every held stream is read even when no push asked for it.
+const SWEEP: Duration = Duration::from_secs(2);
 /// Entries taken per stream per read.
 const COUNT: usize = 512;
 
 pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(BLOCK + Duration::from_secs(3)));
-    let wake = wake_key(cluster.instance());
-    let mut wake_id = "$".to_owned();
     loop {
-        let connected = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => return,
-            connected = cluster.inner.client.get_multiplexed_async_connection_with_config(&config) => connected,
-        };
-        let mut conn = match connected {
-            Ok(conn) => conn,
-            Err(error) => {
-                cluster.report("reader", Err(error.to_string()));
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
-                }
-            }
-        };
-        // Where the wake stream is now: wakes from here on are seen.
-        if wake_id == "$" {
-            match last_id(&mut conn, &wake).await {
-                Ok(id) => wake_id = id,
-                Err(error) => {
-                    cluster.report("reader", Err(error.to_string()));
-                    continue;
-                }
-            }
+            _ = cluster.inner.read_log.notified() => {}
+            _ = tokio::time::sleep(SWEEP) => {}
         }
         loop {
-            // Built straight from the rooms, under one look at them: `arg` copies
-            // into the command, so a wake-up allocates nothing per room.
-            let mut command = redis::cmd("XREAD");
-            command
-                .arg("COUNT")
-                .arg(COUNT)
-                .arg("BLOCK")
-                .arg(BLOCK.as_millis() as u64)
-                .arg("STREAMS")
-                .arg(&wake);
-            {
-                let watched = cluster.watched();
-                for watched in watched.values() {
-                    command.arg(&watched.key);
-                }
-                command.arg(&wake_id);
-                for watched in watched.values() {
-                    command.arg(&watched.cursor);
-                }
-            }
-            let reply: Result<Value, _> = tokio::select! {
+            let read = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                reply = command.query_async(&mut conn) => reply,
+                read = read_streams(&cluster) => read,
             };
-            let reply = match reply {
-                Ok(reply) => reply,
+            match read {
+                Ok(more) => {
+                    cluster.report("reader", Ok(()));
+                    if !more {
+                        break;
+                    }
+                }
                 Err(error) => {
                     cluster.report("reader", Err(error.to_string()));
                     break;
                 }
-            };
-            cluster.report("reader", Ok(()));
-            for (key, entries) in streams(reply) {
-                if key == wake {
-                    if let Some(last) = entries.last().and_then(entry_id) {
-                        wake_id = last;
-                    }
-                    continue;
-                }
-                let Some(room_id) = room_of(&key) else {
-                    continue;
-                };
-                let entries: Vec<Entry> = entries.iter().filter_map(Entry::parse).collect();
-                merge(&cluster, room_id, entries);
             }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     }
 }
 
-/// Merges a room's new entries: other nodes' updates go into the document (and to
-/// this node's clients); this node's own are only counted past. Entries are
-/// numbered without gaps, so a gap means entries were trimmed before this node read
-/// them (it lagged by more than the persister's `KEEP_FOR`): they are in MongoDB,
-/// and the room is read again from there.
-fn merge(cluster: &Cluster, room_id: &str, entries: Vec<Entry>) {
-    let Some(last) = entries.last() else {
+/// An entry pushed on `room_id`'s channel. The next one in the room's order is
+/// merged at once; one past a gap (a push went missing) sends the reader to the
+/// stream, which holds them all, in order.
+pub(super) fn pushed(cluster: &Cluster, room_id: &str, payload: &[u8]) {
+    let Some(entry) = Entry::from_push(payload) else {
+        tracing::debug!(room = room_id, "ignoring an unreadable pushed log entry");
         return;
     };
+    merge(
+        cluster,
+        room_id,
+        std::slice::from_ref(&entry),
+        Gap::ReadStream,
+    );
+}
+
+/// One non-blocking `XREAD` over every held room's stream from its cursor; true
+/// when a stream had more than one read takes.
+async fn read_streams(cluster: &Cluster) -> Result<bool, redis::RedisError> {
+    let mut command = redis::cmd("XREAD");
+    command.arg("COUNT").arg(COUNT).arg("STREAMS");
+    {
+        let watched = cluster.watched();
+        if watched.is_empty() {
+            return Ok(false);
+        }
+        // `arg` copies into the command: built under one look at the rooms.
+        for watched in watched.values() {
+            command.arg(&watched.key);
+        }
+        for watched in watched.values() {
+            command.arg(&watched.cursor);
+        }
+    }
+    let mut conn = cluster.inner.conn.clone();
+    let reply: Value = command.query_async(&mut conn).await?;
+    let mut more = false;
+    for (key, entries) in streams(reply) {
+        let Some(room_id) = room_of(&key) else {
+            continue;
+        };
+        more |= entries.len() >= COUNT;
+        let entries: Vec<Entry> = entries.iter().filter_map(Entry::parse).collect();
+        merge(cluster, room_id, &entries, Gap::ReadStore);
+    }
+    Ok(more)
+}
+
+/// What a gap in a room's numbers means where the entries came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gap {
+    /// Pushed: a push went missing; the stream has the entries.
+    ReadStream,
+    /// Read from the stream: the entries were trimmed before this node read them
+    /// (it lagged by more than the persister's `KEEP_FOR`); MongoDB has them.
+    ReadStore,
+}
+
+/// Merges a room's new entries, in order: other nodes' updates go into the document
+/// (and to this node's clients); this node's own are only counted past. One merge
+/// at a time, so pushes and stream reads never interleave within a room.
+fn merge(cluster: &Cluster, room_id: &str, entries: &[Entry], on_gap: Gap) {
+    let _merging = lock(&cluster.inner.merging);
     let (room, applied) = {
-        let mut watched = cluster.watched();
-        let Some(watched) = watched.get_mut(room_id) else {
+        let watched = cluster.watched();
+        let Some(watched) = watched.get(room_id) else {
             return;
         };
-        watched.cursor = last.id.clone();
         (watched.room.clone(), watched.applied_seq)
     };
     let instance = cluster.instance();
     let mut highest = applied;
+    let mut last_id = None;
     let mut gap = false;
-    for entry in &entries {
+    for entry in entries {
         if entry.seq <= highest {
-            // Already in the document (read when the room was loaded).
+            // Already in the document (read when the room was loaded, or pushed).
             continue;
         }
-        gap |= entry.seq > highest + 1;
+        if entry.seq > highest + 1 {
+            gap = true;
+            if on_gap == Gap::ReadStream {
+                break;
+            }
+        }
         highest = entry.seq;
+        last_id = Some(&entry.id);
         if entry.node == instance {
             continue;
         }
@@ -143,16 +150,33 @@ fn merge(cluster: &Cluster, room_id: &str, entries: Vec<Entry>) {
     }
     if let Some(watched) = cluster.watched().get_mut(room_id) {
         watched.applied_seq = watched.applied_seq.max(highest);
+        if let Some(id) = last_id {
+            if stream_order(id) > stream_order(&watched.cursor) {
+                watched.cursor.clone_from(id);
+            }
+        }
     }
-    if gap {
-        tracing::warn!(
-            room = room_id,
-            "cluster: this node missed entries of the room's log; reading it from the store"
-        );
-        let cluster = cluster.clone();
-        let room_id = room_id.to_owned();
-        tokio::spawn(async move { catch_up(&cluster, &room_id, &room).await });
+    if !gap {
+        return;
     }
+    match on_gap {
+        Gap::ReadStream => cluster.inner.read_log.notify_one(),
+        Gap::ReadStore => {
+            tracing::warn!(
+                room = room_id,
+                "cluster: this node missed entries of the room's log; reading it from the store"
+            );
+            let cluster = cluster.clone();
+            let room_id = room_id.to_owned();
+            tokio::spawn(async move { catch_up(&cluster, &room_id, &room).await });
+        }
+    }
+}
+
+/// A stream entry id (`milliseconds-sequence`) as something that orders like it.
+fn stream_order(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 /// Merges everything the store holds for a room (after a gap in its log).
@@ -170,39 +194,8 @@ async fn catch_up(cluster: &Cluster, room_id: &str, room: &crate::server::room::
     }
 }
 
-/// The id of a stream's newest entry, or `0-0` for an empty or missing stream.
-async fn last_id(
-    conn: &mut redis::aio::MultiplexedConnection,
-    key: &str,
-) -> Result<String, redis::RedisError> {
-    let reply: Value = redis::cmd("XREVRANGE")
-        .arg(key)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(conn)
-        .await?;
-    Ok(match reply {
-        Value::Array(entries) => entries.first().and_then(entry_id),
-        _ => None,
-    }
-    .unwrap_or_else(|| "0-0".to_owned()))
-}
-
-fn entry_id(entry: &Value) -> Option<String> {
-    match entry {
-        Value::Array(parts) => match parts.first()? {
-            Value::BulkString(id) => String::from_utf8(id.clone()).ok(),
-            Value::SimpleString(id) => Some(id.clone()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 /// XREAD's reply as (stream key, entries); RESP2 answers an array of pairs, RESP3
-/// a map.
+/// a map, and nothing new is nil.
 fn streams(reply: Value) -> Vec<(String, Vec<Value>)> {
     let pairs: Vec<(Value, Value)> = match reply {
         Value::Array(streams) => streams
@@ -219,16 +212,31 @@ fn streams(reply: Value) -> Vec<(String, Vec<Value>)> {
         Value::Map(pairs) => pairs,
         _ => Vec::new(),
     };
-    let mut streams = HashMap::new();
-    for (key, entries) in pairs {
-        let key = match key {
-            Value::BulkString(key) => String::from_utf8_lossy(&key).into_owned(),
-            Value::SimpleString(key) => key,
-            _ => continue,
-        };
-        if let Value::Array(entries) = entries {
-            streams.insert(key, entries);
-        }
+    pairs
+        .into_iter()
+        .filter_map(|(key, entries)| {
+            let key = match key {
+                Value::BulkString(key) => String::from_utf8_lossy(&key).into_owned(),
+                Value::SimpleString(key) => key,
+                _ => return None,
+            };
+            match entries {
+                Value::Array(entries) => Some((key, entries)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_order_by_time_then_sequence() {
+        assert!(stream_order("1700000000000-2") > stream_order("1700000000000-1"));
+        assert!(stream_order("1700000000001-0") > stream_order("1700000000000-9"));
+        assert!(stream_order("10-0") > stream_order("9-5"));
+        assert!(stream_order("1-0") > stream_order("0-0"));
     }
-    streams.into_iter().collect()
 }
