@@ -538,6 +538,27 @@ async fn an_entry_appended_without_its_push_is_read_from_the_stream() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_gracefully_writes_everything_and_exits_at_once() {
+    let Some(setup) =
+        Setup::new("a_node_stopped_gracefully_writes_everything_and_exits_at_once").await
+    else {
+        return;
+    };
+    let (mut n1, n2, _alice, _bob) = setup.two_editors("stop", "typed before the stop").await;
+    let stopping = Instant::now();
+    n1.stop_gracefully();
+    let log = n1.log();
+    // The journal closes once its rooms are gone; waiting out the grace period
+    // instead would log that writes were lost.
+    assert!(!log.contains("did not take the last writes"), "{log}");
+    assert!(stopping.elapsed() < Duration::from_secs(8), "{log}");
+    assert_eq!(
+        synced_text(&n2.base(), "stop").await,
+        "typed before the stop"
+    );
+}
+
 /// Appends to `room`'s log, numbered as a node numbers it, an update of Yjs client
 /// `client` that puts `text` at the start, without the push a node sends with it.
 async fn append_unpushed(

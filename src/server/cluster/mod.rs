@@ -26,7 +26,7 @@ mod reader;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -117,7 +117,10 @@ struct Inner {
     conn: ConnectionManager,
     /// MongoDB: where the shared log is persisted.
     shared: Arc<dyn Store>,
-    registry: OnceLock<Registry>,
+    /// Set by `start`, taken back by `ClusterTasks::finish`: the registry holds this
+    /// node too, and the cycle would keep the rooms, and so the journal, open past
+    /// shutdown.
+    registry: Mutex<Option<Registry>>,
     /// `std::sync::Mutex`s: held for map lookups only, never across an await.
     watched: Mutex<HashMap<String, Watched>>,
     opened: Mutex<HashMap<String, Opened>>,
@@ -195,7 +198,7 @@ impl Cluster {
                 client,
                 conn,
                 shared,
-                registry: OnceLock::new(),
+                registry: Mutex::new(None),
                 watched: Mutex::new(HashMap::new()),
                 opened: Mutex::new(HashMap::new()),
                 bases: Mutex::new(HashMap::new()),
@@ -221,7 +224,7 @@ impl Cluster {
 
     /// Starts the node's cluster tasks for `registry`; they stop with `shutdown`.
     pub fn start(&self, registry: Registry, shutdown: CancellationToken) -> ClusterTasks {
-        let _ = self.inner.registry.set(registry);
+        *lock(&self.inner.registry) = Some(registry);
         let events_rx = lock(&self.inner.events_rx).take();
         let subscriptions_rx = lock(&self.inner.subscriptions_rx).take();
         let mut handles = vec![
@@ -307,8 +310,8 @@ impl Cluster {
         nodes::list(self).await
     }
 
-    fn registry(&self) -> Option<&Registry> {
-        self.inner.registry.get()
+    fn registry(&self) -> Option<Registry> {
+        lock(&self.inner.registry).clone()
     }
 
     fn watched(&self) -> MutexGuard<'_, HashMap<String, Watched>> {
@@ -437,6 +440,7 @@ impl ClusterTasks {
         nodes::leave(&self.cluster).await;
         // The rooms hold the journal open; the server is closing it next.
         self.cluster.watched().clear();
+        lock(&self.cluster.inner.registry).take();
     }
 }
 
