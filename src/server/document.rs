@@ -77,6 +77,9 @@ pub struct Document {
     max_bytes: usize,
     /// Delete-set sections `doc` has applied, so full states need not repeat them.
     applied_deletions: AppliedDeletions,
+    /// `doc`'s state vector, kept from each transaction: reading it from yrs walks
+    /// every client's blocks, and every update needs it (`known::examine`).
+    state: StateVector,
     /// Makes the next apply panic after changing the document, for tests.
     #[cfg(test)]
     panic_after_apply: bool,
@@ -104,6 +107,7 @@ impl Document {
             since_bytes: 0,
             max_bytes: usize::MAX,
             applied_deletions: AppliedDeletions::default(),
+            state: StateVector::default(),
             #[cfg(test)]
             panic_after_apply: false,
         }
@@ -154,11 +158,7 @@ impl Document {
         // A full state (the original page sends one per keystroke) is mostly what
         // the document holds: only the rest is decoded. The same reading refuses
         // what yrs would merge wrongly (`known`).
-        let cut = match known::examine(
-            update,
-            &self.doc.transact().state_vector(),
-            &self.applied_deletions,
-        ) {
+        let cut = match known::examine(update, &self.state, &self.applied_deletions) {
             Examined::Whole => None,
             Examined::Cut(cut) => Some(cut),
             Examined::Gap { client } if refuse_gaps => {
@@ -194,9 +194,21 @@ impl Document {
             if panic_after_apply {
                 panic!("panic injected by a test after applying an update");
             }
-            let changed = !txn.delete_set().is_empty() || txn.after_state() != txn.before_state();
-            Ok(changed.then(|| txn.encode_update_v1()))
+            let grew = txn.after_state() != txn.before_state();
+            let changed = grew || !txn.delete_set().is_empty();
+            Ok((
+                changed.then(|| txn.encode_update_v1()),
+                grew.then(|| txn.after_state().clone()),
+            ))
         }));
+        let outcome = outcome.map(|applied| {
+            applied.map(|(delta, state)| {
+                if let Some(state) = state {
+                    self.state = state;
+                }
+                delta
+            })
+        });
 
         if let (Some(cut), Ok(Ok(_))) = (&cut, &outcome) {
             self.applied_deletions.remember(cut);
@@ -263,6 +275,7 @@ impl Document {
         if !matches!(applied, Ok(Ok(()))) {
             tracing::error!("document could not be fully rebuilt after a failed update");
         }
+        self.state = doc.transact().state_vector();
         self.doc = doc;
         // What the old document applied says nothing certain about the new one.
         self.applied_deletions = AppliedDeletions::default();
@@ -299,7 +312,7 @@ impl Document {
 
     /// The document's state vector (for the y-protocol's sync step 1).
     pub fn state_vector(&self) -> StateVector {
-        self.doc.transact().state_vector()
+        self.state.clone()
     }
 
     /// Everything the document has that a peer with `remote` lacks (sync step 2).
@@ -324,7 +337,7 @@ impl Document {
 
     /// True when the document holds no content at all (nothing to `sync`).
     pub fn is_empty(&self) -> bool {
-        self.doc.transact().state_vector().is_empty()
+        self.state.is_empty()
     }
 
     /// The text the original client edits; for tests, logs and the bench's checks.
@@ -624,7 +637,13 @@ mod tests {
                 } else {
                     doc.transact().encode_state_as_update_v1(&before)
                 };
-                if let Ok(Applied::Delta(delta)) = room.apply_update(&update) {
+                let applied = room.apply_update(&update);
+                assert_eq!(
+                    room.state_vector(),
+                    room.doc.transact().state_vector(),
+                    "round {round}: the kept state vector is yrs' own"
+                );
+                if let Ok(Applied::Delta(delta)) = applied {
                     let mut txn = listener.transact_mut();
                     txn.apply_update(Update::decode_v1(&delta).unwrap())
                         .unwrap();
