@@ -307,7 +307,10 @@ impl Writer {
         let result = if ops.is_empty() {
             Ok(())
         } else {
-            self.store.write(&ops).await
+            match self.store.write_now(&ops) {
+                Some(result) => result,
+                None => self.store.write(&ops).await,
+            }
         };
         match result {
             Ok(()) => {
