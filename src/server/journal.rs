@@ -307,10 +307,7 @@ impl Writer {
         let result = if ops.is_empty() {
             Ok(())
         } else {
-            match self.store.write_now(&ops) {
-                Some(result) => result,
-                None => self.store.write(&ops).await,
-            }
+            self.store.write(&ops).await
         };
         match result {
             Ok(()) => {

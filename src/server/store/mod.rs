@@ -220,14 +220,6 @@ pub trait Store: Send + Sync + 'static {
     /// retried batch must be harmless to write twice.
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError>;
 
-    /// `write`, done right here on the caller's thread, for a store that can take
-    /// this batch at once without waiting on the disk or the network; `None` (the
-    /// default) when the caller must use `write`. Saves the journal two thread
-    /// hand-offs per batch.
-    fn write_now(&self, _batch: &[WriteOp]) -> Option<Result<(), StoreError>> {
-        None
-    }
-
     /// The room's latest durable state, or `None` if it has never been written.
     async fn load_durable(&self, room_id: &str) -> Result<Option<DurableState>, StoreError>;
 

@@ -1,12 +1,9 @@
 //! The embedded store: one SQLite database file under the data directory, so
 //! `coedit serve` needs nothing else installed.
 //!
-//! rusqlite is synchronous, so calls run on tokio's blocking pool. The connection
-//! sits behind a `std::sync::Mutex`: SQLite serialises writers anyway, and the lock
-//! is never held across an await. One exception to the pool: the journal's plain
-//! appends without fsync are committed in place (`write_now`), only when the lock
-//! is free at once; handing each small commit to a pool thread and back cost two
-//! wake-ups per batch, ~7% of the server's CPU at load 2 (BENCHMARKS.md).
+//! rusqlite is synchronous, so every call runs on tokio's blocking pool. The
+//! connection sits behind a `std::sync::Mutex`: SQLite serialises writers anyway,
+//! and the lock is only ever taken inside `spawn_blocking`, never across an await.
 //!
 //! The journal's appends go to `journal_tail` in arrival order and are folded into
 //! the per-room `update_log` in bulk. Inserting each update straight into
@@ -106,8 +103,6 @@ const FOLD_ROWS: usize = 8192;
 pub struct SqliteStore {
     inner: Arc<Mutex<Inner>>,
     path: PathBuf,
-    /// Commits sync the disk (`--durability fsync`): never written on a runtime thread.
-    fsync: bool,
     _checkpointer: Arc<Checkpointer>,
 }
 
@@ -267,7 +262,6 @@ impl SqliteStore {
             })),
             path,
             _checkpointer: Arc::new(checkpointer),
-            fsync,
         })
     }
 
@@ -298,91 +292,6 @@ impl SqliteStore {
     {
         self.with_inner(|inner| work(&mut inner.connection)).await
     }
-}
-
-/// Writes a journal batch in one transaction (the body of `Store::write`).
-fn write_batch(inner: &mut Inner, batch: &[WriteOp]) -> Result<(), StoreError> {
-    let mut appended = 0;
-    for op in batch {
-        if let WriteOp::Append(update) = op {
-            appended += 1;
-            // Before the write: if it fails half-way the set is a superset.
-            if !inner.tail_rooms.contains(&update.room_id) {
-                inner.tail_rooms.insert(update.room_id.clone());
-            }
-        }
-    }
-    inner.tail_rows += appended;
-    let fold = inner.tail_rows >= FOLD_ROWS;
-    let txn = inner.connection.transaction().map_err(unavailable)?;
-    for op in batch {
-        match op {
-            WriteOp::Append(update) => {
-                // Cached: at thousands of keystrokes a second, parsing the
-                // statement again for every update was 3% of the server's CPU.
-                txn.prepare_cached(
-                    "INSERT INTO journal_tail (room_id, seq, data, at, author)
-                             VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .and_then(|mut insert| {
-                    insert.execute(params![
-                        update.room_id,
-                        update.seq as i64,
-                        update.data.as_ref(),
-                        update.at_ms,
-                        update.author
-                    ])
-                })
-                .map_err(unavailable)?;
-            }
-            WriteOp::Compact(snapshot) => {
-                let floor = match snapshot.keep_history_since_ms {
-                    None => {
-                        txn.execute(
-                            "DELETE FROM update_log WHERE room_id = ?1 AND seq <= ?2",
-                            params![snapshot.room_id, snapshot.through_seq as i64],
-                        )
-                        .map_err(unavailable)?;
-                        None
-                    }
-                    Some(since) => {
-                        Some(keep_in_history(&txn, snapshot, since).map_err(unavailable)?)
-                    }
-                };
-                txn.execute(
-                    "INSERT OR REPLACE INTO snapshots
-                                (room_id, through_seq, data, updated_at, history_floor)
-                             VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        snapshot.room_id,
-                        snapshot.through_seq as i64,
-                        snapshot.data.as_ref(),
-                        iso_of_ms(snapshot.at_ms),
-                        floor
-                    ],
-                )
-                .map_err(unavailable)?;
-            }
-            WriteOp::Delete(deletion) => {
-                // The tail too: a fold after this must not bring rows back.
-                for table in ["journal_tail", "update_log", "snapshots", "room_documents"] {
-                    txn.execute(
-                        &format!("DELETE FROM {table} WHERE room_id = ?1"),
-                        params![deletion.room_id],
-                    )
-                    .map_err(unavailable)?;
-                }
-            }
-        }
-    }
-    if fold {
-        fold_tail(&txn).map_err(unavailable)?;
-    }
-    txn.commit().map_err(unavailable)?;
-    if fold {
-        inner.tail_folded();
-    }
-    Ok(())
 }
 
 /// Folds the tail first when `room_id` may have rows in it, so history reads need
@@ -496,30 +405,90 @@ impl Store for SqliteStore {
 
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
         let batch = batch.to_vec();
-        self.with_inner(move |inner| write_batch(inner, &batch))
-            .await
-    }
-
-    fn write_now(&self, batch: &[WriteOp]) -> Option<Result<(), StoreError>> {
-        // Only what is quick and never waits on the disk: appends, committed to
-        // the WAL without a sync, with no fold of the tail due and the connection
-        // free. Anything else goes through the blocking pool as usual.
-        if self.fsync || !batch.iter().all(|op| matches!(op, WriteOp::Append(_))) {
-            return None;
-        }
-        let mut inner = match self.inner.try_lock() {
-            Ok(inner) => inner,
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-            Err(std::sync::TryLockError::Poisoned(_)) => {
-                return Some(Err(StoreError::Unavailable(
-                    "database lock poisoned".into(),
-                )))
+        self.with_inner(move |inner| {
+            let mut appended = 0;
+            for op in &batch {
+                if let WriteOp::Append(update) = op {
+                    appended += 1;
+                    // Before the write: if it fails half-way the set is a superset.
+                    if !inner.tail_rooms.contains(&update.room_id) {
+                        inner.tail_rooms.insert(update.room_id.clone());
+                    }
+                }
             }
-        };
-        if inner.tail_rows + batch.len() >= FOLD_ROWS {
-            return None;
-        }
-        Some(write_batch(&mut inner, batch))
+            inner.tail_rows += appended;
+            let fold = inner.tail_rows >= FOLD_ROWS;
+            let txn = inner.connection.transaction().map_err(unavailable)?;
+            for op in &batch {
+                match op {
+                    WriteOp::Append(update) => {
+                        // Cached: at thousands of keystrokes a second, parsing the
+                        // statement again for every update was 3% of the server's CPU.
+                        txn.prepare_cached(
+                            "INSERT INTO journal_tail (room_id, seq, data, at, author)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )
+                        .and_then(|mut insert| {
+                            insert.execute(params![
+                                update.room_id,
+                                update.seq as i64,
+                                update.data.as_ref(),
+                                update.at_ms,
+                                update.author
+                            ])
+                        })
+                        .map_err(unavailable)?;
+                    }
+                    WriteOp::Compact(snapshot) => {
+                        let floor = match snapshot.keep_history_since_ms {
+                            None => {
+                                txn.execute(
+                                    "DELETE FROM update_log WHERE room_id = ?1 AND seq <= ?2",
+                                    params![snapshot.room_id, snapshot.through_seq as i64],
+                                )
+                                .map_err(unavailable)?;
+                                None
+                            }
+                            Some(since) => {
+                                Some(keep_in_history(&txn, snapshot, since).map_err(unavailable)?)
+                            }
+                        };
+                        txn.execute(
+                            "INSERT OR REPLACE INTO snapshots
+                                (room_id, through_seq, data, updated_at, history_floor)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![
+                                snapshot.room_id,
+                                snapshot.through_seq as i64,
+                                snapshot.data.as_ref(),
+                                iso_of_ms(snapshot.at_ms),
+                                floor
+                            ],
+                        )
+                        .map_err(unavailable)?;
+                    }
+                    WriteOp::Delete(deletion) => {
+                        // The tail too: a fold after this must not bring rows back.
+                        for table in ["journal_tail", "update_log", "snapshots", "room_documents"] {
+                            txn.execute(
+                                &format!("DELETE FROM {table} WHERE room_id = ?1"),
+                                params![deletion.room_id],
+                            )
+                            .map_err(unavailable)?;
+                        }
+                    }
+                }
+            }
+            if fold {
+                fold_tail(&txn).map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)?;
+            if fold {
+                inner.tail_folded();
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn load_durable(&self, room_id: &str) -> Result<Option<DurableState>, StoreError> {
@@ -989,38 +958,6 @@ mod tests {
             3 * folded_at as i64 - 100,
             "log rows after the fold"
         );
-        std::fs::remove_dir_all(&dir).ok();
-    }
-
-    /// The journal's quick path writes appends in place and leaves everything
-    /// that may wait on the disk (syncs, folds, snapshots, deletes, a busy
-    /// connection) to the blocking pool.
-    #[tokio::test]
-    async fn only_quick_appends_are_written_in_place() {
-        let dir = temp_dir();
-        let store = SqliteStore::open(&dir).unwrap();
-        let batch: Vec<WriteOp> = (1..=3).map(|seq| append("r", seq)).collect();
-        assert!(matches!(store.write_now(&batch), Some(Ok(()))));
-        let r = store.load_durable("r").await.unwrap().unwrap();
-        assert_eq!(r.updates, updates("r", 1..=3));
-
-        let delete = WriteOp::Delete(crate::server::store::RoomDeletion {
-            room_id: "r".into(),
-            seq: 4,
-        });
-        assert!(store.write_now(&[append("r", 4), delete]).is_none());
-        let busy = store.inner.lock().unwrap();
-        assert!(store.write_now(&[append("r", 4)]).is_none());
-        drop(busy);
-        // A batch that would fold the tail goes to the pool, and so does every
-        // batch of a store that syncs its commits.
-        let many: Vec<WriteOp> = (4..4 + FOLD_ROWS as u64)
-            .map(|seq| append("r", seq))
-            .collect();
-        assert!(store.write_now(&many).is_none());
-        drop(store);
-        let synced = SqliteStore::open_with(&dir, true).unwrap();
-        assert!(synced.write_now(&[append("r", 4)]).is_none());
         std::fs::remove_dir_all(&dir).ok();
     }
 
