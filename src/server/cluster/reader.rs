@@ -127,7 +127,9 @@ fn merge(cluster: &Cluster, room_id: &str, entries: &[Entry], on_gap: Gap) {
     let mut gap = false;
     for entry in entries {
         if entry.seq <= highest {
-            // Already in the document (read when the room was loaded, or pushed).
+            // Already in the document (read when the room was loaded, or pushed):
+            // the cursor may pass it, so no read returns it again.
+            last_id = Some(&entry.id);
             continue;
         }
         if entry.seq > highest + 1 {
