@@ -441,3 +441,52 @@ impl Store for ClusterStore {
         self.cluster.inner.shared.close().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame as the append script builds it: `length:bytes` per field.
+    fn frame(fields: &[&[u8]]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        for field in fields {
+            frame.extend_from_slice(field.len().to_string().as_bytes());
+            frame.push(b':');
+            frame.extend_from_slice(field);
+        }
+        frame
+    }
+
+    #[test]
+    fn a_pushed_entry_reads_back_every_field() {
+        let update = [0u8, 1, b':', 255, 7];
+        let pushed = frame(&[
+            b"1700000000000-3",
+            b"42",
+            b"node-1/ab12cd34",
+            b"client: with colon",
+            b"",
+            b"1700000000000",
+            &update,
+        ]);
+        let entry = Entry::from_push(&pushed).unwrap();
+        assert_eq!(entry.id, "1700000000000-3");
+        assert_eq!(entry.seq, 42);
+        assert_eq!(entry.node, "node-1/ab12cd34");
+        assert_eq!(entry.client, "client: with colon");
+        assert_eq!(entry.author, None);
+        assert_eq!(entry.at_ms, 1_700_000_000_000);
+        assert_eq!(&entry.data[..], &update);
+    }
+
+    #[test]
+    fn a_truncated_or_garbled_push_is_refused() {
+        let whole = frame(&[b"1-0", b"1", b"n", b"c", b"a", b"0", b"data"]);
+        for cut in 0..whole.len() {
+            assert!(Entry::from_push(&whole[..cut]).is_none(), "cut at {cut}");
+        }
+        assert!(Entry::from_push(&frame(&[b"1-0", b"x", b"n", b"c", b"a", b"0", b"d"])).is_none());
+        assert!(Entry::from_push(&frame(&[b"1-0", b"0", b"n", b"c", b"a", b"0", b"d"])).is_none());
+        assert!(Entry::from_push(b"99999999999999999999:x").is_none());
+    }
+}
