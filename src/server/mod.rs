@@ -262,10 +262,10 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
     })
 }
 
-/// Closes a MongoDB store that will not be used after all. Dropped open, the
-/// driver's pool tasks outlive it and can panic as the runtime shuts down, which
-/// would print a backtrace under the one-line refusal.
-async fn close_unused(store: &MongoStore) {
+/// Closes a store that will not be used after all. Dropped open, MongoDB's driver
+/// tasks outlive it and can panic as the runtime shuts down, which would print a
+/// backtrace under the one-line refusal.
+async fn close_unused(store: &dyn Store) {
     if let Err(error) = store.close().await {
         tracing::debug!(%error, "store close failed");
     }
@@ -352,9 +352,7 @@ async fn serve(
                     if let Some(lease) = lease {
                         lease.release().await;
                     }
-                    if let Err(error) = store.close().await {
-                        tracing::debug!(%error, "store close failed");
-                    }
+                    close_unused(store.as_ref()).await;
                     return Err(ServeError::Cluster(error.to_string()));
                 }
             },

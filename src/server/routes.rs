@@ -72,9 +72,8 @@ pub fn router(app: AppState) -> Router {
     } else {
         Router::new()
     };
-    small_bodies(pages)
-        // The original serves its welcome at `/api/`; a nested "/" only matches `/api`.
-        .route("/api/", get(rest::root))
+    // The original serves its welcome at `/api/`; a nested "/" only matches `/api`.
+    small_bodies(pages.route("/api/", get(rest::root)))
         .nest("/api", api)
         .layer(cors(&app.config.cors_origins))
         .layer(TraceLayer::new_for_http())
