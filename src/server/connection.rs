@@ -581,9 +581,9 @@ struct UpdateInPlace<'a> {
 /// Texts from this size on are first tried as an `update` read in place.
 const IN_PLACE_FROM_BYTES: usize = 4096;
 
-fn handle_update(peer: &Peer<'_>, data: &str) {
+fn handle_update(peer: &Peer<'_>, update: UpdateBytes<'_>) {
     // The original ignores an update without data; so do we.
-    if data.is_empty() {
+    if update.is_empty() {
         return;
     }
     if peer.access == Access::ReadOnly {
@@ -594,7 +594,7 @@ fn handle_update(peer: &Peer<'_>, data: &str) {
         client_id: peer.client_id,
         format: UpdateFormat::JsonHex,
     };
-    if let Err(error) = peer.room.apply_update(origin, UpdateBytes::Hex(data)) {
+    if let Err(error) = peer.room.apply_update(origin, update) {
         peer.app.metrics.record_error();
         peer.room.reply(
             peer.connection,
@@ -605,8 +605,27 @@ fn handle_update(peer: &Peer<'_>, data: &str) {
     }
 }
 
+/// How the original page spells an update (`JSON.stringify({type: 'update', data})`),
+/// around its hex.
+const ORIGINAL_UPDATE: (&str, &str) = (r#"{"type":"update","data":""#, r#""}"#);
+
+/// The bytes of an update spelled exactly as the original page sends it. Hex has no
+/// quotes, escapes or control characters, so text that decodes as hex between
+/// these two ends is that JSON object and nothing else; anything else is left to
+/// the JSON reader. This spares a full state of a large document the JSON scan
+/// over its megabytes (BENCHMARKS.md, "Full states in a large document"), and
+/// decodes it before the room is locked.
+fn original_update(text: &str) -> Option<Vec<u8>> {
+    let (open, close) = ORIGINAL_UPDATE;
+    let data = text.strip_prefix(open)?.strip_suffix(close)?;
+    crate::server::document::decode_hex(data).ok()
+}
+
 fn handle_text(peer: &Peer<'_>, text: &str) {
     if text.len() >= IN_PLACE_FROM_BYTES {
+        if let Some(update) = original_update(text) {
+            return handle_update(peer, UpdateBytes::Raw(&update));
+        }
         // Anything else (another type, escapes in the data, a malformed message)
         // takes the general path below, with its errors.
         if let Ok(UpdateInPlace {
@@ -614,7 +633,7 @@ fn handle_text(peer: &Peer<'_>, text: &str) {
             data,
         }) = serde_json::from_str::<UpdateInPlace>(text)
         {
-            return handle_update(peer, data);
+            return handle_update(peer, UpdateBytes::Hex(data));
         }
     }
     let (room, connection, client_id, app) = (peer.room, peer.connection, peer.client_id, peer.app);
@@ -654,7 +673,7 @@ fn handle_text(peer: &Peer<'_>, text: &str) {
             avatar_url,
         } => room.join(connection, client_id, name, color, avatar_url),
         ClientMessage::SyncRequest => room.sync_request(connection),
-        ClientMessage::Update { data } => handle_update(peer, &data),
+        ClientMessage::Update { data } => handle_update(peer, UpdateBytes::Hex(&data)),
         ClientMessage::Cursor { position, .. } => room.cursor(client_id, position),
         ClientMessage::Selection { selection } => room.selection(client_id, selection),
         ClientMessage::Awareness { fields } => room.awareness(client_id, fields),

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 
-use super::known::{self, AppliedDeletions, Examined};
+use super::known::{self, AppliedDeletions, Examined, Walked};
 
 /// Name of the shared text type the original browser client edits
 /// (`doc.getText('content')`).
@@ -39,6 +39,15 @@ pub enum DocumentError {
     /// The store refuses this room's writes for good; the room is read-only.
     #[error("update refused: this room cannot be saved ({0}), so it is read-only")]
     Unstorable(String),
+}
+
+/// Decodes an update's hex. faster-hex refuses odd lengths and non-hex digits as
+/// `hex` does, and decodes the multi-kilobyte full states the original page sends
+/// on every keystroke an order of magnitude faster (BENCHMARKS.md, finding 2).
+pub fn decode_hex(hex: &str) -> Result<Vec<u8>, DocumentError> {
+    let mut bytes = vec![0; hex.len() / 2];
+    faster_hex::hex_decode(hex.as_bytes(), &mut bytes).map_err(|_| DocumentError::InvalidHex)?;
+    Ok(bytes)
 }
 
 /// What applying one update did to the document.
@@ -77,6 +86,9 @@ pub struct Document {
     max_bytes: usize,
     /// Delete-set sections `doc` has applied, so full states need not repeat them.
     applied_deletions: AppliedDeletions,
+    /// The last large update read, so the next one's repeated stretches are
+    /// stepped over (`known::Walked`).
+    walked: Walked,
     /// `doc`'s state vector, kept from each transaction: reading it from yrs walks
     /// every client's blocks, and every update needs it (`known::examine`).
     state: StateVector,
@@ -107,6 +119,7 @@ impl Document {
             since_bytes: 0,
             max_bytes: usize::MAX,
             applied_deletions: AppliedDeletions::default(),
+            walked: Walked::default(),
             state: StateVector::default(),
             #[cfg(test)]
             panic_after_apply: false,
@@ -130,13 +143,7 @@ impl Document {
 
     /// Hex-decodes and applies an update from the JSON protocol.
     pub fn apply_hex_update(&mut self, hex_update: &str) -> Result<Applied, DocumentError> {
-        // faster-hex refuses odd lengths and non-hex digits as `hex` does, and
-        // decodes the multi-kilobyte full states the original page sends on every
-        // keystroke an order of magnitude faster (BENCHMARKS.md, finding 2).
-        let mut bytes = vec![0; hex_update.len() / 2];
-        faster_hex::hex_decode(hex_update.as_bytes(), &mut bytes)
-            .map_err(|_| DocumentError::InvalidHex)?;
-        self.apply_update(&bytes)
+        self.apply_update(&decode_hex(hex_update)?)
     }
 
     /// Merges a v1-encoded update (a full state or an incremental one).
@@ -158,7 +165,12 @@ impl Document {
         // A full state (the original page sends one per keystroke) is mostly what
         // the document holds: only the rest is decoded. The same reading refuses
         // what yrs would merge wrongly (`known`).
-        let cut = match known::examine(update, &self.state, &self.applied_deletions) {
+        let cut = match known::examine(
+            update,
+            &self.state,
+            &self.applied_deletions,
+            &mut self.walked,
+        ) {
             Examined::Whole => None,
             Examined::Cut(cut) => Some(cut),
             Examined::Gap { client } if refuse_gaps => {

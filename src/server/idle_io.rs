@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 /// Bytes asked of the socket per read. On the stack, so it costs nothing per
 /// connection; larger means fewer syscalls for large messages, and only the part
 /// tungstenite has not taken yet is copied to the heap.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 /// A stream that buffers reads and writes only while they are pending.
 #[derive(Debug)]

@@ -46,6 +46,9 @@ const TYPE_XML_HOOK: u8 = 5;
 /// Client ids are 53-bit (JavaScript-safe); a larger one is left to the decoder.
 const CLIENT_BITS: u32 = 53;
 
+/// A delete set's sections: each client's id and where its ranges are encoded.
+type DeleteSections = Vec<(u64, Range<usize>)>;
+
 /// One client's structs that survive the cut.
 struct Run {
     count: u32,
@@ -120,18 +123,34 @@ pub enum Examined {
 
 /// Reads `update` against the document's state vector `known` and the
 /// delete-set sections it already applied: what to apply instead, if anything
-/// can be cut, or the gap that makes it unapplicable.
+/// can be cut, or the gap that makes it unapplicable. `walked` is what the last
+/// large update read left behind: stretches of `update` that repeat it byte for
+/// byte are stepped over without reading their structs again, and a large update
+/// read to the end becomes the next one's `walked`.
 ///
 /// A struct that is only partly known is kept whole; merging starts inside it, as
 /// it does for any update that overlaps what a document has.
-pub fn examine(update: &[u8], known: &StateVector, deletions: &AppliedDeletions) -> Examined {
-    examine_structs(update, known, deletions).unwrap_or(Examined::Whole)
+pub fn examine(
+    update: &[u8],
+    known: &StateVector,
+    deletions: &AppliedDeletions,
+    walked: &mut Walked,
+) -> Examined {
+    let mut walk = Walk::new(update.len() >= REMEMBER_FROM);
+    let examined = examine_structs(update, known, deletions, walked, &mut walk);
+    walked.structs_read = walk.structs_read;
+    if let Some(walk) = walk.finished() {
+        walked.remember(update, walk);
+    }
+    examined.unwrap_or(Examined::Whole)
 }
 
 fn examine_structs(
     update: &[u8],
     known: &StateVector,
     deletions: &AppliedDeletions,
+    walked: &Walked,
+    walk: &mut Walk,
 ) -> Option<Examined> {
     let mut cursor = Cursor::new(update);
     let clients: u32 = cursor.read_var().ok()?;
@@ -140,14 +159,80 @@ fn examine_structs(
     for _ in 0..clients {
         let count: u32 = cursor.read_var().ok()?;
         let client = read_client(&mut cursor)?;
-        let mut clock: u32 = cursor.read_var().ok()?;
+        let first_clock: u32 = cursor.read_var().ok()?;
+        let body = cursor.next;
         let have = known.get(&ClientID::new(client));
         // How far this client's clock is covered, by the document or by structs
         // before this one; skips cover nothing.
         let mut reach = have;
         let mut run: Option<Run> = None;
-        for index in 0..count {
+        let mut index = 0;
+        let mut clock = first_clock;
+        let mut marks = Vec::new();
+        let remembered = walked.section(client);
+        // The next remembered boundary at or past `clock`, and the last index a jump
+        // was tried at (once per boundary).
+        let mut ahead = 0;
+        let mut tried = None;
+        while index < count {
             let start = cursor.next;
+            if let Some((section, bytes)) = remembered.filter(|_| tried != Some(index)) {
+                tried = Some(index);
+                let from = if index == 0 {
+                    (section.clock == clock).then_some(Mark {
+                        offset: 0,
+                        index: 0,
+                        clock,
+                    })
+                } else {
+                    while section
+                        .marks
+                        .get(ahead)
+                        .is_some_and(|mark| mark.clock < clock)
+                    {
+                        ahead += 1;
+                    }
+                    section
+                        .marks
+                        .get(ahead)
+                        .filter(|mark| mark.clock == clock)
+                        .copied()
+                };
+                let jump = from.and_then(|from| {
+                    section.jump(bytes, from, &update[start..], count - index, have)
+                });
+                if let (Some(from), Some((to, between))) = (from, jump) {
+                    // Those structs are the remembered ones, which the document
+                    // covers: none starts a run, none is a gap, `reach` stays.
+                    if walk.recording {
+                        for mark in between {
+                            add_mark(
+                                &mut marks,
+                                Mark {
+                                    offset: start - body + (mark.offset - from.offset),
+                                    index: index + (mark.index - from.index),
+                                    clock: mark.clock,
+                                },
+                            );
+                        }
+                    }
+                    cursor.next = start + (to.offset - from.offset);
+                    index += to.index - from.index;
+                    clock = to.clock;
+                    continue;
+                }
+            }
+            if walk.recording {
+                add_mark(
+                    &mut marks,
+                    Mark {
+                        offset: start - body,
+                        index,
+                        clock,
+                    },
+                );
+            }
+            walk.structs_read += 1;
             let (length, skip) = struct_length(&mut cursor)?;
             if length > 0 && !skip {
                 if clock > reach {
@@ -165,6 +250,25 @@ fn examine_structs(
                 });
             }
             clock = clock.checked_add(length)?;
+            index += 1;
+        }
+        if walk.recording {
+            let end = Mark {
+                offset: cursor.next - body,
+                index: count,
+                clock,
+            };
+            if marks.last().is_none_or(|last: &Mark| last.index < count) {
+                marks.push(end);
+            }
+            walk.sections.insert(
+                client,
+                Section {
+                    clock: first_clock,
+                    body: body..cursor.next,
+                    marks,
+                },
+            );
         }
         match run {
             Some(mut run) => {
@@ -174,7 +278,12 @@ fn examine_structs(
             None => cut |= count > 0,
         }
     }
-    let sections = delete_set_sections(&mut cursor)?;
+    let delete_set = cursor.next;
+    let sections = match walked.same_delete_set(&update[delete_set..], delete_set) {
+        Some(sections) => sections,
+        None => delete_set_sections(&mut cursor)?,
+    };
+    walk.delete_set = Some((delete_set, sections.clone()));
     let new_sections: Vec<&(u64, Range<usize>)> = sections
         .iter()
         .filter(|(client, range)| !deletions.holds(*client, &update[range.clone()]))
@@ -209,6 +318,198 @@ fn examine_structs(
     }))
 }
 
+/// Updates from this size on are remembered for the next one to be read against:
+/// the original page's full states of a large document. Below it reading is cheap
+/// and the copy would cost more than it saves.
+const REMEMBER_FROM: usize = if cfg!(test) { 64 } else { 16 * 1024 };
+/// A client's struct boundaries are remembered every this many structs: the most a
+/// repeated update walks again before the first byte that changed.
+const MARK_EVERY: u32 = if cfg!(test) { 2 } else { 32 };
+
+/// Where a struct of a client's section begins: its offset from the section's
+/// first struct, its index and its clock.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    offset: usize,
+    index: u32,
+    clock: u32,
+}
+
+/// One client's structs in a remembered update.
+#[derive(Debug)]
+struct Section {
+    /// The clock of its first struct (the section header's).
+    clock: u32,
+    /// Its structs' bytes in the remembered update.
+    body: Range<usize>,
+    /// Struct boundaries in increasing order, the section's end last.
+    marks: Vec<Mark>,
+}
+
+impl Section {
+    /// The furthest remembered boundary past `from` up to which `rest` (an update's
+    /// bytes from a boundary at `from`'s clock) repeats this section's bytes from
+    /// `from`, with every struct before it covered by `have` and no more than
+    /// `left` structs in between; and the boundaries passed. Bytes are compared
+    /// only up to the furthest boundary that could qualify, so a comparison never
+    /// outruns what it lets the reader skip by more than one stretch between
+    /// boundaries.
+    fn jump(
+        &self,
+        bytes: &[u8],
+        from: Mark,
+        rest: &[u8],
+        left: u32,
+        have: u32,
+    ) -> Option<(Mark, &[Mark])> {
+        let after = self
+            .marks
+            .partition_point(|mark| mark.offset <= from.offset);
+        let marks = &self.marks[after..];
+        let usable =
+            marks.partition_point(|mark| mark.clock <= have && mark.index - from.index <= left);
+        let furthest = marks[..usable].last()?;
+        let limit = (furthest.offset - from.offset).min(rest.len());
+        let same = common_prefix(&rest[..limit], &bytes[from.offset..from.offset + limit]);
+        let reached = marks[..usable].partition_point(|mark| mark.offset - from.offset <= same);
+        let to = *marks[..reached].last()?;
+        Some((to, &marks[..reached]))
+    }
+}
+
+/// Adds a boundary to a section being remembered if it is at least `MARK_EVERY`
+/// structs past the last one: enough to resume near any change, few enough that
+/// boundaries inherited update after update do not pile up.
+fn add_mark(marks: &mut Vec<Mark>, mark: Mark) {
+    if marks.last().map_or(mark.index >= MARK_EVERY, |last| {
+        mark.index >= last.index + MARK_EVERY
+    }) {
+        marks.push(mark);
+    }
+}
+
+/// The last large update a document read and where its struct boundaries fell.
+///
+/// The original page sends its whole state on every keystroke; two in a row differ
+/// in a few bytes (the new characters, a changed section header, the delete set's
+/// new ranges). Where the next update's section repeats the remembered one byte
+/// for byte up to a boundary, the structs before it are the same structs, at the
+/// same clocks, and the document holds them if its state vector covers that
+/// boundary's clock: they are stepped over by one comparison instead of read.
+/// Nothing here depends on the document's state, so it never goes stale; a
+/// comparison that fails only means reading as before.
+#[derive(Debug, Default)]
+pub struct Walked {
+    update: Vec<u8>,
+    sections: HashMap<u64, Section>,
+    /// Where the delete set starts in `update`, and its sections.
+    delete_set: Option<(usize, DeleteSections)>,
+    /// Structs read (not stepped over) by the last `examine`.
+    structs_read: usize,
+}
+
+impl Walked {
+    /// Structs the last `examine` read one by one.
+    pub fn structs_read(&self) -> usize {
+        self.structs_read
+    }
+
+    /// Heap bytes held.
+    pub fn bytes(&self) -> usize {
+        self.update.capacity()
+            + self
+                .sections
+                .values()
+                .map(|section| section.marks.capacity() * std::mem::size_of::<Mark>())
+                .sum::<usize>()
+    }
+
+    /// `client`'s remembered section and its bytes.
+    fn section(&self, client: u64) -> Option<(&Section, &[u8])> {
+        let section = self.sections.get(&client)?;
+        Some((section, &self.update[section.body.clone()]))
+    }
+
+    /// The remembered delete set's sections, placed at `start`, if `delete_set` is
+    /// the remembered one byte for byte.
+    fn same_delete_set(&self, delete_set: &[u8], start: usize) -> Option<DeleteSections> {
+        let (from, sections) = self.delete_set.as_ref()?;
+        if self.update.get(*from..)? != delete_set {
+            return None;
+        }
+        Some(
+            sections
+                .iter()
+                .map(|(client, range)| {
+                    (
+                        *client,
+                        range.start - from + start..range.end - from + start,
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn remember(&mut self, update: &[u8], walk: FinishedWalk) {
+        self.update.clear();
+        self.update.extend_from_slice(update);
+        self.sections = walk.sections;
+        self.delete_set = Some(walk.delete_set);
+    }
+}
+
+/// What reading one update found out about its layout, to remember.
+struct Walk {
+    recording: bool,
+    sections: HashMap<u64, Section>,
+    delete_set: Option<(usize, DeleteSections)>,
+    structs_read: usize,
+}
+
+struct FinishedWalk {
+    sections: HashMap<u64, Section>,
+    delete_set: (usize, DeleteSections),
+}
+
+impl Walk {
+    fn new(recording: bool) -> Self {
+        Self {
+            recording,
+            sections: HashMap::new(),
+            delete_set: None,
+            structs_read: 0,
+        }
+    }
+
+    /// The layout, if the update was large and read to its end.
+    fn finished(self) -> Option<FinishedWalk> {
+        if !self.recording {
+            return None;
+        }
+        Some(FinishedWalk {
+            sections: self.sections,
+            delete_set: self.delete_set?,
+        })
+    }
+}
+
+/// How many leading bytes `a` and `b` share.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    // Compared a block at a time (a `memcmp` each), then byte by byte in the first
+    // block that differs.
+    const BLOCK: usize = 256;
+    let len = a.len().min(b.len());
+    let mut at = 0;
+    while at + BLOCK <= len && a[at..at + BLOCK] == b[at..at + BLOCK] {
+        at += BLOCK;
+    }
+    at + a[at..len]
+        .iter()
+        .zip(&b[at..len])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
 fn read_client(cursor: &mut Cursor<'_>) -> Option<u64> {
     let client: u64 = cursor.read_var().ok()?;
     (client >> CLIENT_BITS == 0).then_some(client)
@@ -217,7 +518,7 @@ fn read_client(cursor: &mut Cursor<'_>) -> Option<u64> {
 /// The delete set's sections, each a client's id and ranges as encoded, which must
 /// end the update; a client named twice (the decoder would keep only the last) or
 /// anything malformed leaves the update to the decoder.
-fn delete_set_sections(cursor: &mut Cursor<'_>) -> Option<Vec<(u64, Range<usize>)>> {
+fn delete_set_sections(cursor: &mut Cursor<'_>) -> Option<DeleteSections> {
     let clients: u32 = cursor.read_var().ok()?;
     let mut sections: Vec<(u64, Range<usize>)> = Vec::new();
     for _ in 0..clients {
@@ -351,7 +652,17 @@ mod tests {
         known: &StateVector,
         deletions: &AppliedDeletions,
     ) -> Option<Cut> {
-        match examine(update, known, deletions) {
+        without_known_after(update, known, deletions, &mut Walked::default())
+    }
+
+    /// `without_known`, reading against (and then remembering in) `walked`.
+    fn without_known_after(
+        update: &[u8],
+        known: &StateVector,
+        deletions: &AppliedDeletions,
+        walked: &mut Walked,
+    ) -> Option<Cut> {
+        match examine(update, known, deletions, walked) {
             Examined::Cut(cut) => Some(cut),
             Examined::Whole => None,
             Examined::Gap { client } => panic!("no gap expected, found one of {client}"),
@@ -389,6 +700,7 @@ mod tests {
     struct Twins {
         cut: Doc,
         deletions: AppliedDeletions,
+        walked: Walked,
         whole: Doc,
     }
 
@@ -397,6 +709,7 @@ mod tests {
             Self {
                 cut: doc(998),
                 deletions: AppliedDeletions::default(),
+                walked: Walked::default(),
                 whole: doc(999),
             }
         }
@@ -404,14 +717,15 @@ mod tests {
         /// Applies `update` to both; returns the size the cut room decoded.
         fn apply(&mut self, update: &[u8]) -> usize {
             let known = self.cut.transact().state_vector();
-            let (delta, decoded) = match without_known(update, &known, &self.deletions) {
-                Some(cut) => {
-                    let delta = apply(&self.cut, &cut.update);
-                    self.deletions.remember(&cut);
-                    (delta, cut.update.len())
-                }
-                None => (apply(&self.cut, update), update.len()),
-            };
+            let (delta, decoded) =
+                match without_known_after(update, &known, &self.deletions, &mut self.walked) {
+                    Some(cut) => {
+                        let delta = apply(&self.cut, &cut.update);
+                        self.deletions.remember(&cut);
+                        (delta, cut.update.len())
+                    }
+                    None => (apply(&self.cut, update), update.len()),
+                };
             assert_eq!(delta, apply(&self.whole, update), "the same delta");
             assert_eq!(state(&self.cut), state(&self.whole), "the same document");
             decoded
@@ -552,12 +866,12 @@ mod tests {
         let known = room.transact().state_vector();
         let none = AppliedDeletions::default();
         assert!(matches!(
-            examine(&keystroke, &known, &none),
+            examine(&keystroke, &known, &none, &mut Walked::default()),
             Examined::Gap { client: 12 }
         ));
         // With the paste it is whole, and is cut to what is new.
         assert!(matches!(
-            examine(&state(&editor), &known, &none),
+            examine(&state(&editor), &known, &none, &mut Walked::default()),
             Examined::Cut(_)
         ));
         // Merged with the first two characters, the keystroke sits behind a skip
@@ -567,13 +881,23 @@ mod tests {
         let merged = yrs::merge_updates_v1([state(&first).as_slice(), keystroke.as_slice()])
             .expect("merges");
         assert!(matches!(
-            examine(&merged, &StateVector::default(), &none),
+            examine(
+                &merged,
+                &StateVector::default(),
+                &none,
+                &mut Walked::default()
+            ),
             Examined::Gap { client: 12 }
         ));
         let holder = doc(2);
         sync(&editor, &holder);
         assert!(matches!(
-            examine(&merged, &holder.transact().state_vector(), &none),
+            examine(
+                &merged,
+                &holder.transact().state_vector(),
+                &none,
+                &mut Walked::default()
+            ),
             Examined::Cut(_)
         ));
     }
@@ -601,6 +925,106 @@ mod tests {
         assert!(third > 2, "the changed section is in the cut");
         let text = room.cut.get_or_insert_text("content");
         assert!(text.get_string(&room.cut.transact()).starts_with("bcd"));
+    }
+
+    /// Two editors typing into each other's text, one key per transaction, so the
+    /// document is hundreds of structs in two sections and a delete set.
+    fn interleaved(keys: usize) -> (Doc, Doc) {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let (alice, bob) = (doc(11), doc(12));
+        for key in 0..keys {
+            let editor = if key % 2 == 0 { &alice } else { &bob };
+            let text = editor.get_or_insert_text("content");
+            let mut txn = editor.transact_mut();
+            let len = text.len(&txn);
+            if len > 10 && key % 7 == 0 {
+                text.remove_range(&mut txn, rng.u32(0..len - 1), 1);
+            } else {
+                text.insert(&mut txn, rng.u32(0..=len), "k");
+            }
+            drop(txn);
+            sync(&alice, &bob);
+            sync(&bob, &alice);
+        }
+        (alice, bob)
+    }
+
+    #[test]
+    fn a_repeated_full_state_is_read_only_where_it_changed() {
+        let (alice, bob) = interleaved(600);
+        let mut room = Twins::new();
+        room.apply(&state(&alice));
+        let everything = room.walked.structs_read();
+        assert!(
+            everything > 500,
+            "{everything} structs in the first full state"
+        );
+        // Alice types at the end of her section; Bob's full state, next, repeats
+        // hers but for what he has not seen yet.
+        let text = alice.get_or_insert_text("content");
+        text.insert(&mut alice.transact_mut(), 3, "x");
+        room.apply(&state(&alice));
+        let again = room.walked.structs_read();
+        assert!(
+            again <= 4 * MARK_EVERY as usize,
+            "{again} structs read again"
+        );
+        sync(&alice, &bob);
+        let bob_text = bob.get_or_insert_text("content");
+        bob_text.remove_range(&mut bob.transact_mut(), 5, 2);
+        room.apply(&state(&bob));
+        let other_sender = room.walked.structs_read();
+        assert!(
+            other_sender < everything / 4,
+            "{other_sender} of {everything} structs read for another editor's state"
+        );
+        let cut_text = room.cut.get_or_insert_text("content");
+        assert_eq!(
+            cut_text.get_string(&room.cut.transact()),
+            bob_text.get_string(&bob.transact())
+        );
+    }
+
+    #[test]
+    fn the_remembered_update_never_vouches_for_what_the_document_lacks() {
+        // The memory says where structs are, never that the document holds them:
+        // read twice against a document holding only its first half, a full state
+        // is cut to the same update both times.
+        let (alice, _) = interleaved(200);
+        let full = state(&alice);
+        let (early, _) = interleaved(100);
+        let partial = doc(2);
+        sync(&early, &partial);
+        let known = partial.transact().state_vector();
+        let none = AppliedDeletions::default();
+        let mut walked = Walked::default();
+        let first = without_known_after(&full, &known, &none, &mut walked).expect("cut");
+        let read_first = walked.structs_read();
+        let second = without_known_after(&full, &known, &none, &mut walked).expect("cut");
+        assert!(
+            walked.structs_read() < read_first,
+            "the second reading skips"
+        );
+        assert_eq!(first.update, second.update);
+        check_same(&partial, &full).expect("something is cut");
+        // Against an empty document nothing is cut, whatever is remembered.
+        assert!(matches!(
+            examine(&full, &StateVector::default(), &none, &mut walked),
+            Examined::Whole
+        ));
+    }
+
+    #[test]
+    fn common_prefix_finds_the_first_difference_at_any_position() {
+        let a: Vec<u8> = (0..2000u32).map(|i| (i % 251) as u8).collect();
+        for at in [0, 1, 255, 256, 257, 511, 1000, 1999] {
+            let mut b = a.clone();
+            b[at] ^= 1;
+            assert_eq!(common_prefix(&a, &b), at);
+        }
+        assert_eq!(common_prefix(&a, &a), a.len());
+        assert_eq!(common_prefix(&a[..700], &a), 700);
+        assert_eq!(common_prefix(&[], &a), 0);
     }
 
     #[test]

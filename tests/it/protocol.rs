@@ -548,6 +548,20 @@ async fn large_full_states_relay_only_what_is_new_including_deletions() {
     let message = bob.recv().await;
     bob.apply_if_document(&message);
     assert_eq!(bob.content(), format!("!{expected}"));
+
+    // The original's spelling with a field after the data: its ends match, what
+    // lies between is not hex, so it is read as the JSON it is.
+    alice.text_mut_insert(0, "?");
+    let state = alice.full_state();
+    alice
+        .send_raw(Message::text(format!(
+            r#"{{"type":"update","data":"{}","note":"x"}}"#,
+            hex::encode(state)
+        )))
+        .await;
+    let message = bob.recv().await;
+    bob.apply_if_document(&message);
+    assert_eq!(bob.content(), format!("?!{expected}"));
 }
 
 #[tokio::test]

@@ -61,6 +61,15 @@ pub enum UpdateBytes<'a> {
     Raw(&'a [u8]),
 }
 
+impl UpdateBytes<'_> {
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::Hex(hex) => hex.is_empty(),
+            Self::Raw(raw) => raw.is_empty(),
+        }
+    }
+}
+
 /// Where an update came from, for the broadcast that follows it.
 pub struct Origin<'a> {
     pub client_id: &'a str,
