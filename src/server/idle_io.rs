@@ -6,7 +6,9 @@
 //! the socket for that little at a time would cost a syscall per few hundred bytes,
 //! so each socket read goes into a large scratch array on the stack; what
 //! tungstenite did not take yet is kept in an exact-size heap buffer that is freed as
-//! soon as tungstenite has drained it.
+//! soon as tungstenite has drained it. While a large message streams in (a read
+//! filled the whole chunk), reads go straight into that heap buffer instead, kept
+//! from chunk to chunk until a read comes up short or would wait.
 //!
 //! Writes: tungstenite's own write buffer keeps its capacity forever once a large
 //! frame has passed through it. Data frames therefore bypass it: the connection
@@ -22,10 +24,12 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_util::io::poll_read_buf;
 
 /// Bytes asked of the socket per read. On the stack, so it costs nothing per
 /// connection; larger means fewer syscalls for large messages, and only the part
-/// tungstenite has not taken yet is copied to the heap.
+/// tungstenite has not taken yet is copied to the heap (once per message: the
+/// chunks after the first are read into the heap directly).
 const READ_CHUNK: usize = 64 * 1024;
 
 /// A stream that buffers reads and writes only while they are pending.
@@ -34,6 +38,9 @@ pub struct IdleIo<S> {
     io: S,
     /// Bytes read from the socket that tungstenite has not taken yet, from
     /// `read_pos` on. No allocation while empty.
+    /// A capacity of a whole chunk or more means the last socket read filled its
+    /// chunk (a large message is arriving): the buffer is then kept between chunks
+    /// and read into directly (`streaming`). Otherwise it holds exactly what is left.
     read_buf: Vec<u8>,
     read_pos: usize,
     /// Encoded frames not yet written to the socket, from `write_pos` on. No
@@ -58,6 +65,11 @@ impl<S> IdleIo<S> {
         self.write_buf.reserve(frame.len());
         // Writing into a `Vec` cannot fail; the conversion keeps the signature honest.
         frame.format(&mut self.write_buf).map_err(io::Error::other)
+    }
+
+    /// Whether a large message is arriving (see `read_buf`).
+    fn streaming(&self) -> bool {
+        self.read_buf.capacity() >= READ_CHUNK
     }
 
     /// Bytes queued and not yet written to the socket.
@@ -103,21 +115,73 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleIo<S> {
             buf.put_slice(&pending[..taken]);
             this.read_pos += taken;
             if this.read_pos == this.read_buf.len() {
-                this.read_buf = Vec::new();
+                // Kept for the next chunk of a large message, freed otherwise.
+                if this.streaming() {
+                    this.read_buf.clear();
+                } else {
+                    this.read_buf = Vec::new();
+                }
                 this.read_pos = 0;
             }
             return Poll::Ready(Ok(()));
         }
+        if this.streaming() {
+            // The last read filled its chunk, so more is on its way: read straight
+            // into the heap buffer rather than copy each chunk there.
+            this.read_buf.reserve(READ_CHUNK);
+            let read = match poll_read_buf(Pin::new(&mut this.io), cx, &mut this.read_buf) {
+                Poll::Ready(Ok(read)) => read,
+                other => {
+                    // Caught up with the sender (or failed): nothing held while waiting.
+                    this.read_buf = Vec::new();
+                    return other.map_ok(|_| ());
+                }
+            };
+            let taken = read.min(buf.remaining());
+            buf.put_slice(&this.read_buf[..taken]);
+            this.read_pos = taken;
+            if taken == read {
+                this.read_buf = Vec::new();
+                this.read_pos = 0;
+            } else if read < READ_CHUNK {
+                // The message's last chunk: back to holding exactly what is left.
+                this.read_buf.drain(..taken);
+                this.read_buf.shrink_to_fit();
+                this.read_pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_read_chunk(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + Unpin> IdleIo<S> {
+    /// One socket read into a chunk on the stack. A function of its own, so only a
+    /// read from the socket pays for the chunk's stack frame (its pages are probed
+    /// on entry), not every small read served from the buffer.
+    #[inline(never)]
+    fn poll_read_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
         let mut chunk = ReadBuf::uninit(&mut chunk);
-        ready!(Pin::new(&mut this.io).poll_read(cx, &mut chunk))?;
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut chunk))?;
         let read = chunk.filled();
         let taken = read.len().min(buf.remaining());
         buf.put_slice(&read[..taken]);
         if taken < read.len() {
-            // Exact size, and only until tungstenite has taken it.
-            this.read_buf = read[taken..].to_vec();
-            this.read_pos = 0;
+            // Exact size, and only until tungstenite has taken it; a whole chunk's
+            // room when the read filled it, since more is arriving.
+            let capacity = if read.len() == READ_CHUNK {
+                READ_CHUNK
+            } else {
+                read.len() - taken
+            };
+            self.read_buf = Vec::with_capacity(capacity);
+            self.read_buf.extend_from_slice(&read[taken..]);
+            self.read_pos = 0;
         }
         Poll::Ready(Ok(()))
     }
@@ -212,6 +276,27 @@ mod tests {
             let received = server.next().await.unwrap().unwrap();
             assert_eq!(received.into_text().unwrap().as_str(), text);
         }
+        assert_eq!(server.get_ref().buffer_capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_large_message_that_stalls_holds_no_read_buffer_while_it_waits() {
+        use tokio::io::AsyncWriteExt;
+        let (mut server, mut client) = pair().await;
+        let sent = payload(READ_CHUNK * 4 + 100, 5);
+        let mut frame = Frame::message(sent.clone(), OpCode::Data(Data::Binary), true);
+        frame.header_mut().mask = Some([1, 2, 3, 4]);
+        let mut wire = Vec::new();
+        frame.format(&mut wire).unwrap();
+        // Whole chunks, the second read straight into the kept buffer; the third
+        // read would wait, and the buffer is let go.
+        let half = 2 * READ_CHUNK;
+        client.get_mut().write_all(&wire[..half]).await.unwrap();
+        let stalled = tokio::time::timeout(Duration::from_millis(200), server.next()).await;
+        assert!(stalled.is_err());
+        assert_eq!(server.get_ref().buffer_capacity(), 0);
+        client.get_mut().write_all(&wire[half..]).await.unwrap();
+        assert_eq!(server.next().await.unwrap().unwrap().into_data(), sent);
         assert_eq!(server.get_ref().buffer_capacity(), 0);
     }
 
