@@ -76,23 +76,20 @@ pub struct AppliedDeletions {
 impl AppliedDeletions {
     /// Remembers the delete-set sections of `cut`, once the document applied it.
     pub fn remember(&mut self, cut: &Cut) {
-        for (client, range) in &cut.deletions {
-            let section = &cut.update[range.clone()];
+        for (client, section) in &cut.deletions {
             if self.bytes + section.len() > MAX_REMEMBERED_DELETIONS {
                 self.by_client.clear();
                 self.bytes = 0;
             }
             self.bytes += section.len();
-            if let Some(old) = self.by_client.insert(*client, section.to_vec()) {
+            if let Some(old) = self.by_client.insert(*client, section.clone()) {
                 self.bytes -= old.len();
             }
         }
     }
 
-    fn holds(&self, client: u64, section: &[u8]) -> bool {
-        self.by_client
-            .get(&client)
-            .is_some_and(|known| known.as_slice() == section)
+    fn known(&self, client: u64) -> Option<&[u8]> {
+        self.by_client.get(&client).map(Vec::as_slice)
     }
 }
 
@@ -101,8 +98,10 @@ impl AppliedDeletions {
 pub struct Cut {
     /// A valid v1 update.
     pub update: Vec<u8>,
-    /// Where each client's delete-set section is in `update`.
-    deletions: Vec<(u64, Range<usize>)>,
+    /// Each client's delete-set section as it arrived, for the document to
+    /// remember once applied: every range in it is then applied (those left out
+    /// of `update` were applied before).
+    deletions: Vec<(u64, Vec<u8>)>,
 }
 
 /// What reading an update against a document's state found.
@@ -284,20 +283,32 @@ fn examine_structs(
         None => delete_set_sections(&mut cursor)?,
     };
     walk.delete_set = Some((delete_set, sections.clone()));
-    let new_sections: Vec<&(u64, Range<usize>)> = sections
-        .iter()
-        .filter(|(client, range)| !deletions.holds(*client, &update[range.clone()]))
-        .collect();
-    cut |= new_sections.len() < sections.len();
+    // Each section as it goes into the cut: whole, or only the ranges the
+    // remembered section lacks; a section remembered byte for byte stays out.
+    let mut kept: Vec<(u64, Range<usize>, Option<Vec<u8>>)> = Vec::new();
+    for (client, range) in &sections {
+        let section = &update[range.clone()];
+        match deletions.known(*client) {
+            Some(known) if known == section => cut = true,
+            Some(known) => match ranges_not_in(section, known) {
+                Some(fewer) => {
+                    cut = true;
+                    kept.push((*client, range.clone(), Some(fewer)));
+                }
+                None => kept.push((*client, range.clone(), None)),
+            },
+            None => kept.push((*client, range.clone(), None)),
+        }
+    }
     if !cut {
         return Some(Examined::Whole);
     }
-    let kept: usize = runs.iter().map(|run| run.bytes.len() + 24).sum::<usize>()
-        + new_sections
+    let kept_bytes: usize = runs.iter().map(|run| run.bytes.len() + 24).sum::<usize>()
+        + kept
             .iter()
-            .map(|(_, range)| range.len())
+            .map(|(_, range, fewer)| fewer.as_ref().map_or(range.len(), Vec::len))
             .sum::<usize>();
-    let mut out = Vec::with_capacity(kept + 8);
+    let mut out = Vec::with_capacity(kept_bytes + 8);
     out.write_var(runs.len() as u32);
     for run in &runs {
         out.write_var(run.count);
@@ -305,16 +316,15 @@ fn examine_structs(
         out.write_var(run.clock);
         out.write_all(&update[run.bytes.clone()]);
     }
-    out.write_var(new_sections.len() as u32);
-    let mut kept_deletions = Vec::with_capacity(new_sections.len());
-    for (client, range) in new_sections {
-        let start = out.len();
-        out.write_all(&update[range.clone()]);
-        kept_deletions.push((*client, start..out.len()));
+    out.write_var(kept.len() as u32);
+    let mut applied = Vec::with_capacity(kept.len());
+    for (client, range, fewer) in kept {
+        out.write_all(fewer.as_deref().unwrap_or(&update[range.clone()]));
+        applied.push((client, update[range].to_vec()));
     }
     Some(Examined::Cut(Cut {
         update: out,
-        deletions: kept_deletions,
+        deletions: applied,
     }))
 }
 
@@ -513,6 +523,42 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 fn read_client(cursor: &mut Cursor<'_>) -> Option<u64> {
     let client: u64 = cursor.read_var().ok()?;
     (client >> CLIENT_BITS == 0).then_some(client)
+}
+
+/// `section` (a client's delete-set section) with only the ranges `known` (the
+/// same client's section the document applied before) does not hold exactly:
+/// deletions are permanent, so those it holds delete nothing new. A full state
+/// repeats the sender's whole delete set after each deletion, and finding every
+/// range among the document's items again is what applying it costs. `None` when
+/// either cannot be read, which leaves the section whole.
+fn ranges_not_in(section: &[u8], known: &[u8]) -> Option<Vec<u8>> {
+    let read = |bytes: &[u8]| -> Option<(u64, Vec<(u32, u32)>)> {
+        let mut cursor = Cursor::new(bytes);
+        let client = read_client(&mut cursor)?;
+        let count: u32 = cursor.read_var().ok()?;
+        let mut ranges = Vec::with_capacity((count as usize).min(bytes.len()));
+        for _ in 0..count {
+            let clock: u32 = cursor.read_var().ok()?;
+            let length: u32 = cursor.read_var().ok()?;
+            ranges.push((clock, length));
+        }
+        Some((client, ranges))
+    };
+    let (client, ranges) = read(section)?;
+    let (_, applied) = read(known)?;
+    let applied: std::collections::HashSet<(u32, u32)> = applied.into_iter().collect();
+    let new: Vec<&(u32, u32)> = ranges
+        .iter()
+        .filter(|range| !applied.contains(range))
+        .collect();
+    let mut out = Vec::with_capacity(section.len());
+    out.write_var(client);
+    out.write_var(new.len() as u32);
+    for (clock, length) in new {
+        out.write_var(*clock);
+        out.write_var(*length);
+    }
+    Some(out)
 }
 
 /// The delete set's sections, each a client's id and ranges as encoded, which must
@@ -1025,6 +1071,29 @@ mod tests {
         assert_eq!(common_prefix(&a, &a), a.len());
         assert_eq!(common_prefix(&a[..700], &a), 700);
         assert_eq!(common_prefix(&[], &a), 0);
+    }
+
+    #[test]
+    fn a_changed_delete_set_brings_only_its_new_ranges() {
+        let editor = typed(7, &"abcdefghij".repeat(30));
+        let text = editor.get_or_insert_text("content");
+        for at in (0..50).map(|i| i * 5) {
+            text.remove_range(&mut editor.transact_mut(), at, 1);
+        }
+        let mut room = Twins::new();
+        room.apply(&state(&editor));
+        // A keystroke: its cut carries the delete set whole, which is remembered.
+        text.push(&mut editor.transact_mut(), "!");
+        let first = room.apply(&state(&editor));
+        text.remove_range(&mut editor.transact_mut(), 1, 1);
+        let decoded = room.apply(&state(&editor));
+        assert!(
+            decoded < 20,
+            "{decoded} bytes decoded for one new deletion ({first} the first time)"
+        );
+        // Unreadable sections are left whole.
+        assert_eq!(ranges_not_in(&[0x80], &[1, 0]), None);
+        assert_eq!(ranges_not_in(&[1, 0], &[0x80]), None);
     }
 
     #[test]
