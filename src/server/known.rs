@@ -424,16 +424,6 @@ impl Walked {
         self.structs_read
     }
 
-    /// Heap bytes held.
-    pub fn bytes(&self) -> usize {
-        self.update.capacity()
-            + self
-                .sections
-                .values()
-                .map(|section| section.marks.capacity() * std::mem::size_of::<Mark>())
-                .sum::<usize>()
-    }
-
     /// `client`'s remembered section and its bytes.
     fn section(&self, client: u64) -> Option<(&Section, &[u8])> {
         let section = self.sections.get(&client)?;
