@@ -222,7 +222,7 @@ impl Document {
             })
         });
 
-        if let (Some(cut), Ok(Ok(_))) = (&cut, &outcome) {
+        if let (Some(cut), Ok(Ok(_))) = (cut, &outcome) {
             self.applied_deletions.remember(cut);
         }
         match outcome {

@@ -37,10 +37,11 @@ const READ_CHUNK: usize = 64 * 1024;
 pub struct IdleIo<S> {
     io: S,
     /// Bytes read from the socket that tungstenite has not taken yet, from
-    /// `read_pos` on. No allocation while empty.
-    /// A capacity of a whole chunk or more means the last socket read filled its
-    /// chunk (a large message is arriving): the buffer is then kept between chunks
-    /// and read into directly (`streaming`). Otherwise it holds exactly what is left.
+    /// `read_pos` on, in a buffer of exactly that size, freed once drained. The
+    /// exception is a capacity of a whole chunk or more: the last socket read
+    /// filled its chunk (a large message is arriving), and the buffer is kept
+    /// between chunks and read into directly (`streaming`) until a read comes up
+    /// short or would wait.
     read_buf: Vec<u8>,
     read_pos: usize,
     /// Encoded frames not yet written to the socket, from `write_pos` on. No

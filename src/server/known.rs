@@ -75,14 +75,14 @@ pub struct AppliedDeletions {
 
 impl AppliedDeletions {
     /// Remembers the delete-set sections of `cut`, once the document applied it.
-    pub fn remember(&mut self, cut: &Cut) {
-        for (client, section) in &cut.deletions {
+    pub fn remember(&mut self, cut: Cut) {
+        for (client, section) in cut.deletions {
             if self.bytes + section.len() > MAX_REMEMBERED_DELETIONS {
                 self.by_client.clear();
                 self.bytes = 0;
             }
             self.bytes += section.len();
-            if let Some(old) = self.by_client.insert(*client, section.clone()) {
+            if let Some(old) = self.by_client.insert(client, section) {
                 self.bytes -= old.len();
             }
         }
@@ -282,7 +282,9 @@ fn examine_structs(
         Some(sections) => sections,
         None => delete_set_sections(&mut cursor)?,
     };
-    walk.delete_set = Some((delete_set, sections.clone()));
+    if walk.recording {
+        walk.delete_set = Some((delete_set, sections.clone()));
+    }
     // Each section as it goes into the cut: whole, or only the ranges the
     // remembered section lacks; a section remembered byte for byte stays out.
     let mut kept: Vec<(u64, Range<usize>, Option<Vec<u8>>)> = Vec::new();
@@ -757,8 +759,9 @@ mod tests {
                 match without_known_after(update, &known, &self.deletions, &mut self.walked) {
                     Some(cut) => {
                         let delta = apply(&self.cut, &cut.update);
-                        self.deletions.remember(&cut);
-                        (delta, cut.update.len())
+                        let decoded = cut.update.len();
+                        self.deletions.remember(cut);
+                        (delta, decoded)
                     }
                     None => (apply(&self.cut, update), update.len()),
                 };
