@@ -134,8 +134,9 @@ pub(super) struct Durability {
 enum Released {
     /// These held messages, in order.
     Messages(Vec<Held>),
-    /// The room afresh to every member (the hold queue had overflowed).
-    Resync,
+    /// These messages for single connections, held meanwhile and in order, then
+    /// the room afresh to every member (the hold queue had overflowed).
+    Resync(Vec<Held>),
 }
 
 impl Durability {
@@ -183,10 +184,13 @@ impl Durability {
         self.visible_seq
     }
 
-    /// Holds `held` until `visible_seq` is written, or drops it when the room will
-    /// be resent whole anyway.
+    /// Holds `held` until `visible_seq` is written. A broadcast is dropped when the
+    /// room will be resent whole anyway; a message for one connection (a pong, an
+    /// error, a greeting) is not part of that resend and waits like any other.
+    /// Past `HELD_LIMIT` messages everything held is dropped and the room will be
+    /// resent whole: a replay that long would overflow its clients' queues.
     fn hold(&mut self, held: Held) {
-        if self.resync {
+        if self.resync && matches!(held, Held::Broadcast { .. }) {
             return;
         }
         self.held.push_back((self.visible_seq, held));
@@ -234,7 +238,9 @@ impl Durability {
                 return Released::Messages(Vec::new());
             }
             self.resync = false;
-            return Released::Resync;
+            // Everything held is now written (`visible_seq` was): none may stay
+            // behind to wait for a write that will not come.
+            return Released::Resync(self.held.drain(..).map(|(_, held)| held).collect());
         }
         let mut released = Vec::new();
         while let Some((gate, _)) = self.held.front() {
@@ -253,11 +259,11 @@ impl Durability {
     fn refuse(&mut self, reason: &str) -> Released {
         self.refused = Some(reason.to_owned());
         self.write_ahead = false;
+        let held = self.held.drain(..).map(|(_, held)| held).collect();
         if std::mem::take(&mut self.resync) {
-            self.held.clear();
-            return Released::Resync;
+            return Released::Resync(held);
         }
-        Released::Messages(self.held.drain(..).map(|(_, held)| held).collect())
+        Released::Messages(held)
     }
 }
 
@@ -271,14 +277,10 @@ impl RoomState {
         message: Outbound,
     ) {
         if self.durability.holding() {
-            let gate = self.durability.visible_seq;
-            self.durability.held.push_back((
-                gate,
-                Held::To {
-                    connection,
-                    message,
-                },
-            ));
+            self.durability.hold(Held::To {
+                connection,
+                message,
+            });
             return;
         }
         if let Some(member) = self.members.get(&connection) {
@@ -326,9 +328,9 @@ impl RoomState {
 
     /// Sends what the store's progress released, in order, to whoever is still here.
     fn deliver(&mut self, metrics: &Metrics, released: Released) {
-        let released = match released {
-            Released::Messages(released) => released,
-            Released::Resync => return self.resend_whole(metrics),
+        let (released, resync) = match released {
+            Released::Messages(released) => (released, false),
+            Released::Resync(released) => (released, true),
         };
         for held in released {
             match held {
@@ -356,6 +358,9 @@ impl RoomState {
                     );
                 }
             }
+        }
+        if resync {
+            self.resend_whole(metrics);
         }
     }
 }
@@ -668,23 +673,65 @@ mod tests {
         assert!(durability.settled());
     }
 
-    #[test]
-    fn a_hold_queue_that_overflows_turns_into_one_resync_once_written() {
+    /// A room whose write 1 is pending and whose hold queue overflowed with `held`.
+    fn overflowed(held: impl Fn() -> Held) -> Durability {
         let mut durability = Durability::opened(&Stored::Nothing, true);
         durability.last_seq = 1;
         durability.visible_seq = 1;
         for _ in 0..=HELD_LIMIT {
-            durability.hold(message("m"));
+            durability.hold(held());
         }
+        durability
+    }
+
+    #[test]
+    fn a_hold_queue_that_overflows_turns_into_one_resync_once_written() {
+        let mut durability = overflowed(|| message("m"));
         assert!(durability.held.is_empty());
         assert!(durability.resync && durability.holding());
-        durability.hold(message("dropped"));
+        durability.hold(broadcast("dropped"));
         assert!(durability.held.is_empty());
         durability.last_seq = 2;
         durability.visible_seq = 2;
         assert!(texts(durability.written(1)).is_empty());
-        assert!(matches!(durability.written(2), Released::Resync));
+        assert!(matches!(durability.written(2), Released::Resync(held) if held.is_empty()));
         assert!(!durability.holding());
+    }
+
+    fn broadcast(text: &str) -> Held {
+        Held::Broadcast {
+            recipients: vec![1],
+            json: Some(Outbound::Text(text.into())),
+            yjs: None,
+        }
+    }
+
+    /// A greeting or a pong held while a resync is due goes out with it: left in
+    /// the queue, it would wait for a write that a quiet room never makes, and the
+    /// room would hold everything after it too.
+    #[test]
+    fn messages_for_one_connection_held_during_a_resync_go_out_with_it() {
+        let mut durability = overflowed(|| broadcast("update"));
+        assert!(durability.resync);
+        durability.hold(broadcast("covered by the resync"));
+        durability.hold(message("greeting"));
+        durability.hold(message("pong"));
+        let Released::Resync(held) = durability.written(1) else {
+            panic!("expected the resync");
+        };
+        let held: Vec<String> = held
+            .into_iter()
+            .map(|held| match held {
+                Held::To {
+                    message: Outbound::Text(text),
+                    ..
+                } => text.to_string(),
+                _ => panic!("a broadcast was held during the resync"),
+            })
+            .collect();
+        assert_eq!(held, ["greeting", "pong"]);
+        assert!(!durability.holding());
+        assert!(durability.settled());
     }
 
     #[test]
