@@ -345,6 +345,11 @@ where
                 }
                 Poll::Ready(Some(Err(error))) => {
                     if matches!(error, WsError::Capacity(_)) {
+                        tracing::warn!(
+                            client_id = %peer.client_id,
+                            %error,
+                            "message over the size limit: closing"
+                        );
                         peer.app.metrics.record_error();
                         peer.kick.kick(CloseReason::TOO_BIG);
                     }

@@ -165,8 +165,11 @@ async fn honest(base: &str, room: &str, id: &str) -> Client {
             avatar_url: None,
         })
         .await;
+    // Others may already be typing: what they send meanwhile is part of the text.
     loop {
-        if matches!(client.recv().await, ServerMessage::UsersList { .. }) {
+        let message = client.recv().await;
+        client.apply_if_document(&message);
+        if matches!(message, ServerMessage::UsersList { .. }) {
             return client;
         }
     }
@@ -722,8 +725,10 @@ async fn attackers_and_honest_editors_together() {
     for editor in editors {
         finished.push(editor.await.expect("an honest editor failed"));
     }
+    // The deadline has passed: what an attacker is still doing (a flooder's send
+    // into a socket the server has closed can block for minutes) is cut off.
     for attacker in attackers {
-        let _ = attacker.await;
+        attacker.abort();
     }
     let peak = sampler.peak();
     // Everyone settles on one text holding every acknowledged token.

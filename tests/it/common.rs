@@ -182,10 +182,12 @@ impl Client {
         self.socket.send(message).await.unwrap();
     }
 
-    /// The next frame, whatever it is (pings answered and skipped).
+    /// The next frame within `wait`, whatever it is (pings answered and skipped:
+    /// they do not extend the wait).
     pub async fn next_frame(&mut self, wait: Duration) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            match tokio::time::timeout(wait, self.socket.next()).await {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
                 Err(_) => return None,
                 Ok(None) => return None,
                 Ok(Some(Err(_))) => return None,
