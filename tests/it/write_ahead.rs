@@ -410,6 +410,64 @@ async fn a_room_restored_with_load_keeps_its_text_on_mongodb() {
     database(&url, &name).await.drop().await.ok();
 }
 
+/// A store stall long enough to overflow a room's hold queue: once the store is
+/// back, the room is resent whole and everyone converges, someone who connected
+/// during the stall is greeted, and so is someone who comes after it, when the
+/// room has gone quiet and no write is coming to release anything.
+#[tokio::test]
+async fn after_a_stall_that_overflows_the_hold_queue_the_room_is_resent_and_greets_newcomers() {
+    let store = MemoryStore::new();
+    let server = TestServer::start_tweaked(
+        |config| {
+            config.rate_limit_per_sec = 100_000;
+            config.rate_limit_burst = 100_000;
+        },
+        Arc::new(store.clone()),
+    )
+    .await;
+    let mut alice = server.join("stalled", "alice", "Alice").await;
+    let mut bob = server.join("stalled", "bob", "Bob").await;
+    store.set_failing(true);
+    // More keystrokes than the room holds broadcasts for.
+    for index in 0..300 {
+        alice.type_incremental(index, "x").await;
+    }
+    // The server has applied them (and dropped what it held) before carol comes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let carol = {
+        let url = server.ws_url("stalled", "carol");
+        tokio::spawn(async move {
+            let mut carol = Client::connect(&url, "carol").await;
+            loop {
+                let message = carol.recv().await;
+                carol.apply_if_document(&message);
+                if matches!(message, ServerMessage::Users { .. }) {
+                    return carol;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.set_failing(false);
+    let typed = "x".repeat(300);
+    // The held keystrokes were dropped: bob is sent the room whole instead.
+    let resent = bob.recv().await;
+    assert!(
+        matches!(resent, ServerMessage::Sync { .. }),
+        "expected the room resent whole, got {resent:?}"
+    );
+    bob.apply_if_document(&resent);
+    until_text(&mut bob, &typed).await;
+    let mut carol = carol.await.unwrap();
+    until_text(&mut carol, &typed).await;
+    // Nobody types any more: a newcomer's greeting must not wait for a write.
+    assert_eq!(
+        synced_text(&server.addr.to_string(), "stalled").await,
+        typed
+    );
+    assert_eq!(alice.content(), typed);
+}
+
 /// The store refuses one room's writes for good: its clients are told and it turns
 /// read-only, health names it, and the other rooms go on being written.
 #[tokio::test]
