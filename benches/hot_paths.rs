@@ -254,6 +254,19 @@ fn large_document(c: &mut Criterion) {
         let mut out = vec![0; data.len() / 2];
         b.iter(|| faster_hex::hex_decode(black_box(data.as_bytes()), &mut out))
     });
+    // The greeting (and a `sync_request`'s answer) for the 1 MB document, built
+    // under the room's lock whenever the document changed since the last one.
+    group.bench_function("sync_message_1mb_through_serde", |b| {
+        b.iter(|| {
+            ServerMessage::Sync {
+                data: hex::encode(black_box(&fixture.room_state)),
+            }
+            .to_json()
+        })
+    });
+    group.bench_function("sync_message_1mb", |b| {
+        b.iter(|| ServerMessage::sync_json(black_box(&fixture.room_state)))
+    });
     group.bench_function("decode_full_state_1mb", |b| {
         b.iter(|| Update::decode_v1(black_box(&fixture.keystrokes[0])))
     });

@@ -138,8 +138,7 @@ impl RoomState {
         if let Some(message) = &self.sync_message {
             return message.clone();
         }
-        let data = hex::encode(self.document.encoded_state());
-        let message = Utf8Bytes::from(ServerMessage::Sync { data }.to_json());
+        let message = Utf8Bytes::from(ServerMessage::sync_json(&self.document.encoded_state()));
         self.sync_message = Some(message.clone());
         message
     }
@@ -453,7 +452,7 @@ impl Room {
                 UpdateFormat::RawBinary => Outbound::Binary(delta.clone()),
                 UpdateFormat::JsonHex | UpdateFormat::YjsSync => {
                     Outbound::json(&ServerMessage::Update {
-                        data: hex::encode(&delta),
+                        data: faster_hex::hex_string(&delta),
                         from: origin.client_id.to_owned(),
                     })
                 }

@@ -173,7 +173,7 @@ impl Room {
         state.durability.remote_change();
         let json = || {
             Some(Outbound::json(&ServerMessage::Update {
-                data: hex::encode(&delta),
+                data: faster_hex::hex_string(&delta),
                 from: from.to_owned(),
             }))
         };

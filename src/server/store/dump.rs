@@ -152,7 +152,7 @@ pub async fn dump(
                 out,
                 &Record::Checkpoint {
                     updated_at: checkpoint.updated_at,
-                    data: hex::encode(&checkpoint.data),
+                    data: faster_hex::hex_string(&checkpoint.data),
                 },
             )?;
         }
@@ -163,7 +163,7 @@ pub async fn dump(
                 &Record::Snapshot {
                     through_seq: snapshot.through_seq,
                     at_ms: snapshot.at_ms,
-                    data: hex::encode(&snapshot.data),
+                    data: faster_hex::hex_string(&snapshot.data),
                 },
             )?;
         }
@@ -184,7 +184,7 @@ pub async fn dump(
                         at_ms: entry.at_ms,
                         author: entry.author,
                         snapshot: entry.snapshot,
-                        data: hex::encode(&entry.data),
+                        data: faster_hex::hex_string(&entry.data),
                     },
                 )?;
             }

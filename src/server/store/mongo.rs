@@ -564,7 +564,7 @@ impl Store for MongoStore {
 
     async fn save_checkpoint(&self, room_id: &str, state: &[u8]) -> Result<(), StoreError> {
         self.ensure_indexes().await?;
-        let data = hex::encode(state);
+        let data = faster_hex::hex_string(state);
         // The original stores `size` as a Python int, which BSON encodes as int32 when
         // it fits; write the same so both backends read each other's documents alike.
         let size = hex_size(&data);
@@ -681,7 +681,7 @@ impl Store for MongoStore {
     async fn write_room_parts(&self, room_id: &str, parts: &RoomParts) -> Result<(), StoreError> {
         self.ensure_indexes().await?;
         if let Some(checkpoint) = &parts.checkpoint {
-            let data = hex::encode(&checkpoint.data);
+            let data = faster_hex::hex_string(&checkpoint.data);
             bounded(
                 self.checkpoints
                     .update_one(

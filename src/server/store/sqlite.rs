@@ -586,7 +586,7 @@ impl Store for SqliteStore {
 
     async fn save_checkpoint(&self, room_id: &str, state: &[u8]) -> Result<(), StoreError> {
         let room_id = room_id.to_owned();
-        let data = hex::encode(state);
+        let data = faster_hex::hex_string(state);
         self.with_connection(move |connection| {
             connection
                 .execute(
@@ -845,7 +845,7 @@ impl Store for SqliteStore {
         self.with_connection(move |connection| {
             let txn = connection.transaction().map_err(unavailable)?;
             if let Some(checkpoint) = &parts.checkpoint {
-                let data = hex::encode(&checkpoint.data);
+                let data = faster_hex::hex_string(&checkpoint.data);
                 txn.execute(
                     "INSERT OR REPLACE INTO room_documents (room_id, data, updated_at, size)
                      VALUES (?1, ?2, ?3, ?4)",
