@@ -6,7 +6,10 @@
 //! One task serves both directions: it polls the close request, the socket's writes
 //! and reads, the outbound queue and a single timer together. An idle connection is
 //! then one small task and no buffers (its socket is an `IdleIo`), instead of a
-//! reader and a writer task sharing a lock around the socket.
+//! reader and a writer task sharing a lock around the socket. While it waits with
+//! nothing of its own to write, the task lends its socket to the room's senders,
+//! which then write a message straight to it instead of queueing it and waking the
+//! task (`direct.rs`); every poll takes the socket back first.
 //!
 //! Bounds: every frame read counts against the rate limit, control frames
 //! included; what the connection holds for its socket (encoded frames, pongs) is
@@ -24,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
@@ -35,6 +37,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes
 use tokio_tungstenite::WebSocketStream;
 
 use super::auth::Access;
+use super::direct;
 use super::idle_io::IdleIo;
 use super::limits::{RateLimiter, Reservation, Verdict};
 use super::metrics::Metrics;
@@ -103,6 +106,10 @@ pub async fn serve_connection(
             return;
         }
     };
+    // The accept loop serves plain TCP, so senders can write to the socket
+    // directly (`direct.rs`); anything else is served through the queue alone.
+    let (io, writer) = direct::open(upgraded);
+    let direct = writer.map(|writer| Box::new(writer) as Box<dyn queue::Direct<Outbound>>);
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         // Data frames go straight into `IdleIo`'s buffer, batched and flushed once;
@@ -110,12 +117,16 @@ pub async fn serve_connection(
         .write_buffer_size(0)
         .max_message_size(Some(app.config.max_message_bytes))
         .max_frame_size(Some(app.config.max_message_bytes));
-    let io = IdleIo::new(TokioIo::new(upgraded));
     let mut socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
 
     let connection = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    let (queue, mut outbound) =
-        queue::channel(app.config.outbound_queue, app.config.max_outbound_bytes);
+    // Made after the socket, so dropped before it: a queue that can write to the
+    // socket is gone before the socket closes.
+    let (queue, mut outbound) = queue::channel_with_direct(
+        app.config.outbound_queue,
+        app.config.max_outbound_bytes,
+        direct,
+    );
     let kick = Kick::new(app.shutdown.child_token());
 
     let room = loop {
@@ -289,6 +300,9 @@ where
     tokio::pin!(timer, kicked);
 
     poll_fn(|cx| {
+        // Senders may have been writing to the socket while the task was parked;
+        // from here on only the task writes, until it parks again.
+        outbound.take_socket();
         for _ in 0..ROUNDS_PER_POLL {
             if kicked.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(End::Writable);
@@ -391,12 +405,11 @@ where
             }
 
             if !progressed {
-                report_held(
-                    outbound,
-                    socket.get_ref().pending_writes(),
-                    &mut held,
-                    &mut head,
-                );
+                let pending = socket.get_ref().pending_writes();
+                report_held(outbound, pending, &mut held, &mut head);
+                if pending == 0 {
+                    outbound.lend_socket();
+                }
                 return Poll::Pending;
             }
         }
@@ -456,26 +469,32 @@ fn queue_batch<S>(
     first: Outbound,
     outbound: &mut queue::Receiver<Outbound>,
 ) -> std::io::Result<()> {
-    io.queue_frame(data_frame(first))?;
+    queue_message(io, first)?;
     for _ in 1..MAX_FRAMES_PER_FLUSH {
         if io.pending_writes() >= MAX_BYTES_PER_FLUSH {
             break;
         }
         match outbound.try_recv() {
-            Ok(message) => io.queue_frame(data_frame(message))?,
+            Ok(message) => queue_message(io, message)?,
             Err(_) => break,
         }
     }
     Ok(())
 }
 
-/// The frame tungstenite would build for the message, encoded by the connection so
-/// it bypasses tungstenite's write buffer (see `idle_io.rs`).
-fn data_frame(outbound: Outbound) -> Frame {
-    match outbound {
+/// Encodes the frame tungstenite would build for the message into the socket's
+/// buffer, bypassing tungstenite's own (see `idle_io.rs`); the rest of a frame a
+/// sender started writing goes in as it is.
+fn queue_message<S>(io: &mut IdleIo<S>, message: Outbound) -> std::io::Result<()> {
+    let frame = match message {
         Outbound::Text(text) => Frame::message(text, OpCode::Data(Data::Text), true),
         Outbound::Binary(bytes) => Frame::message(bytes, OpCode::Data(Data::Binary), true),
-    }
+        Outbound::Wire(bytes) => {
+            io.queue_bytes(&bytes);
+            return Ok(());
+        }
+    };
+    io.queue_frame(frame)
 }
 
 /// One frame from the peer. `Break` ends the connection.

@@ -61,6 +61,21 @@ impl<S> IdleIo<S> {
         }
     }
 
+    /// A stream whose first reads return `read`: bytes that arrived with the
+    /// upgrade request, before the stream was handed over.
+    pub fn with_read(io: S, read: &[u8]) -> Self {
+        let mut stream = Self::new(io);
+        if !read.is_empty() {
+            stream.read_buf = read.to_vec();
+        }
+        stream
+    }
+
+    /// Adds already-encoded frame bytes to the write buffer.
+    pub fn queue_bytes(&mut self, bytes: &[u8]) {
+        self.write_buf.extend_from_slice(bytes);
+    }
+
     /// Encodes a frame into the write buffer; the next flush writes it.
     pub fn queue_frame(&mut self, frame: Frame) -> io::Result<()> {
         self.write_buf.reserve(frame.len());

@@ -13,6 +13,7 @@ pub mod config;
 pub mod connection;
 pub mod content;
 pub mod dashboard;
+pub mod direct;
 pub mod document;
 pub mod history;
 pub mod idle_io;

@@ -128,12 +128,69 @@ async fn frames_far_larger_than_a_socket_read_arrive_whole_both_ways() {
         received += 1;
     }
     assert_eq!(bob.content(), alice.content());
-    bob.socket
+    assert_sync_answer(&mut bob, &alice.content()).await;
+}
+
+/// Asks for the document and checks its text.
+async fn assert_sync_answer(client: &mut Client, content: &str) {
+    client
+        .socket
         .send(Message::text(r#"{"type":"sync_request"}"#))
         .await
         .unwrap();
-    let ServerMessage::Sync { data } = bob.recv().await else {
+    let ServerMessage::Sync { data } = client.recv().await else {
         panic!("expected the sync answer");
     };
-    assert_eq!(text_of_hex_state(&data), alice.content());
+    assert_eq!(text_of_hex_state(&data), content);
+}
+
+/// A reader that pauses lets the server's writes fill its socket: the frame that
+/// fills it goes out in part, the rest and everything after it wait in the
+/// connection's queue, and once the reader reads again it gets every update whole
+/// and in order.
+#[tokio::test]
+async fn a_reader_that_pauses_gets_every_frame_whole_once_it_reads_again() {
+    let server = TestServer::start_tweaked(
+        |config| {
+            config.max_outbound_bytes = 64 << 20;
+            config.rate_limit_per_sec = 10_000;
+            config.rate_limit_burst = 10_000;
+        },
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+    let mut alice = server.join("pause", "alice", "Alice").await;
+    let mut bob = server.join("pause", "bob", "Bob").await;
+    let _ = alice.recv().await; // Bob joined.
+
+    // 8 MB of updates (32 KB of text each, as hex) while Bob reads nothing: more
+    // than loopback's socket buffers hold for an idle reader (a 4 MiB send buffer
+    // at most, and a receive buffer that does not grow while nothing is read).
+    const ROUNDS: u32 = 128;
+    let chunk: String = "0123456789abcdef".repeat(2048);
+    for round in 0..ROUNDS {
+        alice
+            .type_incremental(round * chunk.len() as u32, &chunk)
+            .await;
+    }
+
+    let mut received = 0;
+    while received < ROUNDS {
+        let frame = tokio::time::timeout(EXPECT, bob.socket.next()).await;
+        let text = match frame {
+            Ok(Some(Ok(Message::Text(text)))) => text,
+            other => panic!("after {received} updates: {other:?}"),
+        };
+        match serde_json::from_str::<ServerMessage>(text.as_str()).unwrap() {
+            update @ ServerMessage::Update { .. } => {
+                bob.apply_if_document(&update);
+                received += 1;
+            }
+            other => panic!("expected only updates, got {other:?}"),
+        }
+    }
+    assert_eq!(bob.content().len(), chunk.len() * ROUNDS as usize);
+    assert_eq!(bob.content(), alice.content());
+    // The connection is still in order: it answers as usual.
+    assert_sync_answer(&mut bob, &alice.content()).await;
 }

@@ -21,10 +21,13 @@ use crate::server::metrics::Metrics;
 pub type ConnectionId = u64;
 
 /// One frame waiting in a connection's outbound queue. Clones share the payload.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
     Text(Utf8Bytes),
     Binary(Bytes),
+    /// The rest of a frame whose start was written straight to the socket
+    /// (`queue::Direct`): raw bytes, written as they are.
+    Wire(Bytes),
 }
 
 impl Outbound {
@@ -39,11 +42,11 @@ pub const FRAME_HEADER_BYTES: usize = 10;
 impl Weigh for Outbound {
     /// The bytes the frame will take on the wire.
     fn weight(&self) -> usize {
-        let payload = match self {
-            Outbound::Text(text) => text.len(),
-            Outbound::Binary(bytes) => bytes.len(),
-        };
-        payload + FRAME_HEADER_BYTES
+        match self {
+            Outbound::Text(text) => text.len() + FRAME_HEADER_BYTES,
+            Outbound::Binary(bytes) => bytes.len() + FRAME_HEADER_BYTES,
+            Outbound::Wire(bytes) => bytes.len(),
+        }
     }
 }
 

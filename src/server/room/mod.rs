@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use fanout::{
     close_slow_consumer, CloseReason, ConnectionId, Kick, Member, Outbound, Protocol,
+    FRAME_HEADER_BYTES,
 };
 use fanout::{json_only, PerProtocol};
 pub use presence::{PresenceLimits, UserPlace};

@@ -17,7 +17,17 @@
 //! up, and accepted, whatever its size, while it is not. A document larger than the
 //! budget can then still be sent, with the messages that follow it, and what one
 //! connection holds stays below the budget plus one message.
+//!
+//! Direct writes: a queue can carry a `Direct` writer for its receiver's socket.
+//! While the receiving task is parked with nothing queued and nothing of its own
+//! to write, it lends the socket to senders (`lend_socket`); a send then writes
+//! the message straight to the socket under the queue's lock, and nobody is woken.
+//! Only what the socket would not take is queued. The task takes the socket back
+//! (`take_socket`) whenever it runs, so its own writes (batches, pongs, a close)
+//! never interleave with a sender's, and taking a message out of the queue takes
+//! the socket too, so messages keep their order.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -31,9 +41,70 @@ pub trait Weigh {
     fn weight(&self) -> usize;
 }
 
+/// What a `Direct` writer did with a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written<T> {
+    /// The socket took all of it.
+    Whole,
+    /// The socket took part of it; this is the rest, to be written before
+    /// anything else.
+    Part(T),
+    /// The socket took nothing (it would block, or failed: the receiving task
+    /// finds out on its own write).
+    Nothing,
+}
+
+/// Writes a message straight to the receiving task's socket, without waiting.
+pub trait Direct<T>: Send + Sync {
+    fn write(&self, message: &T) -> Written<T>;
+}
+
+thread_local! {
+    /// Direct writes this thread may still make (`limit_direct_writes`).
+    static DIRECT_BUDGET: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Runs `f` with at most `writes` direct writes from this thread; past them, sends
+/// queue and wake their receivers, whose tasks then write on whichever worker is
+/// free. For one task releasing many rooms' messages at once (the journal): its
+/// writes would otherwise all run one after another on its thread.
+pub fn limit_direct_writes<R>(writes: usize, f: impl FnOnce() -> R) -> R {
+    /// Puts the budget back however `f` ends.
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DIRECT_BUDGET.with(|budget| budget.set(self.0));
+        }
+    }
+    let _restore = Restore(DIRECT_BUDGET.with(|budget| budget.replace(writes)));
+    f()
+}
+
+/// Takes one direct write from this thread's budget, if any is left.
+fn take_direct_write() -> bool {
+    DIRECT_BUDGET.with(|budget| match budget.get() {
+        0 => false,
+        usize::MAX => true,
+        left => {
+            budget.set(left - 1);
+            true
+        }
+    })
+}
+
 /// A queue holding at most `capacity` messages and `max_bytes` bytes (together
 /// with what the receiver holds, see `Receiver::set_held`).
 pub fn channel<T: Weigh>(capacity: usize, max_bytes: usize) -> (Sender<T>, Receiver<T>) {
+    channel_with_direct(capacity, max_bytes, None)
+}
+
+/// A queue whose senders write straight to the receiver's socket while the
+/// receiver lends it (see the module's comment).
+pub fn channel_with_direct<T: Weigh>(
+    capacity: usize,
+    max_bytes: usize,
+    direct: Option<Box<dyn Direct<T>>>,
+) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             messages: VecDeque::new(),
@@ -44,8 +115,10 @@ pub fn channel<T: Weigh>(capacity: usize, max_bytes: usize) -> (Sender<T>, Recei
             held_head: 0,
             senders: 1,
             receiving: true,
+            lent: false,
         }),
         receiver: AtomicWaker::new(),
+        direct,
     });
     (
         Sender {
@@ -59,6 +132,8 @@ struct Shared<T> {
     state: Mutex<State<T>>,
     /// The receiving task, woken by a send or by the last sender leaving.
     receiver: AtomicWaker,
+    /// Writes to the receiver's socket while it is lent.
+    direct: Option<Box<dyn Direct<T>>>,
 }
 
 struct State<T> {
@@ -74,6 +149,9 @@ struct State<T> {
     senders: usize,
     /// False once the receiver is dropped; sends then fail.
     receiving: bool,
+    /// The receiving task has lent its socket: it holds nothing for it and is not
+    /// running, so a sender finding the queue empty may write to it directly.
+    lent: bool,
 }
 
 impl<T> Shared<T> {
@@ -127,6 +205,24 @@ impl<T: Weigh> Sender<T> {
             if !state.receiving {
                 return Err(TrySendError::Closed(message));
             }
+            if state.lent && state.messages.is_empty() {
+                if let Some(direct) = self.shared.direct.as_ref().filter(|_| take_direct_write()) {
+                    match direct.write(&message) {
+                        Written::Whole => return Ok(()),
+                        // The rest goes first, whatever the budget says: it is part
+                        // of a frame already on the wire.
+                        Written::Part(rest) => {
+                            state.lent = false;
+                            state.bytes += rest.weight();
+                            state.messages.push_back(rest);
+                            drop(state);
+                            self.shared.receiver.wake();
+                            return Ok(());
+                        }
+                        Written::Nothing => {}
+                    }
+                }
+            }
             let weight = message.weight();
             let over_budget = state.over_budget(state.held, state.held_head);
             if state.messages.len() >= state.capacity || over_budget {
@@ -178,6 +274,9 @@ impl<T: Weigh> Receiver<T> {
         let mut state = self.shared.lock();
         match state.messages.pop_front() {
             Some(message) => {
+                // The task now holds a message for the socket: a sender writing
+                // past it would reorder the two.
+                state.lent = false;
                 state.bytes -= message.weight();
                 if state.messages.is_empty() {
                     // Freed rather than kept: an idle connection holds nothing, and
@@ -231,6 +330,20 @@ impl<T: Weigh> Receiver<T> {
     pub fn queued_bytes(&self) -> usize {
         self.shared.lock().bytes
     }
+
+    /// Takes the socket back from senders: once this returns, no sender is writing
+    /// to it, and none will until `lend_socket`.
+    pub fn take_socket(&self) {
+        self.shared.lock().lent = false;
+    }
+
+    /// Lets senders write straight to the socket while the queue is empty. Only
+    /// for a task that holds nothing for its socket and is about to wait.
+    pub fn lend_socket(&self) {
+        if self.shared.direct.is_some() {
+            self.shared.lock().lent = true;
+        }
+    }
 }
 
 impl<T> Drop for Receiver<T> {
@@ -238,6 +351,7 @@ impl<T> Drop for Receiver<T> {
         let dropped = {
             let mut state = self.shared.lock();
             state.receiving = false;
+            state.lent = false;
             std::mem::take(&mut state.messages)
         };
         // Messages are dropped outside the lock.
@@ -382,6 +496,123 @@ mod tests {
             .unwrap();
         assert_eq!(first, Some("hello"));
         assert_eq!(end, None);
+    }
+
+    /// A socket as a list of what it took, with room for `room` more messages; the
+    /// message after the last that fits goes in part (its first half).
+    struct FakeSocket {
+        written: Arc<Mutex<Vec<usize>>>,
+        room: Arc<Mutex<usize>>,
+    }
+
+    impl Direct<usize> for FakeSocket {
+        fn write(&self, message: &usize) -> Written<usize> {
+            let mut room = self.room.lock().unwrap();
+            match *room {
+                0 => Written::Nothing,
+                1 => {
+                    *room = 0;
+                    self.written.lock().unwrap().push(message / 2);
+                    Written::Part(message - message / 2)
+                }
+                _ => {
+                    *room -= 1;
+                    self.written.lock().unwrap().push(*message);
+                    Written::Whole
+                }
+            }
+        }
+    }
+
+    fn with_socket(room: usize) -> (Sender<usize>, Receiver<usize>, Arc<Mutex<Vec<usize>>>) {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let socket = FakeSocket {
+            written: written.clone(),
+            room: Arc::new(Mutex::new(room)),
+        };
+        let (sender, receiver) = channel_with_direct(100, UNLIMITED, Some(Box::new(socket)));
+        (sender, receiver, written)
+    }
+
+    #[test]
+    fn a_lent_socket_takes_messages_directly_and_nothing_is_queued() {
+        let (sender, mut receiver, written) = with_socket(10);
+        // Not lent yet: queued.
+        sender.try_send(10).unwrap();
+        assert_eq!(receiver.try_recv(), Ok(10));
+        receiver.lend_socket();
+        sender.try_send(20).unwrap();
+        sender.try_send(30).unwrap();
+        assert_eq!(*written.lock().unwrap(), vec![20, 30]);
+        assert_eq!(receiver.try_recv(), Err(TryRecvError::Empty));
+        assert_eq!(receiver.queued_bytes(), 0);
+        // Taken back: queued again.
+        receiver.take_socket();
+        sender.try_send(40).unwrap();
+        assert_eq!(*written.lock().unwrap(), vec![20, 30]);
+        assert_eq!(receiver.try_recv(), Ok(40));
+    }
+
+    #[test]
+    fn what_a_full_socket_leaves_is_queued_in_order() {
+        let (sender, mut receiver, written) = with_socket(2);
+        receiver.lend_socket();
+        sender.try_send(10).unwrap();
+        // The socket takes half of 20; its rest comes first, then the rest.
+        sender.try_send(20).unwrap();
+        sender.try_send(30).unwrap();
+        assert_eq!(*written.lock().unwrap(), vec![10, 10]);
+        assert_eq!(receiver.try_recv(), Ok(10));
+        assert_eq!(receiver.try_recv(), Ok(30));
+        // Lent again with a socket that takes nothing: queued whole.
+        receiver.lend_socket();
+        sender.try_send(40).unwrap();
+        assert_eq!(receiver.try_recv(), Ok(40));
+        assert_eq!(*written.lock().unwrap(), vec![10, 10]);
+    }
+
+    #[test]
+    fn a_queue_with_messages_waiting_is_not_written_past() {
+        let (sender, mut receiver, written) = with_socket(10);
+        sender.try_send(1).unwrap();
+        // Lent while a message still waits (the task is about to take it): the
+        // next message queues behind it instead of overtaking it.
+        receiver.lend_socket();
+        sender.try_send(2).unwrap();
+        assert!(written.lock().unwrap().is_empty());
+        // Taking a message takes the socket back.
+        assert_eq!(receiver.try_recv(), Ok(1));
+        assert_eq!(receiver.try_recv(), Ok(2));
+        sender.try_send(3).unwrap();
+        assert!(written.lock().unwrap().is_empty());
+        assert_eq!(receiver.try_recv(), Ok(3));
+    }
+
+    #[test]
+    fn past_its_budget_a_thread_queues_instead_of_writing() {
+        let (sender, mut receiver, written) = with_socket(10);
+        receiver.lend_socket();
+        limit_direct_writes(2, || {
+            for message in 1..=4 {
+                sender.try_send(message).unwrap();
+            }
+        });
+        assert_eq!(*written.lock().unwrap(), vec![1, 2]);
+        assert_eq!(receiver.try_recv(), Ok(3));
+        assert_eq!(receiver.try_recv(), Ok(4));
+        // Outside the limit, writes are direct again.
+        receiver.lend_socket();
+        sender.try_send(5).unwrap();
+        assert_eq!(*written.lock().unwrap(), vec![1, 2, 5]);
+    }
+
+    #[test]
+    fn a_dropped_receiver_lends_nothing() {
+        let (sender, receiver, written) = with_socket(10);
+        receiver.lend_socket();
+        drop(receiver);
+        assert_eq!(sender.try_send(1), Err(TrySendError::Closed(1)));
+        assert!(written.lock().unwrap().is_empty());
     }
 
     #[test]
