@@ -150,15 +150,31 @@ impl Direct<Outbound> for SocketWriter {
 }
 
 /// A server frame's header: final, unmasked, `opcode`, for a payload of `len` bytes.
-fn encode_header(opcode: Data, len: usize) -> Vec<u8> {
+fn encode_header(opcode: Data, len: usize) -> Header {
     let header = FrameHeader {
         opcode: OpCode::Data(opcode),
         ..FrameHeader::default()
     };
-    let mut encoded = Vec::with_capacity(FRAME_HEADER_BYTES);
-    // Writing into a `Vec` cannot fail.
-    let _ = header.format(len as u64, &mut encoded);
-    encoded
+    let mut bytes = [0; FRAME_HEADER_BYTES];
+    let mut unwritten = &mut bytes[..];
+    // An unmasked header takes at most `FRAME_HEADER_BYTES`: this cannot fail.
+    let _ = header.format(len as u64, &mut unwritten);
+    let len = FRAME_HEADER_BYTES - unwritten.len();
+    Header { bytes, len }
+}
+
+/// An encoded frame header, on the stack.
+struct Header {
+    bytes: [u8; FRAME_HEADER_BYTES],
+    len: usize,
+}
+
+impl std::ops::Deref for Header {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// What is left of `header` then `payload` once `written` bytes of them are out.
