@@ -29,11 +29,6 @@ use super::store::{Store, StoreError, WriteOp};
 
 /// Most operations written in one store transaction.
 const MAX_BATCH: usize = 2000;
-/// Messages one settled batch writes straight to sockets (`queue::Direct`): a
-/// keystroke's deliveries in rooms of up to 65, a few hundred µs on this task's
-/// thread. A busy server's batches grow, and what is past this goes to the
-/// connections' own tasks on both workers (BENCHMARKS.md, rooms of 20).
-const DIRECT_WRITES_PER_BATCH: usize = 64;
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How often a degraded store with nothing left to write is pinged to find out it
@@ -432,7 +427,7 @@ impl Writer {
         // A small batch's messages are written straight to their sockets from
         // here; a large one's beyond that go to their connections' tasks, so the
         // writes spread over the workers instead of all running on this one.
-        queue::limit_direct_writes(DIRECT_WRITES_PER_BATCH, || {
+        queue::limit_direct_writes(queue::DIRECT_WRITES_PER_BATCH, || {
             for (watcher, seq) in written {
                 watcher.written(seq);
             }

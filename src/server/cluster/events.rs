@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::log::PUSHED_ENTRY;
 use super::{channel, room_of, users_key, Cluster};
 use crate::api::RoomUser;
+use crate::server::room::queue;
 use crate::server::room::remote::{PeerEvent, Peers, PresenceChange};
 
 /// What goes over a room's channel.
@@ -239,18 +240,35 @@ pub(super) async fn subscribe(
                     }
                 }
                 message = messages.next() => {
-                    let Some(message) = message else {
+                    let Some(first) = message else {
                         cluster.report("presence", Err("connection lost".into()));
                         break;
                     };
-                    let Some(room_id) = room_of(message.get_channel_name()) else {
-                        continue;
-                    };
-                    let payload = message.get_payload_bytes();
-                    if let Some(entry) = payload.strip_prefix(&[PUSHED_ENTRY]) {
-                        super::reader::pushed(&cluster, room_id, entry);
-                    } else if let Ok(payload) = std::str::from_utf8(payload) {
-                        receive(&cluster, room_id, payload);
+                    // What has arrived meanwhile is handled with it: one task
+                    // delivers every room's pushes, so like the journal it writes
+                    // a batch's first messages to sockets itself and leaves the
+                    // rest of a large batch (a node falling behind) to the
+                    // connections' tasks.
+                    let mut batch = vec![first];
+                    let mut ended = false;
+                    while batch.len() < MAX_PUSHES_PER_BATCH {
+                        match messages.next().now_or_never() {
+                            Some(Some(message)) => batch.push(message),
+                            Some(None) => {
+                                ended = true;
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    queue::limit_direct_writes(queue::DIRECT_WRITES_PER_BATCH, || {
+                        for message in &batch {
+                            handle_message(&cluster, message);
+                        }
+                    });
+                    if ended {
+                        cluster.report("presence", Err("connection lost".into()));
+                        break;
                     }
                 }
             }
@@ -259,6 +277,22 @@ pub(super) async fn subscribe(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
+    }
+}
+
+/// Messages from the channel connection handled as one batch (see `subscribe`).
+const MAX_PUSHES_PER_BATCH: usize = 256;
+
+/// One message from a room's channel: a pushed log entry or a presence event.
+fn handle_message(cluster: &Cluster, message: &redis::Msg) {
+    let Some(room_id) = room_of(message.get_channel_name()) else {
+        return;
+    };
+    let payload = message.get_payload_bytes();
+    if let Some(entry) = payload.strip_prefix(&[PUSHED_ENTRY]) {
+        super::reader::pushed(cluster, room_id, entry);
+    } else if let Ok(payload) = std::str::from_utf8(payload) {
+        receive(cluster, room_id, payload);
     }
 }
 

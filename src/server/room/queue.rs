@@ -59,6 +59,13 @@ pub trait Direct<T>: Send + Sync {
     fn write(&self, message: &T) -> Written<T>;
 }
 
+/// Messages one task releasing a batch (the journal, a cluster node's subscriber)
+/// writes straight to sockets: a keystroke's deliveries in rooms of up to 65, a few
+/// hundred µs on that task's thread. A busy server's batches grow, and what is past
+/// this goes to the connections' own tasks on every worker (BENCHMARKS.md, rooms
+/// of 20).
+pub const DIRECT_WRITES_PER_BATCH: usize = 64;
+
 thread_local! {
     /// Direct writes this thread may still make (`limit_direct_writes`).
     static DIRECT_BUDGET: Cell<usize> = const { Cell::new(usize::MAX) };
