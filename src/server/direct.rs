@@ -116,8 +116,9 @@ impl SocketWriter {
     /// or `None` when it took nothing (it would block, or failed).
     fn send(&self, parts: &[IoSlice<'_>]) -> Option<usize> {
         // SAFETY: `msghdr` is plain data; all-zero is a valid empty header, and only
-        // the iovec fields are set, pointing at `parts`, which outlives the call.
-        // `fd` is open while the queue lends the socket (module comment).
+        // the iovec fields are set, pointing at `parts`, which outlives the call
+        // (`IoSlice` is guaranteed ABI-compatible with `iovec` on Unix). `fd` is
+        // open while the queue lends the socket (module comment).
         let written = unsafe {
             let mut header: libc::msghdr = std::mem::zeroed();
             header.msg_iov = parts.as_ptr() as *mut libc::iovec;
