@@ -15,18 +15,16 @@
 //! dropped before the socket, and a dropped receiver lends nothing), so a write
 //! here never reaches a closed or reused descriptor.
 
-use std::io::{self, IoSlice};
+use std::io::IoSlice;
 use std::os::fd::{AsRawFd, RawFd};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_util::either::Either;
 
 use super::idle_io::IdleIo;
 use super::room::queue::{Direct, Written};
@@ -35,11 +33,7 @@ use super::room::{Outbound, FRAME_HEADER_BYTES};
 /// A connection's byte stream once upgraded: the plain TCP socket `coedit serve`'s
 /// accept loop hands hyper, or whatever else hyper was given. One type, so a
 /// connection's task is compiled (and sized) once.
-#[derive(Debug)]
-pub enum Stream {
-    Tcp(TcpStream),
-    Other(TokioIo<Upgraded>),
-}
+pub type Stream = Either<TcpStream, TokioIo<Upgraded>>;
 
 /// The stream under a connection's WebSocket, and a writer for its socket when it
 /// is plain TCP.
@@ -51,51 +45,11 @@ pub fn open(upgraded: Upgraded) -> (IdleIo<Stream>, Option<SocketWriter>) {
             // What arrived with the request is copied: `read_buf` is a slice of
             // hyper's whole read buffer, which would otherwise stay allocated.
             (
-                IdleIo::with_read(Stream::Tcp(tcp), &parts.read_buf),
+                IdleIo::with_read(Either::Left(tcp), &parts.read_buf),
                 Some(writer),
             )
         }
-        Err(upgraded) => (IdleIo::new(Stream::Other(TokioIo::new(upgraded))), None),
-    }
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Stream::Other(other) => Pin::new(other).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_write(cx, data),
-            Stream::Other(other) => Pin::new(other).poll_write(cx, data),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
-            Stream::Other(other) => Pin::new(other).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            Stream::Other(other) => Pin::new(other).poll_shutdown(cx),
-        }
+        Err(upgraded) => (IdleIo::new(Either::Right(TokioIo::new(upgraded))), None),
     }
 }
 
@@ -138,44 +92,31 @@ impl Direct<Outbound> for SocketWriter {
             Outbound::Binary(bytes) => (Data::Binary, bytes.clone()),
             Outbound::Wire(_) => return Written::Nothing,
         };
-        let header = encode_header(opcode, payload.len());
+        let mut header = [0; FRAME_HEADER_BYTES];
+        let header = encode_header(opcode, payload.len(), &mut header);
         let total = header.len() + payload.len();
-        let Some(written) = self.send(&[IoSlice::new(&header), IoSlice::new(&payload)]) else {
+        let Some(written) = self.send(&[IoSlice::new(header), IoSlice::new(&payload)]) else {
             return Written::Nothing;
         };
         if written >= total {
             return Written::Whole;
         }
-        Written::Part(Outbound::Wire(rest(&header, payload, written)))
+        Written::Part(Outbound::Wire(rest(header, payload, written)))
     }
 }
 
-/// A server frame's header: final, unmasked, `opcode`, for a payload of `len` bytes.
-fn encode_header(opcode: Data, len: usize) -> Header {
+/// Encodes a server frame's header (final, unmasked, `opcode`, for a payload of
+/// `len` bytes) into `into`; returns the part of it used.
+fn encode_header(opcode: Data, len: usize, into: &mut [u8; FRAME_HEADER_BYTES]) -> &[u8] {
     let header = FrameHeader {
         opcode: OpCode::Data(opcode),
         ..FrameHeader::default()
     };
-    let mut bytes = [0; FRAME_HEADER_BYTES];
-    let mut unwritten = &mut bytes[..];
+    let mut unwritten = &mut into[..];
     // An unmasked header takes at most `FRAME_HEADER_BYTES`: this cannot fail.
     let _ = header.format(len as u64, &mut unwritten);
-    let len = FRAME_HEADER_BYTES - unwritten.len();
-    Header { bytes, len }
-}
-
-/// An encoded frame header, on the stack.
-struct Header {
-    bytes: [u8; FRAME_HEADER_BYTES],
-    len: usize,
-}
-
-impl std::ops::Deref for Header {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
+    let used = FRAME_HEADER_BYTES - unwritten.len();
+    &into[..used]
 }
 
 /// What is left of `header` then `payload` once `written` bytes of them are out.
@@ -216,8 +157,9 @@ mod tests {
         for len in [0, 1, 125, 126, 65_535, 65_536, 1 << 20] {
             let payload = Bytes::from(vec![7u8; len]);
             let expected = wire(Outbound::Binary(payload.clone()));
-            let header = encode_header(Data::Binary, len);
-            assert_eq!(&expected[..header.len()], &header[..], "{len} bytes");
+            let mut header = [0; FRAME_HEADER_BYTES];
+            let header = encode_header(Data::Binary, len, &mut header);
+            assert_eq!(&expected[..header.len()], header, "{len} bytes");
             assert_eq!(expected.len(), header.len() + len);
         }
     }
@@ -225,10 +167,11 @@ mod tests {
     #[test]
     fn the_rest_of_a_partial_write_completes_the_frame() {
         let payload = Bytes::from_static(b"hello world");
-        let header = encode_header(Data::Text, payload.len());
-        let whole = [&header[..], &payload[..]].concat();
+        let mut header = [0; FRAME_HEADER_BYTES];
+        let header = encode_header(Data::Text, payload.len(), &mut header);
+        let whole = [header, &payload[..]].concat();
         for written in 1..whole.len() {
-            let rest = rest(&header, payload.clone(), written);
+            let rest = rest(header, payload.clone(), written);
             assert_eq!(&rest[..], &whole[written..], "after {written} bytes");
         }
     }

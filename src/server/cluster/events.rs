@@ -249,21 +249,18 @@ pub(super) async fn subscribe(
                     // a batch's first messages to sockets itself and leaves the
                     // rest of a large batch (a node falling behind) to the
                     // connections' tasks.
-                    let mut batch = vec![first];
                     let mut ended = false;
-                    while batch.len() < MAX_PUSHES_PER_BATCH {
-                        match messages.next().now_or_never() {
-                            Some(Some(message)) => batch.push(message),
-                            Some(None) => {
-                                ended = true;
-                                break;
-                            }
-                            None => break,
-                        }
-                    }
                     queue::limit_direct_writes(queue::DIRECT_WRITES_PER_BATCH, || {
-                        for message in &batch {
-                            handle_message(&cluster, message);
+                        handle_message(&cluster, &first);
+                        for _ in 1..MAX_PUSHES_PER_BATCH {
+                            match messages.next().now_or_never() {
+                                Some(Some(message)) => handle_message(&cluster, &message),
+                                Some(None) => {
+                                    ended = true;
+                                    break;
+                                }
+                                None => break,
+                            }
                         }
                     });
                     if ended {
