@@ -137,7 +137,7 @@ struct Client {
 
 /// Runs one simulated editor until `stop` is cancelled.
 pub async fn run(plan: ClientPlan, shared: Arc<Shared>, stop: CancellationToken) -> ClientOutcome {
-    let editor = Editor::new(plan.index, plan.seed);
+    let editor = Editor::new(plan.index, shared.send_times.senders(), plan.seed);
     let mut client = Client {
         plan,
         shared,
@@ -555,7 +555,7 @@ mod tests {
             light: light.then(|| Arc::new(LightRoom::new(2))),
         };
         Client {
-            editor: Editor::new(plan.index, plan.seed),
+            editor: Editor::new(plan.index, 2, plan.seed),
             plan,
             shared,
             stop: CancellationToken::new(),
@@ -569,7 +569,7 @@ mod tests {
 
     #[test]
     fn a_light_receiver_counts_updates_without_integrating_them() {
-        let mut sender = Editor::new(0, 1);
+        let mut sender = Editor::new(0, 2, 1);
         let keystroke = sender.edit();
         let frames = [
             Message::text(r#"{"type":"users","users":[]}"#),

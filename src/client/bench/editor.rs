@@ -3,7 +3,7 @@
 //! brought in.
 //!
 //! Identifying a keystroke needs no change to the protocol: every bench editor's
-//! document has a known Yjs client id (its sender index plus one), and every edit
+//! document has a known Yjs client id (the run's base plus its sender index), and every edit
 //! inserts exactly one ASCII character, so the Yjs clock of an editor's n-th edit
 //! is n. When a received update carries another editor's items with clocks `a..b`
 //! that were not there yet (and follow the ones that were, as Yjs requires before
@@ -19,9 +19,12 @@ use yrs::{Doc, GetString, ReadTxn, StateVector, Text, TextRef, Transact, Update}
 
 use crate::server::document::TEXT_NAME;
 
-/// Yjs client id of sender index 0; id 0 is avoided because it is easy to mistake
-/// for "unset" when reading a state vector by eye.
-const CLIENT_ID_OFFSET: u64 = 1;
+/// The run's Yjs client ids start at a base drawn from its seed, below this many.
+/// A room kept from an earlier run (`--room-prefix`) already holds that run's ids
+/// with their clocks, and an editor reusing one would type at those clocks, not
+/// at its sequence numbers: none of its keystrokes would be recognised. 2^30 keeps
+/// ids inside Yjs' 32-bit client ids with room for any number of clients.
+const CLIENT_ID_BASES: u64 = 1 << 30;
 /// Percent of edits that first move the cursor to a random place, like a click.
 const JUMP_PERCENT: u32 = 5;
 /// Clicks land in the first this many characters. yrs finds a text index by
@@ -70,6 +73,9 @@ pub struct Editor {
     doc: Doc,
     text: TextRef,
     client_id: u64,
+    /// Client ids of this run's senders: `base..base + senders`.
+    base: u64,
+    senders: u64,
     cursor: u32,
     next_seq: u32,
     rng: fastrand::Rng,
@@ -119,15 +125,19 @@ impl Progress {
 }
 
 impl Editor {
-    /// The editor of sender `sender`, with its own random stream.
-    pub fn new(sender: usize, seed: u64) -> Self {
-        let client_id = sender as u64 + CLIENT_ID_OFFSET;
+    /// The editor of sender `sender` of `senders` in the run with `seed`, with its
+    /// own random stream.
+    pub fn new(sender: usize, senders: usize, seed: u64) -> Self {
+        let base = client_id_base(seed);
+        let client_id = base + sender as u64;
         let doc = Doc::with_client_id(client_id);
         let text = doc.get_or_insert_text(TEXT_NAME);
         Self {
             doc,
             text,
             client_id,
+            base,
+            senders: senders as u64,
             cursor: 0,
             next_seq: 0,
             rng: fastrand::Rng::with_seed(seed ^ client_id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
@@ -207,6 +217,7 @@ impl Editor {
         let pending = std::mem::take(&mut self.pending);
         let bytes = std::mem::take(&mut self.pending_bytes);
         let own = self.client_id;
+        let senders = self.base..self.base + self.senders;
         let doc = &self.doc;
         let progress = &mut self.progress;
         let mut failure = None;
@@ -226,10 +237,10 @@ impl Editor {
                 };
                 for (client, ranges) in update.insertions(true).iter() {
                     let client = client.get();
-                    if client == own || client < CLIENT_ID_OFFSET {
+                    if client == own || !senders.contains(&client) {
                         continue;
                     }
-                    let sender = (client - CLIENT_ID_OFFSET) as usize;
+                    let sender = (client - senders.start) as usize;
                     let progress = progress.entry(sender).or_default();
                     for range in ranges.iter() {
                         progress.add(range.start, range.end, |first, end| {
@@ -268,6 +279,13 @@ impl Editor {
     }
 }
 
+/// Client id of sender 0 for a run with `seed`: hashed, so that runs with nearby
+/// seeds do not share ids, and never 0, which is easy to mistake for "unset" when
+/// reading a state vector by eye.
+fn client_id_base(seed: u64) -> u64 {
+    1 + (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 34) % CLIENT_ID_BASES
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TextFingerprint {
     pub hash: u64,
@@ -297,8 +315,8 @@ mod tests {
 
     #[test]
     fn every_incremental_edit_is_recognised_by_sender_and_sequence() {
-        let mut alice = Editor::new(0, 7);
-        let mut bob = Editor::new(1, 7);
+        let mut alice = Editor::new(0, 3, 7);
+        let mut bob = Editor::new(1, 3, 7);
         for seq in 0..200 {
             let edit = alice.edit();
             assert_eq!(edit.seq, seq);
@@ -318,8 +336,8 @@ mod tests {
 
     #[test]
     fn a_full_state_reports_only_what_is_new() {
-        let mut alice = Editor::new(0, 1);
-        let mut carol = Editor::new(2, 1);
+        let mut alice = Editor::new(0, 3, 1);
+        let mut carol = Editor::new(2, 3, 1);
         for _ in 0..3 {
             let edit = alice.edit();
             collect(&mut carol, &edit.update);
@@ -340,7 +358,7 @@ mod tests {
 
     #[test]
     fn concurrent_editors_converge_and_see_each_other() {
-        let mut editors: Vec<Editor> = (0..3).map(|sender| Editor::new(sender, 3)).collect();
+        let mut editors: Vec<Editor> = (0..3).map(|sender| Editor::new(sender, 3, 3)).collect();
         let mut seen = [0u32; 3];
         for round in 0..50 {
             let updates: Vec<Vec<u8>> = editors
@@ -377,8 +395,8 @@ mod tests {
 
     #[test]
     fn an_edit_waiting_for_an_earlier_one_arrives_with_it() {
-        let mut alice = Editor::new(0, 5);
-        let mut bob = Editor::new(1, 5);
+        let mut alice = Editor::new(0, 3, 5);
+        let mut bob = Editor::new(1, 3, 5);
         let first = alice.edit();
         let second = alice.edit();
         assert!(collect(&mut bob, &second.update).is_empty());
@@ -393,9 +411,9 @@ mod tests {
 
     #[test]
     fn a_caught_up_full_state_carries_everyone_s_text() {
-        let mut alice = Editor::new(0, 2);
-        let mut bob = Editor::new(1, 2);
-        let mut carol = Editor::new(2, 2);
+        let mut alice = Editor::new(0, 3, 2);
+        let mut bob = Editor::new(1, 3, 2);
+        let mut carol = Editor::new(2, 3, 2);
         for _ in 0..5 {
             collect(&mut bob, &alice.edit().update);
         }
@@ -431,9 +449,46 @@ mod tests {
     }
 
     #[test]
+    fn keystrokes_count_in_a_room_an_earlier_run_typed_into() {
+        // An earlier run (another seed) left its keystrokes in the room.
+        let mut earlier: Vec<Editor> = (0..2).map(|sender| Editor::new(sender, 3, 1)).collect();
+        let mut history = Vec::new();
+        for _ in 0..5 {
+            for editor in &mut earlier {
+                history.push(editor.edit().update);
+            }
+        }
+        let mut alice = Editor::new(0, 3, 2);
+        let mut bob = Editor::new(1, 3, 2);
+        for update in &history {
+            alice.receive(update, 0);
+            bob.receive(update, 0);
+        }
+        // The earlier run's senders are strangers to this one.
+        alice.catch_up(|arrived, _| panic!("{arrived:?}")).unwrap();
+        bob.catch_up(|arrived, _| panic!("{arrived:?}")).unwrap();
+
+        let first = alice.edit();
+        assert_eq!(first.seq, 0);
+        assert_eq!(
+            collect(&mut bob, &first.update),
+            [Arrived {
+                sender: 0,
+                first: 0,
+                end: 1
+            }]
+        );
+        assert_eq!(
+            collect(&mut bob, &alice.full_state()),
+            [],
+            "nothing new the second time"
+        );
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_crash() {
-        let mut alice = Editor::new(0, 1);
-        let mut bob = Editor::new(1, 1);
+        let mut alice = Editor::new(0, 3, 1);
+        let mut bob = Editor::new(1, 3, 1);
         let edit = bob.edit();
         alice.receive(&[0xff, 0xff, 0xff], 1);
         alice.receive(&edit.update, 2);

@@ -68,6 +68,11 @@ impl SendTimes {
         value.checked_sub(1)
     }
 
+    /// How many senders the table has slots for: every client of the run.
+    pub fn senders(&self) -> usize {
+        self.per_sender.len()
+    }
+
     pub fn capacity(&self) -> usize {
         self.per_sender.first().map_or(0, |slots| slots.len())
     }
