@@ -11,7 +11,8 @@
 #            the ceiling with medians)
 #   idle     IDLE_CONNECTIONS connections that only stay open: server memory, connect time
 #   durability  load 2 and 500 rooms of 4 at 10/s, SERVERS interleaved run by run
-#   cluster  load 2 on CLUSTER_SIZES nodes of one cluster (Redis with its AOF,
+#   cluster  each of CLUSTER_LOADS (ROOMSxCLIENTSxRATE, default 50x20x1: load 2)
+#            on CLUSTER_SIZES nodes of one cluster (Redis with its AOF,
 #            appendfsync REDIS_FSYNC (everysec), and BENCH_MONGO_URL or a MongoDB
 #            test server started here), after a lone node on its embedded store,
 #            each room's clients spread over the nodes, sizes interleaved run by run;
@@ -42,6 +43,7 @@ CEILING_ROOMS=${CEILING_ROOMS:-10 20 40 60 80 120 160 240 320}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 QUIET_WAIT=${QUIET_WAIT:-120}
 CLUSTER_SIZES=${CLUSTER_SIZES:-1 2 3}
+CLUSTER_LOADS=${CLUSTER_LOADS:-50x20x1}
 P99_LIMIT_MS=50
 
 # Every connection is a file descriptor, on both sides.
@@ -188,8 +190,14 @@ cluster() {
     fi
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break; sleep 0.05; done
     for _ in $(seq "$RUNS"); do
+      for load in $CLUSTER_LOADS; do
+        local rooms clients rate name
+        IFS=x read -r rooms clients rate <<< "$load"
+        # Load 2 keeps the name the fixed loads give it.
+        name="cluster-$load"
+        [ "$load" = 50x20x1 ] && name="2-50x20x1"
         # The reference: one lone node on its embedded store.
-        run "2-50x20x1" coedit --rooms 50 --clients 20 --rate 1 \
+        run "$name" coedit --rooms "$rooms" --clients "$clients" --rate "$rate" \
             --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --payload "$PAYLOAD" >/dev/null
         for size in $CLUSTER_SIZES; do
             for _ in $(seq "$QUIET_WAIT"); do
@@ -213,9 +221,9 @@ cluster() {
             local before_redis before_mongo=0
             before_redis=$(cpu_seconds "$redis_pid")
             [ -n "$mongo_pid" ] && before_mongo=$(cpu_seconds "$mongo_pid")
-            local compilers file="$OUT/2-50x20x1.cluster-$size.$(date +%s%N).json"
+            local compilers file="$OUT/$name.cluster-$size.$(date +%s%N).json"
             compilers=$(pgrep -c rustc || true)
-            "$COEDIT" bench "${urls[@]}" "${watch[@]}" --json --rooms 50 --clients 20 --rate 1 \
+            "$COEDIT" bench "${urls[@]}" "${watch[@]}" --json --rooms "$rooms" --clients "$clients" --rate "$rate" \
                 --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --payload "$PAYLOAD" > "$file.raw" || true
             local after_redis after_mongo=0
             after_redis=$(cpu_seconds "$redis_pid")
@@ -228,11 +236,13 @@ cluster() {
             jq --arg server "cluster-$size" --argjson compilers "$compilers" \
                 --argjson redis "$(echo "$after_redis - $before_redis" | bc)" \
                 --argjson mongo "$(echo "$after_mongo - $before_mongo" | bc)" \
-                '. + {name: "2-50x20x1", server_kind: $server, compilers_running: $compilers,
+                --arg name "$name" \
+                '. + {name: $name, server_kind: $server, compilers_running: $compilers,
                       cluster: {redis_cpu_s: $redis, mongo_cpu_s: $mongo,
                         redis_us_per_delivery: ($redis * 1e6 / .deliveries)}}' \
                 "$file.raw" > "$file" && rm -f "$file.raw"
         done
+      done
     done
     kill "$redis_pid" ${mongo_pid:+"$mongo_pid"} 2>/dev/null || true
     wait "$redis_pid" ${mongo_pid:+"$mongo_pid"} 2>/dev/null || true
@@ -240,8 +250,8 @@ cluster() {
     jq -s -r '
       def median: sort | .[(length - 1) / 2 | floor];
       def spread(f): [.[] | f] as $v | "\($v | median | . * 100 | round / 100) (\($v | min | . * 100 | round / 100)–\($v | max | . * 100 | round / 100))";
-      group_by(.server_kind)[] | select(.[0].name == "2-50x20x1")
-      | "| \(.[0].server_kind) | \(length) | \(spread(.latency_ms.p50)) | \(spread(.latency_ms.p99)) | \(spread(.delivery_ratio)) | \(spread(.server.cpu_us_per_delivery)) | \(if .[0].cluster then spread(.cluster.redis_us_per_delivery) else "-" end) | \(if .[0].cluster then spread(.cluster.mongo_cpu_s) else "-" end) |"
+      group_by([.name, .server_kind])[] | select(.[0].name | test("^(2-50x20x1|cluster-)"))
+      | "| \(.[0].name) | \(.[0].server_kind) | \(length) | \(spread(.latency_ms.p50)) | \(spread(.latency_ms.p99)) | \(spread(.delivery_ratio)) | \(spread(.server.cpu_us_per_delivery)) | \(if .[0].cluster then spread(.cluster.redis_us_per_delivery) else "-" end) | \(if .[0].cluster then spread(.cluster.mongo_cpu_s) else "-" end) |"
     ' "$OUT"/*.json >&2
 }
 
