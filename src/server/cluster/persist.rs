@@ -19,12 +19,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::log::{range, Entry};
 use super::{lease_key, lock, log_key, Cluster, Watched};
-use crate::server::room::durable::now_ms;
+use crate::server::room::durable::{now_ms, room_hash};
 use crate::server::room::Room;
 use crate::server::store::{LoggedUpdate, Snapshot, WriteOp};
 
 /// How often each held room's stream is moved to MongoDB.
 const EVERY: Duration = Duration::from_secs(1);
+/// Each room is moved in one of this many slots of `EVERY`, fixed by its name:
+/// all rooms at once made a burst of Redis calls and MongoDB writes on every node
+/// each second, which the rooms' relay felt as a latency spike.
+const SLOTS: u32 = 10;
 /// How long a lease outlives its holder's last renewal.
 const LEASE_TTL: Duration = Duration::from_secs(10);
 /// Entries copied per MongoDB write.
@@ -57,18 +61,30 @@ return 0
 ";
 
 pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
-    let mut interval = tokio::time::interval(EVERY);
+    let mut interval = tokio::time::interval(EVERY / SLOTS);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut slot = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        let rooms: Vec<String> = cluster.watched().keys().cloned().collect();
+        slot = (slot + 1) % u64::from(SLOTS);
+        let rooms: Vec<String> = cluster
+            .watched()
+            .keys()
+            .filter(|room_id| in_slot(room_id, slot))
+            .cloned()
+            .collect();
         for room_id in rooms {
             persist_room(&cluster, &room_id, None, false).await;
         }
     }
+}
+
+/// Whether `room_id` is moved in `slot` of each `EVERY`.
+fn in_slot(room_id: &str, slot: u64) -> bool {
+    room_hash(room_id) % u64::from(SLOTS) == slot
 }
 
 /// Moves what the room's stream holds into MongoDB if this node may (it holds or
@@ -264,5 +280,19 @@ mod tests {
         assert_eq!(next_id("5-41"), "5-42");
         assert_eq!(earliest("10-5", "9-7"), "9-7");
         assert_eq!(earliest("10-5", "10-6"), "10-5");
+    }
+
+    #[test]
+    fn every_room_is_moved_once_a_round_and_rooms_spread_over_the_round() {
+        let rooms: Vec<String> = (0..50).map(|index| format!("bench-0-{index}")).collect();
+        let mut per_slot = [0; SLOTS as usize];
+        for room in &rooms {
+            let slots: Vec<u64> = (0..u64::from(SLOTS))
+                .filter(|&slot| in_slot(room, slot))
+                .collect();
+            assert_eq!(slots.len(), 1, "{room}: {slots:?}");
+            per_slot[slots[0] as usize] += 1;
+        }
+        assert!(per_slot.iter().all(|&rooms| rooms <= 12), "{per_slot:?}");
     }
 }

@@ -598,13 +598,17 @@ pub fn now_ms() -> i64 {
 /// together, a load test) would otherwise all write their snapshots in the same
 /// group commit, and that one slow write would delay everyone's durability.
 fn compaction_threshold(room_id: &str, every: u64) -> u64 {
-    // FNV-1a: stable across runs and platforms, which `DefaultHasher` does not promise.
-    let hash = room_id
+    every + room_hash(room_id) % (every / 2 + 1)
+}
+
+/// A room's name hashed, to spread rooms' periodic work: FNV-1a, stable across
+/// runs and platforms, which `DefaultHasher` does not promise.
+pub fn room_hash(room_id: &str) -> u64 {
+    room_id
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
             (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-    every + hash % (every / 2 + 1)
+        })
 }
 
 #[cfg(test)]
