@@ -3,12 +3,13 @@
 //! brought in.
 //!
 //! Identifying a keystroke needs no change to the protocol: every bench editor's
-//! document has a known Yjs client id (the run's base plus its sender index), and every edit
-//! inserts exactly one ASCII character, so the Yjs clock of an editor's n-th edit
-//! is n. When a received update carries another editor's items with clocks `a..b`
-//! that were not there yet (and follow the ones that were, as Yjs requires before
-//! it integrates them), its edits `a..b` have just arrived — whether the server
-//! sent a delta, a relay forwarded a full state, or a `sync` carried them.
+//! document has a known Yjs client id (the run's base plus its sender index), and
+//! every edit inserts exactly one ASCII character, so the Yjs clock of an editor's
+//! n-th edit is n. When a received update carries another editor's items with
+//! clocks `a..b` that were not there yet (and follow the ones that were, as Yjs
+//! requires before it integrates them), its edits `a..b` have just arrived —
+//! whether the server sent a delta, a relay forwarded a full state, or a `sync`
+//! carried them.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -73,9 +74,8 @@ pub struct Editor {
     doc: Doc,
     text: TextRef,
     client_id: u64,
-    /// Client ids of this run's senders: `base..base + senders`.
-    base: u64,
-    senders: u64,
+    /// Client ids of this run's senders, sender 0's first.
+    senders: std::ops::Range<u64>,
     cursor: u32,
     next_seq: u32,
     rng: fastrand::Rng,
@@ -136,8 +136,7 @@ impl Editor {
             doc,
             text,
             client_id,
-            base,
-            senders: senders as u64,
+            senders: base..base + senders as u64,
             cursor: 0,
             next_seq: 0,
             rng: fastrand::Rng::with_seed(seed ^ client_id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
@@ -217,7 +216,7 @@ impl Editor {
         let pending = std::mem::take(&mut self.pending);
         let bytes = std::mem::take(&mut self.pending_bytes);
         let own = self.client_id;
-        let senders = self.base..self.base + self.senders;
+        let senders = self.senders.clone();
         let doc = &self.doc;
         let progress = &mut self.progress;
         let mut failure = None;
