@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Where documents are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
-    /// SQLite file under this directory (the default).
+    /// SQLite files under this directory (the default).
     Embedded { data_dir: PathBuf },
     /// MongoDB at `url`, database `database`.
     Mongo { url: String, database: String },

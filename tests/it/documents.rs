@@ -7,7 +7,7 @@ use std::time::Duration;
 use coedit::api::ServerMessage;
 use coedit::server::store::memory::MemoryStore;
 use coedit::server::store::mongo::{MongoStore, CHECKPOINTS, SNAPSHOTS, UPDATES};
-use coedit::server::store::sqlite::{SqliteStore, DATABASE_FILE};
+use coedit::server::store::sqlite::{SqliteStore, DATABASE_FILE, JOURNAL_FILE};
 use coedit::server::store::Store;
 use coedit::server::{Config, StoreConfig};
 use futures_util::StreamExt;
@@ -38,19 +38,30 @@ pub(super) async fn close_frame(
 /// Rows the room still has in each table of the embedded store.
 fn sqlite_rows(data_dir: &std::path::Path, room: &str) -> Vec<(&'static str, i64)> {
     let connection = rusqlite::Connection::open(data_dir.join(DATABASE_FILE)).unwrap();
-    ["journal_tail", "update_log", "snapshots", "room_documents"]
-        .into_iter()
-        .map(|table| {
-            let count = connection
-                .query_row(
-                    &format!("SELECT COUNT(*) FROM {table} WHERE room_id = ?1"),
-                    [room],
-                    |row| row.get(0),
-                )
-                .unwrap();
-            (table, count)
-        })
-        .collect()
+    connection
+        .execute(
+            "ATTACH DATABASE ?1 AS journal",
+            [data_dir.join(JOURNAL_FILE).to_str().unwrap()],
+        )
+        .unwrap();
+    [
+        "journal.journal_tail",
+        "update_log",
+        "snapshots",
+        "room_documents",
+    ]
+    .into_iter()
+    .map(|table| {
+        let count = connection
+            .query_row(
+                &format!("SELECT COUNT(*) FROM {table} WHERE room_id = ?1"),
+                [room],
+                |row| row.get(0),
+            )
+            .unwrap();
+        (table, count)
+    })
+    .collect()
 }
 
 fn embedded(data_dir: &std::path::Path) -> impl Fn(&mut Config) + Copy + '_ {

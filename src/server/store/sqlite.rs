@@ -1,23 +1,38 @@
-//! The embedded store: one SQLite database file under the data directory, so
-//! `coedit serve` needs nothing else installed.
+//! The embedded store: SQLite files under the data directory, so `coedit serve`
+//! needs nothing else installed.
+//!
+//! Two files, each with a connection of its own:
+//! - the *journal* file (`coedit-journal.sqlite3`) takes every accepted update, in
+//!   arrival order (`journal_tail`): appending by rowid dirties only the table's
+//!   last pages, however many rooms a commit touches;
+//! - the *store* file (`coedit.sqlite3`) keeps each room's log (`update_log`, by
+//!   room), snapshots and checkpoints. Every `FOLD_ROWS` updates, the tail is
+//!   folded into the log in bulk, which writes each busy room's log page once for
+//!   many updates.
+//!
+//! Two files because SQLite lets one writer at a time into a file. In one file the
+//! fold (10–50 ms at 300 busy rooms) held every room's next commit, and with
+//! write-ahead relay every room's relay: it was most of rooms of 4's p99. Now the
+//! fold and compactions write the store file on a blocking thread while the
+//! journal keeps committing; the journal file waits only for the fold's final
+//! `DELETE` of what it moved (a millisecond or two).
+//!
+//! Compactions are an optimisation (the log holds everything they cover), so a
+//! journal batch does not wait for them: they are queued and applied to the store
+//! file by the next holder of its connection, before anything reads it. A crash
+//! before they are applied leaves the room's previous snapshot and its full log.
 //!
 //! rusqlite is synchronous, so calls run on tokio's blocking pool. The one
 //! exception is the journal's common case, a small append commit while the
-//! connection is free, which the journal's task writes itself (`write_inline`):
-//! that is tens of microseconds, about what the two thread hand-offs cost. The
-//! connection sits behind a `std::sync::Mutex`: SQLite serialises writers anyway,
-//! and the lock is never held across an await (the journal only `try_lock`s it).
-//!
-//! The journal's appends go to `journal_tail` in arrival order and are folded into
-//! the per-room `update_log` in bulk. Inserting each update straight into
-//! `update_log` (keyed by room) dirtied one B-tree page per room per commit; with
-//! hundreds of busy rooms that was most of a commit's WAL traffic and checkpoint
-//! work, and about a fifth of the server's CPU.
+//! journal's connection is free, which the journal's task writes itself
+//! (`write_inline`): that is tens of microseconds, about what the two thread
+//! hand-offs cost. Each connection sits behind a `std::sync::Mutex`, never held
+//! across an await; whoever takes both takes the store's first.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -25,26 +40,19 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    history_floor, DurableState, History, HistoryEntry, RoomParts, Store, StoreError,
+    history_floor, DurableState, History, HistoryEntry, RoomParts, Snapshot, Store, StoreError,
     StoredCheckpoint, StoredEntry, StoredSnapshot, VersionData, WriteOp,
 };
 
-/// File name of the database inside `--data-dir`.
+/// File name of the store database inside `--data-dir`.
 pub const DATABASE_FILE: &str = "coedit.sqlite3";
+/// File name of the journal database inside `--data-dir`.
+pub const JOURNAL_FILE: &str = "coedit-journal.sqlite3";
 
 const SCHEMA: &str = "
-    -- Accepted updates land here first, in arrival order: appending by rowid dirties
-    -- only the table's last pages, however many rooms a commit touches.
-    CREATE TABLE IF NOT EXISTS journal_tail (
-        id INTEGER PRIMARY KEY,
-        room_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        at INTEGER NOT NULL DEFAULT 0,
-        author TEXT
-    );
-    -- ...and are folded in here, by room, every FOLD_ROWS updates. With history
-    -- kept, compactions' snapshots are kept here too (snapshot = 1), as bases.
+    -- Every update, by room, folded in from the journal's tail every FOLD_ROWS
+    -- updates. With history kept, compactions' snapshots are kept here too
+    -- (snapshot = 1), as bases.
     CREATE TABLE IF NOT EXISTS update_log (
         room_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
@@ -70,6 +78,23 @@ const SCHEMA: &str = "
         updated_at TEXT NOT NULL,
         size INTEGER NOT NULL
     );
+    -- Rooms being deleted: their rows left this file in the same commit, and their
+    -- journal rows are deleted next. One still here at open was cut short by a
+    -- crash, and its journal rows are deleted then.
+    CREATE TABLE IF NOT EXISTS deleted_rooms (
+        room_id TEXT PRIMARY KEY
+    );
+";
+
+const JOURNAL_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS journal_tail (
+        id INTEGER PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        at INTEGER NOT NULL DEFAULT 0,
+        author TEXT
+    );
 ";
 
 /// Columns added since the first release, for databases created before them.
@@ -82,15 +107,14 @@ const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
     ("snapshots", "history_floor", "INTEGER"),
 ];
 
-/// Adds the columns an older database lacks.
+/// Adds the columns an older database lacks (to the tables it has).
 fn migrate(connection: &Connection) -> rusqlite::Result<()> {
     for (table, column, declaration) in ADDED_COLUMNS {
-        let exists: bool = connection.query_row(
-            &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
-            [column],
-            |row| row.get(0),
-        )?;
-        if !exists {
+        let columns: Vec<String> = connection
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if !columns.is_empty() && !columns.iter().any(|name| name == column) {
             connection.execute_batch(&format!(
                 "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
             ))?;
@@ -105,14 +129,41 @@ fn migrate(connection: &Connection) -> rusqlite::Result<()> {
 const FOLD_ROWS: usize = 8192;
 /// Largest append written on the journal's own thread (`write_inline`).
 const INLINE_WRITE_BYTES: usize = 64 * 1024;
+/// How long background work waits after failing before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    inner: Arc<Mutex<Inner>>,
+    shared: Arc<Shared>,
     path: PathBuf,
-    checkpointer: Arc<Checkpointer>,
     /// Every commit syncs to disk (`synchronous=FULL`).
     fsync: bool,
+}
+
+struct Shared {
+    /// The store file's connection, with the journal file attached as `journal`
+    /// (read only through it).
+    store: Mutex<Connection>,
+    journal: Mutex<Journal>,
+    /// Compactions written by the journal and not yet applied to the store file,
+    /// in order.
+    pending: Mutex<Vec<Snapshot>>,
+    /// Rows in `journal_tail` (an upper bound between a room's deletion and the
+    /// next fold).
+    tail_rows: AtomicUsize,
+    /// A blocking thread is folding or applying compactions.
+    maintaining: AtomicBool,
+    /// Background work failed: not tried again before then.
+    retry_at: Mutex<Option<Instant>>,
+    checkpointer: Checkpointer,
+}
+
+struct Journal {
+    connection: Connection,
+    /// Rooms that may have rows in `journal_tail`, with the id of their last row
+    /// there (a superset after a failed write), so loading any other room skips
+    /// reading the tail.
+    tail_rooms: HashMap<String, i64>,
 }
 
 /// How often the checkpointer looks at what was written.
@@ -128,10 +179,10 @@ const CHECKPOINT_AT_LEAST_EVERY: Duration = Duration::from_secs(10);
 /// leaf page and a page above it.
 const COMMIT_WAL_BYTES: u64 = 2 * 4096;
 
-/// Checkpoints the WAL on a thread and connection of its own. SQLite's automatic
-/// checkpoint runs inside whichever commit crosses its threshold and syncs the
-/// database file there; with write-ahead relay every room waits for that commit,
-/// so one slow disk sync became a stall of every room's relay. A passive
+/// Checkpoints both files' WALs on a thread and connections of its own. SQLite's
+/// automatic checkpoint runs inside whichever commit crosses its threshold and
+/// syncs the database file there; with write-ahead relay every room waits for that
+/// commit, so one slow disk sync became a stall of every room's relay. A passive
 /// checkpoint beside the writer never blocks it.
 ///
 /// It checkpoints once enough was written, not on a clock: a checkpoint syncs
@@ -146,8 +197,11 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(path: &Path) -> Result<Self, StoreError> {
-        let connection = Connection::open(path).map_err(unavailable)?;
+    fn start(paths: &[&Path]) -> Result<Self, StoreError> {
+        let connections = paths
+            .iter()
+            .map(|path| Connection::open(path).map_err(unavailable))
+            .collect::<Result<Vec<_>, _>>()?;
         let stop = Arc::new(AtomicBool::new(false));
         let written = Arc::new(AtomicU64::new(0));
         let (stopped, pending) = (stop.clone(), written.clone());
@@ -164,10 +218,12 @@ impl Checkpointer {
                     }
                     pending.store(0, Ordering::Relaxed);
                     last = Instant::now();
-                    if let Err(error) =
-                        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::debug!(%error, "WAL checkpoint failed; retrying");
+                    for connection in &connections {
+                        if let Err(error) =
+                            connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        {
+                            tracing::debug!(%error, "WAL checkpoint failed; retrying");
+                        }
                     }
                 }
             })
@@ -187,22 +243,6 @@ impl Checkpointer {
 impl Drop for Checkpointer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-struct Inner {
-    connection: Connection,
-    /// Rooms that may have rows in `journal_tail` (a superset after a failed write),
-    /// so loading any other room skips reading the tail.
-    tail_rooms: HashSet<String>,
-    tail_rows: usize,
-}
-
-impl Inner {
-    /// After a committed fold: nothing is in the tail any more.
-    fn tail_folded(&mut self) {
-        self.tail_rooms.clear();
-        self.tail_rows = 0;
     }
 }
 
@@ -278,57 +318,85 @@ impl SqliteStore {
             StoreError::Unavailable(format!("cannot create {}: {error}", data_dir.display()))
         })?;
         let path = data_dir.join(DATABASE_FILE);
-        let mut connection = Connection::open(&path).map_err(unavailable)?;
+        let journal_path = data_dir.join(JOURNAL_FILE);
         // WAL with synchronous=NORMAL: a commit is durable against a process crash
         // (kill -9) as soon as it returns (it is in the OS); only a power loss can
         // drop the last few. FULL syncs the WAL to disk on every commit.
         // Checkpoints are the `Checkpointer`'s, never a commit's.
         let synchronous = if fsync { "FULL" } else { "NORMAL" };
-        connection
-            .execute_batch(&format!(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=5000;
-                 PRAGMA wal_autocheckpoint=0;"
+        let pragmas = format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=5000;
+             PRAGMA wal_autocheckpoint=0;"
+        );
+        let open = |path: &Path, schema: &str| -> Result<Connection, StoreError> {
+            let connection = Connection::open(path).map_err(unavailable)?;
+            connection.execute_batch(&pragmas).map_err(unavailable)?;
+            connection.execute_batch(schema).map_err(unavailable)?;
+            migrate(&connection).map_err(unavailable)?;
+            Ok(connection)
+        };
+        let journal = open(&journal_path, JOURNAL_SCHEMA)?;
+        let mut store = open(&path, SCHEMA)?;
+        fold_tail_of_one_file(&mut store).map_err(unavailable)?;
+        let attach = journal_path.to_str().ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "{} is not valid UTF-8; choose another --data-dir",
+                data_dir.display()
             ))
+        })?;
+        store
+            .execute("ATTACH DATABASE ?1 AS journal", [attach])
             .map_err(unavailable)?;
-        connection.execute_batch(SCHEMA).map_err(unavailable)?;
-        migrate(&connection).map_err(unavailable)?;
-        // A tail left by a crash is folded now; the tail starts empty.
-        fold_tail_now(&mut connection).map_err(unavailable)?;
-        let checkpointer = Checkpointer::start(&path)?;
+        let checkpointer = Checkpointer::start(&[&path, &journal_path])?;
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store),
+            journal: Mutex::new(Journal {
+                connection: journal,
+                tail_rooms: HashMap::new(),
+            }),
+            pending: Mutex::new(Vec::new()),
+            tail_rows: AtomicUsize::new(0),
+            maintaining: AtomicBool::new(false),
+            retry_at: Mutex::new(None),
+            checkpointer,
+        });
+        {
+            // What a crash left: deletions to finish, then the whole tail to fold.
+            let mut store = lock(&shared.store)?;
+            finish_deletions(&shared, &store)?;
+            fold(&shared, &mut store)?;
+        }
         Ok(Self {
-            inner: Arc::new(Mutex::new(Inner {
-                connection,
-                tail_rooms: HashSet::new(),
-                tail_rows: 0,
-            })),
+            shared,
             path,
-            checkpointer: Arc::new(checkpointer),
             fsync,
         })
     }
 
+    /// The store file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    async fn with_inner<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// Runs `work` on the blocking pool with the store file's connection, once the
+    /// compactions written so far are applied.
+    async fn with_store<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Inner) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Shared, &mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = self.inner.clone();
+        let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = inner
-                .lock()
-                .map_err(|_| StoreError::Unavailable("database lock poisoned".into()))?;
-            work(&mut guard)
+            let mut store = lock(&shared.store)?;
+            apply_compactions(&shared, &mut store)?;
+            work(&shared, &mut store)
         })
         .await
         .map_err(|error| StoreError::Unavailable(format!("store task failed: {error}")))?
     }
 
     /// Writes a quiet server's journal batch on the calling thread: one small
-    /// append, nothing to sync or fold, and the connection free. Such a commit is
+    /// append, nothing to sync, and the journal's connection free. Such a commit is
     /// a write to the WAL in the page cache, tens of microseconds, and the two
     /// thread hand-offs it saves cost about as much (10% of the CPU per delivery
     /// at 1,000 keystrokes/s). A busy server's batches still go to the blocking
@@ -342,41 +410,102 @@ impl SqliteStore {
         if self.fsync || update.data.len() > INLINE_WRITE_BYTES {
             return None;
         }
-        let mut inner = self.inner.try_lock().ok()?;
-        if inner.tail_rows + batch.len() >= FOLD_ROWS {
-            return None;
-        }
-        Some(write_batch(&mut inner, batch, &self.checkpointer))
+        let mut journal = self.shared.journal.try_lock().ok()?;
+        let written = write_journal(&self.shared, &mut journal, batch);
+        drop(journal);
+        self.maintain_when_due();
+        Some(written)
     }
 
-    async fn with_connection<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.with_inner(|inner| work(&mut inner.connection)).await
+    /// Starts folding the tail, or applying compactions, on a blocking thread if
+    /// either is due and no thread is at it.
+    fn maintain_when_due(&self) {
+        let shared = &self.shared;
+        if !shared.maintenance_due() {
+            return;
+        }
+        if let Ok(retry_at) = shared.retry_at.lock() {
+            if retry_at.is_some_and(|at| Instant::now() < at) {
+                return;
+            }
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if shared.maintaining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = shared.clone();
+        runtime.spawn_blocking(move || maintain(&shared));
     }
 }
 
-/// Writes one batch of the journal in one transaction.
-fn write_batch(
-    inner: &mut Inner,
-    batch: &[WriteOp],
-    checkpointer: &Checkpointer,
-) -> Result<(), StoreError> {
-    let mut appended = 0;
-    for op in batch {
-        if let WriteOp::Append(update) = op {
-            appended += 1;
-            // Before the write: if it fails half-way the set is a superset.
-            if !inner.tail_rooms.contains(&update.room_id) {
-                inner.tail_rooms.insert(update.room_id.clone());
+impl Shared {
+    fn maintenance_due(&self) -> bool {
+        self.tail_rows.load(Ordering::Relaxed) >= FOLD_ROWS
+            || self.pending.lock().is_ok_and(|pending| !pending.is_empty())
+    }
+
+    /// Queues the batch's compactions, except those of rooms it deletes.
+    fn queue_compactions(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
+        let deleted = |room_id: &str| {
+            batch
+                .iter()
+                .any(|op| matches!(op, WriteOp::Delete(deletion) if deletion.room_id == room_id))
+        };
+        let compactions = batch.iter().filter_map(|op| match op {
+            WriteOp::Compact(snapshot) if !deleted(&snapshot.room_id) => Some(snapshot.clone()),
+            _ => None,
+        });
+        lock(&self.pending)?.extend(compactions);
+        Ok(())
+    }
+}
+
+/// The background work: applies queued compactions and folds the tail while
+/// either is due. After a failure it leaves the rest to a later write.
+fn maintain(shared: &Shared) {
+    loop {
+        let done = lock(&shared.store).and_then(|mut store| {
+            apply_compactions(shared, &mut store)?;
+            if shared.tail_rows.load(Ordering::Relaxed) >= FOLD_ROWS {
+                fold(shared, &mut store)?;
             }
+            Ok(())
+        });
+        shared.maintaining.store(false, Ordering::Release);
+        if let Err(error) = done {
+            tracing::warn!(%error, "cannot fold the journal or compact rooms yet; retrying");
+            if let Ok(mut retry_at) = shared.retry_at.lock() {
+                *retry_at = Some(Instant::now() + RETRY_AFTER);
+            }
+            return;
+        }
+        if !shared.maintenance_due() || shared.maintaining.swap(true, Ordering::AcqRel) {
+            return;
         }
     }
-    inner.tail_rows += appended;
-    let fold = inner.tail_rows >= FOLD_ROWS;
-    let txn = inner.connection.transaction().map_err(unavailable)?;
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
+    mutex
+        .lock()
+        .map_err(|_| StoreError::Unavailable("database lock poisoned".into()))
+}
+
+/// Writes a batch's appends, and its rooms' deletions, to the journal file in one
+/// transaction. Compactions are not the journal file's.
+fn write_journal(
+    shared: &Shared,
+    journal: &mut Journal,
+    batch: &[WriteOp],
+) -> Result<(), StoreError> {
+    let Journal {
+        connection,
+        tail_rooms,
+    } = journal;
+    let txn = connection.transaction().map_err(unavailable)?;
+    let (mut appended, mut data) = (0, 0);
     for op in batch {
         match op {
             WriteOp::Append(update) => {
@@ -396,99 +525,246 @@ fn write_batch(
                     ])
                 })
                 .map_err(unavailable)?;
-            }
-            WriteOp::Compact(snapshot) => {
-                let floor = match snapshot.keep_history_since_ms {
+                // Before the commit: if it fails the map is a superset.
+                let id = txn.last_insert_rowid();
+                match tail_rooms.get_mut(&update.room_id) {
+                    Some(last) => *last = id,
                     None => {
-                        txn.execute(
-                            "DELETE FROM update_log WHERE room_id = ?1 AND seq <= ?2",
-                            params![snapshot.room_id, snapshot.through_seq as i64],
-                        )
-                        .map_err(unavailable)?;
-                        None
+                        tail_rooms.insert(update.room_id.clone(), id);
                     }
-                    Some(since) => {
-                        Some(keep_in_history(&txn, snapshot, since).map_err(unavailable)?)
-                    }
-                };
+                }
+                appended += 1;
+                data += update.data.len();
+            }
+            WriteOp::Delete(deletion) => {
                 txn.execute(
-                    "INSERT OR REPLACE INTO snapshots
-                            (room_id, through_seq, data, updated_at, history_floor)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        snapshot.room_id,
-                        snapshot.through_seq as i64,
-                        snapshot.data.as_ref(),
-                        iso_of_ms(snapshot.at_ms),
-                        floor
-                    ],
+                    "DELETE FROM journal_tail WHERE room_id = ?1",
+                    params![deletion.room_id],
                 )
                 .map_err(unavailable)?;
             }
-            WriteOp::Delete(deletion) => {
-                // The tail too: a fold after this must not bring rows back.
-                for table in ["journal_tail", "update_log", "snapshots", "room_documents"] {
-                    txn.execute(
-                        &format!("DELETE FROM {table} WHERE room_id = ?1"),
-                        params![deletion.room_id],
-                    )
-                    .map_err(unavailable)?;
-                }
-            }
+            WriteOp::Compact(_) => {}
         }
     }
-    if fold {
-        fold_tail(&txn).map_err(unavailable)?;
+    if appended == 0 && !batch.iter().any(|op| matches!(op, WriteOp::Delete(_))) {
+        return Ok(());
     }
     txn.commit().map_err(unavailable)?;
-    let data: usize = batch
+    shared.tail_rows.fetch_add(appended, Ordering::Relaxed);
+    shared.checkpointer.committed(data);
+    Ok(())
+}
+
+/// Writes a batch that deletes rooms. The store file drops the rooms' rows and
+/// marks them deleted in one commit; then the journal file drops their tail rows
+/// (with the batch's appends); then the marks go. A crash in between leaves marks
+/// that `finish_deletions` completes at the next open, so a deleted room never
+/// comes back from its tail.
+fn write_deleting(shared: &Shared, batch: &[WriteOp]) -> Result<(), StoreError> {
+    let mut store = lock(&shared.store)?;
+    apply_compactions(shared, &mut store)?;
+    let deleted: Vec<&str> = batch
         .iter()
-        .map(|op| match op {
-            WriteOp::Append(update) => update.data.len(),
-            WriteOp::Compact(snapshot) => snapshot.data.len(),
-            WriteOp::Delete(_) => 0,
+        .filter_map(|op| match op {
+            WriteOp::Delete(deletion) => Some(deletion.room_id.as_str()),
+            _ => None,
         })
-        .sum();
-    // A fold rewrites many rooms' log pages: checkpoint soon after it.
-    let folded = if fold { CHECKPOINT_BYTES as usize } else { 0 };
-    checkpointer.committed(data + folded);
-    if fold {
-        inner.tail_folded();
+        .collect();
+    let txn = store.transaction().map_err(unavailable)?;
+    for room_id in &deleted {
+        txn.execute(
+            "INSERT OR IGNORE INTO deleted_rooms (room_id) VALUES (?1)",
+            params![room_id],
+        )
+        .map_err(unavailable)?;
+        for table in ["update_log", "snapshots", "room_documents"] {
+            txn.execute(
+                &format!("DELETE FROM {table} WHERE room_id = ?1"),
+                params![room_id],
+            )
+            .map_err(unavailable)?;
+        }
     }
+    txn.commit().map_err(unavailable)?;
+    write_journal(shared, &mut *lock(&shared.journal)?, batch)?;
+    store
+        .execute("DELETE FROM deleted_rooms", [])
+        .map_err(unavailable)?;
+    shared.queue_compactions(batch)
+}
+
+/// Drops the tail rows of rooms whose deletion a crash cut short.
+fn finish_deletions(shared: &Shared, store: &Connection) -> Result<(), StoreError> {
+    let rooms: Vec<String> = store
+        .prepare("SELECT room_id FROM deleted_rooms")
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(unavailable)?;
+    if rooms.is_empty() {
+        return Ok(());
+    }
+    {
+        let mut journal = lock(&shared.journal)?;
+        let txn = journal.connection.transaction().map_err(unavailable)?;
+        for room_id in &rooms {
+            txn.execute(
+                "DELETE FROM journal_tail WHERE room_id = ?1",
+                params![room_id],
+            )
+            .map_err(unavailable)?;
+        }
+        txn.commit().map_err(unavailable)?;
+    }
+    store
+        .execute("DELETE FROM deleted_rooms", [])
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Applies the queued compactions to the store file, in one transaction. On
+/// failure they stay queued, unless SQLite refuses them for good (a snapshot too
+/// large): those are dropped, as the log still holds everything they cover.
+fn apply_compactions(shared: &Shared, store: &mut Connection) -> Result<(), StoreError> {
+    let snapshots = std::mem::take(&mut *lock(&shared.pending)?);
+    if snapshots.is_empty() {
+        return Ok(());
+    }
+    let applied = store.transaction().and_then(|txn| {
+        for snapshot in &snapshots {
+            compact(&txn, snapshot)?;
+        }
+        txn.commit()
+    });
+    match applied.map_err(unavailable) {
+        Ok(()) => {
+            let data = snapshots.iter().map(|snapshot| snapshot.data.len()).sum();
+            shared.checkpointer.committed(data);
+            Ok(())
+        }
+        Err(error) if error.is_permanent() => {
+            tracing::error!(%error, rooms = snapshots.len(), "compactions refused; the rooms' logs are kept whole");
+            Ok(())
+        }
+        Err(error) => {
+            let mut pending = lock(&shared.pending)?;
+            let newer = std::mem::replace(&mut *pending, snapshots);
+            pending.extend(newer);
+            Err(error)
+        }
+    }
+}
+
+/// Replaces the room's snapshot and drops (or, with history, thins out) the log
+/// rows it covers.
+fn compact(txn: &rusqlite::Transaction<'_>, snapshot: &Snapshot) -> rusqlite::Result<()> {
+    let floor = match snapshot.keep_history_since_ms {
+        None => {
+            txn.execute(
+                "DELETE FROM update_log WHERE room_id = ?1 AND seq <= ?2",
+                params![snapshot.room_id, snapshot.through_seq as i64],
+            )?;
+            None
+        }
+        Some(since) => Some(keep_in_history(txn, snapshot, since)?),
+    };
+    txn.execute(
+        "INSERT OR REPLACE INTO snapshots
+                (room_id, through_seq, data, updated_at, history_floor)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            snapshot.room_id,
+            snapshot.through_seq as i64,
+            snapshot.data.as_ref(),
+            iso_of_ms(snapshot.at_ms),
+            floor
+        ],
+    )?;
+    Ok(())
+}
+
+/// Moves `source`'s rows up to id `through` into `update_log`, sorted so each
+/// room's log pages are written once, skipping rows a snapshot already covers
+/// (unless the history keeps them). A row written twice (a retried batch, or a
+/// fold cut short by a crash) replaces itself.
+fn fold_sql(source: &str) -> String {
+    format!(
+        "INSERT OR REPLACE INTO update_log (room_id, seq, data, at, author)
+            SELECT tail.room_id, tail.seq, tail.data, tail.at, tail.author
+            FROM {source} AS tail
+            LEFT JOIN snapshots ON snapshots.room_id = tail.room_id
+            WHERE tail.id <= ?1 AND (snapshots.through_seq IS NULL
+                OR tail.seq > snapshots.through_seq OR tail.seq >= snapshots.history_floor)
+            ORDER BY tail.room_id, tail.seq, tail.id"
+    )
+}
+
+/// Folds the journal's tail into the store file: the rows there now, in one
+/// store-file commit, then deletes them from the journal file. The journal keeps
+/// committing meanwhile; its rows past the fold's stay for the next one. Both
+/// files hold the rows in between, which `load_durable` (and a fold after a
+/// crash) reads as one.
+fn fold(shared: &Shared, store: &mut Connection) -> Result<(), StoreError> {
+    let txn = store.transaction().map_err(unavailable)?;
+    let through: Option<i64> = txn
+        .query_row("SELECT MAX(id) FROM journal.journal_tail", [], |row| {
+            row.get(0)
+        })
+        .map_err(unavailable)?;
+    let Some(through) = through else {
+        return Ok(());
+    };
+    txn.execute(&fold_sql("journal.journal_tail"), [through])
+        .map_err(unavailable)?;
+    txn.commit().map_err(unavailable)?;
+    // A fold rewrites many rooms' log pages: checkpoint soon after it.
+    shared.checkpointer.committed(CHECKPOINT_BYTES as usize);
+    let mut journal = lock(&shared.journal)?;
+    let remaining: i64 = journal
+        .connection
+        .execute("DELETE FROM journal_tail WHERE id <= ?1", [through])
+        .and_then(|_| {
+            journal
+                .connection
+                .query_row("SELECT COUNT(*) FROM journal_tail", [], |row| row.get(0))
+        })
+        .map_err(unavailable)?;
+    journal.tail_rooms.retain(|_, last| *last > through);
+    shared
+        .tail_rows
+        .store(remaining.max(0) as usize, Ordering::Relaxed);
     Ok(())
 }
 
 /// Folds the tail first when `room_id` may have rows in it, so history reads need
 /// only `update_log`. History is read rarely; a fold is bounded by `FOLD_ROWS`.
-fn fold_room_tail(inner: &mut Inner, room_id: &str) -> Result<(), StoreError> {
-    if inner.tail_rooms.contains(room_id) {
-        fold_tail_now(&mut inner.connection).map_err(unavailable)?;
-        inner.tail_folded();
+fn fold_room_tail(
+    shared: &Shared,
+    store: &mut Connection,
+    room_id: &str,
+) -> Result<(), StoreError> {
+    if lock(&shared.journal)?.tail_rooms.contains_key(room_id) {
+        fold(shared, store)?;
     }
     Ok(())
 }
 
-/// `fold_tail` in a transaction of its own.
-fn fold_tail_now(connection: &mut Connection) -> rusqlite::Result<()> {
-    let txn = connection.transaction()?;
-    fold_tail(&txn)?;
+/// A database from before the journal had a file of its own keeps its tail in
+/// the store file: folded, and the table dropped.
+fn fold_tail_of_one_file(store: &mut Connection) -> rusqlite::Result<()> {
+    let txn = store.transaction()?;
+    let exists: bool = txn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'journal_tail'",
+        [],
+        |row| row.get(0),
+    )?;
+    if exists {
+        txn.execute(&fold_sql("main.journal_tail"), [i64::MAX])?;
+        txn.execute_batch("DROP TABLE main.journal_tail")?;
+    }
     txn.commit()
-}
-
-/// Moves every tail row into `update_log`, sorted so each room's log pages are
-/// written once, skipping rows a snapshot already covers (unless the history keeps
-/// them).
-fn fold_tail(connection: &Connection) -> rusqlite::Result<()> {
-    connection.execute_batch(
-        "INSERT OR REPLACE INTO update_log (room_id, seq, data, at, author)
-            SELECT tail.room_id, tail.seq, tail.data, tail.at, tail.author
-            FROM journal_tail AS tail
-            LEFT JOIN snapshots ON snapshots.room_id = tail.room_id
-            WHERE snapshots.through_seq IS NULL OR tail.seq > snapshots.through_seq
-                OR tail.seq >= snapshots.history_floor
-            ORDER BY tail.room_id, tail.seq, tail.id;
-         DELETE FROM journal_tail;",
-    )
 }
 
 /// A failed SQLite call: refused for good when the data itself is the problem (too
@@ -568,20 +844,33 @@ impl Store for SqliteStore {
     }
 
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
-        if let Some(result) = self.write_inline(batch) {
-            return result;
+        if let Some(written) = self.write_inline(batch) {
+            return written;
         }
-        let batch = batch.to_vec();
-        let checkpointer = self.checkpointer.clone();
-        self.with_inner(move |inner| write_batch(inner, &batch, &checkpointer))
+        let shared = self.shared.clone();
+        if batch.iter().all(|op| matches!(op, WriteOp::Compact(_))) {
+            shared.queue_compactions(batch)?;
+        } else {
+            let batch = batch.to_vec();
+            tokio::task::spawn_blocking(move || {
+                if batch.iter().any(|op| matches!(op, WriteOp::Delete(_))) {
+                    return write_deleting(&shared, &batch);
+                }
+                write_journal(&shared, &mut *lock(&shared.journal)?, &batch)?;
+                shared.queue_compactions(&batch)
+            })
             .await
+            .map_err(|error| StoreError::Unavailable(format!("store task failed: {error}")))??;
+        }
+        self.maintain_when_due();
+        Ok(())
     }
 
     async fn load_durable(&self, room_id: &str) -> Result<Option<DurableState>, StoreError> {
         let room_id = room_id.to_owned();
-        self.with_inner(move |inner| {
-            let read_tail = inner.tail_rooms.contains(&room_id);
-            let txn = inner.connection.transaction().map_err(unavailable)?;
+        self.with_store(move |shared, store| {
+            let read_tail = lock(&shared.journal)?.tail_rooms.contains_key(&room_id);
+            let txn = store.transaction().map_err(unavailable)?;
             let snapshot: Option<(i64, Vec<u8>)> = txn
                 .query_row(
                     "SELECT through_seq, data FROM snapshots WHERE room_id = ?1",
@@ -608,7 +897,7 @@ impl Store for SqliteStore {
             read("SELECT seq, data FROM update_log WHERE room_id = ?1 AND seq > ?2 AND snapshot = 0")
                 .map_err(unavailable)?;
             if read_tail {
-                read("SELECT seq, data FROM journal_tail WHERE room_id = ?1 AND seq > ?2 ORDER BY id")
+                read("SELECT seq, data FROM journal.journal_tail WHERE room_id = ?1 AND seq > ?2 ORDER BY id")
                     .map_err(unavailable)?;
             }
             if snapshot.is_none() && log.is_empty() {
@@ -627,7 +916,7 @@ impl Store for SqliteStore {
     async fn save_checkpoint(&self, room_id: &str, state: &[u8]) -> Result<(), StoreError> {
         let room_id = room_id.to_owned();
         let data = faster_hex::hex_string(state);
-        self.with_connection(move |connection| {
+        self.with_store(move |_, connection| {
             connection
                 .execute(
                     "INSERT OR REPLACE INTO room_documents (room_id, data, updated_at, size)
@@ -643,7 +932,7 @@ impl Store for SqliteStore {
     async fn load_checkpoint(&self, room_id: &str) -> Result<Option<Bytes>, StoreError> {
         let room_id = room_id.to_owned();
         let data: Option<String> = self
-            .with_connection(move |connection| {
+            .with_store(move |_, connection| {
                 connection
                     .query_row(
                         "SELECT data FROM room_documents WHERE room_id = ?1",
@@ -664,9 +953,8 @@ impl Store for SqliteStore {
 
     async fn history(&self, room_id: &str) -> Result<History, StoreError> {
         let room_id = room_id.to_owned();
-        self.with_inner(move |inner| {
-            fold_room_tail(inner, &room_id)?;
-            let connection = &inner.connection;
+        self.with_store(move |shared, connection| {
+            fold_room_tail(shared, connection, &room_id)?;
             let mut entries: BTreeMap<u64, HistoryEntry> = BTreeMap::new();
             let mut statement = connection
                 .prepare_cached(
@@ -719,9 +1007,8 @@ impl Store for SqliteStore {
         seq: u64,
     ) -> Result<Option<VersionData>, StoreError> {
         let room_id = room_id.to_owned();
-        self.with_inner(move |inner| {
-            fold_room_tail(inner, &room_id)?;
-            let connection = &inner.connection;
+        self.with_store(move |shared, connection| {
+            fold_room_tail(shared, connection, &room_id)?;
             let seq = seq as i64;
             let kept: Option<(i64, Vec<u8>)> = connection
                 .query_row(
@@ -778,10 +1065,10 @@ impl Store for SqliteStore {
     }
 
     async fn list_rooms(&self) -> Result<Vec<String>, StoreError> {
-        self.with_connection(|connection| {
+        self.with_store(|_, connection| {
             let mut statement = connection
                 .prepare(
-                    "SELECT room_id FROM journal_tail UNION SELECT room_id FROM update_log
+                    "SELECT room_id FROM journal.journal_tail UNION SELECT room_id FROM update_log
                      UNION SELECT room_id FROM snapshots UNION SELECT room_id FROM room_documents
                      ORDER BY 1",
                 )
@@ -796,7 +1083,7 @@ impl Store for SqliteStore {
 
     async fn read_room_parts(&self, room_id: &str) -> Result<RoomParts, StoreError> {
         let room_id = room_id.to_owned();
-        self.with_connection(move |connection| {
+        self.with_store(move |_, connection| {
             let checkpoint: Option<(String, String)> = connection
                 .query_row(
                     "SELECT data, updated_at FROM room_documents WHERE room_id = ?1",
@@ -847,10 +1134,9 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredEntry>, StoreError> {
         let room_id = room_id.to_owned();
-        self.with_inner(move |inner| {
-            fold_room_tail(inner, &room_id)?;
-            let mut statement = inner
-                .connection
+        self.with_store(move |shared, connection| {
+            fold_room_tail(shared, connection, &room_id)?;
+            let mut statement = connection
                 .prepare_cached(
                     "SELECT seq, at, author, snapshot, data FROM update_log
                      WHERE room_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -882,7 +1168,7 @@ impl Store for SqliteStore {
     async fn write_room_parts(&self, room_id: &str, parts: &RoomParts) -> Result<(), StoreError> {
         let room_id = room_id.to_owned();
         let parts = parts.clone();
-        self.with_connection(move |connection| {
+        self.with_store(move |_, connection| {
             let txn = connection.transaction().map_err(unavailable)?;
             if let Some(checkpoint) = &parts.checkpoint {
                 let data = faster_hex::hex_string(&checkpoint.data);
@@ -922,7 +1208,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let room_id = room_id.to_owned();
         let entries = entries.to_vec();
-        self.with_connection(move |connection| {
+        self.with_store(move |_, connection| {
             let txn = connection.transaction().map_err(unavailable)?;
             {
                 let mut insert = txn
@@ -950,7 +1236,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.with_connection(|connection| {
+        self.with_store(|_, connection| {
             connection
                 .query_row("SELECT 1", [], |_| Ok(()))
                 .map_err(unavailable)
@@ -959,10 +1245,12 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
-        self.with_inner(|inner| {
-            fold_tail_now(&mut inner.connection).map_err(unavailable)?;
-            inner.tail_folded();
-            inner
+        self.with_store(|shared, store| {
+            fold(shared, store)?;
+            store
+                .execute_batch("PRAGMA main.wal_checkpoint(TRUNCATE);")
+                .map_err(unavailable)?;
+            lock(&shared.journal)?
                 .connection
                 .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
                 .map_err(unavailable)
@@ -974,7 +1262,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::store::{LoggedUpdate, Snapshot};
+    use crate::server::store::LoggedUpdate;
 
     fn temp_dir() -> PathBuf {
         std::env::temp_dir().join(format!("coedit-sqlite-{}", uuid::Uuid::new_v4()))
@@ -990,18 +1278,52 @@ mod tests {
         })
     }
 
+    fn compaction(room_id: &str, through_seq: u64, data: &'static [u8]) -> WriteOp {
+        WriteOp::Compact(Snapshot {
+            room_id: room_id.into(),
+            through_seq,
+            data: Bytes::from_static(data),
+            at_ms: 0,
+            keep_history_since_ms: None,
+        })
+    }
+
     fn updates(room_id: &str, seqs: std::ops::RangeInclusive<u64>) -> Vec<Bytes> {
         seqs.map(|seq| Bytes::from(format!("{room_id}:{seq}")))
             .collect()
     }
 
+    /// Rows in `table`, in whichever file holds it.
     fn count(dir: &Path, table: &str) -> i64 {
-        Connection::open(dir.join(DATABASE_FILE))
+        let file = if table == "journal_tail" {
+            JOURNAL_FILE
+        } else {
+            DATABASE_FILE
+        };
+        Connection::open(dir.join(file))
             .unwrap()
             .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
                 row.get(0)
             })
             .unwrap()
+    }
+
+    /// Holds `mutex` on another thread until the returned sender is used or dropped.
+    fn hold<T: Send + 'static>(
+        shared: &Arc<Shared>,
+        mutex: fn(&Shared) -> &Mutex<T>,
+    ) -> (std::thread::JoinHandle<()>, std::sync::mpsc::Sender<()>) {
+        let (taken, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let holder = std::thread::spawn({
+            let shared = shared.clone();
+            move || {
+                let _held = mutex(&shared).lock().unwrap();
+                taken.0.send(()).unwrap();
+                release.1.recv().ok();
+            }
+        });
+        taken.1.recv().unwrap();
+        (holder, release.0)
     }
 
     #[tokio::test]
@@ -1028,33 +1350,12 @@ mod tests {
             author: None,
         });
         assert!(store.write_inline(&[large]).is_none(), "too large");
-        let compact = WriteOp::Compact(Snapshot {
-            room_id: "r".into(),
-            through_seq: 2,
-            data: Bytes::from_static(b"r:1..2"),
-            at_ms: 0,
-            keep_history_since_ms: None,
-        });
+        let compact = compaction("r", 2, b"r:1..2");
         assert!(store.write_inline(&[compact]).is_none(), "not an append");
-        store.inner.lock().unwrap().tail_rows = FOLD_ROWS - 1;
-        assert!(
-            store.write_inline(&[append("r", 3)]).is_none(),
-            "would fold"
-        );
-        store.inner.lock().unwrap().tail_rows = 2;
 
         // The connection busy (a read on the blocking pool): the write waits for
         // it there instead of blocking the caller's thread.
-        let (taken, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
-        let holder = std::thread::spawn({
-            let inner = store.inner.clone();
-            move || {
-                let _held = inner.lock().unwrap();
-                taken.0.send(()).unwrap();
-                release.1.recv().ok();
-            }
-        });
-        taken.1.recv().unwrap();
+        let (holder, release) = hold(&store.shared, |shared| &shared.journal);
         assert!(store.write_inline(&[append("r", 3)]).is_none(), "busy");
         let write = tokio::spawn({
             let store = store.clone();
@@ -1062,7 +1363,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!write.is_finished());
-        release.0.send(()).unwrap();
+        release.send(()).unwrap();
         holder.join().unwrap();
         write.await.unwrap().unwrap();
         assert_eq!(count(&dir, "journal_tail"), 3);
@@ -1074,18 +1375,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_journal_commits_while_the_store_file_is_busy() {
+        let dir = temp_dir();
+        let store = SqliteStore::open(&dir).unwrap();
+        store.write(&[append("r", 1)]).await.unwrap();
+        // A fold or a compaction holding the store file's connection.
+        let (holder, release) = hold(&store.shared, |shared| &shared.store);
+        let journal_writes = async {
+            store.write(&[append("r", 2)]).await.unwrap();
+            store
+                .write(&[append("r", 3), append("q", 1)])
+                .await
+                .unwrap();
+            store
+                .write(&[append("r", 4), compaction("r", 3, b"r:1..3")])
+                .await
+                .unwrap();
+        };
+        tokio::time::timeout(Duration::from_secs(5), journal_writes)
+            .await
+            .expect("journal writes waited for the store file");
+        assert_eq!(count(&dir, "journal_tail"), 5);
+        // Reads wait for it, and see the compaction once it is free.
+        let read = tokio::spawn({
+            let store = store.clone();
+            async move { store.load_durable("r").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!read.is_finished());
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        let r = read.await.unwrap().unwrap().unwrap();
+        assert_eq!(r.snapshot.as_deref(), Some(&b"r:1..3"[..]));
+        assert_eq!(r.updates, updates("r", 4..=4));
+        assert_eq!(r.last_seq, 4);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
     async fn the_wal_is_checkpointed_once_enough_was_written_not_on_every_tick() {
         let dir = temp_dir();
         let store = SqliteStore::open(&dir).unwrap();
-        let db = dir.join(DATABASE_FILE);
-        let size = || std::fs::metadata(&db).unwrap().len();
+        let (db, journal) = (dir.join(DATABASE_FILE), dir.join(JOURNAL_FILE));
+        let size = |path: &Path| std::fs::metadata(path).unwrap().len();
         // A few small commits stay in the WAL past several looks.
-        let before = size();
+        let (db_before, journal_before) = (size(&db), size(&journal));
         for seq in 1..=20 {
             store.write(&[append("a", seq)]).await.unwrap();
         }
         tokio::time::sleep(CHECKPOINT_POLL * 3).await;
-        assert_eq!(size(), before, "small commits were checkpointed at once");
+        assert_eq!(
+            size(&journal),
+            journal_before,
+            "small commits were checkpointed at once"
+        );
         // Megabytes are copied into the database file within a look or two, well
         // before the checkpoint every `CHECKPOINT_AT_LEAST_EVERY`.
         let big = Bytes::from(vec![7u8; 1024 * 1024]);
@@ -1102,35 +1445,34 @@ mod tests {
                 .unwrap();
         }
         let deadline = Instant::now() + CHECKPOINT_AT_LEAST_EVERY / 2;
-        while size() < before + 4 * 1024 * 1024 {
+        while size(&db) < db_before + 4 * 1024 * 1024 {
             assert!(Instant::now() < deadline, "5 MiB not checkpointed");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     #[tokio::test]
-    async fn rooms_load_the_same_before_and_after_the_tail_is_folded() {
+    async fn rooms_load_the_same_before_during_and_after_the_tail_is_folded() {
         let dir = temp_dir();
         let store = SqliteStore::open(&dir).unwrap();
         let rooms = ["a", "b", "c"];
-        let per_room = (FOLD_ROWS / rooms.len() + 50) as u64;
-        let mut folded_at = None;
+        let per_room = (2 * FOLD_ROWS / rooms.len() + 50) as u64;
+        let mut folds = 0;
+        let mut tail = 0;
         for seq in 1..=per_room {
             let mut batch: Vec<WriteOp> = rooms.iter().map(|room| append(room, seq)).collect();
             if seq == 100 {
-                batch.push(WriteOp::Compact(Snapshot {
-                    room_id: "b".into(),
-                    through_seq: 100,
-                    data: Bytes::from_static(b"b:1..100"),
-                    at_ms: 0,
-                    keep_history_since_ms: None,
-                }));
+                batch.push(compaction("b", 100, b"b:1..100"));
             }
             store.write(&batch).await.unwrap();
-            if folded_at.is_none() && count(&dir, "journal_tail") == 0 {
-                folded_at = Some(seq);
+            let now = count(&dir, "journal_tail");
+            let folded = now < tail;
+            if folded {
+                folds += 1;
             }
-            if seq % 1000 == 0 || Some(seq) == folded_at {
+            tail = now;
+            // Also right after a fold, when the next may be under way.
+            if seq >= 100 && (seq % 500 == 0 || folded) {
                 let a = store.load_durable("a").await.unwrap().unwrap();
                 assert_eq!(a.updates, updates("a", 1..=seq), "room a at {seq}");
                 assert_eq!(a.last_seq, seq);
@@ -1140,14 +1482,15 @@ mod tests {
                 assert_eq!(b.last_seq, seq);
             }
         }
-        let folded_at = folded_at.expect("the tail was never folded");
-        assert_eq!(folded_at, (FOLD_ROWS / rooms.len() + 1) as u64);
-        // Rows the snapshot covers are not carried into the log.
-        assert_eq!(
-            count(&dir, "update_log"),
-            3 * folded_at as i64 - 100,
-            "log rows after the fold"
+        assert!(folds >= 1, "the tail was never folded without a read");
+        assert!(
+            tail < FOLD_ROWS as i64,
+            "the tail outgrew FOLD_ROWS: {tail}"
         );
+        store.close().await.unwrap();
+        assert_eq!(count(&dir, "journal_tail"), 0);
+        // Rows the snapshot covers are not carried into the log.
+        assert_eq!(count(&dir, "update_log"), 3 * per_room as i64 - 100);
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -1169,6 +1512,135 @@ mod tests {
         let loaded = reopened.load_durable("r").await.unwrap().unwrap();
         assert_eq!(loaded.updates, updates("r", 1..=20));
         assert_eq!(loaded.last_seq, 20);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_fold_cut_short_by_a_crash_is_folded_again_once() {
+        let dir = temp_dir();
+        let store = SqliteStore::open(&dir).unwrap();
+        let batch: Vec<WriteOp> = (1..=20).map(|seq| append("r", seq)).collect();
+        store.write(&batch).await.unwrap();
+        // The store file's commit happened; the journal file's delete did not.
+        {
+            let mut connection = lock(&store.shared.store).unwrap();
+            let txn = connection.transaction().unwrap();
+            txn.execute(&fold_sql("journal.journal_tail"), [i64::MAX])
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        drop(store);
+        assert_eq!(count(&dir, "journal_tail"), 20);
+        assert_eq!(count(&dir, "update_log"), 20);
+
+        let reopened = SqliteStore::open(&dir).unwrap();
+        assert_eq!(count(&dir, "journal_tail"), 0);
+        assert_eq!(count(&dir, "update_log"), 20);
+        let loaded = reopened.load_durable("r").await.unwrap().unwrap();
+        assert_eq!(loaded.updates, updates("r", 1..=20));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_deletion_cut_short_by_a_crash_is_finished_on_open() {
+        let dir = temp_dir();
+        let store = SqliteStore::open(&dir).unwrap();
+        let batch: Vec<WriteOp> = (1..=5)
+            .flat_map(|seq| [append("gone", seq), append("kept", seq)])
+            .collect();
+        store.write(&batch).await.unwrap();
+        // The store file's commit of the deletion happened; the journal file's
+        // did not.
+        lock(&store.shared.store)
+            .unwrap()
+            .execute_batch("INSERT INTO deleted_rooms (room_id) VALUES ('gone')")
+            .unwrap();
+        drop(store);
+
+        let reopened = SqliteStore::open(&dir).unwrap();
+        assert_eq!(reopened.load_durable("gone").await.unwrap(), None);
+        let kept = reopened.load_durable("kept").await.unwrap().unwrap();
+        assert_eq!(kept.updates, updates("kept", 1..=5));
+        assert_eq!(count(&dir, "deleted_rooms"), 0);
+        assert_eq!(reopened.list_rooms().await.unwrap(), ["kept"]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_deleted_room_is_gone_from_both_files_and_its_compaction_is_not_applied() {
+        let dir = temp_dir();
+        let store = SqliteStore::open(&dir).unwrap();
+        store
+            .write(&[append("gone", 1), append("kept", 1)])
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+        store
+            .write(&[append("gone", 2), append("kept", 2)])
+            .await
+            .unwrap();
+        // A compaction queued before the deletion, and one in its batch.
+        store
+            .write(&[compaction("gone", 1, b"gone:1")])
+            .await
+            .unwrap();
+        store
+            .write(&[
+                compaction("gone", 2, b"gone:1..2"),
+                WriteOp::Delete(super::super::RoomDeletion {
+                    room_id: "gone".into(),
+                    seq: 3,
+                }),
+                append("kept", 3),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.load_durable("gone").await.unwrap(), None);
+        assert_eq!(store.list_rooms().await.unwrap(), ["kept"]);
+        assert_eq!(
+            store.load_durable("kept").await.unwrap().unwrap().updates,
+            updates("kept", 1..=3)
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_database_with_its_tail_in_the_store_file_is_folded_on_open() {
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        // The layout before the journal had a file of its own, without the
+        // columns added since.
+        {
+            let connection = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+            connection
+                .execute_batch(
+                    "PRAGMA journal_mode=WAL;
+                     CREATE TABLE journal_tail (id INTEGER PRIMARY KEY, room_id TEXT NOT NULL,
+                         seq INTEGER NOT NULL, data BLOB NOT NULL);
+                     CREATE TABLE update_log (room_id TEXT NOT NULL, seq INTEGER NOT NULL,
+                         data BLOB NOT NULL, PRIMARY KEY (room_id, seq)) WITHOUT ROWID;
+                     CREATE TABLE snapshots (room_id TEXT PRIMARY KEY, through_seq INTEGER NOT NULL,
+                         data BLOB NOT NULL, updated_at TEXT NOT NULL);
+                     INSERT INTO update_log VALUES ('r', 1, CAST('r:1' AS BLOB)), ('r', 2, CAST('r:2' AS BLOB));
+                     INSERT INTO journal_tail (room_id, seq, data) VALUES
+                         ('r', 3, CAST('r:3' AS BLOB)), ('s', 1, CAST('s:1' AS BLOB));",
+                )
+                .unwrap();
+        }
+        let store = SqliteStore::open(&dir).unwrap();
+        let r = store.load_durable("r").await.unwrap().unwrap();
+        assert_eq!(r.updates, updates("r", 1..=3));
+        let s = store.load_durable("s").await.unwrap().unwrap();
+        assert_eq!(s.updates, updates("s", 1..=1));
+        let tables: i64 = Connection::open(dir.join(DATABASE_FILE))
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'journal_tail'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "the old tail table is gone");
         std::fs::remove_dir_all(&dir).ok();
     }
 
