@@ -539,13 +539,13 @@ impl Room {
     }
 
     pub fn info(&self) -> RoomInfo {
-        let state = self.lock();
+        let mut state = self.lock();
         let users = state.listed_users(None);
         RoomInfo {
             id: self.inner.id.clone(),
             name: self.inner.id.clone(),
             user_count: users.len() as u64,
-            doc_size: state.document.size_estimate() as u64,
+            doc_size: state.document.listed_size() as u64,
             users,
             connections: state.members.len() as u64,
             exists: true,
