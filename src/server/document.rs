@@ -75,9 +75,10 @@ const FOLD_AT_LEAST: usize = 8 * 1024;
 /// A Yjs document, its last full-state encoding, and the deltas applied since.
 ///
 /// The encoding plus the deltas is always exactly the document, without encoding
-/// it: that is what a refused or panicking update is undone to, and what the size
-/// reported in metrics and listings is read from (the encoding's length plus the
-/// deltas', within an eighth of it), so nothing is encoded per poll.
+/// it: that is what a refused or panicking update is undone to, and what a large
+/// document's size in metrics and listings is read from (the encoding's length
+/// plus the deltas', within an eighth of it), so no large document is encoded per
+/// poll (`listed_size`).
 /// The original browser client sends the whole state on every keystroke and every
 /// joiner is sent it, so the encoding is asked for far more often than it changes.
 pub struct Document {
