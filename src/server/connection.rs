@@ -38,7 +38,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::auth::Access;
 use super::direct;
-use super::idle_io::IdleIo;
+use super::idle_io::{AsidePayload, IdleIo};
 use super::limits::{RateLimiter, Reservation, Verdict};
 use super::metrics::Metrics;
 use super::room::queue::{self, Weigh};
@@ -118,6 +118,7 @@ pub async fn serve_connection(
         .max_message_size(Some(app.config.max_message_bytes))
         .max_frame_size(Some(app.config.max_message_bytes));
     let mut socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    socket.get_mut().read_aside(app.config.max_message_bytes);
 
     let connection = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     // Made after the socket, so dropped before it: a queue that can write to the
@@ -344,8 +345,9 @@ where
             match socket.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(message))) => {
                     last_heard = Instant::now();
+                    let incoming = Incoming::new(message, socket.get_mut());
                     let handled = catch_unwind(AssertUnwindSafe(|| {
-                        handle_message(peer, &mut limiter, message, last_heard)
+                        handle_message(peer, &mut limiter, incoming, last_heard)
                     }));
                     match handled {
                         Ok(ControlFlow::Continue(())) => {}
@@ -366,6 +368,8 @@ where
                         );
                         peer.app.metrics.record_error();
                         peer.kick.kick(CloseReason::TOO_BIG);
+                    } else if matches!(error, WsError::Utf8(_)) {
+                        not_utf8(peer);
                     }
                     return Poll::Ready(End::Writable);
                 }
@@ -497,13 +501,56 @@ fn queue_message<S>(io: &mut IdleIo<S>, message: Outbound) -> std::io::Result<()
     io.queue_frame(frame)
 }
 
+/// A message from the peer, as tungstenite read it or as `IdleIo` read it aside.
+enum Incoming {
+    Message(Message),
+    /// A large text frame, not yet checked as UTF-8.
+    LargeText(Vec<u8>),
+}
+
+impl Incoming {
+    /// `message`, or the frame read aside in its place (an empty data message
+    /// stands in for one).
+    fn new<S>(message: Message, io: &mut IdleIo<S>) -> Self {
+        let empty = match &message {
+            Message::Text(text) => text.is_empty(),
+            Message::Binary(bytes) => bytes.is_empty(),
+            _ => false,
+        };
+        match io.take_aside().filter(|_| empty) {
+            Some(AsidePayload::Text(text)) => Self::LargeText(text),
+            Some(AsidePayload::Binary(bytes)) => Self::Message(Message::Binary(bytes.into())),
+            None => Self::Message(message),
+        }
+    }
+}
+
+/// A text message that is not UTF-8: tungstenite refuses it, and so does a large
+/// one read aside; either closes the connection with 1007.
+fn not_utf8(peer: &Peer<'_>) {
+    tracing::debug!(client_id = %peer.client_id, "text message not UTF-8: closing");
+    peer.app.metrics.record_error();
+    peer.kick.kick(CloseReason::NOT_UTF8);
+}
+
 /// One frame from the peer. `Break` ends the connection.
 fn handle_message(
     peer: &Peer<'_>,
     limiter: &mut RateLimiter,
-    message: Message,
+    incoming: Incoming,
     started: Instant,
 ) -> ControlFlow<()> {
+    let message = match incoming {
+        Incoming::Message(message) => message,
+        Incoming::LargeText(text) => {
+            if let Some(refused) = admit_data(peer, limiter, started) {
+                return refused;
+            }
+            let flow = handle_large_text(peer, text);
+            peer.app.metrics.record_message(started.elapsed());
+            return flow;
+        }
+    };
     #[cfg(test)]
     if let Message::Binary(bytes) = &message {
         if bytes.as_ref() == tests::PANIC_FRAME {
@@ -522,19 +569,8 @@ fn handle_message(
         return ControlFlow::Continue(());
     }
     if matches!(message, Message::Text(_) | Message::Binary(_)) {
-        match (limiter.check(started), peer.protocol) {
-            (Verdict::Accept, _) => {}
-            (Verdict::Refuse, Protocol::Json) => {
-                peer.refuse("rate limit exceeded: message dropped");
-                return ControlFlow::Continue(());
-            }
-            // Dropping a y-protocol update would silently fork the peer's
-            // document, so that protocol closes at once.
-            (Verdict::Refuse, Protocol::Yjs) | (Verdict::Close, _) => {
-                peer.app.metrics.record_error();
-                peer.kick.kick(CloseReason::RATE_LIMITED);
-                return ControlFlow::Break(());
-            }
+        if let Some(refused) = admit_data(peer, limiter, started) {
+            return refused;
         }
     }
     match (peer.protocol, message) {
@@ -591,6 +627,55 @@ fn handle_message(
     ControlFlow::Continue(())
 }
 
+/// Counts a data message against the peer's rate: `None` when it may be handled,
+/// otherwise what `handle_message` returns instead (`Continue` when only the
+/// message is dropped, with an error to the peer).
+fn admit_data(
+    peer: &Peer<'_>,
+    limiter: &mut RateLimiter,
+    started: Instant,
+) -> Option<ControlFlow<()>> {
+    match (limiter.check(started), peer.protocol) {
+        (Verdict::Accept, _) => None,
+        (Verdict::Refuse, Protocol::Json) => {
+            peer.refuse("rate limit exceeded: message dropped");
+            Some(ControlFlow::Continue(()))
+        }
+        // Dropping a y-protocol update would silently fork the peer's
+        // document, so that protocol closes at once.
+        (Verdict::Refuse, Protocol::Yjs) | (Verdict::Close, _) => {
+            peer.app.metrics.record_error();
+            peer.kick.kick(CloseReason::RATE_LIMITED);
+            Some(ControlFlow::Break(()))
+        }
+    }
+}
+
+/// A large text frame read aside: the original page's full-state `update` is read
+/// as hex straight from its bytes (hex is ASCII, so that also proves them UTF-8);
+/// anything else is checked as UTF-8 and read like any text.
+fn handle_large_text(peer: &Peer<'_>, text: Vec<u8>) -> ControlFlow<()> {
+    if peer.protocol == Protocol::Yjs {
+        peer.app.metrics.record_error();
+        peer.kick.kick(CloseReason::MALFORMED);
+        return ControlFlow::Break(());
+    }
+    if let Some(update) = original_update(&text) {
+        handle_update(peer, UpdateBytes::Raw(&update));
+        return ControlFlow::Continue(());
+    }
+    match String::from_utf8(text) {
+        Ok(text) => {
+            handle_text(peer, &text);
+            ControlFlow::Continue(())
+        }
+        Err(_) => {
+            not_utf8(peer);
+            ControlFlow::Break(())
+        }
+    }
+}
+
 /// A large JSON-protocol `update`, read in place. The original page sends its whole
 /// document state (hex) in one on every keystroke; parsing it as a `ClientMessage`
 /// would first copy every field into a buffer, since the tag may come last.
@@ -639,15 +724,17 @@ const ORIGINAL_UPDATE: (&str, &str) = (r#"{"type":"update","data":""#, r#""}"#);
 /// the JSON reader. This spares a full state of a large document the JSON scan
 /// over its megabytes (BENCHMARKS.md, "Full states in a large document"), and
 /// decodes it before the room is locked.
-fn original_update(text: &str) -> Option<Vec<u8>> {
+fn original_update(text: &[u8]) -> Option<Vec<u8>> {
     let (open, close) = ORIGINAL_UPDATE;
-    let data = text.strip_prefix(open)?.strip_suffix(close)?;
-    crate::server::document::decode_hex(data).ok()
+    let data = text
+        .strip_prefix(open.as_bytes())?
+        .strip_suffix(close.as_bytes())?;
+    crate::server::document::decode_hex_bytes(data).ok()
 }
 
 fn handle_text(peer: &Peer<'_>, text: &str) {
     if text.len() >= IN_PLACE_FROM_BYTES {
-        if let Some(update) = original_update(text) {
+        if let Some(update) = original_update(text.as_bytes()) {
             return handle_update(peer, UpdateBytes::Raw(&update));
         }
         // Anything else (another type, escapes in the data, a malformed message)
@@ -766,7 +853,9 @@ pub(crate) mod tests {
     pub(crate) const PANIC_FRAME: &[u8] = b"coedit unit test: panic while handling this frame";
 
     /// The task's future is most of what an idle connection costs (10,000 of them
-    /// in 46 MiB): it was 1.8 KiB split in two tasks, it is ~1.3 KiB as one.
+    /// in 46 MiB): it was 1.8 KiB split in two tasks, it is ~1.5 KiB as one (the
+    /// socket's stream appears in several of its states, so each word added to
+    /// `IdleIo` costs four here).
     #[tokio::test]
     async fn a_connection_task_stays_small() {
         let config = Config::for_tests();
@@ -791,7 +880,7 @@ pub(crate) mod tests {
             admission,
         );
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 1536, "a connection's task is {size} bytes");
+        assert!(size <= 1600, "a connection's task is {size} bytes");
     }
 
     type Client = WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

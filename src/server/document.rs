@@ -45,8 +45,13 @@ pub enum DocumentError {
 /// `hex` does, and decodes the multi-kilobyte full states the original page sends
 /// on every keystroke an order of magnitude faster (BENCHMARKS.md, finding 2).
 pub fn decode_hex(hex: &str) -> Result<Vec<u8>, DocumentError> {
+    decode_hex_bytes(hex.as_bytes())
+}
+
+/// `decode_hex` of bytes not known to be UTF-8: anything but hex digits is refused.
+pub fn decode_hex_bytes(hex: &[u8]) -> Result<Vec<u8>, DocumentError> {
     let mut bytes = vec![0; hex.len() / 2];
-    faster_hex::hex_decode(hex.as_bytes(), &mut bytes).map_err(|_| DocumentError::InvalidHex)?;
+    faster_hex::hex_decode(hex, &mut bytes).map_err(|_| DocumentError::InvalidHex)?;
     Ok(bytes)
 }
 

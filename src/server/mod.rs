@@ -15,6 +15,7 @@ pub mod content;
 pub mod dashboard;
 pub mod direct;
 pub mod document;
+pub mod framing;
 pub mod history;
 pub mod idle_io;
 pub mod journal;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use coedit::api::{ClientMessage, ServerMessage};
+use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -564,44 +565,88 @@ async fn large_full_states_relay_only_what_is_new_including_deletions() {
     assert_eq!(bob.content(), format!("?!{expected}"));
 }
 
+/// Large texts are read two ways: from 16 KiB on the server reads the frame aside
+/// (not through the WebSocket library), below that as any message. Both sizes
+/// must answer alike.
 #[tokio::test]
 async fn large_messages_that_are_not_valid_updates_get_the_usual_errors() {
     let server = TestServer::start().await;
     let mut alice = server.join("large-bad", "alice", "Alice").await;
-    let junk = "zz".repeat(8 * 1024);
-    alice
-        .send_raw(Message::text(format!(
-            r#"{{"type":"update","data":"{junk}"}}"#
-        )))
-        .await;
-    assert_eq!(
-        alice.recv_value().await,
-        json!({"type":"error","message":"update is not valid hex"})
-    );
-    // An escape in the data cannot be read in place; the general path decides.
-    let escaped = format!(
-        r#"{{"type":"update","data":"\u0030{}"}}"#,
-        "0".repeat(8 * 1024)
-    );
-    alice.send_raw(Message::text(escaped)).await;
-    let reply = alice.recv_value().await;
-    assert_eq!(reply["type"], "error", "{reply}");
-    // A large message of another type is handled as that type.
-    let padded = format!(
-        r#"{{"type":"ping","timestamp":7,"padding":"{}"}}"#,
-        "p".repeat(8 * 1024)
-    );
-    alice.send_raw(Message::text(padded)).await;
-    assert_eq!(alice.recv_value().await["type"], "pong");
-    let missing = format!(
-        r#"{{"type":"nonsense","padding":"{}"}}"#,
-        "p".repeat(8 * 1024)
-    );
-    alice.send_raw(Message::text(missing)).await;
-    assert_eq!(
-        alice.recv_value().await,
-        json!({"type":"error","message":"Unknown message type: nonsense"})
-    );
+    for size in [8 * 1024, 40 * 1024] {
+        let junk = "zz".repeat(size / 2);
+        alice
+            .send_raw(Message::text(format!(
+                r#"{{"type":"update","data":"{junk}"}}"#
+            )))
+            .await;
+        assert_eq!(
+            alice.recv_value().await,
+            json!({"type":"error","message":"update is not valid hex"}),
+            "{size} bytes"
+        );
+        // An escape in the data cannot be read in place; the general path decides.
+        let escaped = format!(r#"{{"type":"update","data":"\u0030{}"}}"#, "0".repeat(size));
+        alice.send_raw(Message::text(escaped)).await;
+        let reply = alice.recv_value().await;
+        assert_eq!(reply["type"], "error", "{size} bytes: {reply}");
+        // A large message of another type is handled as that type.
+        let padded = format!(
+            r#"{{"type":"ping","timestamp":7,"padding":"{}"}}"#,
+            "p".repeat(size)
+        );
+        alice.send_raw(Message::text(padded)).await;
+        assert_eq!(alice.recv_value().await["type"], "pong", "{size} bytes");
+        let missing = format!(r#"{{"type":"nonsense","padding":"{}"}}"#, "p".repeat(size));
+        alice.send_raw(Message::text(missing)).await;
+        assert_eq!(
+            alice.recv_value().await,
+            json!({"type":"error","message":"Unknown message type: nonsense"}),
+            "{size} bytes"
+        );
+        // Text that is not JSON at all.
+        alice.send_raw(Message::text("x".repeat(size))).await;
+        assert_eq!(
+            alice.recv_value().await,
+            json!({"type":"error","message":"Invalid JSON"}),
+            "{size} bytes"
+        );
+    }
+}
+
+/// A text frame must be UTF-8 (RFC 6455): one that is not closes the connection
+/// with 1007, small or large, in the hex of an update or anywhere else; the room
+/// and its other members carry on.
+#[tokio::test]
+async fn text_that_is_not_utf8_closes_with_1007_at_any_size() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+
+    let server = TestServer::start().await;
+    let mut bob = server.join("not-utf8", "bob", "Bob").await;
+    for size in [100, 40 * 1024] {
+        for (open, close) in [
+            (r#"{"type":"update","data":""#, r#""}"#),
+            (r#"{"type":"ping","timestamp":1,"padding":""#, r#""}"#),
+        ] {
+            let mut vandal = server.join("not-utf8", "vandal", "Vandal").await;
+            let _ = bob.recv().await; // the vandal joined
+            let mut text = open.as_bytes().to_vec();
+            text.extend(std::iter::repeat_n(b'0', size));
+            text.extend([0xC3, 0x28]); // not UTF-8
+            text.extend(close.as_bytes());
+            let frame = Frame::message(text, OpCode::Data(Data::Text), true);
+            vandal.socket.send(Message::Frame(frame)).await.unwrap();
+            assert_eq!(
+                super::documents::close_frame(&mut vandal.socket).await,
+                (1007, "text message is not UTF-8".to_owned()),
+                "{size} bytes after {open}"
+            );
+            let _ = bob.recv().await; // the vandal left
+        }
+    }
+    bob.type_text(0, "still here").await;
+    let (_, text) = server.get("/rooms/not-utf8/text").await;
+    assert_eq!(text["text"], "still here");
 }
 
 /// An editor's paste is refused (the room is at its size limit); its next

@@ -113,6 +113,10 @@ impl CloseReason {
         code: 1007,
         reason: "malformed y-protocol message",
     };
+    pub const NOT_UTF8: CloseReason = CloseReason {
+        code: 1007,
+        reason: "text message is not UTF-8",
+    };
 }
 
 /// Asks a connection to close: its task watches the token.
