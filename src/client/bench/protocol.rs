@@ -174,7 +174,7 @@ impl Protocol {
                         scratch.clear();
                         scratch.resize(data.len() / 2, 0);
                         match faster_hex::hex_decode(data.as_bytes(), scratch) {
-                            Ok(()) => Incoming::Document,
+                            Ok(_) => Incoming::Document,
                             Err(_) => Incoming::Malformed,
                         }
                     }
