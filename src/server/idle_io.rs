@@ -70,8 +70,9 @@ struct Asides {
     framing: Framing,
     /// The largest frame read aside.
     limit: usize,
-    /// The frame being read aside, or read and waiting to be taken.
-    frame: Option<Aside>,
+    /// The frame being read aside, or read and waiting to be taken (boxed too:
+    /// every connection holds an `Asides`, few ever a frame).
+    frame: Option<Box<Aside>>,
 }
 
 /// A frame read aside (see the module's comment).
@@ -167,7 +168,7 @@ impl<S> IdleIo<S> {
     }
 
     fn aside_frame(&self) -> Option<&Aside> {
-        self.aside.as_ref()?.frame.as_ref()
+        self.aside.as_ref()?.frame.as_deref()
     }
 
     /// Bytes queued and not yet written to the socket.
@@ -205,12 +206,12 @@ impl<S> IdleIo<S> {
                 let taken = body.len().min(frame.len);
                 let mut payload = Vec::with_capacity(frame.len);
                 payload.extend_from_slice(&body[..taken]);
-                asides.frame = Some(Aside {
+                asides.frame = Some(Box::new(Aside {
                     frame,
                     payload,
                     unmasked: false,
                     placeholder_given: 0,
-                });
+                }));
                 frame.header_len + taken
             }
         }
