@@ -581,6 +581,19 @@ mod tests {
         limited_pair(limit, true).await
     }
 
+    /// Writes the next `piece` bytes of `wire`, from `at`, as raw bytes.
+    async fn write_piece(
+        client: &mut WebSocketStream<DuplexStream>,
+        wire: &[u8],
+        at: &mut usize,
+        piece: usize,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        let bytes = &wire[*at..*at + piece];
+        client.get_mut().write_all(bytes).await.unwrap();
+        *at += piece;
+    }
+
     /// A message of `len` bytes is refused as too large.
     async fn assert_refused(
         server: &mut WebSocketStream<IdleIo<DuplexStream>>,
@@ -676,12 +689,7 @@ mod tests {
             let (mut server, mut client) = aside_pair(1 << 20).await;
             let mut at = 0;
             for piece in [first, 5, 40_000, 3, 70_000, 30_000] {
-                client
-                    .get_mut()
-                    .write_all(&wire[at..at + piece])
-                    .await
-                    .unwrap();
-                at += piece;
+                write_piece(&mut client, &wire, &mut at, piece).await;
                 let stalled = tokio::time::timeout(Duration::from_millis(50), server.next()).await;
                 assert!(stalled.is_err(), "nothing whole after {at} bytes");
                 assert!(server.get_ref().buffer_capacity() <= sent.len());
@@ -734,6 +742,93 @@ mod tests {
             Some(Ok(message)) => panic!("no message from half a frame, got {message:?}"),
         }
         assert_eq!(server.get_ref().buffer_capacity(), 0);
+    }
+
+    /// Random messages (small and large, text and binary, fragmented, pings),
+    /// written in random pieces, come out as they were sent, whichever way each
+    /// was read.
+    #[tokio::test]
+    async fn random_frames_in_random_pieces_arrive_as_sent() {
+        let mut read_aside = 0;
+        for seed in 0..24 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let mut wire = Vec::new();
+            let mut expected = Vec::new();
+            let masked = |frame: Frame, wire: &mut Vec<u8>, rng: &mut fastrand::Rng| {
+                let mut frame = frame;
+                frame.header_mut().mask = Some(rng.u32(..).to_ne_bytes());
+                frame.format(wire).unwrap();
+            };
+            for _ in 0..rng.usize(5..25) {
+                let len = if rng.bool() {
+                    rng.usize(0..300)
+                } else {
+                    rng.usize(10_000..90_000)
+                };
+                let data = payload(len, rng.u8(..));
+                match rng.u8(0..4) {
+                    0 => {
+                        let text: String = data.iter().map(|b| (b'a' + b % 26) as char).collect();
+                        let frame = Frame::message(text.clone(), OpCode::Data(Data::Text), true);
+                        masked(frame, &mut wire, &mut rng);
+                        expected.push(Message::text(text));
+                    }
+                    1 => {
+                        let frame = Frame::message(data.clone(), OpCode::Data(Data::Binary), true);
+                        masked(frame, &mut wire, &mut rng);
+                        expected.push(Message::binary(data));
+                    }
+                    2 => {
+                        let cut = rng.usize(0..=data.len());
+                        let first =
+                            Frame::message(data[..cut].to_vec(), OpCode::Data(Data::Binary), false);
+                        masked(first, &mut wire, &mut rng);
+                        let rest = Frame::message(
+                            data[cut..].to_vec(),
+                            OpCode::Data(Data::Continue),
+                            true,
+                        );
+                        masked(rest, &mut wire, &mut rng);
+                        expected.push(Message::binary(data));
+                    }
+                    _ => {
+                        let ping = data[..len.min(100)].to_vec();
+                        masked(Frame::ping(ping.clone()), &mut wire, &mut rng);
+                        expected.push(Message::Ping(ping.into()));
+                    }
+                }
+            }
+            let (mut server, mut client) = aside_pair(1 << 20).await;
+            let pieces: Vec<usize> = (0..wire.len())
+                .scan(0, |at, _| {
+                    (*at < wire.len()).then(|| {
+                        let piece = rng.usize(1..40_000).min(wire.len() - *at);
+                        *at += piece;
+                        piece
+                    })
+                })
+                .collect();
+            let writer = tokio::spawn(async move {
+                let mut at = 0;
+                for piece in pieces {
+                    write_piece(&mut client, &wire, &mut at, piece).await;
+                    tokio::task::yield_now().await;
+                }
+                client
+            });
+            for (index, message) in expected.iter().enumerate() {
+                let (received, aside) = next_whole(&mut server).await;
+                assert!(&received == message, "seed {seed}, message {index}");
+                read_aside += usize::from(aside);
+            }
+            let _client = writer.await.unwrap();
+            // The pongs tungstenite queued go out; then nothing is held.
+            poll_fn(|cx| Pin::new(server.get_mut()).poll_flush(cx))
+                .await
+                .unwrap();
+            assert_eq!(server.get_ref().buffer_capacity(), 0, "seed {seed}");
+        }
+        assert!(read_aside > 20, "only {read_aside} frames were read aside");
     }
 
     #[tokio::test]
