@@ -132,6 +132,28 @@ async fn a_late_provider_gets_the_document_in_sync_step_2() {
     assert_eq!(reader.content(), "from yjs!");
 }
 
+/// A paste of 100 KB arrives as one binary frame large enough to be read aside
+/// (not through the WebSocket library); it reaches the other provider and the
+/// keystrokes around it stay in order.
+#[tokio::test]
+async fn a_large_binary_update_reaches_the_other_provider_in_order() {
+    let server = TestServer::start().await;
+    let mut writer = YClient::synced(&server, "ypaste").await;
+    let mut reader = YClient::synced(&server, "ypaste").await;
+    let paste: String = (0..100_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    writer.type_text(0, "<").await;
+    writer.type_text(1, &paste).await;
+    writer.type_text(1 + paste.len() as u32, ">").await;
+    let expected = format!("<{paste}>");
+    while reader.content() != expected {
+        reader.recv_update().await;
+    }
+    let late = YClient::synced(&server, "ypaste").await;
+    assert_eq!(late.content(), expected);
+}
+
 #[tokio::test]
 async fn json_clients_and_y_protocol_clients_share_one_document() {
     let server = TestServer::start().await;
