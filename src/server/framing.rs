@@ -25,10 +25,13 @@ pub const ASIDE_FROM: u64 = 16 * 1024;
 /// The longest frame header: 2 bytes, a 64-bit length, a mask.
 const MAX_HEADER: usize = 14;
 
+/// Bytes in `placeholder`.
+pub const PLACEHOLDER_LEN: usize = 6;
+
 /// The empty frame handed to tungstenite in place of one read aside: FIN and the
 /// frame's opcode, then a zero length with an all-zero mask (a server refuses
 /// unmasked frames).
-pub fn placeholder(kind: Data) -> [u8; 6] {
+pub fn placeholder(kind: Data) -> [u8; PLACEHOLDER_LEN] {
     [0x80 | u8::from(OpCode::Data(kind)), 0x80, 0, 0, 0, 0]
 }
 

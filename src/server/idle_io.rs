@@ -130,7 +130,7 @@ impl<S> IdleIo<S> {
     pub fn take_aside(&mut self) -> Option<AsidePayload> {
         let slot = &mut self.aside.as_mut()?.frame;
         let aside = slot.as_ref()?;
-        if !aside.unmasked || aside.placeholder_given < framing::placeholder(Data::Text).len() {
+        if !aside.unmasked || aside.placeholder_given < framing::PLACEHOLDER_LEN {
             return None;
         }
         let aside = slot.take()?;
@@ -188,33 +188,28 @@ impl<S> IdleIo<S> {
     /// not yet handed on), or starts reading the frame they begin with aside.
     /// Returns how many of them were used.
     fn give(&mut self, held: &[u8], buf: &mut ReadBuf<'_>) -> usize {
-        let Some(asides) = self.aside.as_deref_mut() else {
-            let passed = held.len().min(buf.remaining());
-            buf.put_slice(&held[..passed]);
-            return passed;
+        let room = buf.remaining();
+        let passed = match self.aside.as_deref_mut() {
+            None => held.len().min(room),
+            Some(asides) => match asides.framing.step(held, room, Some(asides.limit)) {
+                Step::Pass(passed) => passed,
+                Step::Aside(frame) => {
+                    let body = &held[frame.header_len..];
+                    let taken = body.len().min(frame.len);
+                    let mut payload = Vec::with_capacity(frame.len);
+                    payload.extend_from_slice(&body[..taken]);
+                    asides.frame = Some(Box::new(Aside {
+                        frame,
+                        payload,
+                        unmasked: false,
+                        placeholder_given: 0,
+                    }));
+                    return frame.header_len + taken;
+                }
+            },
         };
-        match asides
-            .framing
-            .step(held, buf.remaining(), Some(asides.limit))
-        {
-            Step::Pass(passed) => {
-                buf.put_slice(&held[..passed]);
-                passed
-            }
-            Step::Aside(frame) => {
-                let body = &held[frame.header_len..];
-                let taken = body.len().min(frame.len);
-                let mut payload = Vec::with_capacity(frame.len);
-                payload.extend_from_slice(&body[..taken]);
-                asides.frame = Some(Box::new(Aside {
-                    frame,
-                    payload,
-                    unmasked: false,
-                    placeholder_given: 0,
-                }));
-                frame.header_len + taken
-            }
-        }
+        buf.put_slice(&held[..passed]);
+        passed
     }
 }
 
@@ -334,7 +329,7 @@ impl<S: AsyncRead + Unpin> IdleIo<S> {
         let slot = &mut self.aside.as_deref_mut()?.frame;
         let aside = slot.as_mut()?;
         let placeholder = framing::placeholder(aside.frame.kind);
-        if aside.placeholder_given == placeholder.len() {
+        if aside.placeholder_given == framing::PLACEHOLDER_LEN {
             *slot = None;
             return None;
         }
@@ -361,7 +356,7 @@ impl<S: AsyncRead + Unpin> IdleIo<S> {
             framing::unmask(&mut aside.payload, aside.frame.mask);
             aside.unmasked = true;
         }
-        let given = (placeholder.len() - aside.placeholder_given).min(buf.remaining());
+        let given = (framing::PLACEHOLDER_LEN - aside.placeholder_given).min(buf.remaining());
         buf.put_slice(&placeholder[aside.placeholder_given..aside.placeholder_given + given]);
         aside.placeholder_given += given;
         Some(Poll::Ready(Ok(())))
