@@ -714,15 +714,27 @@ async fn global_options_work_before_and_after_the_subcommand() {
     let mut alice = server.join("notes", "alice", "Alice").await;
     alice.type_text(0, "global").await;
     let url = format!("http://{}", server.addr);
-    let expected = reqwest::Client::new()
-        .get(server.http("/rooms"))
-        .bearer_auth("t0ken")
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let authorized = async |path: &str| {
+        reqwest::Client::new()
+            .get(server.http(path))
+            .bearer_auth("t0ken")
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    // The listing to compare against once the room has applied the keystroke (its
+    // size changes then): the request can arrive before it.
+    let mut expected = Value::Null;
+    let applied = eventually(async || {
+        let text = authorized("/rooms/notes/text").await;
+        expected = authorized("/rooms").await;
+        text["text"] == "global"
+    })
+    .await;
+    assert!(applied, "the keystroke never reached the room");
 
     let u = url.as_str();
     let orders: [&[&str]; 5] = [
