@@ -1390,7 +1390,7 @@ _coedit() {
             return 0
             ;;
         coedit__subcmd__serve)
-            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --history-retention --idle-unload-secs --outbound-queue --max-outbound-bytes --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --max-awareness-ids --max-awareness-bytes --max-room-users --header-read-timeout-secs --max-pending-upgrades --rate-limit --rate-burst --redis-url --node-id --webhook-url --webhook-secret --webhook-debounce-ms --no-dashboard --log-level --log-format --server --json --timeout --token --help --version"
+            opts="-h -V --host --port --cors-origins --data-dir --mongo-url --db-name --start-degraded --durability --commit-interval-ms --compact-every --history-retention --idle-unload-secs --outbound-queue --max-outbound-bytes --max-message-bytes --admin-token --auth-secret --max-connections --max-connections-per-room --max-document-bytes --max-awareness-ids --max-awareness-bytes --max-room-users --header-read-timeout-secs --max-pending-upgrades --rate-limit --rate-burst --redis-url --node-id --persist-every --webhook-url --webhook-secret --webhook-debounce-ms --no-dashboard --log-level --log-format --server --json --timeout --token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1505,6 +1505,10 @@ _coedit() {
                     return 0
                     ;;
                 --node-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --persist-every)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

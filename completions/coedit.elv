@@ -75,6 +75,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --rate-burst 'Messages one connection may send in a burst'
             cand --redis-url 'Join a cluster through this Redis (`redis://host:6379`): rooms are shared with every node on the same Redis and MongoDB. Needs --mongo-url'
             cand --node-id 'This node''s name in logs, metrics and `coedit cluster` [default: host:port]'
+            cand --persist-every 'How often a room''s Redis log is moved into MongoDB (`10s`, `1m`; at least `100ms`). Updates are durable in Redis first; a node that dies holding a room''s move is replaced after three of these (at least 10 s)'
             cand --webhook-url 'URL to POST signed JSON events to (room loaded or unloaded, document changed, user joined or left, room deleted); give it again for more URLs'
             cand --webhook-secret 'Signs every webhook delivery: `X-Coedit-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`'
             cand --webhook-debounce-ms 'At most one `document.changed` event per room this often, in milliseconds'

@@ -79,6 +79,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-limit -d 'M
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l rate-burst -d 'Messages one connection may send in a burst' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l redis-url -d 'Join a cluster through this Redis (`redis://host:6379`): rooms are shared with every node on the same Redis and MongoDB. Needs --mongo-url' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l node-id -d 'This node\'s name in logs, metrics and `coedit cluster` [default: host:port]' -r
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l persist-every -d 'How often a room\'s Redis log is moved into MongoDB (`10s`, `1m`; at least `100ms`). Updates are durable in Redis first; a node that dies holding a room\'s move is replaced after three of these (at least 10 s)' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l webhook-url -d 'URL to POST signed JSON events to (room loaded or unloaded, document changed, user joined or left, room deleted); give it again for more URLs' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l webhook-secret -d 'Signs every webhook delivery: `X-Coedit-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l webhook-debounce-ms -d 'At most one `document.changed` event per room this often, in milliseconds' -r

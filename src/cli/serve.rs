@@ -154,6 +154,12 @@ pub struct ServeArgs {
     /// This node's name in logs, metrics and `coedit cluster` [default: host:port]
     #[arg(long, env = "COEDIT_NODE_ID", value_name = "NAME", help_heading = CLUSTER)]
     pub node_id: Option<String>,
+
+    /// How often a room's Redis log is moved into MongoDB (`10s`, `1m`; at least
+    /// `100ms`). Updates are durable in Redis first; a node that dies holding a
+    /// room's move is replaced after three of these (at least 10 s).
+    #[arg(long, env = "COEDIT_PERSIST_EVERY", value_name = "DURATION", default_value = "10s", value_parser = parse_persist_every, help_heading = CLUSTER)]
+    pub persist_every: std::time::Duration,
     /// URL to POST signed JSON events to (room loaded or unloaded, document
     /// changed, user joined or left, room deleted); give it again for more URLs.
     #[arg(
@@ -243,6 +249,7 @@ impl ServeArgs {
         config.dashboard = !self.no_dashboard;
         config.redis_url = self.redis_url.clone().filter(|url| !url.is_empty());
         config.node_id = self.node_id.clone().filter(|id| !id.is_empty());
+        config.persist_every = self.persist_every;
         config.webhook_urls = self.webhook_urls.clone();
         config.webhook_secret = self
             .webhook_secret
@@ -306,6 +313,15 @@ fn parse_webhook_url(raw: &str) -> Result<reqwest::Url, String> {
         "http" | "https" if url.host_str().is_some() => Ok(url),
         _ => Err("expected an http:// or https:// URL".to_owned()),
     }
+}
+
+/// `--persist-every`: a duration of at least 100 ms.
+fn parse_persist_every(raw: &str) -> Result<std::time::Duration, String> {
+    let every = humantime::parse_duration(raw.trim()).map_err(|error| error.to_string())?;
+    if every < std::time::Duration::from_millis(100) {
+        return Err("must be at least 100ms".to_owned());
+    }
+    Ok(every)
 }
 
 /// `--history-retention`: a duration, or `0` / `off` for none.

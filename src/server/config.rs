@@ -79,6 +79,9 @@ pub struct Config {
     /// How long the log and snapshots are kept as readable history; zero keeps
     /// only what rebuilding the room needs.
     pub history_retention: Duration,
+    /// In a cluster: how often the node holding a room's persister lease moves the
+    /// room's Redis log into MongoDB.
+    pub persist_every: Duration,
     /// A room with no connections is unloaded from memory after this long.
     pub idle_unload: Duration,
     /// WebSocket ping interval; a peer silent for three intervals is dropped.
@@ -133,6 +136,11 @@ impl Config {
     /// enough that a busy room's history stays a small multiple of its document.
     pub const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
     pub const DEFAULT_IDLE_UNLOAD: Duration = Duration::from_secs(300);
+    /// Updates are durable in Redis (its append-only file) before anyone sees them;
+    /// MongoDB is the long-term copy, so moving them there need not be prompt. Each
+    /// move costs a lease call, a read, a MongoDB write and a trim per room, which
+    /// once a second was a tenth of a busy node's CPU (BENCHMARKS.md).
+    pub const DEFAULT_PERSIST_EVERY: Duration = Duration::from_secs(10);
     pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
     /// 8 MiB: far above any text document's update, far below what hurts memory.
     pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
@@ -166,6 +174,7 @@ impl Config {
             commit_interval: Self::DEFAULT_COMMIT_INTERVAL,
             compact_every: Self::DEFAULT_COMPACT_EVERY,
             history_retention: Self::DEFAULT_HISTORY_RETENTION,
+            persist_every: Self::DEFAULT_PERSIST_EVERY,
             idle_unload: Self::DEFAULT_IDLE_UNLOAD,
             ping_interval: Self::DEFAULT_PING_INTERVAL,
             max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,

@@ -343,6 +343,7 @@ async fn serve(
                     address: listener.local_addr()?.to_string(),
                     compact_every: config.compact_every.max(1),
                     history_retention: config.history_retention,
+                    persist_every: config.persist_every,
                     fsync: config.durability == DurabilityLevel::Fsync,
                 },
                 store.clone(),

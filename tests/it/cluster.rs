@@ -25,6 +25,9 @@ use super::yjs::YClient;
 /// How long a change may take to cross nodes, or a node to recover, on a machine
 /// that may be busy building.
 const CROSS: Duration = Duration::from_secs(30);
+/// For tests that wait for a room's log to reach MongoDB: moved every second, so
+/// within `EXPECT`, instead of every 10 s by default.
+const PERSIST_SOON: [&str; 2] = ["--persist-every", "1s"];
 
 /// Redis to start private servers of, or `None` (after saying why) to skip.
 fn redis_program(test: &str) -> Option<PathBuf> {
@@ -405,8 +408,8 @@ async fn killing_every_node_right_after_a_cross_node_relay_loses_nothing() {
     else {
         return;
     };
-    let n1 = setup.node("n1", &[]).await;
-    let n2 = setup.node("n2", &[]).await;
+    let n1 = setup.node("n1", &PERSIST_SOON).await;
+    let n2 = setup.node("n2", &PERSIST_SOON).await;
     let port = n1.port;
     let mut writer = join(&n1.base(), "kill-all", "writer").await;
     let mut watcher = join(&n2.base(), "kill-all", "watcher").await;
@@ -417,7 +420,7 @@ async fn killing_every_node_right_after_a_cross_node_relay_loses_nothing() {
     n1.kill_hard();
     n2.kill_hard();
 
-    let restarted = setup.node_on(port, "n1", &[]).await;
+    let restarted = setup.node_on(port, "n1", &PERSIST_SOON).await;
     assert_eq!(synced_text(&restarted.base(), "kill-all").await, text);
 
     // The restarted node moves the log into MongoDB (and trims it from Redis once
@@ -647,7 +650,7 @@ async fn two_nodes_persisting_one_room_store_every_entry_once() {
     else {
         return;
     };
-    let extra = ["--compact-every", "5"];
+    let extra = ["--compact-every", "5", "--persist-every", "1s"];
     let n1 = setup.node("n1", &extra).await;
     let n2 = setup.node("n2", &extra).await;
     let mut a = join(&n1.base(), "race", "a").await;
@@ -792,6 +795,19 @@ async fn deleting_a_room_on_one_node_closes_it_on_every_node_and_removes_it_ever
             matches!(fresh.recv().await, ServerMessage::Users { .. }),
             "a new client of a deleted room is greeted with no document"
         );
+    }
+}
+
+#[test]
+fn a_persist_interval_below_100ms_or_unreadable_is_refused() {
+    for every in ["50ms", "0s", "soon"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_coedit"))
+            .args(["serve", "--persist-every", every])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{every}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--persist-every"), "{every}: {stderr}");
     }
 }
 

@@ -53,6 +53,8 @@ pub struct ClusterSettings {
     /// Log entries after which the persisting node compacts a room in MongoDB.
     pub compact_every: u64,
     pub history_retention: Duration,
+    /// How often the room's leaseholder moves its stream into MongoDB.
+    pub persist_every: Duration,
     /// `--durability fsync`: Redis must sync its append-only file on every write.
     pub fsync: bool,
 }

@@ -23,14 +23,12 @@ use crate::server::room::durable::{now_ms, room_hash};
 use crate::server::room::Room;
 use crate::server::store::{LoggedUpdate, Snapshot, WriteOp};
 
-/// How often each held room's stream is moved to MongoDB.
-const EVERY: Duration = Duration::from_secs(1);
-/// Each room is moved in one of this many slots of `EVERY`, fixed by its name:
-/// all rooms at once made a burst of Redis calls and MongoDB writes on every node
-/// each second, which the rooms' relay felt as a latency spike.
+/// Each room is moved in one of this many slots of `--persist-every`, fixed by its
+/// name: all rooms at once made a burst of Redis calls and MongoDB writes on every
+/// node, which the rooms' relay felt as a latency spike.
 const SLOTS: u32 = 10;
-/// How long a lease outlives its holder's last renewal.
-const LEASE_TTL: Duration = Duration::from_secs(10);
+/// The shortest a lease outlives its holder's last renewal.
+const MIN_LEASE_TTL: Duration = Duration::from_secs(10);
 /// Entries copied per MongoDB write.
 const CHUNK: usize = 1000;
 /// How long an entry stays in the stream after it is in MongoDB: far longer than
@@ -60,8 +58,16 @@ end
 return 0
 ";
 
+/// How long a lease outlives its holder's last renewal, when rooms are moved every
+/// `every`: its holder renews it on each move, so three moves may go by (a slow
+/// MongoDB, a busy node) before another node takes the room over.
+fn lease_ttl(every: Duration) -> Duration {
+    (every * 3).max(MIN_LEASE_TTL)
+}
+
 pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
-    let mut interval = tokio::time::interval(EVERY / SLOTS);
+    let every = cluster.inner.settings.persist_every;
+    let mut interval = tokio::time::interval(every / SLOTS);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut slot = 0;
     loop {
@@ -82,7 +88,7 @@ pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
     }
 }
 
-/// Whether `room_id` is moved in `slot` of each `EVERY`.
+/// Whether `room_id` is moved in `slot` of each `--persist-every`.
 fn in_slot(room_id: &str, slot: u64) -> bool {
     room_hash(room_id) % u64::from(SLOTS) == slot
 }
@@ -102,7 +108,7 @@ pub(super) async fn persist_room(
     let held: Result<i64, _> = redis::Script::new(TAKE)
         .key(lease_key(room_id))
         .arg(cluster.instance())
-        .arg(LEASE_TTL.as_millis() as u64)
+        .arg(lease_ttl(inner.settings.persist_every).as_millis() as u64)
         .invoke_async(&mut conn)
         .await;
     // Where to copy from: after what this node copied while it held the lease, or
@@ -280,6 +286,13 @@ mod tests {
         assert_eq!(next_id("5-41"), "5-42");
         assert_eq!(earliest("10-5", "9-7"), "9-7");
         assert_eq!(earliest("10-5", "10-6"), "10-5");
+    }
+
+    #[test]
+    fn a_lease_outlives_three_moves_and_never_less_than_ten_seconds() {
+        assert_eq!(lease_ttl(Duration::from_millis(100)), MIN_LEASE_TTL);
+        assert_eq!(lease_ttl(Duration::from_secs(1)), MIN_LEASE_TTL);
+        assert_eq!(lease_ttl(Duration::from_secs(10)), Duration::from_secs(30));
     }
 
     #[test]
