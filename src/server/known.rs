@@ -110,6 +110,12 @@ pub enum Examined {
     /// Apply the update as it is: every struct is new, or it holds something this
     /// module leaves to the full decoder.
     Whole,
+    /// Apply the update as it is, and it is all new: each client's structs start
+    /// exactly where the document's end (no gap, nothing known) and the delete set
+    /// is none the document applied as it stands. Once merged with nothing left
+    /// pending, the update is itself what the document gained, and the document's
+    /// state vector moves to these ends (client, clock after its last struct).
+    Fresh(Vec<(ClientID, u32)>),
     /// Apply this instead: the update without what the document holds.
     Cut(Cut),
     /// A struct of `client` starts past everything the document and the update
@@ -155,12 +161,17 @@ fn examine_structs(
     let clients: u32 = cursor.read_var().ok()?;
     let mut runs = Vec::new();
     let mut cut = false;
+    // Whether every struct is new and each client's start where the document ends
+    // (`Examined::Fresh`), and where each client's structs end.
+    let mut fresh = clients > 0;
+    let mut ends = Vec::new();
     for _ in 0..clients {
         let count: u32 = cursor.read_var().ok()?;
         let client = read_client(&mut cursor)?;
         let first_clock: u32 = cursor.read_var().ok()?;
         let body = cursor.next;
         let have = known.get(&ClientID::new(client));
+        fresh &= count > 0 && first_clock == have;
         // How far this client's clock is covered, by the document or by structs
         // before this one; skips cover nothing.
         let mut reach = have;
@@ -201,6 +212,7 @@ fn examine_structs(
                     section.jump(bytes, from, &update[start..], count - index, have)
                 });
                 if let (Some(from), Some((to, between))) = (from, jump) {
+                    fresh = false;
                     // Those structs are the remembered ones, which the document
                     // covers: none starts a run, none is a gap, `reach` stays.
                     if walk.recording {
@@ -233,6 +245,7 @@ fn examine_structs(
             }
             walk.structs_read += 1;
             let (length, skip) = struct_length(&mut cursor)?;
+            fresh &= !skip;
             if length > 0 && !skip {
                 if clock > reach {
                     return Some(Examined::Gap { client });
@@ -250,6 +263,9 @@ fn examine_structs(
             }
             clock = clock.checked_add(length)?;
             index += 1;
+        }
+        if fresh {
+            ends.push((ClientID::new(client), clock));
         }
         if walk.recording {
             let end = Mark {
@@ -303,7 +319,11 @@ fn examine_structs(
         }
     }
     if !cut {
-        return Some(Examined::Whole);
+        return Some(if fresh {
+            Examined::Fresh(ends)
+        } else {
+            Examined::Whole
+        });
     }
     let kept_bytes: usize = runs.iter().map(|run| run.bytes.len() + 24).sum::<usize>()
         + kept
@@ -702,9 +722,55 @@ mod tests {
     ) -> Option<Cut> {
         match examine(update, known, deletions, walked) {
             Examined::Cut(cut) => Some(cut),
-            Examined::Whole => None,
+            Examined::Whole | Examined::Fresh(_) => None,
             Examined::Gap { client } => panic!("no gap expected, found one of {client}"),
         }
+    }
+
+    /// The ends `examine` reports when it finds `update` all new against `known`.
+    fn fresh_ends(update: &[u8], known: &StateVector) -> Option<Vec<(ClientID, u32)>> {
+        match examine(
+            update,
+            known,
+            &AppliedDeletions::default(),
+            &mut Walked::default(),
+        ) {
+            Examined::Fresh(ends) => Some(ends),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_update_that_starts_where_the_document_ends_is_fresh_and_reports_its_ends() {
+        let alice = doc(1);
+        let text = alice.get_or_insert_text("t");
+        text.insert(&mut alice.transact_mut(), 0, "hello");
+        // A client the document has never seen starts at 0.
+        let first = state(&alice);
+        assert_eq!(
+            fresh_ends(&first, &StateVector::default()),
+            Some(vec![(ClientID::new(1), 5)])
+        );
+        let known = alice.transact().state_vector();
+        text.insert(&mut alice.transact_mut(), 5, " world");
+        let keystroke = alice.transact().encode_state_as_update_v1(&known);
+        assert_eq!(
+            fresh_ends(&keystroke, &known),
+            Some(vec![(ClientID::new(1), 11)])
+        );
+        // The whole state again holds what is known; the keystroke again is known.
+        assert_eq!(fresh_ends(&state(&alice), &known), None);
+        let now = alice.transact().state_vector();
+        assert_eq!(fresh_ends(&keystroke, &now), None);
+        // Half of it known: merging starts inside a struct, so not fresh either.
+        let mut partly = StateVector::default();
+        partly.set_max(ClientID::new(1), 8);
+        assert_eq!(fresh_ends(&keystroke, &partly), None);
+        // A deletion alone gains no struct.
+        let known = alice.transact().state_vector();
+        text.remove_range(&mut alice.transact_mut(), 0, 1);
+        let backspace = alice.transact().encode_state_as_update_v1(&known);
+        assert_eq!(fresh_ends(&backspace, &known), None);
     }
 
     fn apply(doc: &Doc, update: &[u8]) -> Vec<u8> {
@@ -1046,10 +1112,11 @@ mod tests {
         );
         assert_eq!(first.update, second.update);
         check_same(&partial, &full).expect("something is cut");
-        // Against an empty document nothing is cut, whatever is remembered.
+        // Against an empty document nothing is cut, whatever is remembered: all of
+        // it is new.
         assert!(matches!(
             examine(&full, &StateVector::default(), &none, &mut walked),
-            Examined::Whole
+            Examined::Fresh(_)
         ));
     }
 
