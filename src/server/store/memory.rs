@@ -3,7 +3,7 @@
 //! or to refuse one room's writes for good, as a store refuses an oversized record.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -50,11 +50,18 @@ pub struct MemoryStore {
     failing: Arc<AtomicBool>,
     /// Rooms whose writes are refused as invalid; a `std::sync::Mutex` like `rooms`.
     refused: Arc<Mutex<HashSet<String>>>,
+    /// Batches written so far.
+    writes: Arc<AtomicUsize>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many batches were written (one store round trip each).
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::Relaxed)
     }
 
     /// While set, every operation fails as an unreachable store would.
@@ -86,6 +93,7 @@ impl Store for MemoryStore {
     }
 
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
         if let Ok(refused) = self.refused.lock() {
             if let Some(op) = batch.iter().find(|op| refused.contains(op.room_id())) {
                 return Err(StoreError::Rejected(format!(
