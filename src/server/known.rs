@@ -171,7 +171,11 @@ fn examine_structs(
         let first_clock: u32 = cursor.read_var().ok()?;
         let body = cursor.next;
         let have = known.get(&ClientID::new(client));
-        fresh &= count > 0 && first_clock == have;
+        // A client named twice is never relayed as sent: yrs reads both sections,
+        // Yjs keeps only the last, so the others could end up with other content.
+        fresh &= count > 0
+            && first_clock == have
+            && !ends.iter().any(|(seen, _)| *seen == ClientID::new(client));
         // How far this client's clock is covered, by the document or by structs
         // before this one; skips cover nothing.
         let mut reach = have;
@@ -766,6 +770,16 @@ mod tests {
         let mut partly = StateVector::default();
         partly.set_max(ClientID::new(1), 8);
         assert_eq!(fresh_ends(&keystroke, &partly), None);
+        // The same client's structs twice over, in two sections: the keystroke is
+        // one client count, one section and an empty delete set.
+        let section = &keystroke[1..keystroke.len() - 1];
+        let mut twice = Vec::new();
+        twice.write_var(2u32);
+        twice.extend_from_slice(section);
+        twice.extend_from_slice(section);
+        twice.write_var(0u32);
+        assert!(Update::decode_v1(&twice).is_ok());
+        assert_eq!(fresh_ends(&twice, &known), None);
         // A deletion alone gains no struct.
         let known = alice.transact().state_vector();
         text.remove_range(&mut alice.transact_mut(), 0, 1);
