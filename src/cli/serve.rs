@@ -158,8 +158,8 @@ pub struct ServeArgs {
     /// How often a room's Redis log is moved into MongoDB (`10s`, `1m`; at least
     /// `100ms`). Updates are durable in Redis first; a node that dies holding a
     /// room's move is replaced after three of these (at least 10 s).
-    #[arg(long, env = "COEDIT_PERSIST_EVERY", value_name = "DURATION", default_value = "10s", value_parser = parse_persist_every, help_heading = CLUSTER)]
-    pub persist_every: std::time::Duration,
+    #[arg(long, env = "COEDIT_PERSIST_EVERY", value_name = "DURATION", default_value_t = Config::DEFAULT_PERSIST_EVERY.into(), value_parser = parse_persist_every, help_heading = CLUSTER)]
+    pub persist_every: humantime::Duration,
     /// URL to POST signed JSON events to (room loaded or unloaded, document
     /// changed, user joined or left, room deleted); give it again for more URLs.
     #[arg(
@@ -249,7 +249,7 @@ impl ServeArgs {
         config.dashboard = !self.no_dashboard;
         config.redis_url = self.redis_url.clone().filter(|url| !url.is_empty());
         config.node_id = self.node_id.clone().filter(|id| !id.is_empty());
-        config.persist_every = self.persist_every;
+        config.persist_every = self.persist_every.into();
         config.webhook_urls = self.webhook_urls.clone();
         config.webhook_secret = self
             .webhook_secret
@@ -316,12 +316,12 @@ fn parse_webhook_url(raw: &str) -> Result<reqwest::Url, String> {
 }
 
 /// `--persist-every`: a duration of at least 100 ms.
-fn parse_persist_every(raw: &str) -> Result<std::time::Duration, String> {
+fn parse_persist_every(raw: &str) -> Result<humantime::Duration, String> {
     let every = humantime::parse_duration(raw.trim()).map_err(|error| error.to_string())?;
     if every < std::time::Duration::from_millis(100) {
         return Err("must be at least 100ms".to_owned());
     }
-    Ok(every)
+    Ok(every.into())
 }
 
 /// `--history-retention`: a duration, or `0` / `off` for none.
