@@ -239,11 +239,11 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
             // Cluster nodes share the database and take turns per room (through
             // Redis); they hold the writer lease together, so a lone server started
             // on the same database is still refused.
-            let node_id = match &config.redis_url {
-                Some(_) => CLUSTER_LEASE_HOLDER.to_owned(),
-                None => config.node_id.clone().unwrap_or_default(),
+            let (node_id, shared) = match &config.redis_url {
+                Some(_) => (CLUSTER_LEASE_HOLDER.to_owned(), true),
+                None => (config.node_id.clone().unwrap_or_default(), false),
             };
-            match WriterLease::acquire(store.database(), &node_id).await {
+            match WriterLease::acquire(store.database(), &node_id, shared).await {
                 Ok(held) => lease = Some(held),
                 Err(error) => {
                     close_unused(&store).await;

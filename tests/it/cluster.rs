@@ -20,6 +20,7 @@ use super::common::*;
 use super::documents::close_frame;
 use super::durability::{join, synced_text, type_slowly, until_text};
 use super::mongo_env::*;
+use super::write_ahead::exits;
 use super::yjs::YClient;
 
 /// How long a change may take to cross nodes, or a node to recover, on a machine
@@ -560,6 +561,36 @@ async fn a_node_stopped_gracefully_writes_everything_and_exits_at_once() {
         synced_text(&n2.base(), "stop").await,
         "typed before the stop"
     );
+
+    // The nodes hold MongoDB's writer lease together: the one that stopped left it
+    // to the other, which keeps renewing it (a few renewals, RENEW_EVERY = 2 s),
+    // so a lone server on the same database is still refused.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let lone = serve_command(
+        free_port(),
+        &[
+            "--mongo-url".to_owned(),
+            setup.mongo_url.clone(),
+            "--db-name".to_owned(),
+            setup.database.clone(),
+        ],
+        &temp_dir("lone-server"),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let (status, stderr) = exits(lone, Duration::from_secs(40)).await;
+    assert!(
+        !status.success(),
+        "a lone server started beside the cluster: {stderr}"
+    );
+    assert!(
+        stderr.contains("in use by another coedit server"),
+        "{stderr}"
+    );
+    let log = n2.log();
+    assert!(!log.contains("taken over"), "{log}");
 }
 
 /// Appends to `room`'s log, numbered as a node numbers it, an update of Yjs client

@@ -538,7 +538,7 @@ async fn a_room_the_store_refuses_does_not_hold_up_the_others() {
 }
 
 /// Waits for a process to exit; its status and what it printed.
-async fn exits(
+pub(super) async fn exits(
     mut child: std::process::Child,
     within: Duration,
 ) -> (std::process::ExitStatus, String) {

@@ -8,6 +8,10 @@
 //! port on that host is the only one alive under that name, so a server restarted
 //! after a crash takes its lease back at once. Anyone else waits for the lease to
 //! expire, and refuses as soon as it sees the holder renew it.
+//!
+//! The nodes of a cluster hold the lease together, under one shared name: a node
+//! that stops leaves it to the others (it is never deleted while one may still
+//! renew it), and a holder that finds it gone takes it again.
 
 use std::time::Duration;
 
@@ -35,6 +39,8 @@ const DUPLICATE_KEY: i32 = 11000;
 pub struct WriterLease {
     collection: Collection<Document>,
     node_id: String,
+    /// Held together with other nodes (a cluster's): never deleted on release.
+    shared: bool,
     stop: CancellationToken,
     renewer: JoinHandle<()>,
 }
@@ -50,8 +56,13 @@ pub enum LeaseError {
 
 impl WriterLease {
     /// Takes the lease of `database` for `node_id`, waiting at most one TTL for a
-    /// silent holder's lease to run out.
-    pub async fn acquire(database: &Database, node_id: &str) -> Result<Self, LeaseError> {
+    /// silent holder's lease to run out. A `shared` lease is held by every node
+    /// that names the same `node_id`.
+    pub async fn acquire(
+        database: &Database,
+        node_id: &str,
+        shared: bool,
+    ) -> Result<Self, LeaseError> {
         let collection: Collection<Document> = database.collection(LEASES);
         let mut seen_renewal: Option<DateTime> = None;
         let deadline = tokio::time::Instant::now() + LEASE_TTL + RENEW_EVERY * 2;
@@ -84,15 +95,20 @@ impl WriterLease {
         Ok(Self {
             collection,
             node_id: node_id.to_owned(),
+            shared,
             stop,
             renewer,
         })
     }
 
-    /// Stops renewing and gives the lease up, so a successor need not wait.
+    /// Stops renewing and gives the lease up, so a successor need not wait; a
+    /// shared lease is left to the other holders (or to expire).
     pub async fn release(mut self) {
         self.stop.cancel();
         let _ = (&mut self.renewer).await;
+        if self.shared {
+            return;
+        }
         let released = tokio::time::timeout(
             RENEW_EVERY,
             self.collection
@@ -177,12 +193,17 @@ async fn renew(collection: Collection<Document>, node_id: String, stop: Cancella
             )
             .await;
         match renewed {
-            Ok(result) if result.matched_count == 0 => {
-                tracing::error!(
+            // Gone: expired and taken, or given up by a holder of a shared lease
+            // (a node of an earlier version deleted it on leaving). Taken again if
+            // it is free.
+            Ok(result) if result.matched_count == 0 => match try_take(&collection, &node_id).await {
+                Ok(None) => tracing::debug!("store lease taken again"),
+                Ok(Some(_)) => tracing::error!(
                     "the store lease was taken over by another server while this one could not renew it; \
                      two servers may now be writing the same database"
-                );
-            }
+                ),
+                Err(error) => tracing::warn!(%error, "cannot renew the store lease"),
+            },
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(error = %describe_error(&error), "cannot renew the store lease");
