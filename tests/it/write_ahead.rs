@@ -603,6 +603,7 @@ async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn a_running_server_holds_its_sqlite_files_against_other_processes() {
     use coedit::server::store::sqlite::{DATABASE_FILE, JOURNAL_FILE};

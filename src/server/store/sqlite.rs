@@ -248,15 +248,20 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Opens a connection to one of the store's files through SQLite's `unix-excl`
-/// VFS: the first use takes the file for this process alone (the data directory's
-/// lock already keeps a second server out), so its connections coordinate in
-/// memory, with the WAL index on the heap, instead of through `fcntl` locks on the
-/// file and its shared memory, about two calls per commit (at rooms of 4, 70,000
-/// in 5 s, a sixth of the server's system calls: BENCHMARKS.md).
+/// Opens a connection to one of the store's files, on Unix through SQLite's
+/// `unix-excl` VFS (elsewhere its default one). The first use takes the file for
+/// this process alone (the data directory's lock already keeps a second server
+/// out), so its connections coordinate in memory, with the WAL index on the heap,
+/// instead of through `fcntl` locks on the file and its shared memory: about two
+/// calls per commit (at rooms of 4, 70,000 in 5 s, a sixth of the server's system
+/// calls: BENCHMARKS.md).
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), c"unix-excl")
-        .map_err(unavailable)
+    #[cfg(unix)]
+    let opened =
+        Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), c"unix-excl");
+    #[cfg(not(unix))]
+    let opened = Connection::open(path);
+    opened.map_err(unavailable)
 }
 
 /// Exclusive claim on a data directory for one `coedit serve`: two servers writing
