@@ -320,11 +320,20 @@ async fn serve(
     if matches!(config.store, StoreConfig::Mongo { .. })
         && config.max_document_bytes > store::mongo::MAX_DOCUMENT_BYTES
     {
-        tracing::warn!(
-            "documents are limited to {} bytes on MongoDB (its 16 MiB document limit), not the {} of --max-document-bytes",
-            store::mongo::MAX_DOCUMENT_BYTES,
-            config.max_document_bytes
-        );
+        // A warning only for a limit someone chose: the default is the embedded
+        // store's, and every server on MongoDB would otherwise warn at each start.
+        if config.max_document_bytes == Config::DEFAULT_MAX_DOCUMENT_BYTES {
+            tracing::info!(
+                "documents are limited to {} bytes on MongoDB (its 16 MiB document limit)",
+                store::mongo::MAX_DOCUMENT_BYTES
+            );
+        } else {
+            tracing::warn!(
+                "documents are limited to {} bytes on MongoDB (its 16 MiB document limit), not the {} of --max-document-bytes",
+                store::mongo::MAX_DOCUMENT_BYTES,
+                config.max_document_bytes
+            );
+        }
         config.max_document_bytes = store::mongo::MAX_DOCUMENT_BYTES;
     }
     let OpenedStore {

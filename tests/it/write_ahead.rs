@@ -649,6 +649,41 @@ async fn a_running_server_holds_its_sqlite_files_against_other_processes() {
 }
 
 #[tokio::test]
+async fn on_mongodb_the_document_limit_is_lowered_with_a_warning_only_for_a_chosen_one() {
+    let Some(url) =
+        mongo_url("on_mongodb_the_document_limit_is_lowered_with_a_warning_only_for_a_chosen_one")
+    else {
+        return;
+    };
+    let warning = "limited to 15728640 bytes on MongoDB";
+    let name = unique_database("document_limit");
+    let mut args = mongo_args(&url, &name);
+    // The default is the embedded store's: lowered without a warning (the tests'
+    // servers log at `warn`). Health answers once the server is past that point.
+    let server = CoeditProcess::start(&args).await;
+    let health = reqwest::get(format!("http://{}/api/health", server.base()))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(!server.log().contains(warning), "{}", server.log());
+    drop(server);
+    // A limit someone chose above MongoDB's is lowered too, and the server says so.
+    args.extend(["--max-document-bytes".to_owned(), "20000000".to_owned()]);
+    let server = CoeditProcess::start(&args).await;
+    let health = reqwest::get(format!("http://{}/api/health", server.base()))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let log = server.log();
+    assert!(
+        log.contains(warning) && log.contains("not the 20000000"),
+        "{log}"
+    );
+    drop(server);
+    database(&url, &name).await.drop().await.ok();
+}
+
+#[tokio::test]
 async fn a_second_server_on_the_same_mongodb_database_refuses_to_start() {
     let Some(url) = mongo_url("a_second_server_on_the_same_mongodb_database_refuses_to_start")
     else {
