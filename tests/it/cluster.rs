@@ -20,7 +20,7 @@ use super::common::*;
 use super::documents::close_frame;
 use super::durability::{join, synced_text, type_slowly, until_text};
 use super::mongo_env::*;
-use super::write_ahead::exits;
+use super::write_ahead::{exits, mongo_args};
 use super::yjs::YClient;
 
 /// How long a change may take to cross nodes, or a node to recover, on a machine
@@ -566,21 +566,18 @@ async fn a_node_stopped_gracefully_writes_everything_and_exits_at_once() {
     // to the other, which keeps renewing it (a few renewals, RENEW_EVERY = 2 s),
     // so a lone server on the same database is still refused.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let dir = temp_dir("lone-server");
     let lone = serve_command(
         free_port(),
-        &[
-            "--mongo-url".to_owned(),
-            setup.mongo_url.clone(),
-            "--db-name".to_owned(),
-            setup.database.clone(),
-        ],
-        &temp_dir("lone-server"),
+        &mongo_args(&setup.mongo_url, &setup.database),
+        &dir,
     )
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
     let (status, stderr) = exits(lone, Duration::from_secs(40)).await;
+    std::fs::remove_dir_all(&dir).ok();
     assert!(
         !status.success(),
         "a lone server started beside the cluster: {stderr}"

@@ -30,7 +30,7 @@ fn sqlite_args(dir: &std::path::Path) -> Vec<String> {
     vec!["--data-dir".into(), dir.display().to_string()]
 }
 
-fn mongo_args(url: &str, database: &str) -> Vec<String> {
+pub(super) fn mongo_args(url: &str, database: &str) -> Vec<String> {
     vec![
         "--mongo-url".into(),
         url.to_owned(),
