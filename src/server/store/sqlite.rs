@@ -53,15 +53,17 @@ const SCHEMA: &str = "
     -- Every update, by room, folded in from the journal's tail every FOLD_ROWS
     -- updates. With history kept, compactions' snapshots are kept here too
     -- (snapshot = 1), as bases.
+    -- The data last: reading a row's other columns never reads a large row's
+    -- overflow pages. Indexes: LOG_INDEXES.
     CREATE TABLE IF NOT EXISTS update_log (
+        id INTEGER PRIMARY KEY,
         room_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
-        data BLOB NOT NULL,
         at INTEGER NOT NULL DEFAULT 0,
         author TEXT,
         snapshot INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (room_id, seq)
-    ) WITHOUT ROWID;
+        data BLOB NOT NULL
+    );
     -- history_floor: NULL without history (the log keeps only what follows the
     -- snapshot); otherwise the oldest sequence number the history keeps.
     CREATE TABLE IF NOT EXISTS snapshots (
@@ -84,6 +86,15 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS deleted_rooms (
         room_id TEXT PRIMARY KEY
     );
+";
+
+/// After `SCHEMA` and the migrations, which an older log may need first: a room's
+/// log in order, and the snapshots it keeps (read at every compaction, so finding
+/// them does not walk the room's whole history).
+const LOG_INDEXES: &str = "
+    CREATE UNIQUE INDEX IF NOT EXISTS update_log_by_room ON update_log (room_id, seq);
+    CREATE INDEX IF NOT EXISTS update_log_snapshots ON update_log (room_id, seq, at)
+        WHERE snapshot = 1;
 ";
 
 const JOURNAL_SCHEMA: &str = "
@@ -121,6 +132,35 @@ fn migrate(connection: &Connection) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Gives the log its indexes, first rebuilding a log kept by an earlier release as
+/// a `WITHOUT ROWID` table. There the whole row was the B-tree's key, so finding a
+/// place in the log read every large row on the way (a kept snapshot is the
+/// whole document) from its overflow pages: after two minutes of rooms of 4,
+/// that search was half of each fold. Now the key is `(room_id, seq)` in an index
+/// of its own.
+fn index_the_log(connection: &mut Connection) -> rusqlite::Result<()> {
+    let without_rowid: bool = connection.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master
+             WHERE type = 'table' AND name = 'update_log' AND sql LIKE '%WITHOUT ROWID%'",
+        [],
+        |row| row.get(0),
+    )?;
+    let txn = connection.transaction()?;
+    if without_rowid {
+        tracing::info!("rebuilding the rooms' log in the store file's newer layout (once)");
+        txn.execute_batch("ALTER TABLE update_log RENAME TO update_log_without_rowid;")?;
+        txn.execute_batch(SCHEMA)?;
+        txn.execute_batch(
+            "INSERT INTO update_log (room_id, seq, at, author, snapshot, data)
+                 SELECT room_id, seq, at, author, snapshot, data FROM update_log_without_rowid
+                 ORDER BY room_id, seq;
+             DROP TABLE update_log_without_rowid;",
+        )?;
+    }
+    txn.execute_batch(LOG_INDEXES)?;
+    txn.commit()
 }
 
 /// Updates kept in `journal_tail` before they are folded into `update_log`: enough
@@ -399,6 +439,7 @@ impl SqliteStore {
         };
         let journal = open(&journal_path, JOURNAL_SCHEMA)?;
         let mut store = open(&path, SCHEMA)?;
+        index_the_log(&mut store).map_err(unavailable)?;
         fold_tail_of_one_file(&mut store).map_err(unavailable)?;
         let attach = journal_path.to_str().ok_or_else(|| {
             StoreError::Unavailable(format!(
@@ -868,6 +909,9 @@ fn ms_of_iso(iso: &str) -> i64 {
 
 /// Keeps `snapshot` in the room's history and drops what has left the retention
 /// period; returns the history's floor (the oldest sequence number it keeps).
+/// The snapshots a room's history keeps, found through their own index.
+const KEPT_SNAPSHOTS: &str = "SELECT seq, at FROM update_log WHERE room_id = ?1 AND snapshot = 1";
+
 fn keep_in_history(
     txn: &rusqlite::Transaction<'_>,
     snapshot: &super::Snapshot,
@@ -885,8 +929,7 @@ fn keep_in_history(
     )?;
     let mut kept: Vec<HistoryEntry> = Vec::new();
     {
-        let mut statement = txn
-            .prepare_cached("SELECT seq, at FROM update_log WHERE room_id = ?1 AND snapshot = 1")?;
+        let mut statement = txn.prepare_cached(KEPT_SNAPSHOTS)?;
         let rows = statement.query_map(params![snapshot.room_id], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
         })?;
@@ -1743,15 +1786,63 @@ mod tests {
         assert_eq!(r.updates, updates("r", 1..=3));
         let s = store.load_durable("s").await.unwrap().unwrap();
         assert_eq!(s.updates, updates("s", 1..=1));
-        let tables: i64 = Connection::open(dir.join(DATABASE_FILE))
-            .unwrap()
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'journal_tail'",
-                [],
-                |row| row.get(0),
-            )
+        let declared = |table: &str| -> Option<String> {
+            Connection::open(dir.join(DATABASE_FILE))
+                .unwrap()
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = ?1",
+                    [table],
+                    |row| row.get(0),
+                )
+                .optional()
+                .unwrap()
+        };
+        assert_eq!(declared("journal_tail"), None, "the old tail table is gone");
+        let layout = declared("update_log").unwrap();
+        assert!(!layout.contains("WITHOUT ROWID"), "{layout}");
+        // The rebuilt log keeps one row per sequence number: a row written again
+        // (a retried batch) replaces itself.
+        drop(store);
+        let store = SqliteStore::open(&dir).unwrap();
+        store
+            .write(&[append("r", 3), append("r", 4)])
+            .await
             .unwrap();
-        assert_eq!(tables, 0, "the old tail table is gone");
+        store.close().await.unwrap();
+        let r = store.load_durable("r").await.unwrap().unwrap();
+        assert_eq!(r.updates, updates("r", 1..=4));
+        assert_eq!(count(&dir, "update_log"), 5, "r 1-4 and s 1");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn reading_a_rooms_log_or_its_kept_snapshots_goes_through_an_index() {
+        let dir = temp_dir();
+        let store = SqliteStore::open(&dir).unwrap();
+        let connection = store.shared.store.lock().unwrap();
+        let plan = |sql: &str| -> String {
+            connection
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(["r"], |row| row.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .unwrap()
+                .join("; ")
+        };
+        // Not a walk through the room's whole history at every compaction.
+        assert!(
+            plan(KEPT_SNAPSHOTS).contains("INDEX update_log_snapshots"),
+            "{}",
+            plan(KEPT_SNAPSHOTS)
+        );
+        let log = "SELECT seq, data FROM update_log WHERE room_id = ?1 ORDER BY seq";
+        assert!(
+            plan(log).contains("INDEX update_log_by_room"),
+            "{}",
+            plan(log)
+        );
+        drop(connection);
         std::fs::remove_dir_all(&dir).ok();
     }
 
