@@ -147,11 +147,11 @@ fn index_the_log(connection: &mut Connection) -> rusqlite::Result<()> {
         [],
         |row| row.get(0),
     )?;
-    let txn = connection.transaction()?;
     let started = Instant::now();
+    let txn = connection.transaction()?;
     if without_rowid {
-        // About a second per 100 MB of store file; its pages are reused as the
-        // log grows.
+        // About a second per 100 MB of store file. The old table's pages stay in
+        // the file, free, and are reused as the log grows.
         tracing::info!("rebuilding the rooms' log in the store file's newer layout (once)");
         txn.execute_batch("ALTER TABLE update_log RENAME TO update_log_without_rowid;")?;
         txn.execute_batch(SCHEMA)?;
@@ -914,11 +914,11 @@ fn ms_of_iso(iso: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(iso).map_or(0, |at| at.timestamp_millis())
 }
 
-/// Keeps `snapshot` in the room's history and drops what has left the retention
-/// period; returns the history's floor (the oldest sequence number it keeps).
 /// The snapshots a room's history keeps, found through their own index.
 const KEPT_SNAPSHOTS: &str = "SELECT seq, at FROM update_log WHERE room_id = ?1 AND snapshot = 1";
 
+/// Keeps `snapshot` in the room's history and drops what has left the retention
+/// period; returns the history's floor (the oldest sequence number it keeps).
 fn keep_in_history(
     txn: &rusqlite::Transaction<'_>,
     snapshot: &super::Snapshot,
