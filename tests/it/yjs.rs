@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use coedit::api::ServerMessage;
+use coedit::api::{ClientMessage, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -319,4 +319,52 @@ async fn a_restored_checkpoint_reaches_both_protocols_as_a_new_change() {
         panic!("expected sync: {greeting:?}");
     };
     assert_eq!(text_of_hex_state(data), ">the good version!");
+}
+
+/// The original page sends its full state and then its cursor on every keystroke.
+/// What one commit releases for a client goes out in one write to its socket; every
+/// other client, of either protocol, still gets each keystroke whole and in order,
+/// the JSON ones with its cursor right after it.
+#[tokio::test]
+async fn keystrokes_and_cursors_sent_back_to_back_reach_both_protocols_in_order() {
+    let server = TestServer::start().await;
+    let mut page = server.join("together", "page", "Page").await;
+    let mut reader = server.join("together", "reader", "Reader").await;
+    let mut provider = YClient::synced(&server, "together").await;
+    // The page hears of the reader joining.
+    let _ = page.recv().await;
+
+    let typed = "released together";
+    for (index, letter) in typed.chars().enumerate() {
+        page.type_text(index as u32, &letter.to_string()).await;
+        page.send(&ClientMessage::Cursor {
+            user_id: None,
+            name: None,
+            color: None,
+            position: Some(index as i64 + 1),
+        })
+        .await;
+    }
+
+    for index in 0..typed.len() {
+        let update = reader.recv().await;
+        let ServerMessage::Update { from, .. } = &update else {
+            panic!("keystroke {index}: expected an update, got {update:?}");
+        };
+        assert_eq!(from, "page");
+        reader.apply_if_document(&update);
+        assert_eq!(reader.content(), typed[..=index]);
+        let cursor = reader.recv().await;
+        let ServerMessage::Cursor {
+            user_id, position, ..
+        } = &cursor
+        else {
+            panic!("keystroke {index}: expected its cursor, got {cursor:?}");
+        };
+        assert_eq!((user_id.as_str(), *position), ("page", index as i64 + 1));
+
+        provider.recv_update().await;
+        assert_eq!(provider.content(), typed[..=index]);
+    }
+    reader.expect_silence().await;
 }

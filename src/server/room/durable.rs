@@ -19,14 +19,14 @@
 //!   when the store keeps history (`--history-retention`), so the store alone
 //!   decides what of the log to keep; a deleted room writes nothing after its delete.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::fanout::{
-    broadcast, push, CloseReason, ConnectionId, Member, Outbound, PerProtocol, Protocol,
+    broadcast, push, push_all, CloseReason, ConnectionId, Member, Outbound, PerProtocol, Protocol,
 };
 use super::{
     lock_state, Origin, Room, RoomInner, RoomState, UpdateBytes, UpdateFormat, UpdateOutcome,
@@ -328,39 +328,87 @@ impl RoomState {
 
     /// Sends what the store's progress released, in order, to whoever is still here.
     fn deliver(&mut self, metrics: &Metrics, released: Released) {
-        let (released, resync) = match released {
+        let (mut released, resync) = match released {
             Released::Messages(released) => (released, false),
             Released::Resync(released) => (released, true),
+        };
+        if released.len() > 1 {
+            self.deliver_together(metrics, released);
+        } else if let Some(held) = released.pop() {
+            self.deliver_one(metrics, held);
+        }
+        if resync {
+            self.resend_whole(metrics);
+        }
+    }
+
+    fn deliver_one(&self, metrics: &Metrics, held: Held) {
+        match held {
+            Held::To {
+                connection,
+                message,
+            } => {
+                if let Some(member) = self.members.get(&connection) {
+                    push(member, metrics, message);
+                }
+            }
+            Held::Broadcast {
+                recipients,
+                json,
+                yjs,
+            } => {
+                let present = recipients
+                    .iter()
+                    .filter_map(|connection| self.members.get(connection));
+                broadcast(
+                    present,
+                    metrics,
+                    None,
+                    PerProtocol::new(|| json.clone(), || yjs.clone()),
+                );
+            }
+        }
+    }
+
+    /// Messages released by one write, gathered per member so that a member's go
+    /// out in one write to its socket: a busy room's keystrokes committed together,
+    /// or the original page's update and cursor, cost one send per client instead
+    /// of one per message (BENCHMARKS.md, "Messages released together").
+    fn deliver_together(&self, metrics: &Metrics, released: Vec<Held>) {
+        let mut per_member: HashMap<ConnectionId, Vec<Outbound>> = HashMap::new();
+        let mut add = |connection: ConnectionId, message: Outbound| {
+            per_member.entry(connection).or_default().push(message);
         };
         for held in released {
             match held {
                 Held::To {
                     connection,
                     message,
-                } => {
-                    if let Some(member) = self.members.get(&connection) {
-                        push(member, metrics, message);
-                    }
-                }
+                } => add(connection, message),
                 Held::Broadcast {
                     recipients,
                     json,
                     yjs,
                 } => {
-                    let present = recipients
-                        .iter()
-                        .filter_map(|connection| self.members.get(connection));
-                    broadcast(
-                        present,
-                        metrics,
-                        None,
-                        PerProtocol::new(|| json.clone(), || yjs.clone()),
-                    );
+                    for connection in recipients {
+                        let Some(member) = self.members.get(&connection) else {
+                            continue;
+                        };
+                        let message = match member.protocol {
+                            Protocol::Json => &json,
+                            Protocol::Yjs => &yjs,
+                        };
+                        if let Some(message) = message {
+                            add(connection, message.clone());
+                        }
+                    }
                 }
             }
         }
-        if resync {
-            self.resend_whole(metrics);
+        for (connection, messages) in per_member {
+            if let Some(member) = self.members.get(&connection) {
+                push_all(member, metrics, messages);
+            }
         }
     }
 }

@@ -234,6 +234,23 @@ pub fn push(member: &Member, metrics: &Metrics, message: Outbound) -> bool {
     }
 }
 
+/// `push` for several messages to one member, in order: a socket lent to the queue
+/// takes them in one write.
+pub fn push_all(member: &Member, metrics: &Metrics, messages: Vec<Outbound>) -> usize {
+    if member.kick.is_kicked() {
+        return 0;
+    }
+    let (accepted, refused) = member.queue.try_send_all(messages);
+    metrics
+        .counters()
+        .messages_delivered
+        .fetch_add(accepted as u64, Ordering::Relaxed);
+    if let Some(TrySendError::Full(_)) = refused {
+        close_slow_consumer(&member.kick, metrics, &member.client_id);
+    }
+    accepted
+}
+
 /// Closes a connection whose pending output went over its budget, once, counting
 /// it in `slow_consumer_disconnects`.
 pub fn close_slow_consumer(kick: &Kick, metrics: &Metrics, client_id: &str) {

@@ -21,8 +21,9 @@
 //! Direct writes: a queue can carry a `Direct` writer for its receiver's socket.
 //! While the receiving task is parked with nothing queued and nothing of its own
 //! to write, it lends the socket to senders (`lend_socket`); a send then writes
-//! the message straight to the socket under the queue's lock, and nobody is woken.
-//! Only what the socket would not take is queued. The task takes the socket back
+//! the message straight to the socket under the queue's lock, and nobody is woken;
+//! messages sent together (`try_send_all`) are written together. Only what the
+//! socket would not take is queued. The task takes the socket back
 //! (`take_socket`) whenever it runs, so its own writes (batches, pongs, a close)
 //! never interleave with a sender's, and taking a message out of the queue takes
 //! the socket too, so messages keep their order.
@@ -41,22 +42,23 @@ pub trait Weigh {
     fn weight(&self) -> usize;
 }
 
-/// What a `Direct` writer did with a message.
+/// What a `Direct` writer did with messages given in order.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Written<T> {
-    /// The socket took all of it.
-    Whole,
-    /// The socket took part of it; this is the rest, to be written before
-    /// anything else.
-    Part(T),
-    /// The socket took nothing (it would block, or failed: the receiving task
-    /// finds out on its own write).
-    Nothing,
+pub struct Written<T> {
+    /// How many the socket took whole, from the first.
+    pub whole: usize,
+    /// The rest of the next one, when the socket took part of it: to be written
+    /// before anything else.
+    pub rest: Option<T>,
 }
 
-/// Writes a message straight to the receiving task's socket, without waiting.
+/// Writes messages straight to the receiving task's socket, without waiting.
 pub trait Direct<T>: Send + Sync {
-    fn write(&self, message: &T) -> Written<T>;
+    /// Writes `messages` in order, as far as the socket takes them; it stops at the
+    /// first one it does not take whole (the socket would block, or failed: the
+    /// receiving task finds out on its own write). A writer may take several in one
+    /// system call.
+    fn write(&self, messages: &[T]) -> Written<T>;
 }
 
 /// Messages one task releasing a batch (the journal, a cluster node's subscriber)
@@ -179,6 +181,16 @@ impl<T: Weigh> State<T> {
         };
         (self.bytes + held).saturating_sub(head) >= self.max_bytes
     }
+
+    /// Queues `message` unless the queue is full in messages or bytes.
+    fn enqueue(&mut self, message: T) -> Result<(), TrySendError<T>> {
+        if self.messages.len() >= self.capacity || self.over_budget(self.held, self.held_head) {
+            return Err(TrySendError::Full(message));
+        }
+        self.bytes += message.weight();
+        self.messages.push_back(message);
+        Ok(())
+    }
 }
 
 /// Why `try_send` gave the message back.
@@ -207,39 +219,71 @@ impl<T: Weigh> Sender<T> {
     /// Queues `message` unless the queue is full (in messages or bytes) or the
     /// receiver is gone.
     pub fn try_send(&self, message: T) -> Result<(), TrySendError<T>> {
-        {
-            let mut state = self.shared.lock();
-            if !state.receiving {
-                return Err(TrySendError::Closed(message));
-            }
-            if state.lent && state.messages.is_empty() {
-                if let Some(direct) = self.shared.direct.as_ref().filter(|_| take_direct_write()) {
-                    match direct.write(&message) {
-                        Written::Whole => return Ok(()),
-                        // The rest goes first, whatever the budget says: it is part
-                        // of a frame already on the wire.
-                        Written::Part(rest) => {
-                            state.lent = false;
-                            state.bytes += rest.weight();
-                            state.messages.push_back(rest);
-                            drop(state);
-                            self.shared.receiver.wake();
-                            return Ok(());
-                        }
-                        Written::Nothing => {}
-                    }
-                }
-            }
-            let weight = message.weight();
-            let over_budget = state.over_budget(state.held, state.held_head);
-            if state.messages.len() >= state.capacity || over_budget {
-                return Err(TrySendError::Full(message));
-            }
-            state.bytes += weight;
-            state.messages.push_back(message);
+        let mut state = self.shared.lock();
+        if !state.receiving {
+            return Err(TrySendError::Closed(message));
         }
-        self.shared.receiver.wake();
-        Ok(())
+        let (written, wake) = self.write_direct(&mut state, std::slice::from_ref(&message));
+        let queued = if written == 1 {
+            Ok(())
+        } else {
+            state.enqueue(message)
+        };
+        drop(state);
+        if wake || (queued.is_ok() && written == 0) {
+            self.shared.receiver.wake();
+        }
+        queued
+    }
+
+    /// `try_send` for each of `messages` in order, stopping at the first refused,
+    /// except that a lent socket is given them all in one write. Returns how many
+    /// were accepted and why the next was not, if it was not.
+    pub fn try_send_all(&self, mut messages: Vec<T>) -> (usize, Option<TrySendError<T>>) {
+        let mut state = self.shared.lock();
+        if !state.receiving {
+            let refused = messages.into_iter().next().map(TrySendError::Closed);
+            return (0, refused);
+        }
+        let (written, mut wake) = self.write_direct(&mut state, &messages);
+        let (mut accepted, mut refused) = (written, None);
+        for message in messages.drain(written..) {
+            if let Err(error) = state.enqueue(message) {
+                refused = Some(error);
+                break;
+            }
+            accepted += 1;
+            wake = true;
+        }
+        drop(state);
+        if wake {
+            self.shared.receiver.wake();
+        }
+        (accepted, refused)
+    }
+
+    /// Writes what it can of `messages` to a lent socket, if the queue is empty and
+    /// this thread may still write directly. Returns how many of them are dealt
+    /// with (written whole, or written in part with the rest queued first, whatever
+    /// the budget says: it is part of a frame already on the wire) and whether the
+    /// receiver must be woken for a queued rest.
+    fn write_direct(&self, state: &mut State<T>, messages: &[T]) -> (usize, bool) {
+        if !state.lent || !state.messages.is_empty() || messages.is_empty() {
+            return (0, false);
+        }
+        let Some(direct) = self.shared.direct.as_ref().filter(|_| take_direct_write()) else {
+            return (0, false);
+        };
+        let written = direct.write(messages);
+        match written.rest {
+            None => (written.whole, false),
+            Some(rest) => {
+                state.lent = false;
+                state.bytes += rest.weight();
+                state.messages.push_back(rest);
+                (written.whole + 1, true)
+            }
+        }
     }
 }
 
@@ -510,35 +554,57 @@ mod tests {
     struct FakeSocket {
         written: Arc<Mutex<Vec<usize>>>,
         room: Arc<Mutex<usize>>,
+        /// How many times it was written to.
+        writes: Arc<Mutex<usize>>,
     }
 
     impl Direct<usize> for FakeSocket {
-        fn write(&self, message: &usize) -> Written<usize> {
+        fn write(&self, messages: &[usize]) -> Written<usize> {
+            *self.writes.lock().unwrap() += 1;
             let mut room = self.room.lock().unwrap();
-            match *room {
-                0 => Written::Nothing,
-                1 => {
-                    *room = 0;
-                    self.written.lock().unwrap().push(message / 2);
-                    Written::Part(message - message / 2)
-                }
-                _ => {
-                    *room -= 1;
-                    self.written.lock().unwrap().push(*message);
-                    Written::Whole
+            let mut written = self.written.lock().unwrap();
+            let mut whole = 0;
+            for message in messages {
+                match *room {
+                    0 => break,
+                    1 => {
+                        *room = 0;
+                        written.push(message / 2);
+                        return Written {
+                            whole,
+                            rest: Some(message - message / 2),
+                        };
+                    }
+                    _ => {
+                        *room -= 1;
+                        written.push(*message);
+                        whole += 1;
+                    }
                 }
             }
+            Written { whole, rest: None }
         }
     }
 
-    fn with_socket(room: usize) -> (Sender<usize>, Receiver<usize>, Arc<Mutex<Vec<usize>>>) {
+    type Taken = Arc<Mutex<Vec<usize>>>;
+
+    fn with_socket(room: usize) -> (Sender<usize>, Receiver<usize>, Taken) {
+        let (sender, receiver, written, _) = with_counted_socket(room);
+        (sender, receiver, written)
+    }
+
+    fn with_counted_socket(
+        room: usize,
+    ) -> (Sender<usize>, Receiver<usize>, Taken, Arc<Mutex<usize>>) {
         let written = Arc::new(Mutex::new(Vec::new()));
+        let writes = Arc::new(Mutex::new(0));
         let socket = FakeSocket {
             written: written.clone(),
             room: Arc::new(Mutex::new(room)),
+            writes: writes.clone(),
         };
         let (sender, receiver) = channel_with_direct(100, UNLIMITED, Some(Box::new(socket)));
-        (sender, receiver, written)
+        (sender, receiver, written, writes)
     }
 
     #[test]
@@ -558,6 +624,68 @@ mod tests {
         sender.try_send(40).unwrap();
         assert_eq!(*written.lock().unwrap(), vec![20, 30]);
         assert_eq!(receiver.try_recv(), Ok(40));
+    }
+
+    #[test]
+    fn messages_sent_together_go_to_a_lent_socket_in_one_write() {
+        let (sender, mut receiver, written, writes) = with_counted_socket(10);
+        receiver.lend_socket();
+        assert_eq!(sender.try_send_all(vec![1, 2, 3]), (3, None));
+        assert_eq!(*written.lock().unwrap(), vec![1, 2, 3]);
+        assert_eq!(*writes.lock().unwrap(), 1);
+        assert_eq!(receiver.try_recv(), Err(TryRecvError::Empty));
+        // Not lent: queued, in order.
+        receiver.take_socket();
+        assert_eq!(sender.try_send_all(vec![4, 5]), (2, None));
+        assert_eq!(receiver.try_recv(), Ok(4));
+        assert_eq!(receiver.try_recv(), Ok(5));
+        assert_eq!(*writes.lock().unwrap(), 1);
+    }
+
+    #[test]
+    fn what_a_full_socket_leaves_of_messages_sent_together_is_queued_in_order() {
+        // Room for two: 10 whole, half of 20, then 30 and 40 queue behind its rest.
+        let (sender, mut receiver, written, writes) = with_counted_socket(2);
+        receiver.lend_socket();
+        assert_eq!(sender.try_send_all(vec![10, 20, 30, 40]), (4, None));
+        assert_eq!(*written.lock().unwrap(), vec![10, 10]);
+        assert_eq!(*writes.lock().unwrap(), 1);
+        assert_eq!(receiver.try_recv(), Ok(10));
+        assert_eq!(receiver.try_recv(), Ok(30));
+        assert_eq!(receiver.try_recv(), Ok(40));
+        assert_eq!(receiver.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[test]
+    fn messages_sent_together_stop_at_the_first_refused() {
+        let (sender, mut receiver) = channel(2, UNLIMITED);
+        match sender.try_send_all(vec![1, 2, 3, 4]) {
+            (2, Some(TrySendError::Full(3))) => {}
+            other => panic!("expected two accepted and 3 refused, got {other:?}"),
+        }
+        assert_eq!(receiver.try_recv(), Ok(1));
+        assert_eq!(receiver.try_recv(), Ok(2));
+        assert_eq!(receiver.try_recv(), Err(TryRecvError::Empty));
+        drop(receiver);
+        assert_eq!(
+            sender.try_send_all(vec![5, 6]),
+            (0, Some(TrySendError::Closed(5)))
+        );
+        assert_eq!(sender.try_send_all(Vec::new()), (0, None));
+    }
+
+    #[test]
+    fn past_its_budget_a_thread_queues_messages_sent_together() {
+        let (sender, mut receiver, written, _) = with_counted_socket(10);
+        receiver.lend_socket();
+        limit_direct_writes(1, || {
+            assert_eq!(sender.try_send_all(vec![1, 2]), (2, None));
+            receiver.lend_socket();
+            assert_eq!(sender.try_send_all(vec![3, 4]), (2, None));
+        });
+        assert_eq!(*written.lock().unwrap(), vec![1, 2]);
+        assert_eq!(receiver.try_recv(), Ok(3));
+        assert_eq!(receiver.try_recv(), Ok(4));
     }
 
     #[test]
