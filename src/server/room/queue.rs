@@ -230,6 +230,7 @@ impl<T: Weigh> Sender<T> {
             state.enqueue(message)
         };
         drop(state);
+        // Woken when this call queued anything: a rest, or the message itself.
         if wake || (queued.is_ok() && written == 0) {
             self.shared.receiver.wake();
         }
