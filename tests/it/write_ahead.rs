@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coedit::api::ServerMessage;
+use coedit::api::{ClientMessage, ServerMessage};
 use coedit::server::store::memory::MemoryStore;
 use coedit::server::store::Store;
 use futures_util::{SinkExt, StreamExt};
@@ -410,12 +410,9 @@ async fn a_room_restored_with_load_keeps_its_text_on_mongodb() {
     database(&url, &name).await.drop().await.ok();
 }
 
-/// A store stall long enough to overflow a room's hold queue: once the store is
-/// back, the room is resent whole and everyone converges, someone who connected
-/// during the stall is greeted, and so is someone who comes after it, when the
-/// room has gone quiet and no write is coming to release anything.
-#[tokio::test]
-async fn after_a_stall_that_overflows_the_hold_queue_the_room_is_resent_and_greets_newcomers() {
+/// Alice and Bob in `room` of a server on a memory store that has just started
+/// failing (rate limits lifted, so that only the hold queue's bounds apply).
+async fn stalled_pair(room: &str) -> (TestServer, MemoryStore, Client, Client) {
     let store = MemoryStore::new();
     let server = TestServer::start_tweaked(
         |config| {
@@ -425,9 +422,19 @@ async fn after_a_stall_that_overflows_the_hold_queue_the_room_is_resent_and_gree
         Arc::new(store.clone()),
     )
     .await;
-    let mut alice = server.join("stalled", "alice", "Alice").await;
-    let mut bob = server.join("stalled", "bob", "Bob").await;
+    let alice = server.join(room, "alice", "Alice").await;
+    let bob = server.join(room, "bob", "Bob").await;
     store.set_failing(true);
+    (server, store, alice, bob)
+}
+
+/// A store stall long enough to overflow a room's hold queue: once the store is
+/// back, the room is resent whole and everyone converges, someone who connected
+/// during the stall is greeted, and so is someone who comes after it, when the
+/// room has gone quiet and no write is coming to release anything.
+#[tokio::test]
+async fn after_a_stall_that_overflows_the_hold_queue_the_room_is_resent_and_greets_newcomers() {
+    let (server, store, mut alice, mut bob) = stalled_pair("stalled").await;
     // More keystrokes than the room holds broadcasts for.
     for index in 0..300 {
         alice.type_incremental(index, "x").await;
@@ -466,6 +473,78 @@ async fn after_a_stall_that_overflows_the_hold_queue_the_room_is_resent_and_gree
         typed
     );
     assert_eq!(alice.content(), typed);
+}
+
+/// A reply the room held for the store is still owed when the hold queue overflows
+/// behind it: the room resent whole covers what everyone sees, not the pong one
+/// client is waiting for.
+#[tokio::test]
+async fn a_pong_held_when_the_hold_queue_overflows_still_arrives() {
+    let (_server, store, mut alice, mut bob) = stalled_pair("stalled-pong").await;
+    alice.type_incremental(0, "x").await;
+    // The keystroke is applied and waits for the store: bob's pong waits behind it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    bob.send(&ClientMessage::Ping {
+        timestamp: Value::String("held".into()),
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // More keystrokes than the room holds broadcasts for.
+    for index in 1..300 {
+        alice.type_incremental(index, "x").await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store.set_failing(false);
+    let mut ponged = false;
+    while !ponged {
+        match bob.recv().await {
+            ServerMessage::Pong { timestamp } => {
+                assert_eq!(timestamp, "held");
+                ponged = true;
+            }
+            message => bob.apply_if_document(&message),
+        }
+    }
+    until_text(&mut bob, &"x".repeat(300)).await;
+}
+
+/// A client that keeps asking while the store is down: its pongs wait, up to what a
+/// room holds for single connections, then it is closed with 1013 and a reason; the
+/// others stay and converge once the store is back.
+#[tokio::test]
+async fn a_client_whose_replies_outgrow_the_hold_queue_is_closed() {
+    let (server, store, mut alice, mut bob) = stalled_pair("asking").await;
+    alice.type_incremental(0, "x").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ping = serde_json::to_string(&ClientMessage::Ping {
+        timestamp: Value::String("again".into()),
+    })
+    .unwrap();
+    let mut closed = None;
+    for _ in 0..2000 {
+        if bob.socket.send(Frame::text(ping.clone())).await.is_err() {
+            break;
+        }
+    }
+    let deadline = Instant::now() + EXPECT;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match tokio::time::timeout(left, bob.socket.next()).await {
+            Ok(Some(Ok(Frame::Close(frame)))) => {
+                closed = frame.map(|frame| (u16::from(frame.code), frame.reason.to_string()));
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+            _ => break,
+        }
+    }
+    assert_eq!(
+        closed,
+        Some((1013, "too many replies waiting for the store".to_owned()))
+    );
+    store.set_failing(false);
+    alice.type_incremental(1, "y").await;
+    // A newcomer is greeted with everything, once the store has it.
+    assert_eq!(synced_text(&server.addr.to_string(), "asking").await, "xy");
 }
 
 /// The store refuses one room's writes for good: its clients are told and it turns

@@ -12,9 +12,11 @@
 //!   journal reports the write it depends on; then it goes out.
 //! - A room is let go only once everything it made is written and nothing is held.
 //! - A room the store refuses for good stays in memory, read-only, and says so.
-//! - A hold queue that outgrows `HELD_LIMIT` (a long store stall) is dropped; once
-//!   the store has caught up, every client is sent the room afresh (the full state
-//!   and who is here) instead of a replay that would overflow its outbound queue.
+//! - A hold queue that outgrows `HELD_LIMIT` (a long store stall) drops its
+//!   broadcasts; once the store has caught up, every client is sent the room afresh
+//!   (the full state and who is here) instead of a replay that would overflow its
+//!   outbound queue. Messages for one client (a pong, an error) are kept: the
+//!   resend does not replace them.
 //! - Every log entry carries its time and author, and every compaction says from
 //!   when the store keeps history (`--history-retention`), so the store alone
 //!   decides what of the log to keep; a deleted room writes nothing after its delete.
@@ -81,10 +83,15 @@ pub async fn read_stored(store: &dyn Store, room_id: &str) -> Result<Stored, Sto
     })
 }
 
-/// Messages a room holds for the store before it stops holding them one by one and
-/// resends itself whole once the store catches up: far below a connection's
-/// outbound queue, so a release never closes anyone as a slow consumer.
+/// Messages a room holds for the store before it stops holding broadcasts one by
+/// one and resends itself whole once the store catches up: far below a
+/// connection's outbound queue, so a release never closes anyone as a slow consumer.
 const HELD_LIMIT: usize = 256;
+/// Messages for one connection (pongs, errors, greetings) a room holds at most. A
+/// resend of the room does not replace them, so they are kept past `HELD_LIMIT`; a
+/// connection whose next one finds this many waiting (it asks faster than the store
+/// writes) is closed, and what was held for it let go.
+const HELD_PER_CONNECTION: usize = HELD_LIMIT;
 
 /// A message waiting for the store.
 enum Held {
@@ -119,6 +126,8 @@ pub(super) struct Durability {
     /// its next write is a snapshot, not a log entry.
     needs_base: bool,
     held: VecDeque<(u64, Held)>,
+    /// How many of `held` are for each connection alone (`Held::To`).
+    held_for: HashMap<ConnectionId, usize>,
     /// The hold queue overflowed and was dropped: once written, every member is
     /// sent the room afresh.
     resync: bool,
@@ -155,6 +164,7 @@ impl Durability {
             visible_seq: last_seq,
             needs_base,
             held: VecDeque::new(),
+            held_for: HashMap::new(),
             resync: false,
             refused: None,
             deleted: false,
@@ -187,17 +197,36 @@ impl Durability {
     /// Holds `held` until `visible_seq` is written. A broadcast is dropped when the
     /// room will be resent whole anyway; a message for one connection (a pong, an
     /// error, a greeting) is not part of that resend and waits like any other.
-    /// Past `HELD_LIMIT` messages everything held is dropped and the room will be
-    /// resent whole: a replay that long would overflow its clients' queues.
-    fn hold(&mut self, held: Held) {
-        if self.resync && matches!(held, Held::Broadcast { .. }) {
-            return;
+    /// Past `HELD_LIMIT` messages the broadcasts held are dropped and the room will
+    /// be resent whole: a replay that long would overflow its clients' queues.
+    /// Returns false for a message to a connection that already has
+    /// `HELD_PER_CONNECTION` waiting: nothing more is held for it, and it is to be
+    /// closed.
+    #[must_use]
+    fn hold(&mut self, held: Held) -> bool {
+        match &held {
+            Held::Broadcast { .. } if self.resync => return true,
+            Held::Broadcast { .. } => {}
+            Held::To { connection, .. } => {
+                let connection = *connection;
+                let waiting = self.held_for.entry(connection).or_default();
+                if *waiting >= HELD_PER_CONNECTION {
+                    self.held_for.remove(&connection);
+                    self.held.retain(|(_, held)| {
+                        !matches!(held, Held::To { connection: to, .. } if *to == connection)
+                    });
+                    return false;
+                }
+                *waiting += 1;
+            }
         }
         self.held.push_back((self.visible_seq, held));
-        if self.held.len() > HELD_LIMIT {
-            self.held.clear();
+        if !self.resync && self.held.len() > HELD_LIMIT {
+            self.held
+                .retain(|(_, held)| !matches!(held, Held::Broadcast { .. }));
             self.resync = true;
         }
+        true
     }
 
     /// Everything made is written and nothing waits.
@@ -240,6 +269,7 @@ impl Durability {
             self.resync = false;
             // Everything held is now written (`visible_seq` was): none may stay
             // behind to wait for a write that will not come.
+            self.held_for.clear();
             return Released::Resync(self.held.drain(..).map(|(_, held)| held).collect());
         }
         let mut released = Vec::new();
@@ -248,6 +278,14 @@ impl Durability {
                 break;
             }
             if let Some((_, held)) = self.held.pop_front() {
+                if let Held::To { connection, .. } = &held {
+                    if let Some(waiting) = self.held_for.get_mut(connection) {
+                        *waiting -= 1;
+                        if *waiting == 0 {
+                            self.held_for.remove(connection);
+                        }
+                    }
+                }
                 released.push(held);
             }
         }
@@ -259,6 +297,7 @@ impl Durability {
     fn refuse(&mut self, reason: &str) -> Released {
         self.refused = Some(reason.to_owned());
         self.write_ahead = false;
+        self.held_for.clear();
         let held = self.held.drain(..).map(|(_, held)| held).collect();
         if std::mem::take(&mut self.resync) {
             return Released::Resync(held);
@@ -276,14 +315,22 @@ impl RoomState {
         connection: ConnectionId,
         message: Outbound,
     ) {
+        let member = self.members.get(&connection);
         if self.durability.holding() {
-            self.durability.hold(Held::To {
+            let held = self.durability.hold(Held::To {
                 connection,
                 message,
             });
+            if let (false, Some(member)) = (held, member) {
+                tracing::warn!(
+                    client_id = %member.client_id,
+                    "closing a client whose replies wait for the store faster than it writes"
+                );
+                member.kick.kick(CloseReason::REPLIES_WAITING);
+            }
             return;
         }
-        if let Some(member) = self.members.get(&connection) {
+        if let Some(member) = member {
             push(member, metrics, message);
         }
     }
@@ -317,11 +364,12 @@ impl RoomState {
         }
         let count = recipients.len();
         if count > 0 {
-            self.durability.hold(Held::Broadcast {
+            let held = self.durability.hold(Held::Broadcast {
                 recipients,
                 json: json.flatten(),
                 yjs: yjs.flatten(),
             });
+            debug_assert!(held, "a broadcast is held, or covered by the resend");
         }
         count
     }
@@ -683,8 +731,12 @@ mod tests {
     }
 
     fn message(text: &str) -> Held {
+        message_to(1, text)
+    }
+
+    fn message_to(connection: ConnectionId, text: &str) -> Held {
         Held::To {
-            connection: 1,
+            connection,
             message: Outbound::Text(text.into()),
         }
     }
@@ -731,23 +783,92 @@ mod tests {
         durability.last_seq = 1;
         durability.visible_seq = 1;
         for _ in 0..=HELD_LIMIT {
-            durability.hold(held());
+            assert!(durability.hold(held()));
         }
         durability
     }
 
+    /// The texts of a resync's messages for single connections.
+    fn resync_texts(released: Released) -> Vec<String> {
+        let Released::Resync(held) = released else {
+            panic!("expected the resync");
+        };
+        held.into_iter()
+            .map(|held| match held {
+                Held::To {
+                    message: Outbound::Text(text),
+                    ..
+                } => text.to_string(),
+                _ => panic!("a broadcast was held through the resync"),
+            })
+            .collect()
+    }
+
     #[test]
     fn a_hold_queue_that_overflows_turns_into_one_resync_once_written() {
-        let mut durability = overflowed(|| message("m"));
+        let mut durability = overflowed(|| broadcast("update"));
         assert!(durability.held.is_empty());
         assert!(durability.resync && durability.holding());
-        durability.hold(broadcast("dropped"));
+        assert!(durability.hold(broadcast("dropped")));
         assert!(durability.held.is_empty());
         durability.last_seq = 2;
         durability.visible_seq = 2;
         assert!(texts(durability.written(1)).is_empty());
-        assert!(matches!(durability.written(2), Released::Resync(held) if held.is_empty()));
+        assert!(resync_texts(durability.written(2)).is_empty());
         assert!(!durability.holding());
+    }
+
+    /// The pong a client waits for is not part of the room resent whole: an
+    /// overflow drops the broadcasts held around it and keeps it.
+    #[test]
+    fn an_overflow_keeps_the_messages_for_single_connections() {
+        let mut durability = Durability::opened(&Stored::Nothing, true);
+        durability.last_seq = 1;
+        durability.visible_seq = 1;
+        assert!(durability.hold(broadcast("before")));
+        assert!(durability.hold(message("pong")));
+        for _ in 0..HELD_LIMIT {
+            assert!(durability.hold(broadcast("update")));
+        }
+        assert!(durability.resync);
+        assert_eq!(durability.held.len(), 1);
+        assert_eq!(resync_texts(durability.written(1)), ["pong"]);
+        assert!(durability.settled());
+    }
+
+    /// Replies alone are not dropped either. A connection with
+    /// `HELD_PER_CONNECTION` waiting is refused its next one (the caller closes it)
+    /// and what was held for it is let go; the others' replies stay.
+    #[test]
+    fn a_connection_past_its_held_replies_is_refused_alone() {
+        let mut durability = Durability::opened(&Stored::Nothing, true);
+        durability.last_seq = 1;
+        durability.visible_seq = 1;
+        assert!(durability.hold(message_to(2, "other")));
+        for _ in 0..HELD_PER_CONNECTION {
+            assert!(durability.hold(message_to(1, "pong")));
+        }
+        assert!(
+            durability.resync,
+            "past HELD_LIMIT the room is to be resent"
+        );
+        assert!(!durability.hold(message_to(1, "one too many")));
+        assert!(durability.hold(broadcast("covered by the resync")));
+        assert!(durability.hold(message_to(3, "greeting")));
+        assert_eq!(resync_texts(durability.written(1)), ["other", "greeting"]);
+        assert!(durability.settled() && durability.held_for.is_empty());
+    }
+
+    #[test]
+    fn released_replies_no_longer_count_against_their_connection() {
+        let mut durability = Durability::opened(&Stored::Nothing, true);
+        for seq in 1..=3 * HELD_PER_CONNECTION as u64 {
+            durability.last_seq = seq;
+            durability.visible_seq = seq;
+            assert!(durability.hold(message("pong")));
+            assert_eq!(texts(durability.written(seq)), ["pong"]);
+        }
+        assert!(durability.held_for.is_empty());
     }
 
     fn broadcast(text: &str) -> Held {
@@ -765,23 +886,10 @@ mod tests {
     fn messages_for_one_connection_held_during_a_resync_go_out_with_it() {
         let mut durability = overflowed(|| broadcast("update"));
         assert!(durability.resync);
-        durability.hold(broadcast("covered by the resync"));
-        durability.hold(message("greeting"));
-        durability.hold(message("pong"));
-        let Released::Resync(held) = durability.written(1) else {
-            panic!("expected the resync");
-        };
-        let held: Vec<String> = held
-            .into_iter()
-            .map(|held| match held {
-                Held::To {
-                    message: Outbound::Text(text),
-                    ..
-                } => text.to_string(),
-                _ => panic!("a broadcast was held during the resync"),
-            })
-            .collect();
-        assert_eq!(held, ["greeting", "pong"]);
+        assert!(durability.hold(broadcast("covered by the resync")));
+        assert!(durability.hold(message("greeting")));
+        assert!(durability.hold(message("pong")));
+        assert_eq!(resync_texts(durability.written(1)), ["greeting", "pong"]);
         assert!(!durability.holding());
         assert!(durability.settled());
     }

@@ -71,6 +71,12 @@ impl CloseReason {
         code: 1013,
         reason: "slow consumer: outbound budget exceeded",
     };
+    /// The store is behind and this client's replies (pongs, errors) already fill
+    /// what a room holds for it: try again once the store caught up.
+    pub const REPLIES_WAITING: CloseReason = CloseReason {
+        code: 1013,
+        reason: "too many replies waiting for the store",
+    };
     /// Handling one of the connection's messages panicked; the server is fine.
     pub const INTERNAL: CloseReason = CloseReason {
         code: 1011,
