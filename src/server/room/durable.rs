@@ -605,6 +605,7 @@ impl Room {
         state.durability.deleted = true;
         // Nobody is left to receive what was waiting for the store.
         state.durability.held.clear();
+        state.durability.held_for.clear();
         for member in state.members.values() {
             member.kick.kick(ROOM_DELETED);
         }
