@@ -229,6 +229,12 @@ impl Durability {
         true
     }
 
+    /// Takes everything held, in order, with the counts that go with it.
+    fn take_held(&mut self) -> Vec<Held> {
+        self.held_for.clear();
+        self.held.drain(..).map(|(_, held)| held).collect()
+    }
+
     /// Everything made is written and nothing waits.
     pub(super) fn settled(&self) -> bool {
         self.written_seq >= self.last_seq && self.held.is_empty()
@@ -269,8 +275,7 @@ impl Durability {
             self.resync = false;
             // Everything held is now written (`visible_seq` was): none may stay
             // behind to wait for a write that will not come.
-            self.held_for.clear();
-            return Released::Resync(self.held.drain(..).map(|(_, held)| held).collect());
+            return Released::Resync(self.take_held());
         }
         let mut released = Vec::new();
         while let Some((gate, _)) = self.held.front() {
@@ -297,8 +302,7 @@ impl Durability {
     fn refuse(&mut self, reason: &str) -> Released {
         self.refused = Some(reason.to_owned());
         self.write_ahead = false;
-        self.held_for.clear();
-        let held = self.held.drain(..).map(|(_, held)| held).collect();
+        let held = self.take_held();
         if std::mem::take(&mut self.resync) {
             return Released::Resync(held);
         }
@@ -315,13 +319,12 @@ impl RoomState {
         connection: ConnectionId,
         message: Outbound,
     ) {
-        let member = self.members.get(&connection);
         if self.durability.holding() {
             let held = self.durability.hold(Held::To {
                 connection,
                 message,
             });
-            if let (false, Some(member)) = (held, member) {
+            if let (false, Some(member)) = (held, self.members.get(&connection)) {
                 tracing::warn!(
                     client_id = %member.client_id,
                     "closing a client whose replies wait for the store faster than it writes"
@@ -330,7 +333,7 @@ impl RoomState {
             }
             return;
         }
-        if let Some(member) = member {
+        if let Some(member) = self.members.get(&connection) {
             push(member, metrics, message);
         }
     }
@@ -604,8 +607,7 @@ impl Room {
         }
         state.durability.deleted = true;
         // Nobody is left to receive what was waiting for the store.
-        state.durability.held.clear();
-        state.durability.held_for.clear();
+        state.durability.take_held();
         for member in state.members.values() {
             member.kick.kick(ROOM_DELETED);
         }
@@ -778,11 +780,17 @@ mod tests {
         assert!(durability.settled());
     }
 
-    /// A room whose write 1 is pending and whose hold queue overflowed with `held`.
-    fn overflowed(held: impl Fn() -> Held) -> Durability {
+    /// A room whose write 1 is pending.
+    fn waiting_for_write_1() -> Durability {
         let mut durability = Durability::opened(&Stored::Nothing, true);
         durability.last_seq = 1;
         durability.visible_seq = 1;
+        durability
+    }
+
+    /// A room whose write 1 is pending and whose hold queue overflowed with `held`.
+    fn overflowed(held: impl Fn() -> Held) -> Durability {
+        let mut durability = waiting_for_write_1();
         for _ in 0..=HELD_LIMIT {
             assert!(durability.hold(held()));
         }
@@ -823,9 +831,7 @@ mod tests {
     /// overflow drops the broadcasts held around it and keeps it.
     #[test]
     fn an_overflow_keeps_the_messages_for_single_connections() {
-        let mut durability = Durability::opened(&Stored::Nothing, true);
-        durability.last_seq = 1;
-        durability.visible_seq = 1;
+        let mut durability = waiting_for_write_1();
         assert!(durability.hold(broadcast("before")));
         assert!(durability.hold(message("pong")));
         for _ in 0..HELD_LIMIT {
@@ -842,9 +848,7 @@ mod tests {
     /// and what was held for it is let go; the others' replies stay.
     #[test]
     fn a_connection_past_its_held_replies_is_refused_alone() {
-        let mut durability = Durability::opened(&Stored::Nothing, true);
-        durability.last_seq = 1;
-        durability.visible_seq = 1;
+        let mut durability = waiting_for_write_1();
         assert!(durability.hold(message_to(2, "other")));
         for _ in 0..HELD_PER_CONNECTION {
             assert!(durability.hold(message_to(1, "pong")));
