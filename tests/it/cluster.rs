@@ -434,14 +434,8 @@ async fn killing_every_node_right_after_a_cross_node_relay_loses_nothing() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let moved = eventually(async || {
-        updates
-            .count_documents(doc! {"room_id": "kill-all"})
-            .await
-            .unwrap()
-            == seq
-    })
-    .await;
+    let expected: Vec<i64> = (1..=seq as i64).collect();
+    let moved = eventually(async || stored_numbers(&updates, "kill-all").await == expected).await;
     assert!(moved, "the log was not moved into MongoDB");
 }
 
@@ -737,7 +731,7 @@ async fn two_nodes_persisting_one_room_store_every_entry_once() {
     // Once the survivor holds the lease, the stream goes into MongoDB: every
     // number Redis gave out is there exactly once (history is kept, so compaction
     // drops nothing), with no gap.
-    let mut seqs: Vec<i64> = Vec::new();
+    let mut seqs: Vec<i64>;
     let mut seq: u64;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -746,23 +740,12 @@ async fn two_nodes_persisting_one_room_store_every_entry_once() {
             .query_async(&mut conn)
             .await
             .unwrap();
-        seqs.clear();
-        let mut cursor = updates.find(doc! {"room_id": "race"}).await.unwrap();
-        while cursor.advance().await.unwrap() {
-            seqs.push(
-                cursor
-                    .deserialize_current()
-                    .unwrap()
-                    .get_i64("seq")
-                    .unwrap(),
-            );
-        }
+        seqs = stored_numbers(&updates, "race").await;
         if seqs.len() as u64 == seq || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    seqs.sort_unstable();
     let expected: Vec<i64> = (1..=seq as i64).collect();
     assert_eq!(seqs, expected);
 
@@ -773,6 +756,47 @@ async fn two_nodes_persisting_one_room_store_every_entry_once() {
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
     let fresh = setup.node("n3", &extra).await;
     assert_eq!(synced_text(&fresh.base(), "race").await, text);
+}
+
+/// Every entry number the room's log holds in MongoDB, sorted, duplicates kept: an
+/// entry document is numbered by `seq`; a run holds its entries under `entries`,
+/// from `seq` to `last`. A snapshot kept in the history (`snapshot: true`) stands
+/// for the update of its number, which it replaced when that update was a document
+/// of its own and sits beside when the update is inside a run.
+async fn stored_numbers(updates: &mongodb::Collection<Document>, room: &str) -> Vec<i64> {
+    let mut numbers = Vec::new();
+    let mut snapshots = Vec::new();
+    let mut cursor = updates.find(doc! {"room_id": room}).await.unwrap();
+    while cursor.advance().await.unwrap() {
+        let document = cursor.deserialize_current().unwrap();
+        let seq = document.get_i64("seq").unwrap();
+        let Ok(entries) = document.get_array("entries") else {
+            if document.get_bool("snapshot").unwrap_or(false) {
+                snapshots.push(seq);
+            } else {
+                numbers.push(seq);
+            }
+            continue;
+        };
+        let run: Vec<i64> = entries
+            .iter()
+            .map(|entry| entry.as_document().unwrap().get_i64("seq").unwrap())
+            .collect();
+        assert_eq!(run.first(), Some(&seq), "{document}");
+        assert_eq!(
+            run.last(),
+            document.get_i64("last").ok().as_ref(),
+            "{document}"
+        );
+        numbers.extend(run);
+    }
+    let replaced: Vec<i64> = snapshots
+        .into_iter()
+        .filter(|seq| !numbers.contains(seq))
+        .collect();
+    numbers.extend(replaced);
+    numbers.sort_unstable();
+    numbers
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,12 +5,14 @@
 //! log under their sequence numbers, and only then trims them from the stream,
 //! and only once they are `KEEP_FOR` old: every node reading the stream has long
 //! read them by then (one that has not notices the gap in the numbers and reads
-//! MongoDB, see `reader`). A log
-//! entry is unique by (room, sequence number) in MongoDB, so two nodes that both
-//! believe they hold the lease (one paused past its TTL) write the same entries
-//! twice at worst, never two different entries under one number and never fewer:
-//! nothing is trimmed before MongoDB has it. The leaseholder also compacts the
-//! room in MongoDB from its own document, which holds every entry it has read.
+//! MongoDB, see `reader`). Entries go in as runs (one MongoDB document per room
+//! per move) keyed by their first number; a node that just took the lease starts
+//! after what MongoDB holds, and a run refused at its key writes only what lies
+//! past the stored one. So two nodes that both believe they hold the lease (one
+//! paused past its TTL) never store two different entries under one number and
+//! never fewer: nothing is trimmed before MongoDB has it, and readers read each
+//! number once. The leaseholder also compacts the room in MongoDB from its own
+//! document, which holds every entry it has read.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -112,17 +114,27 @@ pub(super) async fn persist_room(
         .invoke_async(&mut conn)
         .await;
     // Where to copy from: after what this node copied while it held the lease, or
-    // the whole stream when it just took it (copying twice is harmless).
-    let mut start = match held {
-        Ok(1) => lock(&inner.persisted_ids)
-            .get(room_id)
-            .map_or_else(|| "-".to_owned(), |id| next_id(id)),
-        Ok(2) => "-".to_owned(),
+    // the whole stream when it just took it, skipping what MongoDB already has (an
+    // earlier holder copied it; the stream keeps entries `KEEP_FOR` after that).
+    let copied = match held {
+        Ok(1) => lock(&inner.persisted_ids).get(room_id).cloned(),
+        Ok(2) => None,
         Ok(_) => return,
         Err(error) => {
             cluster.report("persister", Err(error.to_string()));
             return;
         }
+    };
+    let mut start = copied.as_deref().map_or_else(|| "-".to_owned(), next_id);
+    let stored_through = match copied {
+        Some(_) => 0,
+        None => match inner.shared.logged_through(room_id).await {
+            Ok(through) => through,
+            Err(error) => {
+                tracing::warn!(room = room_id, %error, "cannot move the room's log to the store yet");
+                return;
+            }
+        },
     };
     let mut persisted_through = None;
     let mut moved = 0u64;
@@ -137,7 +149,11 @@ pub(super) async fn persist_room(
         let Some(last) = entries.last().cloned() else {
             break;
         };
-        let ops: Vec<WriteOp> = entries.iter().map(|entry| logged(room_id, entry)).collect();
+        let ops: Vec<WriteOp> = entries
+            .iter()
+            .filter(|entry| entry.seq > stored_through)
+            .map(|entry| logged(room_id, entry))
+            .collect();
         if let Err(error) = inner.shared.write(&ops).await {
             tracing::warn!(room = room_id, %error, "cannot move the room's log to the store yet");
             return;

@@ -235,6 +235,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) -> Result<(), String> {
         "delete_room removes the room, and deleting twice is harmless",
     )?;
     history(store, &room("history")).await?;
+    regrouped(store, &room("regrouped")).await?;
     copy(store, &room("copy-from"), &room("copy-to")).await
 }
 
@@ -473,6 +474,108 @@ async fn history(store: &dyn Store, room: &str) -> Result<(), String> {
         &format!("without history only the snapshot is left, got {off:?}"),
     )?;
     Ok(())
+}
+
+const NAMES: [&[u8]; 8] = [b"u1", b"u2", b"u3", b"u4", b"u5", b"u6", b"u7", b"u8"];
+
+fn appends(room: &str, seqs: std::ops::RangeInclusive<u64>) -> Vec<WriteOp> {
+    seqs.map(|seq| append(room, seq, NAMES[seq as usize - 1]))
+        .collect()
+}
+
+/// Entries written in one batch and written again grouped otherwise (a retry that
+/// gathered more, two writers copying overlapping stretches of one log) are each
+/// stored and read once; a compaction with history kept that falls inside a batch
+/// reads as it would between batches.
+async fn regrouped(store: &dyn Store, room: &str) -> Result<(), String> {
+    let failed = |error: super::StoreError| error.to_string();
+    for batch in [1..=5, 3..=8, 1..=2, 6..=6, 7..=8] {
+        store.write(&appends(room, batch)).await.map_err(failed)?;
+    }
+    let every: Vec<Bytes> = NAMES.iter().map(|name| Bytes::from_static(name)).collect();
+    let loaded = store.load_durable(room).await.map_err(failed)?;
+    check(
+        loaded
+            == Some(DurableState {
+                snapshot: None,
+                updates: every.clone(),
+                last_seq: 8,
+            }),
+        &format!("regrouped batches load each entry once, got {loaded:?}"),
+    )?;
+    let listed = store.history(room).await.map_err(failed)?;
+    let seqs: Vec<u64> = listed.entries.iter().map(|entry| entry.seq).collect();
+    check(
+        seqs == [1, 2, 3, 4, 5, 6, 7, 8],
+        &format!("regrouped batches list each entry once, got {seqs:?}"),
+    )?;
+    let page = store.read_entries(room, 2, 3).await.map_err(failed)?;
+    let paged: Vec<(u64, Bytes)> = page
+        .iter()
+        .map(|entry| (entry.seq, entry.data.clone()))
+        .collect();
+    check(
+        paged
+            == [
+                (3, every[2].clone()),
+                (4, every[3].clone()),
+                (5, every[4].clone()),
+            ],
+        &format!("a page from inside a batch starts after its cursor, got {paged:?}"),
+    )?;
+
+    store
+        .write(&[compact_at(room, 4, b"s4", Some(0))])
+        .await
+        .map_err(failed)?;
+    let loaded = store.load_durable(room).await.map_err(failed)?;
+    check(
+        loaded
+            == Some(DurableState {
+                snapshot: Some(Bytes::from_static(b"s4")),
+                updates: every[4..].to_vec(),
+                last_seq: 8,
+            }),
+        &format!("a compaction inside a batch keeps what follows it, got {loaded:?}"),
+    )?;
+    let listed = store.history(room).await.map_err(failed)?;
+    let kinds: Vec<(u64, bool)> = listed
+        .entries
+        .iter()
+        .map(|entry| (entry.seq, entry.snapshot))
+        .collect();
+    check(
+        kinds
+            == [
+                (1, false),
+                (2, false),
+                (3, false),
+                (4, true),
+                (5, false),
+                (6, false),
+                (7, false),
+                (8, false),
+            ],
+        &format!("the kept snapshot stands for its update, got {kinds:?}"),
+    )?;
+    let sixth = store.read_version(room, 6).await.map_err(failed)?;
+    check(
+        sixth
+            == Some(VersionData {
+                base: Some(Bytes::from_static(b"s4")),
+                updates: every[4..6].to_vec(),
+            }),
+        &format!("version 6 is the snapshot and updates 5 and 6, got {sixth:?}"),
+    )?;
+    let third = store.read_version(room, 3).await.map_err(failed)?;
+    check(
+        third
+            == Some(VersionData {
+                base: None,
+                updates: every[..3].to_vec(),
+            }),
+        &format!("version 3 is updates 1 to 3, got {third:?}"),
+    )
 }
 
 #[cfg(test)]

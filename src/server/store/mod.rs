@@ -275,6 +275,16 @@ pub trait Store: Send + Sync + 'static {
     async fn write_entries(&self, room_id: &str, entries: &[StoredEntry])
         -> Result<(), StoreError>;
 
+    /// The highest number the room's log (or snapshot) holds, 0 for none: where a
+    /// writer copying a log from elsewhere starts, so it does not store twice what
+    /// an earlier writer stored.
+    async fn logged_through(&self, room_id: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .load_durable(room_id)
+            .await?
+            .map_or(0, |state| state.last_seq))
+    }
+
     /// Cheap round trip used to tell when a failing store has come back.
     async fn ping(&self) -> Result<(), StoreError>;
 

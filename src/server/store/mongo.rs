@@ -5,9 +5,11 @@
 //!   `{room_id, data: hex string, updated_at: ISO-8601 string, size: int32}`, so
 //!   documents the original wrote stay readable and ones coedit writes stay readable
 //!   by it;
-//! - `room_updates`: the update log `{room_id, seq: int64, data: binary, at: int64
-//!   ms, size: int64, author}`, and with history kept the compactions' snapshots
-//!   too (`snapshot: true`), as bases for reading old versions;
+//! - `room_updates`: the update log, one document per entry `{room_id, seq: int64,
+//!   data: binary, at: int64 ms, size: int64, author}` or per run of a room's
+//!   consecutive entries written together (`updates`), and with history kept the
+//!   compactions' snapshots too (`snapshot: true`), as bases for reading old
+//!   versions;
 //! - `room_snapshots`: compacted state `{room_id, through_seq: int64, data: binary,
 //!   updated_at: date}`.
 //!
@@ -37,6 +39,10 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod updates;
+
+use updates::{Item, Piece};
+
 use super::{
     DurableState, History, HistoryEntry, RoomParts, Store, StoreError, StoredCheckpoint,
     StoredEntry, StoredSnapshot, VersionData, WriteOp,
@@ -55,7 +61,7 @@ pub const MAX_DOCUMENT_BYTES: usize = 15 * 1024 * 1024;
 
 /// The original backend's checkpoint collection.
 pub const CHECKPOINTS: &str = "room_documents";
-/// The update log: one document per accepted update.
+/// The update log: one document per accepted update, or per run of them.
 pub const UPDATES: &str = "room_updates";
 /// One compacted snapshot per room.
 pub const SNAPSHOTS: &str = "room_snapshots";
@@ -220,26 +226,57 @@ impl MongoStore {
     }
 
     /// Inserts log entries, skipping ones already there. Unordered, so one duplicate
-    /// (from a retried batch) does not stop the entries after it.
-    async fn append(&self, entries: Vec<Document>) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
+    /// (from a retried batch) does not stop the entries after it. A run refused
+    /// because a document already starts at its first number (a retry, another
+    /// persister) writes what lies past that document instead.
+    async fn append(&self, mut pieces: Vec<Piece<'_>>) -> Result<(), StoreError> {
+        while !pieces.is_empty() {
+            let documents = pieces
+                .iter()
+                .map(Piece::document)
+                .collect::<Result<Vec<Document>, StoreError>>()?;
+            let refused: Vec<usize> =
+                match bounded(self.updates.insert_many(documents).ordered(false)).await {
+                    Ok(_) => return Ok(()),
+                    Err(Failure::Driver(error)) => match *error.kind {
+                        ErrorKind::InsertMany(ref failure)
+                            if failure.write_concern_error.is_none()
+                                && failure.write_errors.as_ref().is_some_and(|errors| {
+                                    errors.iter().all(|error| error.code == DUPLICATE_KEY)
+                                }) =>
+                        {
+                            failure
+                                .write_errors
+                                .iter()
+                                .flatten()
+                                .map(|error| error.index)
+                                .collect()
+                        }
+                        _ => return Err(driver_error(error)),
+                    },
+                    Err(timed_out) => return Err(timed_out.into()),
+                };
+            let mut rest = Vec::new();
+            for index in refused {
+                let Some(piece) = pieces.get(index) else {
+                    continue;
+                };
+                let stored = bounded(
+                    self.updates
+                        .find_one(doc! {"room_id": piece.room_id(), "seq": to_i64(piece.first())?})
+                        .projection(doc! {"_id": 0, "seq": 1, "last": 1}),
+                )
+                .await?;
+                let covered = match stored {
+                    Some(stored) => updates::covered(&stored)?,
+                    // Deleted since (a compaction): nothing past it is known stored.
+                    None => piece.first(),
+                };
+                rest.extend(piece.after(covered));
+            }
+            pieces = rest;
         }
-        match bounded(self.updates.insert_many(entries).ordered(false)).await {
-            Ok(_) => Ok(()),
-            Err(Failure::Driver(error)) => match *error.kind {
-                ErrorKind::InsertMany(ref failure)
-                    if failure.write_concern_error.is_none()
-                        && failure.write_errors.as_ref().is_some_and(|errors| {
-                            errors.iter().all(|error| error.code == DUPLICATE_KEY)
-                        }) =>
-                {
-                    Ok(())
-                }
-                _ => Err(driver_error(error)),
-            },
-            Err(timed_out) => Err(timed_out.into()),
-        }
+        Ok(())
     }
 
     /// Replaces the room's snapshot, then hands the log entries it covers to the
@@ -294,11 +331,9 @@ impl MongoStore {
             // Pruning the history waits for the next compaction when closing.
         } else if !matches!(queued, Some(Ok(()))) {
             // Closing: delete inline rather than leave the entries for later.
-            bounded(self.updates.delete_many(doc! {
-                "room_id": &snapshot.room_id,
-                "seq": {"$lte": through_seq},
-            }))
-            .await?;
+            let mut covered = updates::through(through_seq);
+            covered.insert("room_id", &snapshot.room_id);
+            bounded(self.updates.delete_many(covered)).await?;
         }
         Ok(())
     }
@@ -309,23 +344,20 @@ impl MongoStore {
         // then compactions in batch order. Moving a compaction after appends that
         // followed it is safe: it deletes only entries at or below its own sequence
         // number, which those later appends are above.
-        let mut entries = Vec::new();
-        for op in batch {
-            if let WriteOp::Append(update) = op {
-                let mut entry = doc! {
-                    "room_id": &update.room_id,
-                    "seq": to_i64(update.seq)?,
-                    "data": binary(&update.data),
-                    "at": update.at_ms,
-                    "size": update.data.len() as i64,
-                };
-                if let Some(author) = &update.author {
-                    entry.insert("author", author);
-                }
-                entries.push(entry);
-            }
-        }
-        self.append(entries).await?;
+        let appended = batch.iter().filter_map(|op| match op {
+            WriteOp::Append(update) => Some((
+                update.room_id.as_str(),
+                Item {
+                    seq: update.seq,
+                    data: &update.data,
+                    at_ms: update.at_ms,
+                    author: update.author.as_deref(),
+                    snapshot: false,
+                },
+            )),
+            _ => None,
+        });
+        self.append(updates::pack(appended)).await?;
         // A room's later compaction replaces all of an earlier one (snapshot and
         // covered range), so only the last per room is written, and different rooms'
         // snapshots go out together.
@@ -365,29 +397,23 @@ impl MongoStore {
         Ok(Some((through_seq, data)))
     }
 
-    /// Log entries after `after`, in order, skipping any duplicate sequence number.
+    /// Log entries after `after`, in order, each number once.
     async fn read_log(&self, room_id: &str, after: u64) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        let mut filter = updates::holding_after(after)?;
+        filter.insert("room_id", room_id);
+        filter.insert("snapshot", doc! {"$ne": true});
         let cursor = bounded(
             self.updates
-                .find(doc! {
-                    "room_id": room_id,
-                    "seq": {"$gt": to_i64(after)?},
-                    "snapshot": {"$ne": true},
-                })
+                .find(filter)
                 .sort(doc! {"seq": 1})
-                .projection(doc! {"_id": 0, "seq": 1, "data": 1}),
+                .projection(doc! {"_id": 0, "seq": 1, "data": 1, "entries": 1}),
         )
         .await?;
         let documents: Vec<Document> = bounded(cursor.try_collect()).await?;
-        let mut entries: Vec<(u64, Bytes)> = Vec::with_capacity(documents.len());
-        for document in &documents {
-            let seq = sequence(document, "seq")?;
-            if entries.last().is_some_and(|(last, _)| *last == seq) {
-                continue;
-            }
-            entries.push((seq, bytes_field(document, "data")?));
-        }
-        Ok(entries)
+        Ok(updates::unpack(&documents, after, u64::MAX, true)?
+            .into_iter()
+            .filter_map(|entry| Some((entry.seq, entry.data?)))
+            .collect())
     }
 }
 
@@ -445,28 +471,20 @@ impl Store for MongoStore {
             self.updates
                 .find(doc! {"room_id": room_id})
                 .sort(doc! {"seq": 1})
-                .projection(
-                    doc! {"_id": 0, "seq": 1, "at": 1, "size": 1, "author": 1, "snapshot": 1},
-                ),
+                .projection(updates::without_data()),
         )
         .await?;
         let documents: Vec<Document> = bounded(cursor.try_collect()).await?;
-        let mut entries: Vec<HistoryEntry> = Vec::with_capacity(documents.len() + 1);
-        for document in &documents {
-            let seq = sequence(document, "seq")?;
-            if entries.last().is_some_and(|last| last.seq == seq) {
-                continue;
-            }
-            entries.push(HistoryEntry {
-                seq,
-                at_ms: document.get_i64("at").unwrap_or(0),
-                size: document
-                    .get_i64("size")
-                    .map_or(0, |size| size.max(0) as u64),
-                author: document.get_str("author").ok().map(str::to_owned),
-                snapshot: document.get_bool("snapshot").unwrap_or(false),
-            });
-        }
+        let mut entries: Vec<HistoryEntry> = updates::unpack(&documents, 0, u64::MAX, false)?
+            .into_iter()
+            .map(|entry| HistoryEntry {
+                seq: entry.seq,
+                at_ms: entry.at_ms,
+                size: entry.size,
+                author: entry.author,
+                snapshot: entry.snapshot,
+            })
+            .collect();
         let current = bounded(
             self.snapshots
                 .find_one(doc! {"room_id": room_id})
@@ -534,31 +552,24 @@ impl Store for MongoStore {
             }
         }
         let from = base.as_ref().map_or(0, |(kept, _)| *kept);
+        let mut filter = updates::holding_after(from)?;
+        filter.insert("room_id", room_id);
+        filter.insert("seq", doc! {"$lte": at});
+        filter.insert("snapshot", doc! {"$ne": true});
         let cursor = bounded(
             self.updates
-                .find(doc! {
-                    "room_id": room_id,
-                    "seq": {"$gt": to_i64(from)?, "$lte": at},
-                    "snapshot": {"$ne": true},
-                })
+                .find(filter)
                 .sort(doc! {"seq": 1})
-                .projection(doc! {"_id": 0, "seq": 1, "data": 1}),
+                .projection(doc! {"_id": 0, "seq": 1, "data": 1, "entries": 1}),
         )
         .await?;
         let documents: Vec<Document> = bounded(cursor.try_collect()).await?;
-        let mut updates = Vec::with_capacity(documents.len());
-        let mut last = None;
-        for document in &documents {
-            let entry_seq = sequence(document, "seq")?;
-            if last == Some(entry_seq) {
-                continue;
-            }
-            last = Some(entry_seq);
-            updates.push(bytes_field(document, "data")?);
-        }
         Ok(Some(VersionData {
             base: base.map(|(_, data)| data),
-            updates,
+            updates: updates::unpack(&documents, from, seq, true)?
+                .into_iter()
+                .filter_map(|entry| entry.data)
+                .collect(),
         }))
     }
 
@@ -653,26 +664,30 @@ impl Store for MongoStore {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut filter = updates::holding_after(after_seq)?;
+        filter.insert("room_id", room_id);
+        // Each document holds at least one entry past `after_seq`, so `limit`
+        // documents hold at least `limit` entries.
         let cursor = bounded(
             self.updates
-                .find(doc! {"room_id": room_id, "seq": {"$gt": to_i64(after_seq)?}})
+                .find(filter)
                 .sort(doc! {"seq": 1})
                 .limit(i64::try_from(limit).unwrap_or(i64::MAX)),
         )
         .await?;
         let documents: Vec<Document> = bounded(cursor.try_collect()).await?;
-        let mut entries: Vec<StoredEntry> = Vec::with_capacity(documents.len());
-        for document in &documents {
-            let seq = sequence(document, "seq")?;
-            if entries.last().is_some_and(|last| last.seq == seq) {
-                continue;
+        let mut entries: Vec<StoredEntry> = Vec::with_capacity(limit.min(documents.len()));
+        for entry in updates::unpack(&documents, after_seq, u64::MAX, true)? {
+            if entries.len() == limit {
+                break;
             }
+            let Some(data) = entry.data else { continue };
             entries.push(StoredEntry {
-                seq,
-                at_ms: document.get_i64("at").unwrap_or(0),
-                author: document.get_str("author").ok().map(str::to_owned),
-                snapshot: document.get_bool("snapshot").unwrap_or(false),
-                data: bytes_field(document, "data")?,
+                seq: entry.seq,
+                at_ms: entry.at_ms,
+                author: entry.author,
+                snapshot: entry.snapshot,
+                data,
             });
         }
         Ok(entries)
@@ -722,24 +737,38 @@ impl Store for MongoStore {
         entries: &[StoredEntry],
     ) -> Result<(), StoreError> {
         self.ensure_indexes().await?;
-        let mut documents = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let mut document = doc! {
-                "room_id": room_id,
-                "seq": to_i64(entry.seq)?,
-                "data": binary(&entry.data),
-                "at": entry.at_ms,
-                "size": entry.data.len() as i64,
-            };
-            if let Some(author) = &entry.author {
-                document.insert("author", author);
+        self.append(updates::pack(entries.iter().map(|entry| {
+            (
+                room_id,
+                Item {
+                    seq: entry.seq,
+                    data: &entry.data,
+                    at_ms: entry.at_ms,
+                    author: entry.author.as_deref(),
+                    snapshot: entry.snapshot,
+                },
+            )
+        })))
+        .await
+    }
+
+    async fn logged_through(&self, room_id: &str) -> Result<u64, StoreError> {
+        // The document with the highest first number, and the run reaching furthest
+        // (runs written by racing writers may overlap).
+        let mut through = self.read_snapshot(room_id).await?.map_or(0, |(seq, _)| seq);
+        for key in ["seq", "last"] {
+            let found = bounded(
+                self.updates
+                    .find_one(doc! {"room_id": room_id})
+                    .sort(doc! {key: -1})
+                    .projection(doc! {"_id": 0, "seq": 1, "last": 1}),
+            )
+            .await?;
+            if let Some(found) = found {
+                through = through.max(updates::covered(&found)?);
             }
-            if entry.snapshot {
-                document.insert("snapshot", true);
-            }
-            documents.push(document);
         }
-        self.append(documents).await
+        Ok(through)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -827,11 +856,9 @@ async fn remove_compacted(
         let Some(through_seq) = covered else {
             continue;
         };
-        let deleted = bounded(updates.delete_many(doc! {
-            "room_id": &room,
-            "seq": {"$lte": through_seq},
-        }))
-        .await;
+        let mut covered = updates::through(through_seq);
+        covered.insert("room_id", &room);
+        let deleted = bounded(updates.delete_many(covered)).await;
         if let Err(failure) = deleted {
             // Not retried: during an outage that would spin, and the room's next
             // compaction covers these entries again.
@@ -863,9 +890,9 @@ async fn prune_history(updates: &Collection<Document>, room: &str, since: i64) {
     let Some(floor) = floor else {
         return;
     };
-    if let Err(failure) =
-        bounded(updates.delete_many(doc! {"room_id": room, "seq": {"$lt": floor}})).await
-    {
+    let mut gone = updates::before(floor);
+    gone.insert("room_id", room);
+    if let Err(failure) = bounded(updates.delete_many(gone)).await {
         // The room's next compaction tries again.
         tracing::debug!(room, error = %StoreError::from(failure), "history not pruned");
     }
