@@ -3,7 +3,7 @@
 
 use coedit::api::ServerMessage;
 use coedit::server::store::mongo::{MongoStore, CHECKPOINTS, UPDATES};
-use coedit::server::store::{conformance, Store};
+use coedit::server::store::{conformance, LoggedUpdate, Store, WriteOp};
 use coedit::server::{Config, StoreConfig};
 use mongodb::bson::{doc, Bson};
 use std::sync::Arc;
@@ -68,6 +68,82 @@ async fn the_mongodb_store_passes_the_conformance_suite() {
         "covered log entries are never deleted"
     );
     reopened.close().await.unwrap();
+    store.close().await.unwrap();
+    database_handle_drop(&url, &database).await;
+}
+
+/// A room's consecutive entries written together are one document, field by field
+/// as README's "MongoDB collections" shows; a run refused because a stored one
+/// starts at its first number writes only what lies past it; and the room reads
+/// back whole, from runs and entries alike.
+#[tokio::test]
+async fn the_log_goes_into_mongodb_as_runs_and_a_refused_run_writes_its_rest() {
+    let Some(url) =
+        mongo_url("the_log_goes_into_mongodb_as_runs_and_a_refused_run_writes_its_rest")
+    else {
+        return;
+    };
+    let database = unique_database("runs");
+    let store = mongo_store(&url, &database).await;
+    let append = |seq: u64| {
+        WriteOp::Append(LoggedUpdate {
+            room_id: "runs".into(),
+            seq,
+            data: bytes::Bytes::from(format!("u{seq}")),
+            at_ms: 1_764_300_000_000 + seq as i64,
+            author: Some("ann".into()),
+        })
+    };
+    store
+        .write(&(1..=5).map(append).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    // A retry that gathered more, and one entry alone after it.
+    store
+        .write(&(1..=7).map(append).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    store.write(&[append(8)]).await.unwrap();
+
+    let db = super::mongo_env::database(&url, &database).await;
+    let updates = db.collection::<mongodb::bson::Document>(UPDATES);
+    let mut cursor = updates
+        .find(doc! {"room_id": "runs"})
+        .sort(doc! {"seq": 1})
+        .await
+        .unwrap();
+    let mut documents = Vec::new();
+    while cursor.advance().await.unwrap() {
+        documents.push(cursor.deserialize_current().unwrap());
+    }
+    assert_eq!(documents.len(), 3, "{documents:?}");
+    let run = &documents[0];
+    assert_eq!(run.get_i64("seq"), Ok(1));
+    assert_eq!(run.get_i64("last"), Ok(5));
+    assert_eq!(run.get_i64("size"), Ok(10));
+    let entries = run.get_array("entries").unwrap();
+    assert_eq!(entries.len(), 5);
+    let first = entries[0].as_document().unwrap();
+    assert_eq!(first.get_i64("seq"), Ok(1));
+    assert_eq!(first.get_binary_generic("data").unwrap(), b"u1");
+    assert_eq!(first.get_i64("at"), Ok(1_764_300_000_001));
+    assert_eq!(first.get_i64("size"), Ok(2));
+    assert_eq!(first.get_str("author"), Ok("ann"));
+    let rest = &documents[1];
+    assert_eq!((rest.get_i64("seq"), rest.get_i64("last")), (Ok(6), Ok(7)));
+    let alone = &documents[2];
+    assert_eq!(alone.get_i64("seq"), Ok(8));
+    assert_eq!(alone.get_binary_generic("data").unwrap(), b"u8");
+    assert!(!alone.contains_key("entries") && !alone.contains_key("last"));
+
+    let loaded = store.load_durable("runs").await.unwrap().unwrap();
+    let texts: Vec<&[u8]> = loaded.updates.iter().map(|update| &update[..]).collect();
+    assert_eq!(
+        texts,
+        [&b"u1"[..], b"u2", b"u3", b"u4", b"u5", b"u6", b"u7", b"u8"]
+    );
+    assert_eq!(loaded.last_seq, 8);
+    assert_eq!(store.logged_through("runs").await.unwrap(), 8);
     store.close().await.unwrap();
     database_handle_drop(&url, &database).await;
 }

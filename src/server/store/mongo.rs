@@ -258,7 +258,8 @@ impl MongoStore {
                 };
             let mut rest = Vec::new();
             for index in refused {
-                let Some(piece) = pieces.get(index) else {
+                // An entry alone refused is already there; a run may be partly.
+                let Some(piece) = pieces.get(index).filter(|piece| piece.len() > 1) else {
                     continue;
                 };
                 let stored = bounded(

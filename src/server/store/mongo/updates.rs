@@ -88,6 +88,11 @@ impl<'a> Piece<'a> {
         self.room_id
     }
 
+    /// How many entries the document holds.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
     pub fn first(&self) -> u64 {
         self.items.first().map_or(0, |item| item.seq)
     }
