@@ -17,6 +17,8 @@
 //! Readers skip any number they already read, so an overlap that slips past the key
 //! (a writer paused past its lease and a compaction) is read once.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use mongodb::bson::{doc, Bson, Document};
 
@@ -44,6 +46,8 @@ pub(super) struct Item<'a> {
 pub(super) struct Piece<'a> {
     room_id: &'a str,
     items: Vec<Item<'a>>,
+    /// The items' update bytes.
+    bytes: usize,
 }
 
 /// Packs items into documents: each room's consecutive numbers, in the order given,
@@ -51,32 +55,30 @@ pub(super) struct Piece<'a> {
 pub(super) fn pack<'a>(items: impl IntoIterator<Item = (&'a str, Item<'a>)>) -> Vec<Piece<'a>> {
     let mut pieces: Vec<Piece<'a>> = Vec::new();
     // The open run of each room, by index into `pieces`: rooms interleave in a batch.
-    let mut open: Vec<(&'a str, usize)> = Vec::new();
+    let mut open: HashMap<&'a str, usize> = HashMap::new();
     for (room_id, item) in items {
-        let slot = open.iter().position(|(room, _)| *room == room_id);
-        let joins = slot.and_then(|slot| {
-            let piece = &pieces[open[slot].1];
-            let last = piece.items.last()?;
-            let bytes: usize = piece.items.iter().map(|item| item.data.len()).sum();
-            (!item.snapshot
-                && !last.snapshot
-                && item.seq == last.seq + 1
-                && piece.items.len() < RUN_ENTRIES
-                && bytes + item.data.len() <= RUN_BYTES)
-                .then_some(open[slot].1)
+        let joins = open.get(room_id).copied().filter(|&index| {
+            let piece = &pieces[index];
+            piece.items.last().is_some_and(|last| {
+                !item.snapshot
+                    && !last.snapshot
+                    && item.seq == last.seq + 1
+                    && piece.items.len() < RUN_ENTRIES
+                    && piece.bytes + item.data.len() <= RUN_BYTES
+            })
         });
         match joins {
-            Some(index) => pieces[index].items.push(item),
+            Some(index) => {
+                pieces[index].bytes += item.data.len();
+                pieces[index].items.push(item);
+            }
             None => {
+                open.insert(room_id, pieces.len());
                 pieces.push(Piece {
                     room_id,
+                    bytes: item.data.len(),
                     items: vec![item],
                 });
-                let index = pieces.len() - 1;
-                match slot {
-                    Some(slot) => open[slot].1 = index,
-                    None => open.push((room_id, index)),
-                }
             }
         }
     }
@@ -105,8 +107,9 @@ impl<'a> Piece<'a> {
             .filter(|item| item.seq > covered)
             .copied()
             .collect();
-        (!items.is_empty()).then_some(Piece {
+        (!items.is_empty()).then(|| Piece {
             room_id: self.room_id,
+            bytes: items.iter().map(|item| item.data.len()).sum(),
             items,
         })
     }
@@ -123,12 +126,11 @@ impl<'a> Piece<'a> {
                     .iter()
                     .map(|item| entry_document(item).map(Bson::Document))
                     .collect::<Result<Vec<Bson>, StoreError>>()?;
-                let size: usize = items.iter().map(|item| item.data.len()).sum();
                 Ok(doc! {
                     "room_id": self.room_id,
                     "seq": to_i64(self.first())?,
                     "last": to_i64(items.last().map_or(0, |item| item.seq))?,
-                    "size": size as i64,
+                    "size": self.bytes as i64,
                     "entries": entries,
                 })
             }
