@@ -668,7 +668,8 @@ impl Store for MongoStore {
         let mut filter = updates::holding_after(after_seq)?;
         filter.insert("room_id", room_id);
         // Each document holds at least one entry past `after_seq`, so `limit`
-        // documents hold at least `limit` entries.
+        // documents hold `limit` entries unless some are read twice (overlapping
+        // runs): a shorter page is not the end, only an empty one is.
         let cursor = bounded(
             self.updates
                 .find(filter)
@@ -891,7 +892,7 @@ async fn prune_history(updates: &Collection<Document>, room: &str, since: i64) {
     let Some(floor) = floor else {
         return;
     };
-    let mut gone = updates::before(floor);
+    let mut gone = updates::through(floor - 1);
     gone.insert("room_id", room);
     if let Err(failure) = bounded(updates.delete_many(gone)).await {
         // The room's next compaction tries again.

@@ -182,20 +182,12 @@ pub(super) fn holding_after(seq: u64) -> Result<Document, StoreError> {
 }
 
 /// Filter: documents all of whose entries are at or below `seq`: what a compaction
-/// may delete. A run that reaches past it stays until a later one.
+/// (or, at one below its floor, the history's pruning) may delete. A run that
+/// reaches past it stays until a later one.
 pub(super) fn through(seq: i64) -> Document {
     doc! {
         "seq": {"$lte": seq},
         "$or": [{"last": {"$exists": false}}, {"last": {"$lte": seq}}],
-    }
-}
-
-/// Filter: documents all of whose entries are below `seq`: what leaving the
-/// history's retention period may delete.
-pub(super) fn before(seq: i64) -> Document {
-    doc! {
-        "seq": {"$lt": seq},
-        "$or": [{"last": {"$exists": false}}, {"last": {"$lt": seq}}],
     }
 }
 
