@@ -7,7 +7,7 @@ use std::time::Duration;
 use coedit::api::ServerMessage;
 use coedit::server::store::memory::MemoryStore;
 use coedit::server::store::mongo::{MongoStore, CHECKPOINTS, SNAPSHOTS, UPDATES};
-use coedit::server::store::sqlite::{SqliteStore, DATABASE_FILE, JOURNAL_FILE};
+use coedit::server::store::sqlite::{read_journal, SqliteStore, DATABASE_FILE};
 use coedit::server::store::Store;
 use coedit::server::{Config, StoreConfig};
 use futures_util::StreamExt;
@@ -35,33 +35,31 @@ pub(super) async fn close_frame(
     }
 }
 
-/// Rows the room still has in each table of the embedded store.
+/// Rows the room still has in the embedded store's journal and in each table of
+/// its store file.
 fn sqlite_rows(data_dir: &std::path::Path, room: &str) -> Vec<(&'static str, i64)> {
+    let journal = read_journal(data_dir)
+        .unwrap()
+        .iter()
+        .filter(|row| row.room_id == room)
+        .count() as i64;
     let connection = rusqlite::Connection::open(data_dir.join(DATABASE_FILE)).unwrap();
-    connection
-        .execute(
-            "ATTACH DATABASE ?1 AS journal",
-            [data_dir.join(JOURNAL_FILE).to_str().unwrap()],
-        )
-        .unwrap();
-    [
-        "journal.journal_tail",
-        "update_log",
-        "snapshots",
-        "room_documents",
-    ]
-    .into_iter()
-    .map(|table| {
-        let count = connection
-            .query_row(
-                &format!("SELECT COUNT(*) FROM {table} WHERE room_id = ?1"),
-                [room],
-                |row| row.get(0),
-            )
-            .unwrap();
-        (table, count)
-    })
-    .collect()
+    let mut rows = vec![("journal", journal)];
+    rows.extend(
+        ["update_log", "snapshots", "room_documents"]
+            .into_iter()
+            .map(|table| {
+                let count = connection
+                    .query_row(
+                        &format!("SELECT COUNT(*) FROM {table} WHERE room_id = ?1"),
+                        [room],
+                        |row| row.get(0),
+                    )
+                    .unwrap();
+                (table, count)
+            }),
+    );
+    rows
 }
 
 fn embedded(data_dir: &std::path::Path) -> impl Fn(&mut Config) + Copy + '_ {

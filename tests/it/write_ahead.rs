@@ -685,27 +685,26 @@ async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
 #[cfg(unix)]
 #[tokio::test]
 async fn a_running_server_holds_its_sqlite_files_against_other_processes() {
-    use coedit::server::store::sqlite::{DATABASE_FILE, JOURNAL_FILE};
+    use coedit::server::store::sqlite::DATABASE_FILE;
     let dir = temp_dir("held-sqlite");
     let server = CoeditProcess::start(&sqlite_args(&dir)).await;
     let mut editor = join(&server.base(), "held", "editor").await;
     type_slowly(&mut editor, "kept").await;
     // SQLite's own locks are the process's (the `unix-excl` VFS): another process,
-    // here the test's, can neither read nor write the files, so the server's
+    // here the test's, can neither read nor write the store file, so the server's
     // commits need no file locking of their own.
-    for file in [DATABASE_FILE, JOURNAL_FILE] {
-        let connection = rusqlite::Connection::open(dir.join(file)).unwrap();
-        let read = connection.query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| {
-            row.get::<_, i64>(0)
-        });
-        let busy = read
-            .as_ref()
-            .err()
-            .and_then(rusqlite::Error::sqlite_error_code)
-            == Some(rusqlite::ErrorCode::DatabaseBusy);
-        assert!(busy, "{file}: {read:?}");
-    }
-    // Once it has stopped, they open as any SQLite file does.
+    let connection = rusqlite::Connection::open(dir.join(DATABASE_FILE)).unwrap();
+    let read = connection.query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| {
+        row.get::<_, i64>(0)
+    });
+    let busy = read
+        .as_ref()
+        .err()
+        .and_then(rusqlite::Error::sqlite_error_code)
+        == Some(rusqlite::ErrorCode::DatabaseBusy);
+    assert!(busy, "{read:?}");
+    drop(connection);
+    // Once it has stopped, it opens as any SQLite file does.
     drop(editor);
     drop(server);
     let connection = rusqlite::Connection::open(dir.join(DATABASE_FILE)).unwrap();

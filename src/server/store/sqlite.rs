@@ -1,35 +1,34 @@
-//! The embedded store: SQLite files under the data directory, so `coedit serve`
-//! needs nothing else installed.
+//! The embedded store: files under the data directory, so `coedit serve` needs
+//! nothing else installed.
 //!
-//! Two files, each with a connection of its own:
-//! - the *journal* file (`coedit-journal.sqlite3`) takes every accepted update, in
-//!   arrival order (`journal_tail`): appending by rowid dirties only the table's
-//!   last pages, however many rooms a commit touches;
-//! - the *store* file (`coedit.sqlite3`) keeps each room's log (`update_log`, by
-//!   room), snapshots and checkpoints. Every `FOLD_ROWS` updates, the tail is
-//!   folded into the log in bulk, which writes each busy room's log page once for
-//!   many updates.
+//! - The *journal* (`journal`, `coedit-journal.log`) takes every accepted update, in
+//!   arrival order: one `write` per group commit, however many rooms it touches.
+//!   Its rows also stay in memory until they are folded.
+//! - The *store* file (`coedit.sqlite3`, SQLite) keeps each room's log
+//!   (`update_log`, by room), snapshots and checkpoints. Every `FOLD_ROWS` updates
+//!   the journal's rows are folded into the log in bulk, which writes each busy
+//!   room's log page once for many updates.
 //!
-//! Two files because SQLite lets one writer at a time into a file. In one file the
-//! fold (10–50 ms at 300 busy rooms) held every room's next commit, and with
-//! write-ahead relay every room's relay: it was most of rooms of 4's p99. Now the
-//! fold and compactions write the store file on a blocking thread while the
-//! journal keeps committing; the journal file waits only for the fold's final
-//! `DELETE` of what it moved (a millisecond or two).
+//! The fold and compactions write the store file on a blocking thread while the
+//! journal keeps taking appends: SQLite lets one writer at a time into a file, and
+//! with write-ahead relay a commit that waited for a fold (10–50 ms at 300 busy
+//! rooms) held every room's relay.
 //!
 //! Compactions are an optimisation (the log holds everything they cover), so a
 //! journal batch does not wait for them: they are queued and applied to the store
 //! file by the next holder of its connection, before anything reads it. A crash
 //! before they are applied leaves the room's previous snapshot and its full log.
 //!
-//! rusqlite is synchronous, so calls run on tokio's blocking pool. The one
-//! exception is the journal's common case, a commit of a few small appends while
-//! the journal's connection is free, which the journal's task writes itself
-//! (`write_inline`): that is tens of microseconds, about what the two thread
-//! hand-offs cost. Each connection sits behind a `std::sync::Mutex`, never held
-//! across an await; whoever takes both takes the store's first.
+//! rusqlite is synchronous, so store-file calls run on tokio's blocking pool. The
+//! journal's common case, a write of appends while the journal is free, is made
+//! by the journal's task itself (`write_inline`): a `write` to the page cache costs
+//! less than the two thread hand-offs would. Each side sits behind a
+//! `std::sync::Mutex`, never held across an await; whoever takes both takes the
+//! store's first.
 
-use std::collections::{BTreeMap, HashMap};
+mod journal;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,15 +38,18 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
 
+pub use self::journal::{read_dir as read_journal, FOLDING_FILE, JOURNAL_FILE};
+use self::journal::{Journal, Record};
 use super::{
-    history_floor, DurableState, History, HistoryEntry, RoomParts, Snapshot, Store, StoreError,
-    StoredCheckpoint, StoredEntry, StoredSnapshot, VersionData, WriteOp,
+    history_floor, DurableState, History, HistoryEntry, LoggedUpdate, RoomParts, Snapshot, Store,
+    StoreError, StoredCheckpoint, StoredEntry, StoredSnapshot, VersionData, WriteOp,
 };
 
 /// File name of the store database inside `--data-dir`.
 pub const DATABASE_FILE: &str = "coedit.sqlite3";
-/// File name of the journal database inside `--data-dir`.
-pub const JOURNAL_FILE: &str = "coedit-journal.sqlite3";
+/// The journal's file before it was an append-only file of its own: folded into
+/// the store file at open and removed.
+const SQLITE_JOURNAL_FILE: &str = "coedit-journal.sqlite3";
 
 const SCHEMA: &str = "
     -- Every update, by room, folded in from the journal's tail every FOLD_ROWS
@@ -95,17 +97,6 @@ const LOG_INDEXES: &str = "
     CREATE UNIQUE INDEX IF NOT EXISTS update_log_by_room ON update_log (room_id, seq);
     CREATE INDEX IF NOT EXISTS update_log_snapshots ON update_log (room_id, seq, at)
         WHERE snapshot = 1;
-";
-
-const JOURNAL_SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS journal_tail (
-        id INTEGER PRIMARY KEY,
-        room_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        at INTEGER NOT NULL DEFAULT 0,
-        author TEXT
-    );
 ";
 
 /// Columns added since the first release, for databases created before them.
@@ -170,13 +161,15 @@ fn index_the_log(connection: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Updates kept in `journal_tail` before they are folded into `update_log`: enough
+/// Updates kept in the journal before they are folded into `update_log`: enough
 /// that a fold writes each busy room's log page once for many updates, few enough
-/// that a room loaded meanwhile reads the tail quickly.
+/// that the journal's memory stays small.
 const FOLD_ROWS: usize = 8192;
-/// Most appends, and bytes of them, written on the journal's own thread
-/// (`write_inline`).
-const INLINE_WRITE_APPENDS: usize = 8;
+/// Update bytes that make a fold due whatever the rows: the journal keeps its rows
+/// in memory until they are folded.
+const FOLD_BYTES: usize = 16 << 20;
+/// Most update bytes a batch written on the journal's own task may carry
+/// (`write_inline`); a large paste goes to the blocking pool.
 const INLINE_WRITE_BYTES: usize = 64 * 1024;
 /// How long background work waits after failing before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -190,29 +183,23 @@ pub struct SqliteStore {
 }
 
 struct Shared {
-    /// The store file's connection, with the journal file attached as `journal`
-    /// (read only through it).
+    /// The store file's connection.
     store: Mutex<Connection>,
     journal: Mutex<Journal>,
     /// Compactions written by the journal and not yet applied to the store file,
     /// in order.
     pending: Mutex<Vec<Snapshot>>,
-    /// Rows in `journal_tail` (an upper bound between a room's deletion and the
-    /// next fold).
+    /// The journal's rows and update bytes not being folded yet (`Journal::len`,
+    /// `Journal::bytes`), read without its lock.
     tail_rows: AtomicUsize,
+    tail_bytes: AtomicUsize,
     /// A blocking thread is folding or applying compactions.
     maintaining: AtomicBool,
+    /// Every commit syncs to disk (`SqliteStore::fsync`).
+    fsync: bool,
     /// Background work failed: not tried again before then.
     retry_at: Mutex<Option<Instant>>,
     checkpointer: Checkpointer,
-}
-
-struct Journal {
-    connection: Connection,
-    /// Rooms that may have rows in `journal_tail`, with the id of their last row
-    /// there (a superset after a failed write), so loading any other room skips
-    /// reading the tail.
-    tail_rooms: HashMap<String, i64>,
 }
 
 /// How often the checkpointer looks at what was written.
@@ -228,11 +215,11 @@ const CHECKPOINT_AT_LEAST_EVERY: Duration = Duration::from_secs(10);
 /// leaf page and a page above it.
 const COMMIT_WAL_BYTES: u64 = 2 * 4096;
 
-/// Checkpoints both files' WALs on a thread and connections of its own. SQLite's
+/// Checkpoints the store file's WAL on a thread and connection of its own. SQLite's
 /// automatic checkpoint runs inside whichever commit crosses its threshold and
-/// syncs the database file there; with write-ahead relay every room waits for that
-/// commit, so one slow disk sync became a stall of every room's relay. A passive
-/// checkpoint beside the writer never blocks it.
+/// syncs the database file there, holding the store file meanwhile (loads, history
+/// reads, deletions wait for it). A passive checkpoint beside the writer never
+/// blocks it.
 ///
 /// It checkpoints once enough was written, not on a clock: a checkpoint syncs
 /// the WAL and the database file, and the first commit after it syncs the WAL's
@@ -243,11 +230,10 @@ const COMMIT_WAL_BYTES: u64 = 2 * 4096;
 /// A checkpoint beside a writer that never pauses never catches up: it copies
 /// what was committed when it began while new commits land behind it, and SQLite
 /// starts the WAL over from its beginning only at a commit that finds everything
-/// copied. The journal's WAL then grew by every commit for as long as the load
-/// lasted (rooms of 4: 14 MB/s, each commit into pages the kernel had to allocate
-/// and zero). So after the bulk copy beside the writers, the checkpointer takes
-/// each file's own connection for a moment and copies the few commits that came
-/// in meanwhile: the next commit starts the WAL over.
+/// copied (when the journal was a SQLite file, its WAL grew by 14 MB/s at rooms of
+/// 4). So after the bulk copy beside the writers, the checkpointer takes the
+/// file's own connection for a moment and copies the few commits that came in
+/// meanwhile: the next commit starts the WAL over.
 struct Checkpointer {
     stop: Arc<AtomicBool>,
     /// Estimated WAL bytes committed since the last checkpoint.
@@ -262,12 +248,10 @@ impl Checkpointer {
         }
     }
 
-    /// Starts the thread, with connections of its own to the files at `paths`
-    /// (the store file, then the journal file). It holds `shared` weakly: it ends
-    /// with the store.
-    fn start(&self, paths: [&Path; 2], shared: std::sync::Weak<Shared>) -> Result<(), StoreError> {
-        let [store_path, journal_path] = paths;
-        let (store, journal) = (open_connection(store_path)?, open_connection(journal_path)?);
+    /// Starts the thread, with a connection of its own to the store file at
+    /// `path`. It holds `shared` weakly: it ends with the store.
+    fn start(&self, path: &Path, shared: std::sync::Weak<Shared>) -> Result<(), StoreError> {
+        let store = open_connection(path)?;
         let (stopped, pending) = (self.stop.clone(), self.written.clone());
         std::thread::Builder::new()
             .name("coedit-sqlite-checkpoint".into())
@@ -283,7 +267,6 @@ impl Checkpointer {
                     pending.store(0, Ordering::Relaxed);
                     last = Instant::now();
                     passive_checkpoint(&store);
-                    passive_checkpoint(&journal);
                     let Some(shared) = shared.upgrade() else {
                         return;
                     };
@@ -312,13 +295,10 @@ fn passive_checkpoint(connection: &Connection) {
     }
 }
 
-/// Checkpoints each file through its own connection, so no commit lands while it
-/// copies: everything is copied, and the file's next commit starts its WAL over.
-/// What is left after the checkpoint beside the writers is a few commits.
+/// Checkpoints the store file through its own connection, so no commit lands while
+/// it copies: everything is copied, and the next commit starts the WAL over. What
+/// is left after the checkpoint beside the writers is a few commits.
 fn catch_up(shared: &Shared) {
-    if let Ok(journal) = shared.journal.lock() {
-        passive_checkpoint(&journal.connection);
-    }
     if let Ok(store) = shared.store.lock() {
         passive_checkpoint(&store);
     }
@@ -418,10 +398,10 @@ impl SqliteStore {
             StoreError::Unavailable(format!("cannot create {}: {error}", data_dir.display()))
         })?;
         let path = data_dir.join(DATABASE_FILE);
-        let journal_path = data_dir.join(JOURNAL_FILE);
         // WAL with synchronous=NORMAL: a commit is durable against a process crash
         // (kill -9) as soon as it returns (it is in the OS); only a power loss can
-        // drop the last few. FULL syncs the WAL to disk on every commit.
+        // drop the last few (so can it the journal's last appends; folds are
+        // synced). FULL syncs the WAL to disk on every commit.
         // Checkpoints are the `Checkpointer`'s, never a commit's.
         let synchronous = if fsync { "FULL" } else { "NORMAL" };
         let pragmas = format!(
@@ -444,39 +424,28 @@ impl SqliteStore {
             migrate(&connection).map_err(unavailable)?;
             Ok(connection)
         };
-        let journal = open(&journal_path, JOURNAL_SCHEMA)?;
         let mut store = open(&path, SCHEMA)?;
         index_the_log(&mut store).map_err(unavailable)?;
         fold_tail_of_one_file(&mut store).map_err(unavailable)?;
-        let attach = journal_path.to_str().ok_or_else(|| {
-            StoreError::Unavailable(format!(
-                "{} is not valid UTF-8; choose another --data-dir",
-                data_dir.display()
-            ))
-        })?;
-        store
-            .execute("ATTACH DATABASE ?1 AS journal", [attach])
-            .map_err(unavailable)?;
+        fold_sqlite_journal(&mut store, data_dir)?;
+        let journal = Journal::open(data_dir, fsync)?;
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
-            journal: Mutex::new(Journal {
-                connection: journal,
-                tail_rooms: HashMap::new(),
-            }),
+            journal: Mutex::new(journal),
             pending: Mutex::new(Vec::new()),
             tail_rows: AtomicUsize::new(0),
+            tail_bytes: AtomicUsize::new(0),
             maintaining: AtomicBool::new(false),
+            fsync,
             retry_at: Mutex::new(None),
             checkpointer: Checkpointer::new(),
         });
-        shared
-            .checkpointer
-            .start([&path, &journal_path], Arc::downgrade(&shared))?;
+        shared.checkpointer.start(&path, Arc::downgrade(&shared))?;
         {
-            // What a crash left: deletions to finish, then the whole tail to fold.
+            // What a crash left: deletions to finish, then the journal to fold.
             let mut store = lock(&shared.store)?;
             finish_deletions(&shared, &store)?;
-            fold(&shared, &mut store)?;
+            fold_all(&shared, &mut store)?;
         }
         Ok(Self {
             shared,
@@ -507,32 +476,31 @@ impl SqliteStore {
         .map_err(|error| StoreError::Unavailable(format!("store task failed: {error}")))?
     }
 
-    /// Writes a journal batch of a few small appends on the calling thread, when
-    /// there is nothing to sync and the journal's connection is free. Such a commit
-    /// is a write to the WAL in the page cache, tens of microseconds, and the two
-    /// thread hand-offs it saves cost about as much (10% of the CPU per delivery
-    /// at 1,000 keystrokes/s). Up to `INLINE_WRITE_APPENDS`, so the journal may
-    /// gather a busy server's keystrokes into one commit without paying the
-    /// hand-offs for it (rooms of 4: 9% less CPU per delivery); larger batches
-    /// still go to the blocking pool, where the commit runs beside both workers
-    /// instead of stalling one. None means "use the pool".
+    /// Writes a batch of appends (and compactions, which only queue) on the calling
+    /// task, when there is nothing to sync and the journal is free: one `write` to
+    /// the page cache, a few microseconds, less than the two thread hand-offs the
+    /// blocking pool costs (those were 10% of the CPU per delivery at 1,000
+    /// keystrokes/s, and 9% in rooms of 4). None means "use the pool".
     fn write_inline(&self, batch: &[WriteOp]) -> Option<Result<(), StoreError>> {
-        if self.fsync || batch.len() > INLINE_WRITE_APPENDS {
+        if self.fsync {
             return None;
         }
         let mut bytes = 0;
         for op in batch {
-            let WriteOp::Append(update) = op else {
-                return None;
-            };
-            bytes += update.data.len();
+            match op {
+                WriteOp::Append(update) => bytes += update.data.len(),
+                WriteOp::Compact(_) => {}
+                WriteOp::Delete(_) => return None,
+            }
         }
         if bytes > INLINE_WRITE_BYTES {
             return None;
         }
-        let mut journal = self.shared.journal.try_lock().ok()?;
-        let written = write_journal(&self.shared, &mut journal, batch);
-        drop(journal);
+        let written = {
+            let mut journal = self.shared.journal.try_lock().ok()?;
+            write_journal(&self.shared, &mut journal, batch)
+        };
+        let written = written.and_then(|()| self.shared.queue_compactions(batch));
         self.maintain_when_due();
         Some(written)
     }
@@ -561,9 +529,19 @@ impl SqliteStore {
 }
 
 impl Shared {
-    fn maintenance_due(&self) -> bool {
+    /// Notes what the journal holds that is not being folded yet.
+    fn count_tail(&self, journal: &Journal) {
+        self.tail_rows.store(journal.len(), Ordering::Relaxed);
+        self.tail_bytes.store(journal.bytes(), Ordering::Relaxed);
+    }
+
+    fn fold_due(&self) -> bool {
         self.tail_rows.load(Ordering::Relaxed) >= FOLD_ROWS
-            || self.pending.lock().is_ok_and(|pending| !pending.is_empty())
+            || self.tail_bytes.load(Ordering::Relaxed) >= FOLD_BYTES
+    }
+
+    fn maintenance_due(&self) -> bool {
+        self.fold_due() || self.pending.lock().is_ok_and(|pending| !pending.is_empty())
     }
 
     /// Queues the batch's compactions, except those of rooms it deletes.
@@ -588,7 +566,7 @@ fn maintain(shared: &Shared) {
     loop {
         let done = lock(&shared.store).and_then(|mut store| {
             apply_compactions(shared, &mut store)?;
-            if shared.tail_rows.load(Ordering::Relaxed) >= FOLD_ROWS {
+            if shared.fold_due() {
                 fold(shared, &mut store)?;
             }
             Ok(())
@@ -613,73 +591,33 @@ fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
         .map_err(|_| StoreError::Unavailable("database lock poisoned".into()))
 }
 
-/// Writes a batch's appends, and its rooms' deletions, to the journal file in one
-/// transaction. Compactions are not the journal file's.
+/// Writes a batch's appends, and its rooms' deletions, to the journal in one write.
+/// Compactions are not the journal's.
 fn write_journal(
     shared: &Shared,
     journal: &mut Journal,
     batch: &[WriteOp],
 ) -> Result<(), StoreError> {
-    let Journal {
-        connection,
-        tail_rooms,
-    } = journal;
-    let txn = connection.transaction().map_err(unavailable)?;
-    let (mut appended, mut data) = (0, 0);
-    for op in batch {
-        match op {
-            WriteOp::Append(update) => {
-                // Cached: at thousands of keystrokes a second, parsing the
-                // statement again for every update was 3% of the server's CPU.
-                txn.prepare_cached(
-                    "INSERT INTO journal_tail (room_id, seq, data, at, author)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .and_then(|mut insert| {
-                    insert.execute(params![
-                        update.room_id,
-                        update.seq as i64,
-                        update.data.as_ref(),
-                        update.at_ms,
-                        update.author
-                    ])
-                })
-                .map_err(unavailable)?;
-                // Before the commit: if it fails the map is a superset.
-                let id = txn.last_insert_rowid();
-                match tail_rooms.get_mut(&update.room_id) {
-                    Some(last) => *last = id,
-                    None => {
-                        tail_rooms.insert(update.room_id.clone(), id);
-                    }
-                }
-                appended += 1;
-                data += update.data.len();
-            }
-            WriteOp::Delete(deletion) => {
-                txn.execute(
-                    "DELETE FROM journal_tail WHERE room_id = ?1",
-                    params![deletion.room_id],
-                )
-                .map_err(unavailable)?;
-            }
-            WriteOp::Compact(_) => {}
-        }
-    }
-    if appended == 0 && !batch.iter().any(|op| matches!(op, WriteOp::Delete(_))) {
-        return Ok(());
-    }
-    txn.commit().map_err(unavailable)?;
-    shared.tail_rows.fetch_add(appended, Ordering::Relaxed);
-    shared.checkpointer.committed(data);
-    Ok(())
+    let records: Vec<Record> = batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Append(update) => Some(Record::Append(update.clone())),
+            WriteOp::Delete(deletion) => Some(Record::Delete {
+                room_id: deletion.room_id.clone(),
+            }),
+            WriteOp::Compact(_) => None,
+        })
+        .collect();
+    let written = journal.write(&records);
+    shared.count_tail(journal);
+    written
 }
 
 /// Writes a batch that deletes rooms. The store file drops the rooms' rows and
-/// marks them deleted in one commit; then the journal file drops their tail rows
-/// (with the batch's appends); then the marks go. A crash in between leaves marks
-/// that `finish_deletions` completes at the next open, so a deleted room never
-/// comes back from its tail.
+/// marks them deleted in one commit; then the journal records the deletions (with
+/// the batch's appends), which drops the rooms' rows there; then the marks go. A
+/// crash in between leaves marks that `finish_deletions` completes at the next
+/// open, so a deleted room never comes back from the journal.
 fn write_deleting(shared: &Shared, batch: &[WriteOp]) -> Result<(), StoreError> {
     let mut store = lock(&shared.store)?;
     apply_compactions(shared, &mut store)?;
@@ -713,7 +651,9 @@ fn write_deleting(shared: &Shared, batch: &[WriteOp]) -> Result<(), StoreError> 
     shared.queue_compactions(batch)
 }
 
-/// Drops the tail rows of rooms whose deletion a crash cut short.
+/// Finishes the deletions a crash cut short: the rooms' rows leave the store file
+/// again (a fold may have written journal rows back meanwhile), and the journal
+/// records the deletions, which drops the rooms' rows there.
 fn finish_deletions(shared: &Shared, store: &Connection) -> Result<(), StoreError> {
     let rooms: Vec<String> = store
         .prepare("SELECT room_id FROM deleted_rooms")
@@ -726,18 +666,21 @@ fn finish_deletions(shared: &Shared, store: &Connection) -> Result<(), StoreErro
     if rooms.is_empty() {
         return Ok(());
     }
-    {
-        let mut journal = lock(&shared.journal)?;
-        let txn = journal.connection.transaction().map_err(unavailable)?;
-        for room_id in &rooms {
-            txn.execute(
-                "DELETE FROM journal_tail WHERE room_id = ?1",
-                params![room_id],
-            )
-            .map_err(unavailable)?;
+    for room_id in &rooms {
+        for table in ["update_log", "snapshots", "room_documents"] {
+            store
+                .execute(
+                    &format!("DELETE FROM {table} WHERE room_id = ?1"),
+                    params![room_id],
+                )
+                .map_err(unavailable)?;
         }
-        txn.commit().map_err(unavailable)?;
     }
+    let deletions: Vec<Record> = rooms
+        .into_iter()
+        .map(|room_id| Record::Delete { room_id })
+        .collect();
+    lock(&shared.journal)?.write(&deletions)?;
     store
         .execute("DELETE FROM deleted_rooms", [])
         .map_err(unavailable)?;
@@ -805,8 +748,8 @@ fn compact(txn: &rusqlite::Transaction<'_>, snapshot: &Snapshot) -> rusqlite::Re
     Ok(())
 }
 
-/// Moves `source`'s rows up to id `through` into `update_log`, sorted so each
-/// room's log pages are written once, skipping rows a snapshot already covers
+/// Moves the rows up to id `through` of `source`, a journal table of an earlier
+/// release, into `update_log`, sorted so each room's log pages are written once, skipping rows a snapshot already covers
 /// (unless the history keeps them). A row written twice (a retried batch, or a
 /// fold cut short by a crash) replaces itself.
 fn fold_sql(source: &str) -> String {
@@ -821,53 +764,203 @@ fn fold_sql(source: &str) -> String {
     )
 }
 
-/// Folds the journal's tail into the store file: the rows there now, in one
-/// store-file commit, then deletes them from the journal file. The journal keeps
-/// committing meanwhile; its rows past the fold's stay for the next one. Both
-/// files hold the rows in between, which `load_durable` (and a fold after a
-/// crash) reads as one.
-fn fold(shared: &Shared, store: &mut Connection) -> Result<(), StoreError> {
-    let txn = store.transaction().map_err(unavailable)?;
-    let through: Option<i64> = txn
-        .query_row("SELECT MAX(id) FROM journal.journal_tail", [], |row| {
-            row.get(0)
-        })
-        .map_err(unavailable)?;
-    let Some(through) = through else {
-        return Ok(());
+/// Folds the journal's rows into the store file's log in one commit, sorted so
+/// each room's log pages are written once, skipping rows a snapshot already covers
+/// (unless the history keeps them); then the journal drops their file. The
+/// journal takes appends into a new file meanwhile (`Journal::rows_to_fold`). Until
+/// the journal drops them, the rows are in both, which `load_durable` reads as
+/// one, and a fold after a crash writes them again: a row written twice replaces
+/// itself. False when there was nothing to fold.
+fn fold(shared: &Shared, store: &mut Connection) -> Result<bool, StoreError> {
+    let rows = {
+        let mut journal = lock(&shared.journal)?;
+        let rows = journal.rows_to_fold();
+        shared.count_tail(&journal);
+        rows?
     };
-    txn.execute(&fold_sql("journal.journal_tail"), [through])
-        .map_err(unavailable)?;
-    txn.commit().map_err(unavailable)?;
+    let Some(rows) = rows else {
+        return Ok(false);
+    };
+    write_folded(store, &rows, shared.fsync)?;
     // A fold rewrites many rooms' log pages: checkpoint soon after it.
     shared.checkpointer.committed(CHECKPOINT_BYTES as usize);
     let mut journal = lock(&shared.journal)?;
-    let remaining: i64 = journal
-        .connection
-        .execute("DELETE FROM journal_tail WHERE id <= ?1", [through])
-        .and_then(|_| {
-            journal
-                .connection
-                .query_row("SELECT COUNT(*) FROM journal_tail", [], |row| row.get(0))
-        })
-        .map_err(unavailable)?;
-    journal.tail_rooms.retain(|_, last| *last > through);
-    shared
-        .tail_rows
-        .store(remaining.max(0) as usize, Ordering::Relaxed);
+    let folded = journal.folded();
+    shared.count_tail(&journal);
+    folded.map(|()| true)
+}
+
+/// `fold`'s commit to the store file, synced to disk whatever the durability: the
+/// journal's file goes once it returns, and its rows may be older than what a
+/// power loss is allowed to take. Rows of a room whose deletion is under way (it
+/// failed before the journal recorded it) are not written back.
+fn write_folded(
+    store: &mut Connection,
+    rows: &[LoggedUpdate],
+    fsync: bool,
+) -> Result<(), StoreError> {
+    if !fsync {
+        store
+            .execute_batch("PRAGMA synchronous=FULL")
+            .map_err(unavailable)?;
+    }
+    let written = write_folded_rows(store, rows);
+    if !fsync {
+        store
+            .execute_batch("PRAGMA synchronous=NORMAL")
+            .map_err(unavailable)?;
+    }
+    written
+}
+
+fn write_folded_rows(store: &mut Connection, rows: &[LoggedUpdate]) -> Result<(), StoreError> {
+    let mut sorted: Vec<&LoggedUpdate> = rows.iter().collect();
+    // Stable: a retried batch's later copy of a row still replaces the earlier.
+    sorted.sort_by(|a, b| (a.room_id.as_str(), a.seq).cmp(&(b.room_id.as_str(), b.seq)));
+    let txn = store.transaction().map_err(unavailable)?;
+    {
+        let mut covered = txn
+            .prepare_cached("SELECT through_seq, history_floor FROM snapshots WHERE room_id = ?1")
+            .map_err(unavailable)?;
+        let mut deleted = txn
+            .prepare_cached("SELECT COUNT(*) > 0 FROM deleted_rooms WHERE room_id = ?1")
+            .map_err(unavailable)?;
+        let mut insert = txn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO update_log (room_id, seq, data, at, author)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(unavailable)?;
+        // The room being written: its snapshot's number and history floor, or
+        // None if it is being deleted.
+        type Covered = Option<Option<(i64, Option<i64>)>>;
+        let mut room: Option<(&str, Covered)> = None;
+        for row in sorted {
+            let snapshot = match room {
+                Some((room_id, snapshot)) if room_id == row.room_id => snapshot,
+                _ => {
+                    let being_deleted: bool = deleted
+                        .query_row(params![row.room_id], |found| found.get(0))
+                        .map_err(unavailable)?;
+                    let snapshot = if being_deleted {
+                        None
+                    } else {
+                        Some(
+                            covered
+                                .query_row(params![row.room_id], |found| {
+                                    Ok((found.get(0)?, found.get(1)?))
+                                })
+                                .optional()
+                                .map_err(unavailable)?,
+                        )
+                    };
+                    room = Some((&row.room_id, snapshot));
+                    snapshot
+                }
+            };
+            let seq = row.seq as i64;
+            let kept = snapshot.is_some_and(|snapshot| {
+                snapshot.is_none_or(|(through, floor)| {
+                    seq > through || floor.is_some_and(|floor| seq >= floor)
+                })
+            });
+            if kept {
+                insert
+                    .execute(params![
+                        row.room_id,
+                        seq,
+                        row.data.as_ref(),
+                        row.at_ms,
+                        row.author
+                    ])
+                    .map_err(unavailable)?;
+            }
+        }
+    }
+    txn.commit().map_err(unavailable)
+}
+
+/// Folds until the journal is empty, as far as a few folds take it: at open and
+/// close, when nothing appends.
+fn fold_all(shared: &Shared, store: &mut Connection) -> Result<(), StoreError> {
+    for _ in 0..3 {
+        if !fold(shared, store)? {
+            break;
+        }
+    }
     Ok(())
 }
 
-/// Folds the tail first when `room_id` may have rows in it, so history reads need
+/// Folds the journal first when `room_id` has rows in it, so history reads need
 /// only `update_log`. History is read rarely; a fold is bounded by `FOLD_ROWS`.
 fn fold_room_tail(
     shared: &Shared,
     store: &mut Connection,
     room_id: &str,
 ) -> Result<(), StoreError> {
-    if lock(&shared.journal)?.tail_rooms.contains_key(room_id) {
+    // Twice at most: rows being folded after a failed fold, then the rest.
+    for _ in 0..2 {
+        if !lock(&shared.journal)?.holds(room_id) {
+            break;
+        }
         fold(shared, store)?;
     }
+    Ok(())
+}
+
+/// A journal kept by an earlier release in a SQLite file of its own
+/// (`coedit-journal.sqlite3`): its rows are folded into the store file, except
+/// those of rooms whose deletion a crash cut short, and the file removed.
+fn fold_sqlite_journal(store: &mut Connection, data_dir: &Path) -> Result<(), StoreError> {
+    let path = data_dir.join(SQLITE_JOURNAL_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let attach = path.to_str().ok_or_else(|| {
+        StoreError::Unavailable(format!(
+            "{} is not valid UTF-8; move the data directory to fold its journal",
+            path.display()
+        ))
+    })?;
+    store
+        .execute("ATTACH DATABASE ?1 AS sqlite_journal", [attach])
+        .map_err(unavailable)?;
+    let folded = store.transaction().and_then(|txn| {
+        let exists: bool = txn.query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_journal.sqlite_master
+                 WHERE type = 'table' AND name = 'journal_tail'",
+            [],
+            |row| row.get(0),
+        )?;
+        if exists {
+            txn.execute(
+                "DELETE FROM sqlite_journal.journal_tail
+                     WHERE room_id IN (SELECT room_id FROM main.deleted_rooms)",
+                [],
+            )?;
+            txn.execute(&fold_sql("sqlite_journal.journal_tail"), [i64::MAX])?;
+        }
+        txn.commit()
+    });
+    let detached = store.execute("DETACH DATABASE sqlite_journal", []);
+    folded.and(detached).map_err(unavailable)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = data_dir.join(format!("{SQLITE_JOURNAL_FILE}{suffix}"));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot remove {} once folded: {error}",
+                    file.display()
+                )))
+            }
+        }
+    }
+    journal::sync_dir(data_dir)?;
+    tracing::info!(
+        "the journal moved to {JOURNAL_FILE}; its earlier SQLite file was folded and removed"
+    );
     Ok(())
 }
 
@@ -991,7 +1084,6 @@ impl Store for SqliteStore {
     async fn load_durable(&self, room_id: &str) -> Result<Option<DurableState>, StoreError> {
         let room_id = room_id.to_owned();
         self.with_store(move |shared, store| {
-            let read_tail = lock(&shared.journal)?.tail_rooms.contains_key(&room_id);
             let txn = store.transaction().map_err(unavailable)?;
             let snapshot: Option<(i64, Vec<u8>)> = txn
                 .query_row(
@@ -1002,8 +1094,8 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(unavailable)?;
             let snapshot_seq = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
-            // By sequence; a tail row replaces a log row, and a later tail row an
-            // earlier one, as folding would (a retried batch writes its rows twice).
+            // By sequence; a journal row replaces a log row, and a later journal row
+            // an earlier one, as folding would (a retried batch writes its rows twice).
             let mut log = BTreeMap::new();
             let mut read = |sql: &str| -> rusqlite::Result<()> {
                 let mut statement = txn.prepare_cached(sql)?;
@@ -1016,16 +1108,24 @@ impl Store for SqliteStore {
                 }
                 Ok(())
             };
-            read("SELECT seq, data FROM update_log WHERE room_id = ?1 AND seq > ?2 AND snapshot = 0")
-                .map_err(unavailable)?;
-            if read_tail {
-                read("SELECT seq, data FROM journal.journal_tail WHERE room_id = ?1 AND seq > ?2 ORDER BY id")
-                    .map_err(unavailable)?;
+            read(
+                "SELECT seq, data FROM update_log WHERE room_id = ?1 AND seq > ?2 AND snapshot = 0",
+            )
+            .map_err(unavailable)?;
+            for row in lock(&shared.journal)?.rows() {
+                if row.room_id == room_id && row.seq as i64 > snapshot_seq {
+                    log.insert(row.seq as i64, row.data.to_vec());
+                }
             }
             if snapshot.is_none() && log.is_empty() {
                 return Ok(None);
             }
-            let last_seq = log.keys().next_back().copied().unwrap_or(0).max(snapshot_seq);
+            let last_seq = log
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(0)
+                .max(snapshot_seq);
             Ok(Some(DurableState {
                 snapshot: snapshot.map(|(_, data)| Bytes::from(data)),
                 updates: log.into_values().map(Bytes::from).collect(),
@@ -1187,18 +1287,21 @@ impl Store for SqliteStore {
     }
 
     async fn list_rooms(&self) -> Result<Vec<String>, StoreError> {
-        self.with_store(|_, connection| {
+        self.with_store(|shared, connection| {
             let mut statement = connection
                 .prepare(
-                    "SELECT room_id FROM journal.journal_tail UNION SELECT room_id FROM update_log
-                     UNION SELECT room_id FROM snapshots UNION SELECT room_id FROM room_documents
-                     ORDER BY 1",
+                    "SELECT room_id FROM update_log UNION SELECT room_id FROM snapshots
+                     UNION SELECT room_id FROM room_documents",
                 )
                 .map_err(unavailable)?;
             let rows = statement
                 .query_map([], |row| row.get::<_, String>(0))
                 .map_err(unavailable)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+            let mut rooms = rows
+                .collect::<Result<BTreeSet<_>, _>>()
+                .map_err(unavailable)?;
+            rooms.extend(lock(&shared.journal)?.rows().map(|row| row.room_id.clone()));
+            Ok(rooms.into_iter().collect())
         })
         .await
     }
@@ -1368,13 +1471,9 @@ impl Store for SqliteStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         self.with_store(|shared, store| {
-            fold(shared, store)?;
+            fold_all(shared, store)?;
             store
                 .execute_batch("PRAGMA main.wal_checkpoint(TRUNCATE);")
-                .map_err(unavailable)?;
-            lock(&shared.journal)?
-                .connection
-                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
                 .map_err(unavailable)
         })
         .await
@@ -1415,14 +1514,13 @@ mod tests {
             .collect()
     }
 
-    /// Rows in `table`, in whichever file holds it.
+    /// Rows in `table` of the store file, or (`journal_tail`) in the journal's
+    /// files, deletions applied.
     fn count(dir: &Path, table: &str) -> i64 {
-        let file = if table == "journal_tail" {
-            JOURNAL_FILE
-        } else {
-            DATABASE_FILE
-        };
-        Connection::open(dir.join(file))
+        if table == "journal_tail" {
+            return read_journal(dir).unwrap().len() as i64;
+        }
+        Connection::open(dir.join(DATABASE_FILE))
             .unwrap()
             .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
                 row.get(0)
@@ -1449,27 +1547,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_small_appends_to_a_free_connection_are_written_inline() {
+    async fn appends_to_a_free_journal_are_written_inline() {
         let dir = temp_dir();
         let store = SqliteStore::open(&dir).unwrap();
         assert!(matches!(
             store.write_inline(&[append("r", 1)]),
             Some(Ok(()))
         ));
-        assert!(matches!(
-            store.write_inline(&[append("r", 2)]),
-            Some(Ok(()))
-        ));
-        assert_eq!(count(&dir, "journal_tail"), 2, "written when it returned");
-        let few: Vec<WriteOp> = (0..INLINE_WRITE_APPENDS as u64)
+        assert_eq!(count(&dir, "journal_tail"), 1, "written when it returned");
+        let busy: Vec<WriteOp> = (0..100)
             .map(|index| append(&format!("room-{index}"), 1))
             .collect();
-        assert!(matches!(store.write_inline(&few), Some(Ok(()))), "a few");
-        assert_eq!(count(&dir, "journal_tail"), 2 + INLINE_WRITE_APPENDS as i64);
-        let busy: Vec<WriteOp> = (0..=INLINE_WRITE_APPENDS as u64)
-            .map(|index| append(&format!("busy-{index}"), 1))
-            .collect();
-        assert!(store.write_inline(&busy).is_none(), "too many");
+        assert!(matches!(store.write_inline(&busy), Some(Ok(()))), "many");
+        assert_eq!(count(&dir, "journal_tail"), 101);
+        // A compaction only queues.
+        let compact = compaction("r", 1, b"r:1");
+        assert!(matches!(
+            store.write_inline(&[append("r", 2), compact]),
+            Some(Ok(()))
+        ));
+        let r = store.load_durable("r").await.unwrap().unwrap();
+        assert_eq!(r.snapshot.as_deref(), Some(&b"r:1"[..]));
+        assert_eq!(r.updates, updates("r", 2..=2));
 
         let large = |seq| {
             WriteOp::Append(LoggedUpdate {
@@ -1484,14 +1583,14 @@ mod tests {
             store.write_inline(&[large(3), large(4)]).is_none(),
             "too large together"
         );
-        let compact = compaction("r", 2, b"r:1..2");
-        assert!(
-            store.write_inline(&[append("r", 3), compact]).is_none(),
-            "not only appends"
-        );
+        let deletion = WriteOp::Delete(super::super::RoomDeletion {
+            room_id: "room-1".into(),
+            seq: 2,
+        });
+        assert!(store.write_inline(&[deletion]).is_none(), "a deletion");
 
-        // The connection busy (a read on the blocking pool): the write waits for
-        // it there instead of blocking the caller's thread.
+        // The journal busy (a fold turning it over): the write waits for it on
+        // the blocking pool instead of blocking the caller's thread.
         let (holder, release) = hold(&store.shared, |shared| &shared.journal);
         assert!(store.write_inline(&[append("r", 3)]).is_none(), "busy");
         let write = tokio::spawn({
@@ -1503,7 +1602,7 @@ mod tests {
         release.send(()).unwrap();
         holder.join().unwrap();
         write.await.unwrap().unwrap();
-        assert_eq!(count(&dir, "journal_tail"), 3 + INLINE_WRITE_APPENDS as i64);
+        assert_eq!(count(&dir, "journal_tail"), 103);
         drop(store);
 
         let synced = SqliteStore::open_with(&dir, true).unwrap();
@@ -1553,17 +1652,21 @@ mod tests {
     async fn the_wal_is_checkpointed_once_enough_was_written_not_on_every_tick() {
         let dir = temp_dir();
         let store = SqliteStore::open(&dir).unwrap();
-        let (db, journal) = (dir.join(DATABASE_FILE), dir.join(JOURNAL_FILE));
+        let db = dir.join(DATABASE_FILE);
         let size = |path: &Path| std::fs::metadata(path).unwrap().len();
         // A few small commits stay in the WAL past several looks.
-        let (db_before, journal_before) = (size(&db), size(&journal));
+        let db_before = size(&db);
         for seq in 1..=20 {
-            store.write(&[append("a", seq)]).await.unwrap();
+            store
+                .write(&[append("a", seq), compaction("a", seq, b"a")])
+                .await
+                .unwrap();
+            store.load_durable("a").await.unwrap();
         }
         tokio::time::sleep(CHECKPOINT_POLL * 3).await;
         assert_eq!(
-            size(&journal),
-            journal_before,
+            size(&db),
+            db_before,
             "small commits were checkpointed at once"
         );
         // Megabytes are copied into the database file within a look or two, well
@@ -1573,7 +1676,7 @@ mod tests {
             store
                 .write(&[WriteOp::Compact(Snapshot {
                     room_id: room.into(),
-                    through_seq: 1,
+                    through_seq: 100,
                     data: big.clone(),
                     at_ms: 0,
                     keep_history_since_ms: None,
@@ -1586,29 +1689,32 @@ mod tests {
             assert!(Instant::now() < deadline, "5 MiB not checkpointed");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[tokio::test]
-    async fn the_journals_wal_starts_over_while_commits_never_pause() {
+    async fn the_journal_starts_a_new_file_at_every_fold() {
         let dir = temp_dir();
         let store = SqliteStore::open(&dir).unwrap();
-        let wal = dir.join(format!("{JOURNAL_FILE}-wal"));
-        // A keystroke a millisecond, for several of the checkpointer's looks: a
-        // checkpoint beside these commits never finds the WAL all copied.
-        const COMMITS: u64 = 2048;
-        for seq in 1..=COMMITS {
+        let journal = dir.join(JOURNAL_FILE);
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+        let rounds = 3 * FOLD_ROWS as u64 + 10;
+        let mut largest = 0;
+        for seq in 1..=rounds {
             store.write(&[append("a", seq)]).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            largest = largest.max(size(&journal));
         }
-        // Each commit is a page of the WAL: 8 MiB if it never started over, about
-        // what the checkpointer lets pile up between two looks if it does.
-        let size = std::fs::metadata(&wal).unwrap().len();
+        // Each record is under 64 bytes here: a file that never started over
+        // would hold all of them.
         assert!(
-            size < CHECKPOINT_BYTES * 3 / 2,
-            "the journal's WAL is {size} bytes after {COMMITS} commits"
+            largest < 64 * (FOLD_ROWS as u64 + 1024),
+            "the journal file reached {largest} bytes"
         );
         let r = store.load_durable("a").await.unwrap().unwrap();
-        assert_eq!(r.last_seq, COMMITS);
+        assert_eq!(r.updates, updates("a", 1..=rounds));
+        store.close().await.unwrap();
+        assert_eq!(size(&journal), 0, "closed with everything folded");
+        assert!(!dir.join(FOLDING_FILE).exists());
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -1682,14 +1788,13 @@ mod tests {
         let store = SqliteStore::open(&dir).unwrap();
         let batch: Vec<WriteOp> = (1..=20).map(|seq| append("r", seq)).collect();
         store.write(&batch).await.unwrap();
-        // The store file's commit happened; the journal file's delete did not.
+        // The store file's commit happened; the journal did not drop its file.
         {
             let mut connection = lock(&store.shared.store).unwrap();
-            let txn = connection.transaction().unwrap();
-            txn.execute(&fold_sql("journal.journal_tail"), [i64::MAX])
-                .unwrap();
-            txn.commit().unwrap();
+            let rows = lock(&store.shared.journal).unwrap().rows_to_fold().unwrap();
+            write_folded(&mut connection, &rows.unwrap(), false).unwrap();
         }
+        assert!(dir.join(FOLDING_FILE).exists());
         drop(store);
         assert_eq!(count(&dir, "journal_tail"), 20);
         assert_eq!(count(&dir, "update_log"), 20);
@@ -1710,12 +1815,24 @@ mod tests {
             .flat_map(|seq| [append("gone", seq), append("kept", seq)])
             .collect();
         store.write(&batch).await.unwrap();
-        // The store file's commit of the deletion happened; the journal file's
-        // did not.
-        lock(&store.shared.store)
-            .unwrap()
-            .execute_batch("INSERT INTO deleted_rooms (room_id) VALUES ('gone')")
-            .unwrap();
+        // The store file's commit of the deletion happened; the journal's record
+        // of it did not, and a fold ran before the crash: it writes nothing of
+        // the room back.
+        {
+            let mut connection = lock(&store.shared.store).unwrap();
+            connection
+                .execute_batch("INSERT INTO deleted_rooms (room_id) VALUES ('gone')")
+                .unwrap();
+            assert!(fold(&store.shared, &mut connection).unwrap());
+            let left: i64 = connection
+                .query_row(
+                    "SELECT COUNT(*) FROM update_log WHERE room_id = 'gone'",
+                    [],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            assert_eq!(left, 0);
+        }
         drop(store);
 
         let reopened = SqliteStore::open(&dir).unwrap();
@@ -1819,6 +1936,52 @@ mod tests {
         let r = store.load_durable("r").await.unwrap().unwrap();
         assert_eq!(r.updates, updates("r", 1..=4));
         assert_eq!(count(&dir, "update_log"), 5, "r 1-4 and s 1");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_journal_kept_in_a_sqlite_file_is_folded_on_open_and_removed() {
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        // The store file and journal file an earlier release left after a crash,
+        // with a deletion cut short.
+        drop(SqliteStore::open(&dir).unwrap());
+        Connection::open(dir.join(DATABASE_FILE))
+            .unwrap()
+            .execute_batch("INSERT INTO deleted_rooms (room_id) VALUES ('gone')")
+            .unwrap();
+        {
+            let connection = Connection::open(dir.join(SQLITE_JOURNAL_FILE)).unwrap();
+            connection
+                .execute_batch(
+                    "PRAGMA journal_mode=WAL;
+                     CREATE TABLE journal_tail (id INTEGER PRIMARY KEY, room_id TEXT NOT NULL,
+                         seq INTEGER NOT NULL, data BLOB NOT NULL,
+                         at INTEGER NOT NULL DEFAULT 0, author TEXT);
+                     INSERT INTO journal_tail (room_id, seq, data, at, author) VALUES
+                         ('r', 1, CAST('r:1' AS BLOB), 5, 'alice'),
+                         ('gone', 1, CAST('gone:1' AS BLOB), 5, NULL),
+                         ('r', 2, CAST('r:2' AS BLOB), 6, 'bob');",
+                )
+                .unwrap();
+            // Its rows in its WAL, as a crash leaves them.
+            std::mem::forget(connection);
+        }
+        let store = SqliteStore::open(&dir).unwrap();
+        let r = store.load_durable("r").await.unwrap().unwrap();
+        assert_eq!(r.updates, updates("r", 1..=2));
+        assert_eq!(store.load_durable("gone").await.unwrap(), None);
+        let history = store.history("r").await.unwrap();
+        let authors: Vec<_> = history
+            .entries
+            .iter()
+            .map(|entry| entry.author.clone())
+            .collect();
+        assert_eq!(authors, [Some("alice".into()), Some("bob".into())]);
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.join(format!("{SQLITE_JOURNAL_FILE}{suffix}"));
+            assert!(!file.exists(), "{} is left", file.display());
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 
