@@ -22,10 +22,10 @@
 //!
 //! Each record is `length (u32 LE) | CRC-32 of the body (u32 LE) | body`. A power
 //! loss can cut the last record of the file being appended to short: replay stops
-//! at the first record that is incomplete or fails its checksum, which there can
-//! only be one whose write never returned, so no client was shown it. A file that
-//! stops early is also copied aside (`….damaged`) before it is replaced, so
-//! damage anywhere else can still be looked into.
+//! at the first record that is incomplete or fails its checksum. At the end of
+//! that file, that is a record whose write never returned, so no client was shown
+//! it. A file that stops early is also copied aside (`….damaged`) before it is
+//! replaced, so damage anywhere else can still be looked into.
 //!
 //! The rows wait in memory while the store file cannot take them; past
 //! `MAX_UNFOLDED_BYTES` the journal refuses appends (the rooms hold their
@@ -52,7 +52,8 @@ const NO_AUTHOR: u32 = u32::MAX;
 /// Longest record body replay accepts: past the store's own limits, so a length
 /// read from a damaged header never makes replay allocate gigabytes.
 const MAX_RECORD: u32 = 1 << 30;
-/// Update bytes the journal holds, folded or not, before it refuses appends.
+/// Update bytes the journal holds and the store file does not (being folded or
+/// not) before it refuses appends.
 const MAX_UNFOLDED_BYTES: usize = 256 << 20;
 
 /// What the journal holds that the store file may not: a room's appends, or its
