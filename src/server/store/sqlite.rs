@@ -1762,6 +1762,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_synced_store_writes_folds_and_reopens_whole() {
+        let dir = temp_dir();
+        let store = SqliteStore::open_with(&dir, true).unwrap();
+        for seq in 1..=(FOLD_ROWS as u64 + 20) {
+            store.write(&[append("r", seq)]).await.unwrap();
+        }
+        store
+            .write(&[WriteOp::Delete(super::super::RoomDeletion {
+                room_id: "r".into(),
+                seq: FOLD_ROWS as u64 + 21,
+            })])
+            .await
+            .unwrap();
+        store
+            .write(&[append("r", 1), append("s", 1)])
+            .await
+            .unwrap();
+        // No close(): the process died.
+        drop(store);
+        let reopened = SqliteStore::open_with(&dir, true).unwrap();
+        let r = reopened.load_durable("r").await.unwrap().unwrap();
+        assert_eq!(
+            r.updates,
+            updates("r", 1..=1),
+            "only what followed the deletion"
+        );
+        assert_eq!(reopened.list_rooms().await.unwrap(), ["r", "s"]);
+        reopened.close().await.unwrap();
+        assert_eq!(count(&dir, "journal_tail"), 0);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
     async fn a_tail_left_by_a_crash_is_folded_on_open() {
         let dir = temp_dir();
         let store = SqliteStore::open(&dir).unwrap();
