@@ -28,6 +28,7 @@
 
 mod journal;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -400,9 +401,9 @@ impl SqliteStore {
         let path = data_dir.join(DATABASE_FILE);
         // WAL with synchronous=NORMAL: a commit is durable against a process crash
         // (kill -9) as soon as it returns (it is in the OS); only a power loss can
-        // drop the last few (so can it the journal's last appends; folds are
-        // synced). FULL syncs the WAL to disk on every commit.
-        // Checkpoints are the `Checkpointer`'s, never a commit's.
+        // drop the last few (and the journal's last appends; folds are synced).
+        // FULL syncs the WAL to disk on every commit. Checkpoints are the
+        // `Checkpointer`'s, never a commit's.
         let synchronous = if fsync { "FULL" } else { "NORMAL" };
         let pragmas = format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=5000;
@@ -598,12 +599,12 @@ fn write_journal(
     journal: &mut Journal,
     batch: &[WriteOp],
 ) -> Result<(), StoreError> {
-    let records: Vec<Record> = batch
+    let records: Vec<Record<'_>> = batch
         .iter()
         .filter_map(|op| match op {
-            WriteOp::Append(update) => Some(Record::Append(update.clone())),
+            WriteOp::Append(update) => Some(Record::Append(Cow::Borrowed(update))),
             WriteOp::Delete(deletion) => Some(Record::Delete {
-                room_id: deletion.room_id.clone(),
+                room_id: Cow::Borrowed(&deletion.room_id),
             }),
             WriteOp::Compact(_) => None,
         })
@@ -635,13 +636,7 @@ fn write_deleting(shared: &Shared, batch: &[WriteOp]) -> Result<(), StoreError> 
             params![room_id],
         )
         .map_err(unavailable)?;
-        for table in ["update_log", "snapshots", "room_documents"] {
-            txn.execute(
-                &format!("DELETE FROM {table} WHERE room_id = ?1"),
-                params![room_id],
-            )
-            .map_err(unavailable)?;
-        }
+        delete_room_rows(&txn, room_id)?;
     }
     txn.commit().map_err(unavailable)?;
     write_journal(shared, &mut *lock(&shared.journal)?, batch)?;
@@ -649,6 +644,19 @@ fn write_deleting(shared: &Shared, batch: &[WriteOp]) -> Result<(), StoreError> 
         .execute("DELETE FROM deleted_rooms", [])
         .map_err(unavailable)?;
     shared.queue_compactions(batch)
+}
+
+/// Removes everything the store file holds of a room.
+fn delete_room_rows(store: &Connection, room_id: &str) -> Result<(), StoreError> {
+    for table in ["update_log", "snapshots", "room_documents"] {
+        store
+            .execute(
+                &format!("DELETE FROM {table} WHERE room_id = ?1"),
+                params![room_id],
+            )
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 /// Finishes the deletions a crash cut short: the rooms' rows leave the store file
@@ -667,18 +675,13 @@ fn finish_deletions(shared: &Shared, store: &Connection) -> Result<(), StoreErro
         return Ok(());
     }
     for room_id in &rooms {
-        for table in ["update_log", "snapshots", "room_documents"] {
-            store
-                .execute(
-                    &format!("DELETE FROM {table} WHERE room_id = ?1"),
-                    params![room_id],
-                )
-                .map_err(unavailable)?;
-        }
+        delete_room_rows(store, room_id)?;
     }
-    let deletions: Vec<Record> = rooms
+    let deletions: Vec<Record<'_>> = rooms
         .into_iter()
-        .map(|room_id| Record::Delete { room_id })
+        .map(|room_id| Record::Delete {
+            room_id: Cow::Owned(room_id),
+        })
         .collect();
     lock(&shared.journal)?.write(&deletions)?;
     store
@@ -749,9 +752,9 @@ fn compact(txn: &rusqlite::Transaction<'_>, snapshot: &Snapshot) -> rusqlite::Re
 }
 
 /// Moves the rows up to id `through` of `source`, a journal table of an earlier
-/// release, into `update_log`, sorted so each room's log pages are written once, skipping rows a snapshot already covers
-/// (unless the history keeps them). A row written twice (a retried batch, or a
-/// fold cut short by a crash) replaces itself.
+/// release, into `update_log`, sorted so each room's log pages are written once,
+/// skipping rows a snapshot already covers (unless the history keeps them). A row
+/// written twice (a retried batch, or a fold cut short by a crash) replaces itself.
 fn fold_sql(source: &str) -> String {
     format!(
         "INSERT OR REPLACE INTO update_log (room_id, seq, data, at, author)
@@ -831,40 +834,29 @@ fn write_folded_rows(store: &mut Connection, rows: &[LoggedUpdate]) -> Result<()
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .map_err(unavailable)?;
-        // The room being written: its snapshot's number and history floor, or
-        // None if it is being deleted.
-        type Covered = Option<Option<(i64, Option<i64>)>>;
-        let mut room: Option<(&str, Covered)> = None;
+        // The room being written, and what the store file holds of it.
+        let mut room: Option<(&str, Held)> = None;
         for row in sorted {
-            let snapshot = match room {
-                Some((room_id, snapshot)) if room_id == row.room_id => snapshot,
+            let held = match room {
+                Some((room_id, held)) if room_id == row.room_id => held,
                 _ => {
-                    let being_deleted: bool = deleted
-                        .query_row(params![row.room_id], |found| found.get(0))
-                        .map_err(unavailable)?;
-                    let snapshot = if being_deleted {
-                        None
-                    } else {
-                        Some(
-                            covered
-                                .query_row(params![row.room_id], |found| {
-                                    Ok((found.get(0)?, found.get(1)?))
-                                })
-                                .optional()
-                                .map_err(unavailable)?,
-                        )
+                    let held = Held {
+                        deleted: deleted
+                            .query_row(params![row.room_id], |found| found.get(0))
+                            .map_err(unavailable)?,
+                        snapshot: covered
+                            .query_row(params![row.room_id], |found| {
+                                Ok((found.get(0)?, found.get(1)?))
+                            })
+                            .optional()
+                            .map_err(unavailable)?,
                     };
-                    room = Some((&row.room_id, snapshot));
-                    snapshot
+                    room = Some((&row.room_id, held));
+                    held
                 }
             };
             let seq = row.seq as i64;
-            let kept = snapshot.is_some_and(|snapshot| {
-                snapshot.is_none_or(|(through, floor)| {
-                    seq > through || floor.is_some_and(|floor| seq >= floor)
-                })
-            });
-            if kept {
+            if held.keeps(seq) {
                 insert
                     .execute(params![
                         row.room_id,
@@ -878,6 +870,26 @@ fn write_folded_rows(store: &mut Connection, rows: &[LoggedUpdate]) -> Result<()
         }
     }
     txn.commit().map_err(unavailable)
+}
+
+/// What the store file holds of a room, as it decides which journal rows a fold
+/// writes.
+#[derive(Clone, Copy)]
+struct Held {
+    /// Its deletion is under way (the journal has not recorded it yet).
+    deleted: bool,
+    /// Its snapshot's number and history floor.
+    snapshot: Option<(i64, Option<i64>)>,
+}
+
+impl Held {
+    /// A row the snapshot does not cover, or one the history keeps.
+    fn keeps(&self, seq: i64) -> bool {
+        !self.deleted
+            && self.snapshot.is_none_or(|(through, floor)| {
+                seq > through || floor.is_some_and(|floor| seq >= floor)
+            })
+    }
 }
 
 /// Folds until the journal is empty, as far as a few folds take it: at open and
@@ -946,16 +958,12 @@ fn fold_sqlite_journal(store: &mut Connection, data_dir: &Path) -> Result<(), St
     folded.and(detached).map_err(unavailable)?;
     for suffix in ["", "-wal", "-shm"] {
         let file = data_dir.join(format!("{SQLITE_JOURNAL_FILE}{suffix}"));
-        match std::fs::remove_file(&file) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                return Err(StoreError::Unavailable(format!(
-                    "cannot remove {} once folded: {error}",
-                    file.display()
-                )))
-            }
-        }
+        journal::remove_if_present(&file).map_err(|error| {
+            StoreError::Unavailable(format!(
+                "cannot remove {} once folded: {error}",
+                file.display()
+            ))
+        })?;
     }
     journal::sync_dir(data_dir)?;
     tracing::info!(

@@ -31,6 +31,7 @@
 //! `MAX_UNFOLDED_BYTES` the journal refuses appends (the rooms hold their
 //! messages, as when any store is unavailable) rather than grow without end.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -57,11 +58,12 @@ const MAX_RECORD: u32 = 1 << 30;
 const MAX_UNFOLDED_BYTES: usize = 256 << 20;
 
 /// What the journal holds that the store file may not: a room's appends, or its
-/// deletion (which drops the room's earlier appends on replay).
+/// deletion (which drops the room's earlier appends on replay). Borrowed when
+/// written, so a batch's updates are copied once, into the rows kept in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    Append(LoggedUpdate),
-    Delete { room_id: String },
+pub enum Record<'a> {
+    Append(Cow<'a, LoggedUpdate>),
+    Delete { room_id: Cow<'a, str> },
 }
 
 /// The journal file being appended to, and the rows not yet folded.
@@ -113,7 +115,7 @@ impl Journal {
             // the old files' rows may be older than any power loss would take.
             let mut records = Vec::new();
             for row in &rows {
-                encode(&Record::Append(row.clone()), &mut records);
+                encode(&Record::Append(Cow::Borrowed(row)), &mut records);
             }
             let replacing = dir.join(format!("{FOLDING_FILE}.new"));
             let mut new = File::create(&replacing).map_err(io_error)?;
@@ -146,7 +148,7 @@ impl Journal {
 
     /// Appends a group commit's records in one write; durable against a crash of
     /// the process when it returns (and against a power loss with `fsync`).
-    pub fn write(&mut self, records: &[Record]) -> Result<(), StoreError> {
+    pub fn write(&mut self, records: &[Record<'_>]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -189,7 +191,7 @@ impl Journal {
             match record {
                 Record::Append(update) => {
                     self.rows_bytes += update.data.len();
-                    self.rows.push(update.clone());
+                    self.rows.push(update.as_ref().clone());
                 }
                 Record::Delete { room_id } => self.forget(room_id),
             }
@@ -267,11 +269,7 @@ impl Journal {
     pub fn folded(&mut self) -> Result<(), StoreError> {
         self.folding = None;
         self.folding_bytes = 0;
-        match std::fs::remove_file(self.dir.join(FOLDING_FILE)) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(io_error(error)),
-        }
+        remove_if_present(&self.dir.join(FOLDING_FILE)).map_err(io_error)
     }
 
     /// Every row not yet folded, oldest first.
@@ -313,7 +311,7 @@ fn replay(path: &Path, rows: &mut Vec<LoggedUpdate>) -> Result<bool, StoreError>
             return Ok(false);
         };
         match record {
-            Record::Append(update) => rows.push(update),
+            Record::Append(update) => rows.push(update.into_owned()),
             Record::Delete { room_id } => rows.retain(|row| row.room_id != room_id),
         }
         rest = after;
@@ -321,7 +319,7 @@ fn replay(path: &Path, rows: &mut Vec<LoggedUpdate>) -> Result<bool, StoreError>
     Ok(true)
 }
 
-fn encode(record: &Record, out: &mut Vec<u8>) {
+fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
     match record {
@@ -354,7 +352,7 @@ fn put_str(out: &mut Vec<u8>, text: &str) {
 
 /// The record at the start of `bytes` and what follows it; None if it is cut short
 /// or damaged.
-fn decode(bytes: &[u8]) -> Option<(Record, &[u8])> {
+fn decode(bytes: &[u8]) -> Option<(Record<'static>, &[u8])> {
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
     let crc = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
     if len > MAX_RECORD {
@@ -371,16 +369,16 @@ fn decode(bytes: &[u8]) -> Option<(Record, &[u8])> {
             let seq = u64::from_le_bytes(reader.take(8)?.try_into().ok()?);
             let at_ms = i64::from_le_bytes(reader.take(8)?.try_into().ok()?);
             let author = reader.optional_string()?;
-            Record::Append(LoggedUpdate {
+            Record::Append(Cow::Owned(LoggedUpdate {
                 room_id,
                 seq,
                 data: Bytes::copy_from_slice(reader.0),
                 at_ms,
                 author,
-            })
+            }))
         }
         DELETE => Record::Delete {
-            room_id: reader.string()?,
+            room_id: Cow::Owned(reader.string()?),
         },
         _ => return None,
     };
@@ -429,6 +427,14 @@ fn open_append(path: &Path) -> Result<File, StoreError> {
         .map_err(io_error)
 }
 
+/// Removes the file at `path`, if there is one.
+pub(super) fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        removed => removed,
+    }
+}
+
 /// Makes a rename, creation or removal in `dir` survive a power loss.
 pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     #[cfg(unix)]
@@ -454,14 +460,14 @@ mod tests {
         dir
     }
 
-    fn append(room_id: &str, seq: u64, author: Option<&str>) -> Record {
-        Record::Append(LoggedUpdate {
+    fn append(room_id: &str, seq: u64, author: Option<&str>) -> Record<'static> {
+        Record::Append(Cow::Owned(LoggedUpdate {
             room_id: room_id.into(),
             seq,
             data: Bytes::from(format!("update {seq} of {room_id}")),
             at_ms: 1_700_000_000_000 + seq as i64,
             author: author.map(Into::into),
-        })
+        }))
     }
 
     /// The journal file of `dir` once a run appended room a's 1 and 2 to it.
