@@ -428,7 +428,7 @@ impl SqliteStore {
         let mut store = open(&path, SCHEMA)?;
         index_the_log(&mut store).map_err(unavailable)?;
         fold_tail_of_one_file(&mut store).map_err(unavailable)?;
-        fold_sqlite_journal(&mut store, data_dir)?;
+        fold_sqlite_journal(&mut store, data_dir, fsync)?;
         let journal = Journal::open(data_dir, fsync)?;
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
@@ -802,18 +802,28 @@ fn write_folded(
     rows: &[LoggedUpdate],
     fsync: bool,
 ) -> Result<(), StoreError> {
+    synced(store, fsync, |store| write_folded_rows(store, rows))
+}
+
+/// Runs `commit` with every commit synced to disk (`synchronous=FULL`), for work
+/// after which a file that still held its rows is removed.
+fn synced<T>(
+    store: &mut Connection,
+    fsync: bool,
+    commit: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     if !fsync {
         store
             .execute_batch("PRAGMA synchronous=FULL")
             .map_err(unavailable)?;
     }
-    let written = write_folded_rows(store, rows);
+    let committed = commit(store);
     if !fsync {
         store
             .execute_batch("PRAGMA synchronous=NORMAL")
             .map_err(unavailable)?;
     }
-    written
+    committed
 }
 
 fn write_folded_rows(store: &mut Connection, rows: &[LoggedUpdate]) -> Result<(), StoreError> {
@@ -922,8 +932,13 @@ fn fold_room_tail(
 
 /// A journal kept by an earlier release in a SQLite file of its own
 /// (`coedit-journal.sqlite3`): its rows are folded into the store file, except
-/// those of rooms whose deletion a crash cut short, and the file removed.
-fn fold_sqlite_journal(store: &mut Connection, data_dir: &Path) -> Result<(), StoreError> {
+/// those of rooms whose deletion a crash cut short, and the file removed. The
+/// commit is synced first: the rows may be ones that release had synced.
+fn fold_sqlite_journal(
+    store: &mut Connection,
+    data_dir: &Path,
+    fsync: bool,
+) -> Result<(), StoreError> {
     let path = data_dir.join(SQLITE_JOURNAL_FILE);
     if !path.exists() {
         return Ok(());
@@ -937,25 +952,12 @@ fn fold_sqlite_journal(store: &mut Connection, data_dir: &Path) -> Result<(), St
     store
         .execute("ATTACH DATABASE ?1 AS sqlite_journal", [attach])
         .map_err(unavailable)?;
-    let folded = store.transaction().and_then(|txn| {
-        let exists: bool = txn.query_row(
-            "SELECT COUNT(*) > 0 FROM sqlite_journal.sqlite_master
-                 WHERE type = 'table' AND name = 'journal_tail'",
-            [],
-            |row| row.get(0),
-        )?;
-        if exists {
-            txn.execute(
-                "DELETE FROM sqlite_journal.journal_tail
-                     WHERE room_id IN (SELECT room_id FROM main.deleted_rooms)",
-                [],
-            )?;
-            txn.execute(&fold_sql("sqlite_journal.journal_tail"), [i64::MAX])?;
-        }
-        txn.commit()
+    let folded = synced(store, fsync, |store| {
+        fold_sqlite_journal_rows(store).map_err(unavailable)
     });
     let detached = store.execute("DETACH DATABASE sqlite_journal", []);
-    folded.and(detached).map_err(unavailable)?;
+    folded?;
+    detached.map_err(unavailable)?;
     for suffix in ["", "-wal", "-shm"] {
         let file = data_dir.join(format!("{SQLITE_JOURNAL_FILE}{suffix}"));
         journal::remove_if_present(&file).map_err(|error| {
@@ -970,6 +972,26 @@ fn fold_sqlite_journal(store: &mut Connection, data_dir: &Path) -> Result<(), St
         "the journal moved to {JOURNAL_FILE}; its earlier SQLite file was folded and removed"
     );
     Ok(())
+}
+
+/// `fold_sqlite_journal`'s commit, with the earlier journal attached.
+fn fold_sqlite_journal_rows(store: &mut Connection) -> rusqlite::Result<()> {
+    let txn = store.transaction()?;
+    let exists: bool = txn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_journal.sqlite_master
+             WHERE type = 'table' AND name = 'journal_tail'",
+        [],
+        |row| row.get(0),
+    )?;
+    if exists {
+        txn.execute(
+            "DELETE FROM sqlite_journal.journal_tail
+                 WHERE room_id IN (SELECT room_id FROM main.deleted_rooms)",
+            [],
+        )?;
+        txn.execute(&fold_sql("sqlite_journal.journal_tail"), [i64::MAX])?;
+    }
+    txn.commit()
 }
 
 /// A database from before the journal had a file of its own keeps its tail in
@@ -1071,8 +1093,8 @@ impl Store for SqliteStore {
             return written;
         }
         let shared = self.shared.clone();
-        if batch.iter().all(|op| matches!(op, WriteOp::Compact(_))) {
-            shared.queue_compactions(batch)?;
+        let written = if batch.iter().all(|op| matches!(op, WriteOp::Compact(_))) {
+            shared.queue_compactions(batch)
         } else {
             let batch = batch.to_vec();
             tokio::task::spawn_blocking(move || {
@@ -1083,10 +1105,13 @@ impl Store for SqliteStore {
                 shared.queue_compactions(&batch)
             })
             .await
-            .map_err(|error| StoreError::Unavailable(format!("store task failed: {error}")))??;
-        }
+            .map_err(|error| StoreError::Unavailable(format!("store task failed: {error}")))
+            .and_then(|written| written)
+        };
+        // Also after a failure: a journal too full to take appends is freed by
+        // the fold this starts, and its retries may never be written inline.
         self.maintain_when_due();
-        Ok(())
+        written
     }
 
     async fn load_durable(&self, room_id: &str) -> Result<Option<DurableState>, StoreError> {
@@ -1505,6 +1530,59 @@ mod tests {
             at_ms: 0,
             author: None,
         })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_journal_too_full_for_appends_is_folded_once_the_store_file_is_back() {
+        for fsync in [true, false] {
+            let dir = temp_dir();
+            let store = SqliteStore::open_with(&dir, fsync).unwrap();
+            lock(&store.shared.journal)
+                .unwrap()
+                .limit_unfolded(FOLD_BYTES + 1);
+            let read_only = |on: bool| {
+                lock(&store.shared.store)
+                    .unwrap()
+                    .execute_batch(&format!("PRAGMA query_only={}", u8::from(on)))
+                    .unwrap();
+            };
+            // The store file refuses the folds, and the journal fills past its limit.
+            read_only(true);
+            let large = |room_id: &str, seq: u64, bytes: usize| {
+                WriteOp::Append(LoggedUpdate {
+                    room_id: room_id.into(),
+                    seq,
+                    data: Bytes::from(vec![7; bytes]),
+                    at_ms: 0,
+                    author: None,
+                })
+            };
+            let filling: Vec<WriteOp> = (1..=3)
+                .map(|seq| large("big", seq, FOLD_BYTES / 2))
+                .collect();
+            store.write(&filling).await.unwrap();
+            let refused = store.write(&[append("r", 1)]).await.unwrap_err();
+            assert!(
+                refused.to_string().contains("has not taken yet"),
+                "{refused}"
+            );
+            read_only(false);
+            // The server retries its batch; a large one is never written inline, so
+            // the refusals themselves must start the fold that frees the journal.
+            let retried = [large("r", 1, INLINE_WRITE_BYTES + 1)];
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while let Err(error) = store.write(&retried).await {
+                assert!(
+                    Instant::now() < deadline,
+                    "fsync {fsync}: still refused: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let big = store.load_durable("big").await.unwrap().unwrap();
+            assert_eq!(big.updates.len(), 3, "fsync {fsync}");
+            store.close().await.unwrap();
+            std::fs::remove_dir_all(&dir).ok();
+        }
     }
 
     fn compaction(room_id: &str, through_seq: u64, data: &'static [u8]) -> WriteOp {

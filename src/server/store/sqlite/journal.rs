@@ -25,11 +25,15 @@
 //! at the first record that is incomplete or fails its checksum. At the end of
 //! that file, that is a record whose write never returned, so no client was shown
 //! it. A file that stops early is also copied aside (`….damaged`) before it is
-//! replaced, so damage anywhere else can still be looked into.
+//! replaced, so damage anywhere else can still be looked into. When the folding
+//! file stops early, the later file is set aside unread as well: a power loss can
+//! keep later writes and lose earlier ones, and a log with a hole in it would hold
+//! updates whose predecessors are gone. Deletions are synced at every durability.
 //!
 //! The rows wait in memory while the store file cannot take them; past
 //! `MAX_UNFOLDED_BYTES` the journal refuses appends (the rooms hold their
-//! messages, as when any store is unavailable) rather than grow without end.
+//! messages, as when any store is unavailable) rather than grow without end; the
+//! store starts a fold at every refused write, and deletions still get through.
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
@@ -92,11 +96,27 @@ impl Journal {
     /// both files, in order, deletions applied, as rows to fold (`rows_to_fold`).
     pub fn open(dir: &Path, fsync: bool) -> Result<Self, StoreError> {
         let mut rows = Vec::new();
+        let mut stopped = false;
         for name in [FOLDING_FILE, JOURNAL_FILE] {
             let path = dir.join(name);
+            // The current file's records came after the folding file's: past damage
+            // in the folding file they would leave a hole in their rooms' logs (a
+            // power loss can keep later writes and lose earlier ones), so the log
+            // stops where the damage is.
+            if stopped {
+                if path.exists() {
+                    let aside = set_aside(dir, name)?;
+                    tracing::warn!(
+                        path = %path.display(),
+                        copy = %aside.display(),
+                        "the journal's earlier file is damaged; this later one is not replayed"
+                    );
+                }
+                continue;
+            }
             if !replay(&path, &mut rows)? {
-                let aside = dir.join(format!("{name}.damaged"));
-                std::fs::copy(&path, &aside).map_err(io_error)?;
+                stopped = true;
+                let aside = set_aside(dir, name)?;
                 tracing::warn!(
                     path = %path.display(),
                     copy = %aside.display(),
@@ -146,8 +166,14 @@ impl Journal {
         })
     }
 
+    #[cfg(test)]
+    pub fn limit_unfolded(&mut self, bytes: usize) {
+        self.max_unfolded = bytes;
+    }
+
     /// Appends a group commit's records in one write; durable against a crash of
-    /// the process when it returns (and against a power loss with `fsync`).
+    /// the process when it returns (and against a power loss with `fsync`). Appends
+    /// are refused while more than `MAX_UNFOLDED_BYTES` wait to be folded.
     pub fn write(&mut self, records: &[Record<'_>]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
@@ -155,7 +181,15 @@ impl Journal {
         if let Some(reason) = &self.broken {
             return Err(StoreError::Unavailable(reason.clone()));
         }
-        if self.bytes() > self.max_unfolded {
+        // Deletions only free memory, and a deletion left to finish at open must
+        // get through even when the journal is full.
+        let appends = records
+            .iter()
+            .any(|record| matches!(record, Record::Append(_)));
+        let appends_only = records
+            .iter()
+            .all(|record| matches!(record, Record::Append(_)));
+        if appends && self.bytes() > self.max_unfolded {
             return Err(StoreError::Unavailable(format!(
                 "the journal holds {} MiB the store file has not taken yet",
                 self.bytes() >> 20
@@ -170,7 +204,10 @@ impl Journal {
             .seek(SeekFrom::Start(self.len))
             .and_then(|_| self.file.write_all(&buffer))
             .and_then(|()| {
-                if self.fsync {
+                // A deletion is synced at every durability: the store file forgets
+                // the room's deletion mark once it returns, and a fold's synced
+                // commit could otherwise outlive it and bring the room back.
+                if self.fsync || !appends_only {
                     self.file.sync_data()
                 } else {
                     Ok(())
@@ -298,6 +335,13 @@ pub fn read_dir(dir: &Path) -> Result<Vec<LoggedUpdate>, StoreError> {
 
 /// Adds the rows of the journal file at `path` (if any) to `rows`; false if it
 /// stopped at a record cut short or damaged.
+/// Copies a journal file to `….damaged` beside it; returns the copy's path.
+fn set_aside(dir: &Path, name: &str) -> Result<PathBuf, StoreError> {
+    let aside = dir.join(format!("{name}.damaged"));
+    std::fs::copy(dir.join(name), &aside).map_err(io_error)?;
+    Ok(aside)
+}
+
 fn replay(path: &Path, rows: &mut Vec<LoggedUpdate>) -> Result<bool, StoreError> {
     let mut bytes = Vec::new();
     match File::open(path) {
@@ -597,10 +641,34 @@ mod tests {
     }
 
     #[test]
+    fn past_damage_in_the_folding_file_the_later_file_is_set_aside_too() {
+        let dir = temp_dir();
+        let mut journal = Journal::open(&dir, false).unwrap();
+        journal
+            .write(&[append("a", 1, None), append("a", 2, None)])
+            .unwrap();
+        journal.rows_to_fold().unwrap().expect("rows to fold");
+        journal.write(&[append("a", 3, None)]).unwrap();
+        drop(journal);
+        // A power loss kept the later file's record and cut the earlier one's last.
+        let folding = dir.join(FOLDING_FILE);
+        let kept = std::fs::read(&folding).unwrap();
+        std::fs::write(&folding, &kept[..kept.len() - 1]).unwrap();
+        let later = std::fs::read(dir.join(JOURNAL_FILE)).unwrap();
+        let journal = Journal::open(&dir, false).unwrap();
+        let replayed: Vec<_> = journal.rows().cloned().collect();
+        assert_eq!(seqs(&replayed), [("a".into(), 1)], "no hole at 2");
+        let aside = |name: &str| std::fs::read(dir.join(format!("{name}.damaged"))).unwrap();
+        assert_eq!(aside(FOLDING_FILE), &kept[..kept.len() - 1]);
+        assert_eq!(aside(JOURNAL_FILE), later);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn appends_are_refused_while_too_much_waits_to_be_folded() {
         let dir = temp_dir();
         let mut journal = Journal::open(&dir, false).unwrap();
-        journal.max_unfolded = 20;
+        journal.limit_unfolded(20);
         journal.write(&[append("a", 1, None)]).unwrap();
         journal.write(&[append("a", 2, None)]).unwrap();
         assert!(journal.bytes() > 20);
@@ -609,6 +677,13 @@ mod tests {
             refused.to_string().contains("has not taken yet"),
             "{refused}"
         );
+        // A deletion still gets through: it only frees memory, and one a crash
+        // left to finish is written at open, with everything replayed unfolded.
+        journal
+            .write(&[Record::Delete {
+                room_id: "gone".into(),
+            }])
+            .unwrap();
         // Once folded, appends go on.
         journal.rows_to_fold().unwrap();
         journal.folded().unwrap();
