@@ -640,10 +640,20 @@ fn write_deleting(shared: &Shared, batch: &[WriteOp]) -> Result<(), StoreError> 
     }
     txn.commit().map_err(unavailable)?;
     write_journal(shared, &mut *lock(&shared.journal)?, batch)?;
-    store
-        .execute("DELETE FROM deleted_rooms", [])
-        .map_err(unavailable)?;
+    clear_deletion_marks(&store, &deleted)?;
     shared.queue_compactions(batch)
+}
+
+/// Takes the marks of deletions the journal has recorded, and only those: another
+/// room's deletion may still be under way.
+fn clear_deletion_marks(store: &Connection, rooms: &[&str]) -> Result<(), StoreError> {
+    let mut clear = store
+        .prepare_cached("DELETE FROM deleted_rooms WHERE room_id = ?1")
+        .map_err(unavailable)?;
+    for room_id in rooms {
+        clear.execute(params![room_id]).map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 /// Removes everything the store file holds of a room.
@@ -678,16 +688,14 @@ fn finish_deletions(shared: &Shared, store: &Connection) -> Result<(), StoreErro
         delete_room_rows(store, room_id)?;
     }
     let deletions: Vec<Record<'_>> = rooms
-        .into_iter()
+        .iter()
         .map(|room_id| Record::Delete {
-            room_id: Cow::Owned(room_id),
+            room_id: Cow::Borrowed(room_id.as_str()),
         })
         .collect();
     lock(&shared.journal)?.write(&deletions)?;
-    store
-        .execute("DELETE FROM deleted_rooms", [])
-        .map_err(unavailable)?;
-    Ok(())
+    let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    clear_deletion_marks(store, &rooms)
 }
 
 /// Applies the queued compactions to the store file, in one transaction. On
@@ -2055,6 +2063,30 @@ mod tests {
         let r = store.load_durable("r").await.unwrap().unwrap();
         assert_eq!(r.updates, updates("r", 1..=4));
         assert_eq!(count(&dir, "update_log"), 5, "r 1-4 and s 1");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_deletion_takes_only_its_own_rooms_mark() {
+        let dir = temp_dir();
+        let store = SqliteStore::open(&dir).unwrap();
+        // Another room's deletion under way (its journal write failed, to be retried).
+        lock(&store.shared.store)
+            .unwrap()
+            .execute_batch("INSERT INTO deleted_rooms (room_id) VALUES ('pending')")
+            .unwrap();
+        store.write(&[append("gone", 1)]).await.unwrap();
+        store.delete_room("gone").await.unwrap();
+        let marks: Vec<String> = lock(&store.shared.store)
+            .unwrap()
+            .prepare("SELECT room_id FROM deleted_rooms")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(marks, ["pending"]);
+        store.close().await.unwrap();
         std::fs::remove_dir_all(&dir).ok();
     }
 

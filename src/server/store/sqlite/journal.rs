@@ -54,12 +54,25 @@ const APPEND: u8 = 1;
 const DELETE: u8 = 2;
 /// No author: a length no author can have (authors are bounded far below it).
 const NO_AUTHOR: u32 = u32::MAX;
-/// Longest record body replay accepts: past the store's own limits, so a length
-/// read from a damaged header never makes replay allocate gigabytes.
-const MAX_RECORD: u32 = 1 << 30;
-/// Update bytes the journal holds and the store file does not (being folded or
-/// not) before it refuses appends.
+/// Longest record body the journal writes and replay accepts: past the store's
+/// own limits, so a length read from a damaged header never makes replay allocate
+/// gigabytes. Lower in tests, which write one past it.
+const MAX_RECORD: u32 = if cfg!(test) { 32 << 20 } else { 1 << 30 };
+/// Bytes the journal holds in memory and the store file does not (being folded or
+/// not) before it refuses appends, counted with `ROW_OVERHEAD` per row.
 const MAX_UNFOLDED_BYTES: usize = 256 << 20;
+/// What a row held in memory costs besides its update, room id and author: the
+/// row itself and its update's allocation. Keystrokes are smaller than this.
+const ROW_OVERHEAD: usize = 128;
+
+/// What `row` is counted as in memory.
+fn row_bytes(row: &LoggedUpdate) -> usize {
+    ROW_OVERHEAD + row.data.len() + row.room_id.len() + row.author.as_ref().map_or(0, String::len)
+}
+
+fn rows_bytes(rows: &[LoggedUpdate]) -> usize {
+    rows.iter().map(row_bytes).sum()
+}
 
 /// What the journal holds that the store file may not: a room's appends, or its
 /// deletion (which drops the room's earlier appends on replay). Borrowed when
@@ -150,7 +163,7 @@ impl Journal {
             sync_dir(dir)?;
         }
         let len = 0;
-        let folding_bytes = rows.iter().map(|row| row.data.len()).sum();
+        let folding_bytes = rows_bytes(&rows);
         let folding = left.then(|| Arc::new(rows));
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -197,7 +210,16 @@ impl Journal {
         }
         let mut buffer = Vec::new();
         for record in records {
+            let start = buffer.len();
             encode(record, &mut buffer);
+            if buffer.len() - start - 8 > MAX_RECORD as usize {
+                // Replay would take it for damage and stop there.
+                return Err(StoreError::Rejected(format!(
+                    "an update of {} MiB is more than the journal takes ({} MiB)",
+                    (buffer.len() - start) >> 20,
+                    MAX_RECORD >> 20
+                )));
+            }
         }
         let written = self
             .file
@@ -227,7 +249,7 @@ impl Journal {
         for record in records {
             match record {
                 Record::Append(update) => {
-                    self.rows_bytes += update.data.len();
+                    self.rows_bytes += row_bytes(update);
                     self.rows.push(update.as_ref().clone());
                 }
                 Record::Delete { room_id } => self.forget(room_id),
@@ -240,7 +262,7 @@ impl Journal {
     /// replay by the deletion's record.
     fn forget(&mut self, room_id: &str) {
         self.rows.retain(|row| row.room_id != room_id);
-        self.rows_bytes = self.rows.iter().map(|row| row.data.len()).sum();
+        self.rows_bytes = rows_bytes(&self.rows);
         if let Some(folding) = &mut self.folding {
             if folding.iter().any(|row| row.room_id == room_id) {
                 let kept: Vec<LoggedUpdate> = folding
@@ -248,7 +270,7 @@ impl Journal {
                     .filter(|row| row.room_id != room_id)
                     .cloned()
                     .collect();
-                self.folding_bytes = kept.iter().map(|row| row.data.len()).sum();
+                self.folding_bytes = rows_bytes(&kept);
                 *folding = Arc::new(kept);
             }
         }
@@ -275,6 +297,11 @@ impl Journal {
 
     /// Starts a new file; the current one, and its rows, become the folding ones.
     fn turn_over(&mut self) -> Result<(), StoreError> {
+        // A failed turn-over that could not be undone may have left the folding
+        // file holding rows: renaming over it again would lose them.
+        if let Some(reason) = &self.broken {
+            return Err(StoreError::Unavailable(reason.clone()));
+        }
         let (current, folding) = (self.dir.join(JOURNAL_FILE), self.dir.join(FOLDING_FILE));
         std::fs::rename(&current, &folding).map_err(io_error)?;
         let file = open_append(&current).and_then(|file| {
@@ -335,9 +362,16 @@ pub fn read_dir(dir: &Path) -> Result<Vec<LoggedUpdate>, StoreError> {
 
 /// Adds the rows of the journal file at `path` (if any) to `rows`; false if it
 /// stopped at a record cut short or damaged.
-/// Copies a journal file to `….damaged` beside it; returns the copy's path.
+/// Copies a journal file to `….damaged` beside it (`….damaged.1`, … when an
+/// earlier copy is there: each is kept); returns the copy's path.
 fn set_aside(dir: &Path, name: &str) -> Result<PathBuf, StoreError> {
-    let aside = dir.join(format!("{name}.damaged"));
+    let aside = (0..)
+        .map(|n| match n {
+            0 => dir.join(format!("{name}.damaged")),
+            n => dir.join(format!("{name}.damaged.{n}")),
+        })
+        .find(|path| !path.exists())
+        .unwrap_or_else(|| dir.join(format!("{name}.damaged")));
     std::fs::copy(dir.join(name), &aside).map_err(io_error)?;
     Ok(aside)
 }
@@ -665,13 +699,71 @@ mod tests {
     }
 
     #[test]
+    fn a_record_replay_would_not_take_is_refused_for_good() {
+        let dir = temp_dir();
+        let mut journal = Journal::open(&dir, false).unwrap();
+        let too_large = Record::Append(Cow::Owned(LoggedUpdate {
+            room_id: "a".into(),
+            seq: 1,
+            data: Bytes::from(vec![0; MAX_RECORD as usize]),
+            at_ms: 0,
+            author: None,
+        }));
+        let refused = journal.write(&[too_large]).unwrap_err();
+        assert!(refused.is_permanent(), "{refused}");
+        journal.write(&[append("a", 1, None)]).unwrap();
+        assert_eq!(seqs(&read_dir(&dir).unwrap()), [("a".into(), 1)]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn rows_in_memory_count_what_they_hold_besides_their_updates() {
+        let dir = temp_dir();
+        let mut journal = Journal::open(&dir, false).unwrap();
+        journal.write(&[append("a", 1, Some("ann"))]).unwrap();
+        let update = "update 1 of a".len();
+        assert_eq!(
+            journal.bytes(),
+            ROW_OVERHEAD + update + "a".len() + "ann".len()
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_failed_turn_over_that_could_not_be_undone_is_not_tried_again() {
+        let dir = temp_dir();
+        let mut journal = Journal::open(&dir, false).unwrap();
+        journal.write(&[append("a", 1, None)]).unwrap();
+        journal.broken = Some("turning it over failed".into());
+        assert!(journal.rows_to_fold().is_err());
+        assert!(!dir.join(FOLDING_FILE).exists());
+        assert_eq!(seqs(&read_dir(&dir).unwrap()), [("a".into(), 1)]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn every_damaged_copy_is_kept() {
+        let dir = temp_dir();
+        let path = two_appends_written(&dir);
+        let first = set_aside(&dir, JOURNAL_FILE).unwrap();
+        std::fs::write(&path, b"later damage").unwrap();
+        let second = set_aside(&dir, JOURNAL_FILE).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(std::fs::read(second).unwrap(), b"later damage");
+        assert!(std::fs::read(first).unwrap().len() > b"later damage".len());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn appends_are_refused_while_too_much_waits_to_be_folded() {
         let dir = temp_dir();
         let mut journal = Journal::open(&dir, false).unwrap();
-        journal.limit_unfolded(20);
+        // Room for one row and a little: the second append is taken, the third not.
+        let limit = ROW_OVERHEAD + 20;
+        journal.limit_unfolded(limit);
         journal.write(&[append("a", 1, None)]).unwrap();
         journal.write(&[append("a", 2, None)]).unwrap();
-        assert!(journal.bytes() > 20);
+        assert!(journal.bytes() > limit);
         let refused = journal.write(&[append("a", 3, None)]).unwrap_err();
         assert!(
             refused.to_string().contains("has not taken yet"),
