@@ -274,3 +274,33 @@ async fn persist_writes_the_original_backends_document_shape() {
     server.stop().await;
     db.drop().await.unwrap();
 }
+
+/// A run's size counts its entries' authors: a user with a long name typing fast
+/// must not make one batch's run larger than MongoDB stores in a document, which
+/// would leave the room's updates unsaved.
+#[tokio::test]
+async fn a_run_of_small_updates_by_a_long_named_author_is_stored() {
+    let Some(url) = mongo_url("a_run_of_small_updates_by_a_long_named_author_is_stored") else {
+        return;
+    };
+    let database = unique_database("long_author");
+    let store = mongo_store(&url, &database).await;
+    // About the longest name a joined user can have (--max-awareness-bytes).
+    let name = "n".repeat(32_000);
+    let batch: Vec<WriteOp> = (1..=600u64)
+        .map(|seq| {
+            WriteOp::Append(LoggedUpdate {
+                room_id: "named".into(),
+                seq,
+                data: bytes::Bytes::from_static(b"u"),
+                at_ms: seq as i64,
+                author: Some(name.clone()),
+            })
+        })
+        .collect();
+    store.write(&batch).await.unwrap();
+    let loaded = store.load_durable("named").await.unwrap().unwrap();
+    assert_eq!((loaded.updates.len(), loaded.last_seq), (600, 600));
+    store.close().await.unwrap();
+    database_handle_drop(&url, &database).await;
+}

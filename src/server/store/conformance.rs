@@ -236,6 +236,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) -> Result<(), String> {
     )?;
     history(store, &room("history")).await?;
     regrouped(store, &room("regrouped")).await?;
+    compacted_where_a_batch_starts(store, &room("batch-start")).await?;
     copy(store, &room("copy-from"), &room("copy-to")).await
 }
 
@@ -528,16 +529,13 @@ async fn regrouped(store: &dyn Store, room: &str) -> Result<(), String> {
         .write(&[compact_at(room, 4, b"s4", Some(0))])
         .await
         .map_err(failed)?;
-    let loaded = store.load_durable(room).await.map_err(failed)?;
-    check(
-        loaded
-            == Some(DurableState {
-                snapshot: Some(Bytes::from_static(b"s4")),
-                updates: every[4..].to_vec(),
-                last_seq: 8,
-            }),
-        &format!("a compaction inside a batch keeps what follows it, got {loaded:?}"),
-    )?;
+    loads_as(
+        store,
+        room,
+        (b"s4", &every[4..], 8),
+        "a compaction inside a batch keeps what follows it",
+    )
+    .await?;
     let listed = store.history(room).await.map_err(failed)?;
     let kinds: Vec<(u64, bool)> = listed
         .entries
@@ -575,6 +573,57 @@ async fn regrouped(store: &dyn Store, room: &str) -> Result<(), String> {
                 updates: every[..3].to_vec(),
             }),
         &format!("version 3 is updates 1 to 3, got {third:?}"),
+    )
+}
+
+/// Checks that `room` loads as `(snapshot, updates, last_seq)`.
+async fn loads_as(
+    store: &dyn Store,
+    room: &str,
+    (snapshot, updates, last_seq): (&'static [u8], &[Bytes], u64),
+    what: &str,
+) -> Result<(), String> {
+    let loaded = store
+        .load_durable(room)
+        .await
+        .map_err(|error| error.to_string())?;
+    check(
+        loaded
+            == Some(DurableState {
+                snapshot: Some(Bytes::from_static(snapshot)),
+                updates: updates.to_vec(),
+                last_seq,
+            }),
+        &format!("{what}, got {loaded:?}"),
+    )
+}
+
+/// A compaction with history kept at the number of the first update a batch
+/// wrote (a cluster's persister compacts at an update's own number): the
+/// snapshot stands for that update, and the batch's others still load.
+async fn compacted_where_a_batch_starts(store: &dyn Store, room: &str) -> Result<(), String> {
+    let failed = |error: super::StoreError| error.to_string();
+    let every: Vec<Bytes> = NAMES.iter().map(|name| Bytes::from_static(name)).collect();
+    store.write(&appends(room, 1..=4)).await.map_err(failed)?;
+    store
+        .write(&[compact_at(room, 1, b"s1", Some(0))])
+        .await
+        .map_err(failed)?;
+    loads_as(
+        store,
+        room,
+        (b"s1", &every[1..4], 4),
+        "a compaction where a batch starts keeps the batch's others",
+    )
+    .await?;
+    let third = store.read_version(room, 3).await.map_err(failed)?;
+    check(
+        third
+            == Some(VersionData {
+                base: Some(Bytes::from_static(b"s1")),
+                updates: every[1..3].to_vec(),
+            }),
+        &format!("version 3 is the snapshot and updates 2 and 3, got {third:?}"),
     )
 }
 

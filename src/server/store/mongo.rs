@@ -301,23 +301,7 @@ impl MongoStore {
         )
         .await?;
         if snapshot.keep_history_since_ms.is_some() {
-            // Kept in the history as a base; harmless to write twice (an upsert).
-            bounded(
-                self.updates
-                    .update_one(
-                        doc! {"room_id": &snapshot.room_id, "seq": through_seq},
-                        doc! {"$set": {
-                            "room_id": &snapshot.room_id,
-                            "seq": through_seq,
-                            "data": binary(&snapshot.data),
-                            "at": snapshot.at_ms,
-                            "size": snapshot.data.len() as i64,
-                            "snapshot": true,
-                        }},
-                    )
-                    .upsert(true),
-            )
-            .await?;
+            self.keep_in_history(snapshot, through_seq).await?;
         }
         let queued = self.cleanup.lock().ok().and_then(|sender| {
             sender.as_ref().map(|sender| {
@@ -340,6 +324,59 @@ impl MongoStore {
     }
 
     /// Writes a stretch of a batch that holds no delete.
+    /// Keeps a snapshot in the log as the base of the versions after it, under the
+    /// number it was taken at: it stands for the update of that number. Harmless
+    /// to write twice. A run that starts at that number (a cluster compacts at an
+    /// update's own number) is split first: its other entries are written as a run
+    /// of their own, then the snapshot replaces it. A crash in between leaves the
+    /// two overlapping, which readers read once; never a hole.
+    async fn keep_in_history(
+        &self,
+        snapshot: &super::Snapshot,
+        through_seq: i64,
+    ) -> Result<(), StoreError> {
+        let at = doc! {"room_id": &snapshot.room_id, "seq": through_seq};
+        let stored = bounded(self.updates.find_one(at.clone())).await?;
+        if let Some(run) = stored.filter(|stored| stored.contains_key("entries")) {
+            let rest = updates::unpack(
+                std::slice::from_ref(&run),
+                snapshot.through_seq,
+                u64::MAX,
+                true,
+            )?;
+            self.append(updates::pack(rest.iter().map(|entry| {
+                (
+                    snapshot.room_id.as_str(),
+                    Item {
+                        seq: entry.seq,
+                        data: entry.data.as_deref().unwrap_or_default(),
+                        at_ms: entry.at_ms,
+                        author: entry.author.as_deref(),
+                        snapshot: false,
+                    },
+                )
+            })))
+            .await?;
+        }
+        bounded(
+            self.updates
+                .replace_one(
+                    at,
+                    doc! {
+                        "room_id": &snapshot.room_id,
+                        "seq": through_seq,
+                        "data": binary(&snapshot.data),
+                        "at": snapshot.at_ms,
+                        "size": snapshot.data.len() as i64,
+                        "snapshot": true,
+                    },
+                )
+                .upsert(true),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn write_stretch(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
         // Appends go in first, all in one round trip (this is what group commit buys),
         // then compactions in batch order. Moving a compaction after appends that

@@ -27,9 +27,17 @@ use crate::server::store::StoreError;
 
 /// Most entries in one run.
 const RUN_ENTRIES: usize = 1000;
-/// Most update bytes in one run: far under MongoDB's 16 MiB per document, so a run
-/// never fails where its entries one by one would not.
+/// Most bytes in one run, its entries' authors and field names counted
+/// (`weight`): far under MongoDB's 16 MiB per document, so a run never fails where
+/// its entries one by one would not.
 const RUN_BYTES: usize = 1 << 20;
+/// An entry's field names and numbers in a run, beyond its update and author.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// What an entry adds to a run's document.
+fn weight(item: &Item) -> usize {
+    item.data.len() + item.author.map_or(0, str::len) + ENTRY_OVERHEAD
+}
 
 /// One log entry to write.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +56,8 @@ pub(super) struct Piece<'a> {
     items: Vec<Item<'a>>,
     /// The items' update bytes.
     bytes: usize,
+    /// The items' `weight`, bounded by `RUN_BYTES`.
+    weight: usize,
 }
 
 /// Packs items into documents: each room's consecutive numbers, in the order given,
@@ -64,12 +74,13 @@ pub(super) fn pack<'a>(items: impl IntoIterator<Item = (&'a str, Item<'a>)>) -> 
                     && !last.snapshot
                     && item.seq == last.seq + 1
                     && piece.items.len() < RUN_ENTRIES
-                    && piece.bytes + item.data.len() <= RUN_BYTES
+                    && piece.weight + weight(&item) <= RUN_BYTES
             })
         });
         match joins {
             Some(index) => {
                 pieces[index].bytes += item.data.len();
+                pieces[index].weight += weight(&item);
                 pieces[index].items.push(item);
             }
             None => {
@@ -77,6 +88,7 @@ pub(super) fn pack<'a>(items: impl IntoIterator<Item = (&'a str, Item<'a>)>) -> 
                 pieces.push(Piece {
                     room_id,
                     bytes: item.data.len(),
+                    weight: weight(&item),
                     items: vec![item],
                 });
             }
@@ -110,6 +122,7 @@ impl<'a> Piece<'a> {
         (!items.is_empty()).then(|| Piece {
             room_id: self.room_id,
             bytes: items.iter().map(|item| item.data.len()).sum(),
+            weight: items.iter().map(weight).sum(),
             items,
         })
     }
@@ -338,6 +351,25 @@ mod tests {
         let pieces = pack((1..=RUN_ENTRIES as u64 + 1).map(|seq| ("a", item(seq, &small))));
         assert_eq!(pieces.len(), 2);
         assert_eq!(pieces[1].first(), RUN_ENTRIES as u64 + 1);
+        // Authors count: a user's long name on every keystroke must not take a run
+        // of small updates past what MongoDB stores in one document.
+        let name = "n".repeat(32_000);
+        let named = (1..=600).map(|seq| {
+            (
+                "a",
+                Item {
+                    author: Some(&name),
+                    ..item(seq, &small)
+                },
+            )
+        });
+        let pieces = pack(named);
+        assert!(pieces.len() > 1);
+        for piece in &pieces {
+            let document = piece.document().unwrap();
+            let stored = mongodb::bson::to_vec(&document).unwrap().len();
+            assert!(stored < 2 * RUN_BYTES, "{stored} bytes in one document");
+        }
     }
 
     #[test]
