@@ -584,6 +584,59 @@ async fn a_node_stopped_gracefully_writes_everything_and_exits_at_once() {
     assert!(!log.contains("taken over"), "{log}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_trimmed_before_a_node_read_them_are_read_from_the_store() {
+    let Some(setup) =
+        Setup::new("entries_trimmed_before_a_node_read_them_are_read_from_the_store").await
+    else {
+        return;
+    };
+    let (n1, n2, mut alice, mut bob) = setup.two_editors("trimmed", "abc").await;
+    // An entry persisted to MongoDB and trimmed from the stream before either node
+    // read it, and one after it that both read from the stream: each node finds the
+    // gap in its sweep and reads the room from MongoDB.
+    let mut redis = setup.redis.connection().await;
+    let seq: i64 = redis::cmd("INCRBY")
+        .arg("coedit:{trimmed}:seq")
+        .arg(2)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let trimmed = prepended(4242, "X");
+    setup
+        .db()
+        .await
+        .collection::<Document>("room_updates")
+        .insert_one(doc! {
+            "room_id": "trimmed",
+            "seq": seq - 1,
+            "data": mongodb::bson::Binary {
+                subtype: mongodb::bson::spec::BinarySubtype::Generic,
+                bytes: trimmed.clone(),
+            },
+            "at": 0_i64,
+            "size": trimmed.len() as i64,
+        })
+        .await
+        .unwrap();
+    add_entry(&mut redis, "trimmed", seq, prepended(4343, "Y")).await;
+    let text = until_converged(&mut alice, &mut bob, "XYabc".len()).await;
+    assert!(text.contains('X') && text.contains('Y'), "{text:?}");
+    for node in [&n1, &n2] {
+        assert_eq!(synced_text(&node.base(), "trimmed").await, text);
+    }
+}
+
+/// A Yjs update of client `client` that puts `text` at the start of the document.
+fn prepended(client: u64, text: &str) -> Vec<u8> {
+    use yrs::{Doc, Text, Transact};
+    let doc = Doc::with_client_id(client);
+    let content = doc.get_or_insert_text("content");
+    let mut txn = doc.transact_mut();
+    content.insert(&mut txn, 0, text);
+    txn.encode_update_v1()
+}
+
 /// Appends to `room`'s log, numbered as a node numbers it, an update of Yjs client
 /// `client` that puts `text` at the start, without the push a node sends with it.
 async fn append_unpushed(
@@ -592,19 +645,22 @@ async fn append_unpushed(
     client: u64,
     text: &str,
 ) {
-    let update = {
-        use yrs::{Doc, Text, Transact};
-        let doc = Doc::with_client_id(client);
-        let content = doc.get_or_insert_text("content");
-        let mut txn = doc.transact_mut();
-        content.insert(&mut txn, 0, text);
-        txn.encode_update_v1()
-    };
     let seq: i64 = redis::cmd("INCR")
         .arg(format!("coedit:{{{room}}}:seq"))
         .query_async(redis)
         .await
         .unwrap();
+    add_entry(redis, room, seq, prepended(client, text)).await;
+}
+
+/// Adds `update` to `room`'s stream under number `seq`, as a node of an earlier
+/// version appends it.
+async fn add_entry(
+    redis: &mut redis::aio::MultiplexedConnection,
+    room: &str,
+    seq: i64,
+    update: Vec<u8>,
+) {
     let _: String = redis::cmd("XADD")
         .arg(format!("coedit:{{{room}}}:log"))
         .arg("*")

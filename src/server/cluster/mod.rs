@@ -92,6 +92,10 @@ struct Watched {
     persisted_seq: u64,
     /// Stream entries moved to MongoDB since its last compaction there.
     since_compact: u64,
+    /// Entries were trimmed from the stream before this node read them, and the
+    /// room's document lacks them until they are read from MongoDB
+    /// (`reader::catch_up`): no compaction from it meanwhile.
+    filling_gap: bool,
 }
 
 /// What reading a room's stored state left for `Peers::opened`.
@@ -365,6 +369,7 @@ impl Peers for Cluster {
                 applied_seq: opened.applied_seq,
                 persisted_seq: opened.persisted_seq,
                 since_compact: opened.since_compact,
+                filling_gap: false,
             },
         );
         let _ = self

@@ -228,17 +228,20 @@ async fn compact_if_due(
                 if let Some(through) = persisted_through {
                     watched.persisted_seq = watched.persisted_seq.max(through);
                 }
-                (watched.since_compact >= settings.compact_every).then(|| {
-                    watched.since_compact = 0;
-                    (
-                        watched.room.clone(),
-                        watched.persisted_seq.min(watched.applied_seq),
-                    )
-                })
+                // Not while the document lacks entries the log has.
+                (watched.since_compact >= settings.compact_every && !watched.filling_gap).then(
+                    || {
+                        watched.since_compact = 0;
+                        (
+                            watched.room.clone(),
+                            watched.persisted_seq.min(watched.applied_seq),
+                        )
+                    },
+                )
             }
             None => retired.and_then(|retired| {
                 let persisted = persisted_through.unwrap_or(retired.persisted_seq);
-                (retired.since_compact + moved >= settings.compact_every)
+                (retired.since_compact + moved >= settings.compact_every && !retired.filling_gap)
                     .then(|| (retired.room.clone(), persisted.min(retired.applied_seq)))
             }),
         }

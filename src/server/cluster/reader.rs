@@ -22,6 +22,9 @@ use super::{lock, room_of, Cluster};
 const SWEEP: Duration = Duration::from_secs(2);
 /// Entries taken per stream per read.
 const COUNT: usize = 512;
+/// How soon a catch-up the store failed is tried again, doubling up to the last.
+const CATCH_UP_FIRST_RETRY: Duration = Duration::from_millis(500);
+const CATCH_UP_LAST_RETRY: Duration = Duration::from_secs(30);
 
 pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
     loop {
@@ -151,6 +154,7 @@ fn merge(cluster: &Cluster, room_id: &str, entries: &[Entry], on_gap: Gap) {
             .fetch_add(1, Ordering::Relaxed);
     }
     if let Some(watched) = cluster.watched().get_mut(room_id) {
+        watched.filling_gap |= gap && on_gap == Gap::ReadStore;
         watched.applied_seq = watched.applied_seq.max(highest);
         if let Some(id) = last_id {
             if stream_order(id) > stream_order(&watched.cursor) {
@@ -181,17 +185,38 @@ fn stream_order(id: &str) -> (u64, u64) {
     (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
-/// Merges everything the store holds for a room (after a gap in its log).
+/// Merges everything the store holds for a room (after a gap in its log), trying
+/// again until it can: until then the room's document lacks entries, and the room
+/// is not compacted from it.
 async fn catch_up(cluster: &Cluster, room_id: &str, room: &crate::server::room::Room) {
-    match cluster.inner.shared.load_durable(room_id).await {
-        Ok(Some(stored)) => {
-            for update in stored.snapshot.iter().chain(stored.updates.iter()) {
-                room.apply_remote(update, "");
+    let mut wait = CATCH_UP_FIRST_RETRY;
+    loop {
+        match cluster.inner.shared.load_durable(room_id).await {
+            Ok(stored) => {
+                for update in stored
+                    .iter()
+                    .flat_map(|stored| stored.snapshot.iter().chain(&stored.updates))
+                {
+                    room.apply_remote(update, "");
+                }
+                if let Some(watched) = cluster.watched().get_mut(room_id) {
+                    watched.filling_gap = false;
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::error!(room = room_id, %error, "cluster: cannot read the room from the store to fill a gap; trying again in {wait:?}");
             }
         }
-        Ok(None) => {}
-        Err(error) => {
-            tracing::error!(room = room_id, %error, "cluster: cannot read the room from the store to fill a gap");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(CATCH_UP_LAST_RETRY);
+        // A room closed meanwhile is read whole from the store when it opens again.
+        let held = cluster
+            .watched()
+            .get(room_id)
+            .is_some_and(|watched| watched.room.same(room));
+        if !held {
+            return;
         }
     }
 }

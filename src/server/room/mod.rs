@@ -234,6 +234,11 @@ impl Room {
         Ok(room)
     }
 
+    /// Whether both handles are the same room in memory (not a later load of it).
+    pub fn same(&self, other: &Room) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub fn id(&self) -> &str {
         &self.inner.id
     }
