@@ -323,7 +323,6 @@ impl MongoStore {
         Ok(())
     }
 
-    /// Writes a stretch of a batch that holds no delete.
     /// Keeps a snapshot in the log as the base of the versions after it, under the
     /// number it was taken at: it stands for the update of that number. Harmless
     /// to write twice. A run that starts at that number (a cluster compacts at an
@@ -377,6 +376,7 @@ impl MongoStore {
         Ok(())
     }
 
+    /// Writes a stretch of a batch that holds no delete.
     async fn write_stretch(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
         // Appends go in first, all in one round trip (this is what group commit buys),
         // then compactions in batch order. Moving a compaction after appends that

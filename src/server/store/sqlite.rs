@@ -646,12 +646,14 @@ fn write_deleting(shared: &Shared, batch: &[WriteOp]) -> Result<(), StoreError> 
 
 /// Takes the marks of deletions the journal has recorded, and only those: another
 /// room's deletion may still be under way.
-fn clear_deletion_marks(store: &Connection, rooms: &[&str]) -> Result<(), StoreError> {
+fn clear_deletion_marks(store: &Connection, rooms: &[impl AsRef<str>]) -> Result<(), StoreError> {
     let mut clear = store
         .prepare_cached("DELETE FROM deleted_rooms WHERE room_id = ?1")
         .map_err(unavailable)?;
     for room_id in rooms {
-        clear.execute(params![room_id]).map_err(unavailable)?;
+        clear
+            .execute(params![room_id.as_ref()])
+            .map_err(unavailable)?;
     }
     Ok(())
 }
@@ -694,7 +696,6 @@ fn finish_deletions(shared: &Shared, store: &Connection) -> Result<(), StoreErro
         })
         .collect();
     lock(&shared.journal)?.write(&deletions)?;
-    let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
     clear_deletion_marks(store, &rooms)
 }
 

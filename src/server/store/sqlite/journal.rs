@@ -360,22 +360,21 @@ pub fn read_dir(dir: &Path) -> Result<Vec<LoggedUpdate>, StoreError> {
     Ok(rows)
 }
 
-/// Adds the rows of the journal file at `path` (if any) to `rows`; false if it
-/// stopped at a record cut short or damaged.
 /// Copies a journal file to `….damaged` beside it (`….damaged.1`, … when an
 /// earlier copy is there: each is kept); returns the copy's path.
 fn set_aside(dir: &Path, name: &str) -> Result<PathBuf, StoreError> {
-    let aside = (0..)
-        .map(|n| match n {
-            0 => dir.join(format!("{name}.damaged")),
-            n => dir.join(format!("{name}.damaged.{n}")),
-        })
-        .find(|path| !path.exists())
-        .unwrap_or_else(|| dir.join(format!("{name}.damaged")));
+    let mut aside = dir.join(format!("{name}.damaged"));
+    let mut earlier = 0;
+    while aside.exists() {
+        earlier += 1;
+        aside = dir.join(format!("{name}.damaged.{earlier}"));
+    }
     std::fs::copy(dir.join(name), &aside).map_err(io_error)?;
     Ok(aside)
 }
 
+/// Adds the rows of the journal file at `path` (if any) to `rows`; false if it
+/// stopped at a record cut short or damaged.
 fn replay(path: &Path, rows: &mut Vec<LoggedUpdate>) -> Result<bool, StoreError> {
     let mut bytes = Vec::new();
     match File::open(path) {
