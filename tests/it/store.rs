@@ -3,7 +3,9 @@
 
 use coedit::api::ServerMessage;
 use coedit::server::store::mongo::{MongoStore, CHECKPOINTS, UPDATES};
-use coedit::server::store::{conformance, LoggedUpdate, Store, WriteOp};
+use coedit::server::store::{
+    conformance, DurableState, LoggedUpdate, Snapshot, Store, VersionData, WriteOp,
+};
 use coedit::server::{Config, StoreConfig};
 use mongodb::bson::{doc, Bson};
 use std::sync::Arc;
@@ -303,4 +305,170 @@ async fn a_run_of_small_updates_by_a_long_named_author_is_stored() {
     assert_eq!((loaded.updates.len(), loaded.last_seq), (600, 600));
     store.close().await.unwrap();
     database_handle_drop(&url, &database).await;
+}
+
+/// A cluster deletes a room with a fence at the highest number it used: a node's
+/// persister that was copying the room's log and writes it afterwards (entries,
+/// then a compaction) is never read, and the room starts again empty after the
+/// fence; the first compaction past it lifts it.
+#[tokio::test]
+async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
+    let Some(url) = mongo_url("writes_that_land_after_a_fenced_deletion_are_never_read") else {
+        return;
+    };
+    let database = unique_database("fence");
+    let store = mongo_store(&url, &database).await;
+    let room = "fenced";
+    let append = |seq: u64, data: &'static [u8]| {
+        WriteOp::Append(LoggedUpdate {
+            room_id: room.into(),
+            seq,
+            data: bytes::Bytes::from_static(data),
+            at_ms: seq as i64 * 1000,
+            author: Some("ada".into()),
+        })
+    };
+    let compact = |seq: u64, data: &'static [u8]| {
+        WriteOp::Compact(Snapshot {
+            room_id: room.into(),
+            through_seq: seq,
+            data: bytes::Bytes::from_static(data),
+            at_ms: seq as i64 * 1000,
+            keep_history_since_ms: None,
+        })
+    };
+    let empty_at = |last_seq| DurableState {
+        snapshot: None,
+        updates: Vec::new(),
+        last_seq,
+    };
+    store
+        .write(&[append(1, b"one"), append(2, b"two")])
+        .await
+        .unwrap();
+    store.save_checkpoint(room, b"saved").await.unwrap();
+    // Numbers 3 and 4 were still only in the room's stream.
+    store.delete_room_fenced(room, 4).await.unwrap();
+    assert_eq!(store.load_durable(room).await.unwrap(), Some(empty_at(4)));
+    assert_eq!(store.load_checkpoint(room).await.unwrap(), None);
+
+    // The late copy: entries, then a compaction at the fence's own number.
+    store
+        .write(&[append(3, b"three"), append(4, b"four")])
+        .await
+        .unwrap();
+    store.write(&[compact(4, b"old")]).await.unwrap();
+    store.write(&[compact(2, b"older")]).await.unwrap();
+    assert_eq!(store.load_durable(room).await.unwrap(), Some(empty_at(4)));
+    assert!(store.history(room).await.unwrap().entries.is_empty());
+    assert_eq!(store.read_entries(room, 0, 100).await.unwrap(), Vec::new());
+    assert_eq!(store.read_version(room, 3).await.unwrap(), None);
+    assert_eq!(store.read_room_parts(room).await.unwrap().snapshot, None);
+
+    // The room again, numbered after the fence.
+    store
+        .write(&[append(5, b"five"), append(6, b"six")])
+        .await
+        .unwrap();
+    let again = || {
+        vec![
+            bytes::Bytes::from_static(b"five"),
+            bytes::Bytes::from_static(b"six"),
+        ]
+    };
+    assert_eq!(
+        store.load_durable(room).await.unwrap(),
+        Some(DurableState {
+            snapshot: None,
+            updates: again(),
+            last_seq: 6,
+        })
+    );
+    let history: Vec<(u64, bool)> = store
+        .history(room)
+        .await
+        .unwrap()
+        .entries
+        .iter()
+        .map(|entry| (entry.seq, entry.snapshot))
+        .collect();
+    assert_eq!(history, [(4, true), (5, false), (6, false)]);
+    assert_eq!(
+        store.read_version(room, 6).await.unwrap(),
+        Some(VersionData {
+            base: None,
+            updates: again(),
+        })
+    );
+    let copied: Vec<u64> = store
+        .read_entries(room, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|entry| entry.seq)
+        .collect();
+    assert_eq!(copied, [5, 6]);
+    assert!(store.list_rooms().await.unwrap().contains(&room.to_owned()));
+
+    // A compaction past the fence lifts it.
+    store.write(&[compact(6, b"s6")]).await.unwrap();
+    assert_eq!(
+        store.load_durable(room).await.unwrap(),
+        Some(DurableState {
+            snapshot: Some(bytes::Bytes::from_static(b"s6")),
+            updates: Vec::new(),
+            last_seq: 6,
+        })
+    );
+    let db = super::mongo_env::database(&url, &database).await;
+    let snapshot = db
+        .collection::<mongodb::bson::Document>("room_snapshots")
+        .find_one(doc! {"room_id": room})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!snapshot.contains_key("deleted"), "{snapshot}");
+
+    // A room deleted before it used any number leaves nothing behind.
+    store.save_checkpoint("unused", b"saved").await.unwrap();
+    store.delete_room_fenced("unused", 0).await.unwrap();
+    assert_eq!(store.load_durable("unused").await.unwrap(), None);
+    assert!(!store
+        .list_rooms()
+        .await
+        .unwrap()
+        .contains(&"unused".to_owned()));
+    store.close().await.unwrap();
+    database_handle_drop(&url, &database).await;
+}
+
+/// coedit's own collections rely on their unique indexes (each update and snapshot
+/// stored once): an operator's conflicting index there stops the store with the
+/// collection named, instead of running without it.
+#[tokio::test]
+async fn a_conflicting_index_on_the_update_log_is_refused_by_name() {
+    let Some(url) = mongo_url("a_conflicting_index_on_the_update_log_is_refused_by_name") else {
+        return;
+    };
+    let name = unique_database("index");
+    let db = database(&url, &name).await;
+    db.collection::<mongodb::bson::Document>(UPDATES)
+        .create_index(
+            mongodb::IndexModel::builder()
+                .keys(doc! {"room_id": 1, "seq": 1})
+                .build(),
+        )
+        .await
+        .unwrap();
+    let store = MongoStore::connect(&url, &name).await.unwrap();
+    let refused = store
+        .prepare()
+        .await
+        .expect_err("a store without its index");
+    let message = refused.to_string();
+    assert!(
+        message.contains("room_updates") && message.contains("unique index"),
+        "{message}"
+    );
+    db.drop().await.unwrap();
 }

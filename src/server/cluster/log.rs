@@ -254,13 +254,26 @@ impl ClusterStore {
     }
 
     /// Removes a room from MongoDB and from Redis, and tells the other nodes to close
-    /// it.
+    /// it. MongoDB keeps a fence at the highest number the room used, so what a
+    /// node's persister was copying meanwhile and writes afterwards is never read
+    /// (`Store::delete_room_fenced`), and the room starts again after it. The fence
+    /// goes first, at the number Redis had; numbers the room took before its stream
+    /// went (in the same atomic step) move it on.
     async fn delete(&self, room_id: &str) -> Result<(), StoreError> {
         let inner = &self.cluster.inner;
-        inner.shared.delete_room(room_id).await?;
         let mut conn = inner.conn.clone();
-        let notice = super::events::deleted_notice(&inner.instance);
-        let _: () = redis::pipe()
+        let unavailable = |error: redis::RedisError| Self::unavailable(&error);
+        let numbered: Option<u64> = redis::cmd("GET")
+            .arg(seq_key(room_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let numbered = numbered.unwrap_or(0);
+        inner.shared.delete_room_fenced(room_id, numbered).await?;
+        let (last,): (Option<u64>,) = redis::pipe()
+            .atomic()
+            .cmd("GET")
+            .arg(seq_key(room_id))
             .cmd("DEL")
             .arg(log_key(room_id))
             .arg(seq_key(room_id))
@@ -268,13 +281,19 @@ impl ClusterStore {
             .arg(users_key(room_id))
             .arg(lease_key(room_id))
             .ignore()
-            .cmd("PUBLISH")
-            .arg(channel(room_id))
-            .arg(notice)
-            .ignore()
             .query_async(&mut conn)
             .await
-            .map_err(|error| Self::unavailable(&error))?;
+            .map_err(unavailable)?;
+        if let Some(last) = last.filter(|&last| last > numbered) {
+            inner.shared.delete_room_fenced(room_id, last).await?;
+        }
+        let notice = super::events::deleted_notice(&inner.instance);
+        let _: () = redis::cmd("PUBLISH")
+            .arg(channel(room_id))
+            .arg(notice)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 }

@@ -237,6 +237,8 @@ pub async fn run_all(store: &dyn Store, prefix: &str) -> Result<(), String> {
     history(store, &room("history")).await?;
     regrouped(store, &room("regrouped")).await?;
     compacted_where_a_batch_starts(store, &room("batch-start")).await?;
+    older_compaction_changes_nothing(store, &room("older"), None).await?;
+    older_compaction_changes_nothing(store, &room("older-history"), Some(0)).await?;
     copy(store, &room("copy-from"), &room("copy-to")).await
 }
 
@@ -625,6 +627,38 @@ async fn compacted_where_a_batch_starts(store: &dyn Store, room: &str) -> Result
             }),
         &format!("version 3 is the snapshot and updates 2 and 3, got {third:?}"),
     )
+}
+
+/// A compaction older than the stored snapshot (a cluster node that took a room's
+/// lease over while its document lagged, or one paused past its lease) changes
+/// nothing: the newer snapshot stayed, and the entries it dropped are gone, so
+/// the older one would lose them.
+async fn older_compaction_changes_nothing(
+    store: &dyn Store,
+    room: &str,
+    since: Option<i64>,
+) -> Result<(), String> {
+    let failed = |error: super::StoreError| error.to_string();
+    let every: Vec<Bytes> = NAMES.iter().map(|name| Bytes::from_static(name)).collect();
+    store.write(&appends(room, 1..=6)).await.map_err(failed)?;
+    // The same number again is a retry: harmless.
+    let compactions: [(u64, &'static [u8], &str); 3] = [
+        (4, b"s4", "a compaction keeps what follows it"),
+        (
+            2,
+            b"s2",
+            "an older compaction must leave the newer snapshot",
+        ),
+        (4, b"s4", "a compaction written twice must load once"),
+    ];
+    for (seq, data, what) in compactions {
+        store
+            .write(&[compact_at(room, seq, data, since)])
+            .await
+            .map_err(failed)?;
+        loads_as(store, room, (b"s4", &every[4..6], 6), what).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -121,6 +121,12 @@ impl Store for MemoryStore {
                         );
                 }
                 WriteOp::Compact(snapshot) => {
+                    // An older compaction than the stored one changes nothing.
+                    let stored = rooms.snapshots.get(&snapshot.room_id);
+                    if stored.is_some_and(|(through_seq, _, _)| *through_seq > snapshot.through_seq)
+                    {
+                        continue;
+                    }
                     rooms.snapshots.insert(
                         snapshot.room_id.clone(),
                         (snapshot.through_seq, snapshot.at_ms, snapshot.data.clone()),

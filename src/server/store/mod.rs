@@ -251,6 +251,18 @@ pub trait Store: Send + Sync + 'static {
         .await
     }
 
+    /// Removes everything stored for the room, like `delete_room`, and keeps its
+    /// numbers up to `through_seq` (and any it stored past that) used: writes of
+    /// those numbers that land afterwards (a cluster node's persister that was
+    /// copying the room's log when it was deleted) are never read, and the room
+    /// starts again empty after them (`load_durable` answers the fence's number with
+    /// nothing to merge). A store only one server writes has no late writes: by
+    /// default this deletes.
+    async fn delete_room_fenced(&self, room_id: &str, through_seq: u64) -> Result<(), StoreError> {
+        let _ = through_seq;
+        self.delete_room(room_id).await
+    }
+
     /// Every room with anything stored (log, snapshot or checkpoint), sorted by id.
     async fn list_rooms(&self) -> Result<Vec<String>, StoreError>;
 

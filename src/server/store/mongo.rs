@@ -204,6 +204,7 @@ impl MongoStore {
             (&self.snapshots, unique(doc! {"room_id": 1})),
         ];
         for (collection, index) in indexes {
+            let keys = index.keys.clone();
             match bounded(collection.create_index(index)).await {
                 Ok(_) => {}
                 // The original backend created no indexes, but an operator may have
@@ -211,12 +212,28 @@ impl MongoStore {
                 // duplicate room ids there: the server refuses ours. Upserts by
                 // room id work without it, so say so and go on rather than refuse
                 // every write forever.
-                Err(Failure::Driver(error)) if refused_index(&error) => {
+                Err(Failure::Driver(error))
+                    if refused_index(&error) && collection.name() == CHECKPOINTS =>
+                {
                     tracing::warn!(
                         collection = collection.name(),
                         error = %describe_error(&error),
                         "unique room_id index not created; continuing without it"
                     );
+                }
+                // coedit's own collections rely on theirs: without it a retried
+                // write or two racing cluster nodes would store an update, or a
+                // room's snapshot, twice. Writes wait (nothing is dropped) until
+                // the operator fixes it.
+                Err(Failure::Driver(error)) if refused_index(&error) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "MongoDB refused the unique index on {} ({}): {}; coedit needs it to \
+                         store each update and snapshot once: drop the conflicting index \
+                         (or duplicate documents) there",
+                        collection.name(),
+                        keys,
+                        describe_refusal(&error)
+                    )));
                 }
                 Err(failure) => return Err(failure.into()),
             }
@@ -286,20 +303,19 @@ impl MongoStore {
     /// crash, a failed delete) are removed by the room's next compaction.
     async fn compact(&self, snapshot: &super::Snapshot) -> Result<(), StoreError> {
         let through_seq = to_i64(snapshot.through_seq)?;
-        bounded(
-            self.snapshots
-                .update_one(
-                    doc! {"room_id": &snapshot.room_id},
-                    doc! {"$set": {
-                        "room_id": &snapshot.room_id,
-                        "through_seq": through_seq,
-                        "data": binary(&snapshot.data),
-                        "updated_at": mongodb::bson::DateTime::from_millis(snapshot.at_ms),
-                    }},
-                )
-                .upsert(true),
-        )
-        .await?;
+        let fields = doc! {
+            "room_id": &snapshot.room_id,
+            "through_seq": through_seq,
+            "data": binary(&snapshot.data),
+            "updated_at": mongodb::bson::DateTime::from_millis(snapshot.at_ms),
+        };
+        // A compaction after a deletion's fence (a new room) lifts it.
+        if !self
+            .replace_snapshot(&snapshot.room_id, through_seq, fields, doc! {"deleted": ""})
+            .await?
+        {
+            return Ok(());
+        }
         if snapshot.keep_history_since_ms.is_some() {
             self.keep_in_history(snapshot, through_seq).await?;
         }
@@ -321,6 +337,59 @@ impl MongoStore {
             bounded(self.updates.delete_many(covered)).await?;
         }
         Ok(())
+    }
+
+    /// Stores the room's snapshot document (`fields`, with `unset` removed) unless
+    /// a newer one is stored: false when one is. An older compaction (a cluster
+    /// node that took the room's lease over while its document lagged, or one
+    /// paused past its lease) must change nothing, as the newer one already
+    /// dropped the entries between them; so must one older than a deletion's
+    /// fence. Without transactions: replace one that is not newer, else insert one
+    /// if there is none, else (another writer inserted first) try the replace once
+    /// more.
+    async fn replace_snapshot(
+        &self,
+        room_id: &str,
+        through_seq: i64,
+        fields: Document,
+        unset: Document,
+    ) -> Result<bool, StoreError> {
+        // A fence is newer than anything at its own number.
+        let not_newer = doc! {"room_id": room_id, "$or": [
+            {"through_seq": {"$lt": through_seq}},
+            {"through_seq": through_seq, "deleted": {"$ne": true}},
+        ]};
+        let mut replace = doc! {"$set": fields.clone()};
+        if !unset.is_empty() {
+            replace.insert("$unset", unset);
+        }
+        for attempt in 0..2 {
+            let replaced = bounded(
+                self.snapshots
+                    .update_one(not_newer.clone(), replace.clone()),
+            )
+            .await?;
+            if replaced.matched_count > 0 || attempt > 0 {
+                return Ok(replaced.matched_count > 0);
+            }
+            let inserted = bounded(
+                self.snapshots
+                    .update_one(
+                        doc! {"room_id": room_id},
+                        doc! {"$setOnInsert": fields.clone()},
+                    )
+                    .upsert(true),
+            )
+            .await;
+            match inserted {
+                Ok(inserted) if inserted.upserted_id.is_some() => return Ok(true),
+                Ok(_) => {}
+                // Two writers inserted at once and the unique index kept one.
+                Err(Failure::Driver(error)) if duplicate_key(&error) => {}
+                Err(failure) => return Err(failure.into()),
+            }
+        }
+        Ok(false)
     }
 
     /// Keeps a snapshot in the log as the base of the versions after it, under the
@@ -424,15 +493,37 @@ impl MongoStore {
         Ok(())
     }
 
-    /// The snapshot's sequence number and data, if the room has one.
-    async fn read_snapshot(&self, room_id: &str) -> Result<Option<(u64, Bytes)>, StoreError> {
+    /// The snapshot's sequence number and data, if the room has one. No data: the
+    /// room was deleted, and its numbers up to this one stay used (a fence, see
+    /// `delete_room_fenced`).
+    async fn read_snapshot(
+        &self,
+        room_id: &str,
+    ) -> Result<Option<(u64, Option<Bytes>)>, StoreError> {
         let Some(snapshot) = bounded(self.snapshots.find_one(doc! {"room_id": room_id})).await?
         else {
             return Ok(None);
         };
         let through_seq = sequence(&snapshot, "through_seq")?;
+        if fenced(&snapshot) {
+            return Ok(Some((through_seq, None)));
+        }
         let data = bytes_field(&snapshot, "data")?;
-        Ok(Some((through_seq, data)))
+        Ok(Some((through_seq, Some(data))))
+    }
+
+    /// The number a deletion fenced the room's log at, if it did.
+    async fn fence(&self, room_id: &str) -> Result<Option<u64>, StoreError> {
+        let snapshot = bounded(
+            self.snapshots
+                .find_one(doc! {"room_id": room_id})
+                .projection(doc! {"_id": 0, "through_seq": 1, "deleted": 1}),
+        )
+        .await?;
+        match snapshot {
+            Some(snapshot) if fenced(&snapshot) => Ok(Some(sequence(&snapshot, "through_seq")?)),
+            _ => Ok(None),
+        }
     }
 
     /// Log entries after `after`, in order, each number once.
@@ -492,9 +583,11 @@ impl Store for MongoStore {
             if snapshot.is_none() && entries.is_empty() {
                 return Ok(None);
             }
+            // A fence with nothing after it still loads: the room's next update is
+            // numbered after it.
             let last_seq = entries.last().map_or(snapshot_seq, |(seq, _)| *seq);
             return Ok(Some(DurableState {
-                snapshot: snapshot.map(|(_, data)| data),
+                snapshot: snapshot.and_then(|(_, data)| data),
                 updates: entries.into_iter().map(|(_, data)| data).collect(),
                 last_seq: last_seq.max(snapshot_seq),
             }));
@@ -526,12 +619,20 @@ impl Store for MongoStore {
         let current = bounded(
             self.snapshots
                 .find_one(doc! {"room_id": room_id})
-                .projection(doc! {"_id": 0, "through_seq": 1, "updated_at": 1}),
+                .projection(doc! {"_id": 0, "through_seq": 1, "updated_at": 1, "deleted": 1}),
         )
         .await?;
         if let Some(current) = current {
             let seq = sequence(&current, "through_seq")?;
-            if !entries.iter().any(|entry| entry.seq == seq) {
+            // After a deletion's fence: only what came after it, read from an empty
+            // base.
+            let fence = fenced(&current);
+            if fence {
+                entries.retain(|entry| entry.seq > seq);
+            }
+            let listed = entries.iter().any(|entry| entry.seq == seq);
+            let alone = fence && entries.is_empty();
+            if !listed && !alone {
                 let at_ms = current
                     .get_datetime("updated_at")
                     .map_or(0, |at| at.timestamp_millis());
@@ -567,12 +668,28 @@ impl Store for MongoStore {
             Some(entry) => Some((sequence(entry, "seq")?, bytes_field(entry, "data")?)),
             None => None,
         };
-        if let Some((current_seq, data)) = self.read_snapshot(room_id).await? {
-            if current_seq <= seq && base.as_ref().is_none_or(|(kept, _)| *kept < current_seq) {
+        let mut fence = None;
+        match self.read_snapshot(room_id).await? {
+            Some((current_seq, Some(data)))
+                if current_seq <= seq
+                    && base.as_ref().is_none_or(|(kept, _)| *kept < current_seq) =>
+            {
                 base = Some((current_seq, data));
             }
+            // The room was deleted there and started again empty: nothing before is
+            // its.
+            Some((fenced, None)) => {
+                if seq < fenced {
+                    return Ok(None);
+                }
+                if base.as_ref().is_some_and(|(kept, _)| *kept <= fenced) {
+                    base = None;
+                }
+                fence = Some(fenced);
+            }
+            _ => {}
         }
-        if base.is_none() {
+        if base.is_none() && fence.is_none() {
             // Without a base, the log must start at the room's first update.
             let first = bounded(
                 self.updates
@@ -589,7 +706,7 @@ impl Store for MongoStore {
                 return Ok(None);
             }
         }
-        let from = base.as_ref().map_or(0, |(kept, _)| *kept);
+        let from = base.as_ref().map_or(fence.unwrap_or(0), |(kept, _)| *kept);
         let mut filter = updates::holding_after(from)?;
         filter.insert("room_id", room_id);
         filter.insert("seq", doc! {"$lte": at});
@@ -649,10 +766,39 @@ impl Store for MongoStore {
             .transpose()
     }
 
+    /// The fence is the room's snapshot document, marked `deleted` and without
+    /// data, written before anything is deleted: from then on readers skip every
+    /// number up to it, and an older compaction cannot replace it.
+    async fn delete_room_fenced(&self, room_id: &str, through_seq: u64) -> Result<(), StoreError> {
+        self.ensure_indexes().await?;
+        let through = to_i64(self.logged_through(room_id).await?.max(through_seq))?;
+        if through == 0 {
+            // No number was ever used: nothing to fence.
+            return self.delete(room_id).await;
+        }
+        let fence = doc! {
+            "room_id": room_id,
+            "through_seq": through,
+            "deleted": true,
+            "updated_at": mongodb::bson::DateTime::now(),
+        };
+        self.replace_snapshot(room_id, through, fence, doc! {"data": ""})
+            .await?;
+        let mut covered = updates::through(through);
+        covered.insert("room_id", room_id);
+        bounded(self.updates.delete_many(covered)).await?;
+        bounded(self.checkpoints.delete_many(doc! {"room_id": room_id})).await?;
+        Ok(())
+    }
+
     async fn list_rooms(&self) -> Result<Vec<String>, StoreError> {
         let mut rooms = std::collections::BTreeSet::new();
-        for collection in [&self.updates, &self.snapshots, &self.checkpoints] {
-            let ids = bounded(collection.distinct("room_id", doc! {})).await?;
+        for (collection, filter) in [
+            (&self.updates, doc! {}),
+            (&self.snapshots, doc! {"deleted": {"$ne": true}}),
+            (&self.checkpoints, doc! {}),
+        ] {
+            let ids = bounded(collection.distinct("room_id", filter)).await?;
             rooms.extend(ids.into_iter().filter_map(|id| match id {
                 Bson::String(id) => Some(id),
                 _ => None,
@@ -681,6 +827,7 @@ impl Store for MongoStore {
             None => None,
         };
         let snapshot = match bounded(self.snapshots.find_one(doc! {"room_id": room_id})).await? {
+            Some(document) if fenced(&document) => None,
             Some(document) => Some(StoredSnapshot {
                 through_seq: sequence(&document, "through_seq")?,
                 at_ms: document
@@ -702,6 +849,7 @@ impl Store for MongoStore {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEntry>, StoreError> {
+        let after_seq = after_seq.max(self.fence(room_id).await?.unwrap_or(0));
         let mut filter = updates::holding_after(after_seq)?;
         filter.insert("room_id", room_id);
         // Each document holds at least one entry past `after_seq`, so `limit`
@@ -880,7 +1028,8 @@ async fn remove_compacted(
         }
         // Only what the room's snapshot covers now: a room deleted since this was
         // queued has no snapshot (or a new one of its own), and the new room's log
-        // restarts at 1, below the old range.
+        // restarts at 1, below the old range; or it has a fence, and the new log
+        // starts above it.
         let covered = match bounded(snapshots.find_one(doc! {"room_id": &room})).await {
             Ok(Some(snapshot)) => sequence(&snapshot, "through_seq")
                 .ok()
@@ -963,6 +1112,21 @@ async fn bounded<T>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(Failure::Driver(error)),
         Err(_) => Err(Failure::TimedOut),
+    }
+}
+
+/// Whether a `room_snapshots` document is a deletion's fence rather than a snapshot.
+fn fenced(snapshot: &Document) -> bool {
+    snapshot.get_bool("deleted").unwrap_or(false)
+}
+
+/// A write refused because a unique index already holds its key.
+fn duplicate_key(error: &DriverError) -> bool {
+    use mongodb::error::WriteFailure;
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == DUPLICATE_KEY,
+        ErrorKind::Command(command) => command.code == DUPLICATE_KEY,
+        _ => false,
     }
 }
 

@@ -735,6 +735,18 @@ fn apply_compactions(shared: &Shared, store: &mut Connection) -> Result<(), Stor
 /// Replaces the room's snapshot and drops (or, with history, thins out) the log
 /// rows it covers.
 fn compact(txn: &rusqlite::Transaction<'_>, snapshot: &Snapshot) -> rusqlite::Result<()> {
+    // An older compaction than the stored one (a cluster node behind another)
+    // changes nothing: the rows the newer one dropped are gone.
+    let stored: Option<i64> = txn
+        .query_row(
+            "SELECT through_seq FROM snapshots WHERE room_id = ?1",
+            params![snapshot.room_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if stored.is_some_and(|stored| stored > snapshot.through_seq as i64) {
+        return Ok(());
+    }
     let floor = match snapshot.keep_history_since_ms {
         None => {
             txn.execute(
