@@ -904,8 +904,25 @@ async fn deleting_a_room_on_one_node_closes_it_on_every_node_and_removes_it_ever
         .unwrap()
         .expect("a fence");
     assert_eq!(fence.get_bool("deleted"), Ok(true), "{fence}");
-    assert!(fence.get_i64("through_seq").unwrap() >= 1, "{fence}");
+    let fenced_at = fence.get_i64("fence").unwrap();
+    assert!(fenced_at >= 1, "{fence}");
     assert!(!fence.contains_key("data"), "{fence}");
+    // The fence is no room: the room is unknown on either node.
+    for node in [&n1, &n2] {
+        let document = reqwest::get(format!("http://{}/api/rooms/doomed/document", node.base()))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(document.as_u16(), 404, "a deleted room's document");
+    }
+    let again = reqwest::Client::new()
+        .delete(format!("http://{}/api/rooms/doomed", n1.base()))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(again.as_u16(), 404, "deleting a deleted room again");
+    let mut fresh_clients = Vec::new();
     for node in [&n1, &n2] {
         let url = format!("ws://{}/api/ws/doomed?client_id=fresh", node.base());
         let mut fresh = Client::connect(&url, "fresh").await;
@@ -913,7 +930,23 @@ async fn deleting_a_room_on_one_node_closes_it_on_every_node_and_removes_it_ever
             matches!(fresh.recv().await, ServerMessage::Users { .. }),
             "a new client of a deleted room is greeted with no document"
         );
+        fresh_clients.push(fresh);
     }
+    // The room's updates are numbered past the fence, so they are read.
+    fresh_clients[0].type_text(0, "anew").await;
+    let numbered_past = eventually(async || {
+        let numbered: i64 = redis::cmd("GET")
+            .arg("coedit:{doomed}:seq")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        numbered > fenced_at
+    })
+    .await;
+    assert!(
+        numbered_past,
+        "the room's next update is numbered past its fence"
+    );
 }
 
 #[test]

@@ -4,7 +4,8 @@
 use coedit::api::ServerMessage;
 use coedit::server::store::mongo::{MongoStore, CHECKPOINTS, UPDATES};
 use coedit::server::store::{
-    conformance, DurableState, LoggedUpdate, Snapshot, Store, VersionData, WriteOp,
+    conformance, DurableState, LoggedUpdate, RoomParts, Snapshot, Store, StoredSnapshot,
+    VersionData, WriteOp,
 };
 use coedit::server::{Config, StoreConfig};
 use mongodb::bson::{doc, Bson};
@@ -309,8 +310,8 @@ async fn a_run_of_small_updates_by_a_long_named_author_is_stored() {
 
 /// A cluster deletes a room with a fence at the highest number it used: a node's
 /// persister that was copying the room's log and writes it afterwards (entries,
-/// then a compaction) is never read, and the room starts again empty after the
-/// fence; the first compaction past it lifts it.
+/// then a compaction) is never read, also once the room exists again and has
+/// compacted; and the fence alone is no room.
 #[tokio::test]
 async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
     let Some(url) = mongo_url("writes_that_land_after_a_fenced_deletion_are_never_read") else {
@@ -328,19 +329,14 @@ async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
             author: Some("ada".into()),
         })
     };
-    let compact = |seq: u64, data: &'static [u8]| {
+    let compact = |seq: u64, data: &'static [u8], since: Option<i64>| {
         WriteOp::Compact(Snapshot {
             room_id: room.into(),
             through_seq: seq,
             data: bytes::Bytes::from_static(data),
             at_ms: seq as i64 * 1000,
-            keep_history_since_ms: None,
+            keep_history_since_ms: since,
         })
-    };
-    let empty_at = |last_seq| DurableState {
-        snapshot: None,
-        updates: Vec::new(),
-        last_seq,
     };
     store
         .write(&[append(1, b"one"), append(2, b"two")])
@@ -349,7 +345,10 @@ async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
     store.save_checkpoint(room, b"saved").await.unwrap();
     // Numbers 3 and 4 were still only in the room's stream.
     store.delete_room_fenced(room, 4).await.unwrap();
-    assert_eq!(store.load_durable(room).await.unwrap(), Some(empty_at(4)));
+    // A retried delete that knows less keeps the fence where it is.
+    store.delete_room_fenced(room, 0).await.unwrap();
+    assert_eq!(store.load_durable(room).await.unwrap(), None);
+    assert_eq!(store.logged_through(room).await.unwrap(), 4);
     assert_eq!(store.load_checkpoint(room).await.unwrap(), None);
 
     // The late copy: entries, then a compaction at the fence's own number.
@@ -357,13 +356,14 @@ async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
         .write(&[append(3, b"three"), append(4, b"four")])
         .await
         .unwrap();
-    store.write(&[compact(4, b"old")]).await.unwrap();
-    store.write(&[compact(2, b"older")]).await.unwrap();
-    assert_eq!(store.load_durable(room).await.unwrap(), Some(empty_at(4)));
+    store.write(&[compact(4, b"old", None)]).await.unwrap();
+    store.write(&[compact(2, b"older", None)]).await.unwrap();
+    assert_eq!(store.load_durable(room).await.unwrap(), None);
     assert!(store.history(room).await.unwrap().entries.is_empty());
     assert_eq!(store.read_entries(room, 0, 100).await.unwrap(), Vec::new());
     assert_eq!(store.read_version(room, 3).await.unwrap(), None);
     assert_eq!(store.read_room_parts(room).await.unwrap().snapshot, None);
+    assert!(!store.list_rooms().await.unwrap().contains(&room.to_owned()));
 
     // The room again, numbered after the fence.
     store
@@ -384,34 +384,36 @@ async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
             last_seq: 6,
         })
     );
-    let history: Vec<(u64, bool)> = store
-        .history(room)
-        .await
-        .unwrap()
-        .entries
-        .iter()
-        .map(|entry| (entry.seq, entry.snapshot))
-        .collect();
-    assert_eq!(history, [(4, true), (5, false), (6, false)]);
-    assert_eq!(
-        store.read_version(room, 6).await.unwrap(),
-        Some(VersionData {
-            base: None,
-            updates: again(),
-        })
-    );
-    let copied: Vec<u64> = store
-        .read_entries(room, 0, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|entry| entry.seq)
-        .collect();
-    assert_eq!(copied, [5, 6]);
     assert!(store.list_rooms().await.unwrap().contains(&room.to_owned()));
-
-    // A compaction past the fence lifts it.
-    store.write(&[compact(6, b"s6")]).await.unwrap();
+    let fifth = Some(VersionData {
+        base: None,
+        updates: again()[..1].to_vec(),
+    });
+    // Its history starts with the empty room at the fence, and stays so once it
+    // compacts with history kept.
+    for (compaction, sixth) in [(None, false), (Some(compact(6, b"s6", Some(0))), true)] {
+        if let Some(compaction) = compaction {
+            store.write(&[compaction]).await.unwrap();
+        }
+        let history = store.history(room).await.unwrap();
+        let listed: Vec<(u64, bool)> = history
+            .entries
+            .iter()
+            .map(|entry| (entry.seq, entry.snapshot))
+            .collect();
+        assert_eq!(listed, [(4, true), (5, false), (6, sixth)]);
+        assert_eq!(history.readable_from(), Some(4));
+        assert_eq!(store.read_version(room, 5).await.unwrap(), fifth);
+        assert_eq!(store.read_version(room, 3).await.unwrap(), None);
+        let copied: Vec<u64> = store
+            .read_entries(room, 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|entry| entry.seq)
+            .collect();
+        assert!(copied.iter().all(|&seq| seq > 4), "{copied:?}");
+    }
     assert_eq!(
         store.load_durable(room).await.unwrap(),
         Some(DurableState {
@@ -420,14 +422,6 @@ async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
             last_seq: 6,
         })
     );
-    let db = super::mongo_env::database(&url, &database).await;
-    let snapshot = db
-        .collection::<mongodb::bson::Document>("room_snapshots")
-        .find_one(doc! {"room_id": room})
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!snapshot.contains_key("deleted"), "{snapshot}");
 
     // A room deleted before it used any number leaves nothing behind.
     store.save_checkpoint("unused", b"saved").await.unwrap();
@@ -438,6 +432,31 @@ async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
         .await
         .unwrap()
         .contains(&"unused".to_owned()));
+
+    // A copy restored over a fence is the room, whole.
+    store.delete_room_fenced(room, 10).await.unwrap();
+    store
+        .write_room_parts(
+            room,
+            &RoomParts {
+                checkpoint: None,
+                snapshot: Some(StoredSnapshot {
+                    through_seq: 3,
+                    at_ms: 3000,
+                    data: bytes::Bytes::from_static(b"s3"),
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_durable(room).await.unwrap(),
+        Some(DurableState {
+            snapshot: Some(bytes::Bytes::from_static(b"s3")),
+            updates: Vec::new(),
+            last_seq: 3,
+        })
+    );
     store.close().await.unwrap();
     database_handle_drop(&url, &database).await;
 }

@@ -256,9 +256,12 @@ impl ClusterStore {
     /// Removes a room from MongoDB and from Redis, and tells the other nodes to close
     /// it. MongoDB keeps a fence at the highest number the room used, so what a
     /// node's persister was copying meanwhile and writes afterwards is never read
-    /// (`Store::delete_room_fenced`), and the room starts again after it. The fence
-    /// goes first, at the number Redis had; numbers the room took before its stream
-    /// went (in the same atomic step) move it on.
+    /// (`Store::delete_room_fenced`). The fence goes first, at the number Redis
+    /// had; numbers the room took before its stream went (in the same atomic step)
+    /// move it on. The room's counter stays, as every room's does, so a retried
+    /// delete fences as far, and the room's next updates are numbered past the
+    /// fence even on a node that read the first one. (It cannot expire: a counter
+    /// that vanished under a live room would hand out numbers again.)
     async fn delete(&self, room_id: &str) -> Result<(), StoreError> {
         let inner = &self.cluster.inner;
         let mut conn = inner.conn.clone();
@@ -276,7 +279,6 @@ impl ClusterStore {
             .arg(seq_key(room_id))
             .cmd("DEL")
             .arg(log_key(room_id))
-            .arg(seq_key(room_id))
             .arg(applied_key(room_id))
             .arg(users_key(room_id))
             .arg(lease_key(room_id))
@@ -334,7 +336,11 @@ impl Store for ClusterStore {
             .await
             .map_err(|error| Self::unavailable(&error))?;
         let stored = inner.shared.load_durable(room_id).await?;
-        let base = stored.as_ref().map_or(0, |stored| stored.last_seq);
+        // Nothing to load may still be a deleted room's fence: number after it.
+        let base = match &stored {
+            Some(stored) => stored.last_seq,
+            None => inner.shared.logged_through(room_id).await?,
+        };
         lock(&inner.bases).insert(room_id.to_owned(), base);
         let last_entry = entries.last().map(|entry| entry.seq).unwrap_or(0);
         let mongo_log = stored

@@ -493,37 +493,32 @@ impl MongoStore {
         Ok(())
     }
 
-    /// The snapshot's sequence number and data, if the room has one. No data: the
-    /// room was deleted, and its numbers up to this one stay used (a fence, see
-    /// `delete_room_fenced`).
-    async fn read_snapshot(
-        &self,
-        room_id: &str,
-    ) -> Result<Option<(u64, Option<Bytes>)>, StoreError> {
+    /// The room's snapshot document, if it has one.
+    async fn read_snapshot(&self, room_id: &str) -> Result<Option<Base>, StoreError> {
         let Some(snapshot) = bounded(self.snapshots.find_one(doc! {"room_id": room_id})).await?
         else {
             return Ok(None);
         };
-        let through_seq = sequence(&snapshot, "through_seq")?;
-        if fenced(&snapshot) {
-            return Ok(Some((through_seq, None)));
-        }
-        let data = bytes_field(&snapshot, "data")?;
-        Ok(Some((through_seq, Some(data))))
+        Ok(Some(Base {
+            through_seq: sequence(&snapshot, "through_seq")?,
+            data: if bare_fence(&snapshot) {
+                None
+            } else {
+                Some(bytes_field(&snapshot, "data")?)
+            },
+            fence: fence_of(&snapshot)?,
+        }))
     }
 
-    /// The number a deletion fenced the room's log at, if it did.
-    async fn fence(&self, room_id: &str) -> Result<Option<u64>, StoreError> {
+    /// The number a deletion fenced the room's log at, 0 for none.
+    async fn fence(&self, room_id: &str) -> Result<u64, StoreError> {
         let snapshot = bounded(
             self.snapshots
                 .find_one(doc! {"room_id": room_id})
-                .projection(doc! {"_id": 0, "through_seq": 1, "deleted": 1}),
+                .projection(doc! {"_id": 0, "fence": 1}),
         )
         .await?;
-        match snapshot {
-            Some(snapshot) if fenced(&snapshot) => Ok(Some(sequence(&snapshot, "through_seq")?)),
-            _ => Ok(None),
-        }
+        snapshot.map_or(Ok(0), |snapshot| fence_of(&snapshot))
     }
 
     /// Log entries after `after`, in order, each number once.
@@ -573,21 +568,25 @@ impl Store for MongoStore {
         // just read; since it writes its snapshot first, re-reading the snapshot's
         // sequence number afterwards tells whether that happened.
         for _ in 0..LOAD_ATTEMPTS {
-            let snapshot = self.read_snapshot(room_id).await?;
-            let snapshot_seq = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+            let base = self.read_snapshot(room_id).await?;
+            let snapshot_seq = base.as_ref().map_or(0, |base| base.through_seq);
             let entries = self.read_log(room_id, snapshot_seq).await?;
-            let seq_now = self.read_snapshot(room_id).await?.map(|(seq, _)| seq);
-            if seq_now != snapshot.as_ref().map(|(seq, _)| *seq) {
+            let seq_now = self
+                .read_snapshot(room_id)
+                .await?
+                .map(|base| base.through_seq);
+            if seq_now != base.as_ref().map(|base| base.through_seq) {
                 continue;
             }
+            let snapshot = base.and_then(|base| base.data);
+            // A deleted room's fence alone is no room (`logged_through` has its
+            // number, where a cluster numbers the room's next update after).
             if snapshot.is_none() && entries.is_empty() {
                 return Ok(None);
             }
-            // A fence with nothing after it still loads: the room's next update is
-            // numbered after it.
             let last_seq = entries.last().map_or(snapshot_seq, |(seq, _)| *seq);
             return Ok(Some(DurableState {
-                snapshot: snapshot.and_then(|(_, data)| data),
+                snapshot,
                 updates: entries.into_iter().map(|(_, data)| data).collect(),
                 last_seq: last_seq.max(snapshot_seq),
             }));
@@ -619,20 +618,34 @@ impl Store for MongoStore {
         let current = bounded(
             self.snapshots
                 .find_one(doc! {"room_id": room_id})
-                .projection(doc! {"_id": 0, "through_seq": 1, "updated_at": 1, "deleted": 1}),
+                .projection(
+                    doc! {"_id": 0, "through_seq": 1, "updated_at": 1, "deleted": 1, "fence": 1},
+                ),
         )
         .await?;
         if let Some(current) = current {
-            let seq = sequence(&current, "through_seq")?;
-            // After a deletion's fence: only what came after it, read from an empty
-            // base.
-            let fence = fenced(&current);
-            if fence {
-                entries.retain(|entry| entry.seq > seq);
+            // After a deletion's fence, only what came after it, read from an empty
+            // room at the fence's number.
+            let fence = fence_of(&current)?;
+            if fence > 0 {
+                entries.retain(|entry| entry.seq > fence);
+                if let Some(at_ms) = entries.first().map(|first| first.at_ms) {
+                    if !entries.iter().any(|entry| entry.seq == fence) {
+                        entries.insert(
+                            0,
+                            HistoryEntry {
+                                seq: fence,
+                                at_ms,
+                                size: 0,
+                                author: None,
+                                snapshot: true,
+                            },
+                        );
+                    }
+                }
             }
-            let listed = entries.iter().any(|entry| entry.seq == seq);
-            let alone = fence && entries.is_empty();
-            if !listed && !alone {
+            let seq = sequence(&current, "through_seq")?;
+            if !bare_fence(&current) && !entries.iter().any(|entry| entry.seq == seq) {
                 let at_ms = current
                     .get_datetime("updated_at")
                     .map_or(0, |at| at.timestamp_millis());
@@ -668,28 +681,27 @@ impl Store for MongoStore {
             Some(entry) => Some((sequence(entry, "seq")?, bytes_field(entry, "data")?)),
             None => None,
         };
-        let mut fence = None;
-        match self.read_snapshot(room_id).await? {
-            Some((current_seq, Some(data)))
-                if current_seq <= seq
-                    && base.as_ref().is_none_or(|(kept, _)| *kept < current_seq) =>
-            {
-                base = Some((current_seq, data));
-            }
-            // The room was deleted there and started again empty: nothing before is
-            // its.
-            Some((fenced, None)) => {
-                if seq < fenced {
-                    return Ok(None);
-                }
-                if base.as_ref().is_some_and(|(kept, _)| *kept <= fenced) {
-                    base = None;
-                }
-                fence = Some(fenced);
-            }
-            _ => {}
+        let current = self.read_snapshot(room_id).await?;
+        // After a deletion's fence the room started again empty: nothing before it
+        // is the room's.
+        let fence = current.as_ref().map_or(0, |current| current.fence);
+        if seq < fence {
+            return Ok(None);
         }
-        if base.is_none() && fence.is_none() {
+        if base.as_ref().is_some_and(|(kept, _)| *kept <= fence) {
+            base = None;
+        }
+        if let Some(Base {
+            through_seq,
+            data: Some(data),
+            ..
+        }) = current
+        {
+            if through_seq <= seq && base.as_ref().is_none_or(|(kept, _)| *kept < through_seq) {
+                base = Some((through_seq, data));
+            }
+        }
+        if base.is_none() && fence == 0 {
             // Without a base, the log must start at the room's first update.
             let first = bounded(
                 self.updates
@@ -706,7 +718,7 @@ impl Store for MongoStore {
                 return Ok(None);
             }
         }
-        let from = base.as_ref().map_or(fence.unwrap_or(0), |(kept, _)| *kept);
+        let from = base.as_ref().map_or(fence, |(kept, _)| *kept);
         let mut filter = updates::holding_after(from)?;
         filter.insert("room_id", room_id);
         filter.insert("seq", doc! {"$lte": at});
@@ -766,9 +778,11 @@ impl Store for MongoStore {
             .transpose()
     }
 
-    /// The fence is the room's snapshot document, marked `deleted` and without
-    /// data, written before anything is deleted: from then on readers skip every
-    /// number up to it, and an older compaction cannot replace it.
+    /// The fence is kept in the room's snapshot document (`fence`), which becomes
+    /// `deleted` and loses its data, before anything is deleted: from then on
+    /// readers skip every number up to it, and an older compaction cannot replace
+    /// it. The room's next compaction brings data back but keeps the `fence`, so
+    /// a copy that landed late stays unread (until compactions delete it).
     async fn delete_room_fenced(&self, room_id: &str, through_seq: u64) -> Result<(), StoreError> {
         self.ensure_indexes().await?;
         let through = to_i64(self.logged_through(room_id).await?.max(through_seq))?;
@@ -779,6 +793,7 @@ impl Store for MongoStore {
         let fence = doc! {
             "room_id": room_id,
             "through_seq": through,
+            "fence": through,
             "deleted": true,
             "updated_at": mongodb::bson::DateTime::now(),
         };
@@ -793,16 +808,29 @@ impl Store for MongoStore {
 
     async fn list_rooms(&self) -> Result<Vec<String>, StoreError> {
         let mut rooms = std::collections::BTreeSet::new();
-        for (collection, filter) in [
-            (&self.updates, doc! {}),
-            (&self.snapshots, doc! {"deleted": {"$ne": true}}),
-            (&self.checkpoints, doc! {}),
-        ] {
-            let ids = bounded(collection.distinct("room_id", filter)).await?;
-            rooms.extend(ids.into_iter().filter_map(|id| match id {
-                Bson::String(id) => Some(id),
-                _ => None,
-            }));
+        let distinct = |collection: &Collection<Document>, filter: Document| {
+            let collection = collection.clone();
+            async move {
+                let ids = bounded(collection.distinct("room_id", filter)).await?;
+                Ok::<_, StoreError>(ids.into_iter().filter_map(|id| match id {
+                    Bson::String(id) => Some(id),
+                    _ => None,
+                }))
+            }
+        };
+        rooms.extend(distinct(&self.snapshots, doc! {"deleted": {"$ne": true}}).await?);
+        rooms.extend(distinct(&self.checkpoints, doc! {}).await?);
+        // A deleted room's log entries copied in after its fence are no room.
+        for room_id in distinct(&self.updates, doc! {}).await? {
+            if rooms.contains(&room_id) {
+                continue;
+            }
+            let fence = self.fence(&room_id).await?;
+            let mut after = updates::holding_after(fence)?;
+            after.insert("room_id", &room_id);
+            if fence == 0 || bounded(self.updates.find_one(after)).await?.is_some() {
+                rooms.insert(room_id);
+            }
         }
         Ok(rooms.into_iter().collect())
     }
@@ -827,7 +855,7 @@ impl Store for MongoStore {
             None => None,
         };
         let snapshot = match bounded(self.snapshots.find_one(doc! {"room_id": room_id})).await? {
-            Some(document) if fenced(&document) => None,
+            Some(document) if bare_fence(&document) => None,
             Some(document) => Some(StoredSnapshot {
                 through_seq: sequence(&document, "through_seq")?,
                 at_ms: document
@@ -849,7 +877,7 @@ impl Store for MongoStore {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEntry>, StoreError> {
-        let after_seq = after_seq.max(self.fence(room_id).await?.unwrap_or(0));
+        let after_seq = after_seq.max(self.fence(room_id).await?);
         let mut filter = updates::holding_after(after_seq)?;
         filter.insert("room_id", room_id);
         // Each document holds at least one entry past `after_seq`, so `limit`
@@ -900,16 +928,18 @@ impl Store for MongoStore {
             .await?;
         }
         if let Some(snapshot) = &parts.snapshot {
+            // Whole, so a fence a deleted room of that name left goes with it: the
+            // copy is the room now.
             bounded(
                 self.snapshots
-                    .update_one(
+                    .replace_one(
                         doc! {"room_id": room_id},
-                        doc! {"$set": {
+                        doc! {
                             "room_id": room_id,
                             "through_seq": to_i64(snapshot.through_seq)?,
                             "data": binary(&snapshot.data),
                             "updated_at": mongodb::bson::DateTime::from_millis(snapshot.at_ms),
-                        }},
+                        },
                     )
                     .upsert(true),
             )
@@ -942,7 +972,10 @@ impl Store for MongoStore {
     async fn logged_through(&self, room_id: &str) -> Result<u64, StoreError> {
         // The document with the highest first number, and the run reaching furthest
         // (runs written by racing writers may overlap).
-        let mut through = self.read_snapshot(room_id).await?.map_or(0, |(seq, _)| seq);
+        let mut through = self
+            .read_snapshot(room_id)
+            .await?
+            .map_or(0, |base| base.through_seq);
         for key in ["seq", "last"] {
             let found = bounded(
                 self.updates
@@ -1115,9 +1148,27 @@ async fn bounded<T>(
     }
 }
 
-/// Whether a `room_snapshots` document is a deletion's fence rather than a snapshot.
-fn fenced(snapshot: &Document) -> bool {
+/// A room's `room_snapshots` document as read.
+struct Base {
+    through_seq: u64,
+    /// None: a deletion's fence, with nothing compacted since.
+    data: Option<Bytes>,
+    /// Numbers up to this one were a deleted room's (0: none).
+    fence: u64,
+}
+
+/// Whether a `room_snapshots` document is a deletion's fence with no snapshot since.
+fn bare_fence(snapshot: &Document) -> bool {
     snapshot.get_bool("deleted").unwrap_or(false)
+}
+
+/// The number a deletion fenced the room's log at, 0 for none.
+fn fence_of(snapshot: &Document) -> Result<u64, StoreError> {
+    if snapshot.contains_key("fence") {
+        sequence(snapshot, "fence")
+    } else {
+        Ok(0)
+    }
 }
 
 /// A write refused because a unique index already holds its key.
