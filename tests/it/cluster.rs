@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coedit::api::{ClientMessage, ServerMessage};
+use coedit::server::store::mongo::MongoStore;
+use coedit::server::store::Store;
 use mongodb::bson::{doc, Document};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -947,6 +949,75 @@ async fn deleting_a_room_on_one_node_closes_it_on_every_node_and_removes_it_ever
         numbered_past,
         "the room's next update is numbered past its fence"
     );
+}
+
+/// A node whose subscription was down when another node deleted a room never
+/// hears of it. Its persister finds the room's deletion count grown, closes the
+/// room as deleted, and writes nothing of it back over the deletion's fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_a_deletion_closes_the_room_and_writes_nothing_back() {
+    let Some(setup) =
+        Setup::new("a_node_that_missed_a_deletion_closes_the_room_and_writes_nothing_back").await
+    else {
+        return;
+    };
+    let node = setup.node("n1", &["--persist-every", "200ms"]).await;
+    let mut alice = join(&node.base(), "missed", "alice").await;
+    type_slowly(&mut alice, "secret").await;
+    // The deletion as another node makes it, its notice lost: the fence, the
+    // stream, the count.
+    let mut redis = setup.redis.connection().await;
+    let mut numbered = 0;
+    let appended = eventually(async || {
+        let counter: Option<u64> = redis::cmd("GET")
+            .arg("coedit:{missed}:seq")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        numbered = counter.unwrap_or(0);
+        numbered > 0
+    })
+    .await;
+    assert!(appended, "alice's edits never reached Redis");
+    let store = MongoStore::connect(&setup.mongo_url, &setup.database)
+        .await
+        .unwrap();
+    Store::delete_room_fenced(&store, "missed", numbered)
+        .await
+        .unwrap();
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("DEL")
+        .arg("coedit:{missed}:log")
+        .arg("coedit:{missed}:applied")
+        .arg("coedit:{missed}:users")
+        .arg("coedit:{missed}:persister")
+        .ignore()
+        .cmd("INCR")
+        .arg("coedit:{missed}:deletions")
+        .ignore()
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let (code, reason) = close_frame(&mut alice.socket).await;
+    assert_eq!((code, reason.as_str()), (4404, "room deleted"));
+    // Several persist intervals later the fence still stands alone.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let db = setup.db().await;
+    let fence = db
+        .collection::<Document>("room_snapshots")
+        .find_one(doc! {"room_id": "missed"})
+        .await
+        .unwrap()
+        .expect("the fence");
+    assert_eq!(fence.get_bool("deleted"), Ok(true), "{fence}");
+    let copied = db
+        .collection::<Document>("room_updates")
+        .count_documents(doc! {"room_id": "missed"})
+        .await
+        .unwrap();
+    assert_eq!(copied, 0, "the deleted room's log was copied back");
+    Store::close(&store).await.unwrap();
 }
 
 #[test]

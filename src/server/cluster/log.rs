@@ -13,7 +13,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use redis::Value;
 
-use super::{applied_key, channel, lease_key, lock, log_key, seq_key, users_key, Cluster, Opened};
+use super::{
+    applied_key, channel, deletions_key, lease_key, lock, log_key, seq_key, users_key, Cluster,
+    Opened,
+};
 use crate::server::store::{
     DurableState, History, RoomParts, Store, StoreError, StoredEntry, VersionData, WriteOp,
 };
@@ -283,6 +286,9 @@ impl ClusterStore {
             .arg(users_key(room_id))
             .arg(lease_key(room_id))
             .ignore()
+            .cmd("INCR")
+            .arg(deletions_key(room_id))
+            .ignore()
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -330,8 +336,11 @@ impl Store for ClusterStore {
         let users = super::events::room_users(&mut conn, room_id)
             .await
             .map_err(|error| Self::unavailable(&error))?;
-        let counter: Option<u64> = redis::cmd("GET")
+        let (counter, deletions): (Option<u64>, Option<u64>) = redis::pipe()
+            .cmd("GET")
             .arg(seq_key(room_id))
+            .cmd("GET")
+            .arg(deletions_key(room_id))
             .query_async(&mut conn)
             .await
             .map_err(|error| Self::unavailable(&error))?;
@@ -356,6 +365,7 @@ impl Store for ClusterStore {
                 persisted_seq: base,
                 since_compact: mongo_log,
                 users,
+                deletions: deletions.unwrap_or(0),
             },
         );
         if stored.is_none() && entries.is_empty() {

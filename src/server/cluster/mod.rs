@@ -96,6 +96,10 @@ struct Watched {
     /// room's document lacks them until they are read from MongoDB
     /// (`reader::catch_up`): no compaction from it meanwhile.
     filling_gap: bool,
+    /// How many times the room had been deleted when this node opened it: a
+    /// higher count later means it was deleted since, and this node missed the
+    /// notice (`persist::persist_room` closes it then).
+    deletions: u64,
 }
 
 /// What reading a room's stored state left for `Peers::opened`.
@@ -106,6 +110,7 @@ struct Opened {
     persisted_seq: u64,
     since_compact: u64,
     users: Vec<(String, RoomUser)>,
+    deletions: u64,
 }
 
 /// Cheap to clone; clones share one node.
@@ -370,6 +375,7 @@ impl Peers for Cluster {
                 persisted_seq: opened.persisted_seq,
                 since_compact: opened.since_compact,
                 filling_gap: false,
+                deletions: opened.deletions,
             },
         );
         let _ = self
@@ -469,6 +475,11 @@ fn users_key(room_id: &str) -> String {
 
 fn lease_key(room_id: &str) -> String {
     format!("coedit:{{{room_id}}}:persister")
+}
+
+/// How many times the room was deleted (kept, like its counter).
+fn deletions_key(room_id: &str) -> String {
+    format!("coedit:{{{room_id}}}:deletions")
 }
 
 fn channel(room_id: &str) -> String {

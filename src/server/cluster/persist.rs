@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::log::{range, Entry};
-use super::{lease_key, lock, log_key, Cluster, Watched};
+use super::{deletions_key, lease_key, lock, log_key, Cluster, Watched};
 use crate::server::room::durable::{now_ms, room_hash};
 use crate::server::room::Room;
 use crate::server::store::{LoggedUpdate, Snapshot, WriteOp};
@@ -37,19 +37,21 @@ const CHUNK: usize = 1000;
 /// any node takes to read it.
 pub(super) const KEEP_FOR: Duration = Duration::from_secs(30);
 
-/// Takes or renews the lease: 1 when this node held it already, 2 when it just
-/// took it, 0 when another node holds it.
+/// Takes or renews the lease (KEYS lease, deletions): 1 when this node held it
+/// already, 2 when it just took it, 0 when another node holds it; and how many
+/// times the room was deleted.
 const TAKE: &str = r"
+local deletions = tonumber(redis.call('GET', KEYS[2]) or '0')
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+  return {1, deletions}
 end
 if not holder then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 2
+  return {2, deletions}
 end
-return 0
+return {0, deletions}
 ";
 
 /// Lets the lease go, if it is still this node's.
@@ -107,23 +109,33 @@ pub(super) async fn persist_room(
 ) {
     let inner = &cluster.inner;
     let mut conn = inner.conn.clone();
-    let held: Result<i64, _> = redis::Script::new(TAKE)
+    let held: Result<(i64, u64), _> = redis::Script::new(TAKE)
         .key(lease_key(room_id))
+        .key(deletions_key(room_id))
         .arg(cluster.instance())
         .arg(lease_ttl(inner.settings.persist_every).as_millis() as u64)
         .invoke_async(&mut conn)
         .await;
-    // Where to copy from: after what this node copied while it held the lease, or
-    // the whole stream when it just took it, skipping what MongoDB already has (an
-    // earlier holder copied it; the stream keeps entries `KEEP_FOR` after that).
-    let copied = match held {
-        Ok(1) => lock(&inner.persisted_ids).get(room_id).cloned(),
-        Ok(2) => None,
-        Ok(_) => return,
+    let (held, deletions) = match held {
+        Ok(answer) => answer,
         Err(error) => {
             cluster.report("persister", Err(error.to_string()));
             return;
         }
+    };
+    if deleted_since_opened(cluster, room_id, retired, deletions) {
+        if held == 2 {
+            release_lease(cluster, room_id).await;
+        }
+        return;
+    }
+    // Where to copy from: after what this node copied while it held the lease, or
+    // the whole stream when it just took it, skipping what MongoDB already has (an
+    // earlier holder copied it; the stream keeps entries `KEEP_FOR` after that).
+    let copied = match held {
+        1 => lock(&inner.persisted_ids).get(room_id).cloned(),
+        2 => None,
+        _ => return,
     };
     let mut start = copied.as_deref().map_or_else(|| "-".to_owned(), next_id);
     let stored_through = match copied {
@@ -189,13 +201,53 @@ pub(super) async fn persist_room(
     }
     compact_if_due(cluster, room_id, retired, moved, persisted_through).await;
     if release {
-        lock(&inner.persisted_ids).remove(room_id);
-        let _: Result<i64, _> = redis::Script::new(RELEASE)
-            .key(lease_key(room_id))
-            .arg(cluster.instance())
-            .invoke_async(&mut conn)
-            .await;
+        release_lease(cluster, room_id).await;
     }
+}
+
+/// Lets the room's lease go, if it is still this node's.
+async fn release_lease(cluster: &Cluster, room_id: &str) {
+    lock(&cluster.inner.persisted_ids).remove(room_id);
+    let mut conn = cluster.inner.conn.clone();
+    let _: Result<i64, _> = redis::Script::new(RELEASE)
+        .key(lease_key(room_id))
+        .arg(cluster.instance())
+        .invoke_async(&mut conn)
+        .await;
+}
+
+/// Whether the room was deleted (`deletions` is Redis' count) since this node
+/// opened it, though no notice of it came (the node's subscription was down
+/// then). The node then closes the room as deleted, as the notice would have: its
+/// document still holds the deleted room, and a compaction from it would write
+/// that back past the deletion's fence.
+fn deleted_since_opened(
+    cluster: &Cluster,
+    room_id: &str,
+    retired: Option<&Watched>,
+    deletions: u64,
+) -> bool {
+    let opened_with = match retired {
+        Some(retired) => Some(retired.deletions),
+        None => cluster
+            .watched()
+            .get(room_id)
+            .map(|watched| watched.deletions),
+    };
+    // Only a count that grew: a Redis that lost its data counts from 0 again.
+    if opened_with.is_none_or(|opened_with| deletions <= opened_with) {
+        return false;
+    }
+    if retired.is_none() {
+        tracing::warn!(
+            room = room_id,
+            "cluster: the room was deleted on another node and this node missed the notice; closing it"
+        );
+        if let Some(registry) = cluster.registry() {
+            registry.forget_deleted(room_id);
+        }
+    }
+    true
 }
 
 fn logged(room_id: &str, entry: &Entry) -> WriteOp {
