@@ -951,6 +951,47 @@ async fn deleting_a_room_on_one_node_closes_it_on_every_node_and_removes_it_ever
     );
 }
 
+/// Deletes `room` as another node would while this test's nodes' subscriptions are
+/// down (the notice is never sent): the fence in MongoDB, the stream and the count
+/// in Redis. Waits for at least `typed` numbers to be used first.
+async fn delete_missing_the_notice(setup: &Setup, room: &str, typed: u64) {
+    let mut redis = setup.redis.connection().await;
+    let mut numbered = 0;
+    let appended = eventually(async || {
+        let counter: Option<u64> = redis::cmd("GET")
+            .arg(format!("coedit:{{{room}}}:seq"))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        numbered = counter.unwrap_or(0);
+        numbered >= typed
+    })
+    .await;
+    assert!(appended, "the room's edits never reached Redis");
+    let store = MongoStore::connect(&setup.mongo_url, &setup.database)
+        .await
+        .unwrap();
+    Store::delete_room_fenced(&store, room, numbered)
+        .await
+        .unwrap();
+    let key = |name: &str| format!("coedit:{{{room}}}:{name}");
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("DEL")
+        .arg(key("log"))
+        .arg(key("applied"))
+        .arg(key("users"))
+        .arg(key("persister"))
+        .ignore()
+        .cmd("INCR")
+        .arg(key("deletions"))
+        .ignore()
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    Store::close(&store).await.unwrap();
+}
+
 /// A node whose subscription was down when another node deleted a room never
 /// hears of it. Its persister finds the room's deletion count grown, closes the
 /// room as deleted, and writes nothing of it back over the deletion's fence.
@@ -964,41 +1005,7 @@ async fn a_node_that_missed_a_deletion_closes_the_room_and_writes_nothing_back()
     let node = setup.node("n1", &["--persist-every", "200ms"]).await;
     let mut alice = join(&node.base(), "missed", "alice").await;
     type_slowly(&mut alice, "secret").await;
-    // The deletion as another node makes it, its notice lost: the fence, the
-    // stream, the count.
-    let mut redis = setup.redis.connection().await;
-    let mut numbered = 0;
-    let appended = eventually(async || {
-        let counter: Option<u64> = redis::cmd("GET")
-            .arg("coedit:{missed}:seq")
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        numbered = counter.unwrap_or(0);
-        numbered > 0
-    })
-    .await;
-    assert!(appended, "alice's edits never reached Redis");
-    let store = MongoStore::connect(&setup.mongo_url, &setup.database)
-        .await
-        .unwrap();
-    Store::delete_room_fenced(&store, "missed", numbered)
-        .await
-        .unwrap();
-    let _: () = redis::pipe()
-        .atomic()
-        .cmd("DEL")
-        .arg("coedit:{missed}:log")
-        .arg("coedit:{missed}:applied")
-        .arg("coedit:{missed}:users")
-        .arg("coedit:{missed}:persister")
-        .ignore()
-        .cmd("INCR")
-        .arg("coedit:{missed}:deletions")
-        .ignore()
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    delete_missing_the_notice(&setup, "missed", 1).await;
     let (code, reason) = close_frame(&mut alice.socket).await;
     assert_eq!((code, reason.as_str()), (4404, "room deleted"));
     // Several persist intervals later the fence still stands alone.
@@ -1017,7 +1024,34 @@ async fn a_node_that_missed_a_deletion_closes_the_room_and_writes_nothing_back()
         .await
         .unwrap();
     assert_eq!(copied, 0, "the deleted room's log was copied back");
-    Store::close(&store).await.unwrap();
+}
+
+/// The same node, its persister far off: its clients type on, and the room
+/// compacts itself into its stream every few edits. Redis refuses those appends
+/// (the node's count is behind), the node closes the room, and the room that
+/// follows holds nothing of the deleted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_of_a_node_that_missed_a_deletion_are_refused() {
+    let Some(setup) = Setup::new("appends_of_a_node_that_missed_a_deletion_are_refused").await
+    else {
+        return;
+    };
+    let node = setup
+        .node("n1", &["--persist-every", "60s", "--compact-every", "5"])
+        .await;
+    let mut alice = join(&node.base(), "stale", "alice").await;
+    type_slowly(&mut alice, "secret").await;
+    delete_missing_the_notice(&setup, "stale", 6).await;
+    type_slowly(&mut alice, "abcdefgh").await;
+    let (code, reason) = close_frame(&mut alice.socket).await;
+    assert_eq!((code, reason.as_str()), (4404, "room deleted"));
+    let url = format!("ws://{}/api/ws/stale?client_id=fresh", node.base());
+    let mut fresh = Client::connect(&url, "fresh").await;
+    let greeting = fresh.recv().await;
+    assert!(
+        matches!(greeting, ServerMessage::Users { .. }),
+        "the deleted room came back: {greeting:?}"
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use coedit::api::ServerMessage;
 use coedit::server::store::mongo::{MongoStore, CHECKPOINTS, UPDATES};
 use coedit::server::store::{
-    conformance, DurableState, LoggedUpdate, RoomParts, Snapshot, Store, StoredSnapshot,
+    conformance, dump, DurableState, LoggedUpdate, RoomParts, Snapshot, Store, StoredSnapshot,
     VersionData, WriteOp,
 };
 use coedit::server::{Config, StoreConfig};
@@ -349,6 +349,7 @@ async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
     store.delete_room_fenced(room, 0).await.unwrap();
     assert_eq!(store.load_durable(room).await.unwrap(), None);
     assert_eq!(store.logged_through(room).await.unwrap(), 4);
+    assert_eq!(store.fenced_through(room).await.unwrap(), 4);
     assert_eq!(store.load_checkpoint(room).await.unwrap(), None);
 
     // The late copy: entries, then a compaction at the fence's own number.
@@ -490,4 +491,123 @@ async fn a_conflicting_index_on_the_update_log_is_refused_by_name() {
         "{message}"
     );
     db.drop().await.unwrap();
+}
+
+/// What a deleted room's fence means off the cluster's path: a single server on the
+/// same database numbers a new room after it (so its edits are read); a version
+/// between the fence and a compaction that dropped it is gone, not an empty room;
+/// and a dump restored over a fence is the room.
+#[tokio::test]
+async fn a_fence_is_respected_by_single_servers_versions_and_restores() {
+    let Some(url) = mongo_url("a_fence_is_respected_by_single_servers_versions_and_restores")
+    else {
+        return;
+    };
+    let name = unique_database("fenced-single");
+    let store = mongo_store(&url, &name).await;
+    store.delete_room_fenced("after", 50).await.unwrap();
+    // A checkpoint saved after the fence (by a node that had not heard of the
+    // deletion) does not bring the room back.
+    store.delete_room_fenced("late", 5).await.unwrap();
+    let stale = hex::decode(hex_state_of("deleted text")).unwrap();
+    store.save_checkpoint("late", &stale).await.unwrap();
+    let server = TestServer::start_with(mongo_config(&url, &name), store.clone()).await;
+    let (_reader, greeting) = server.connect("late", "reader").await;
+    assert!(
+        !greeting
+            .iter()
+            .any(|message| matches!(message, ServerMessage::Sync { .. })),
+        "the deleted room came back from a late checkpoint: {greeting:?}"
+    );
+    let mut alice = server.join("after", "alice", "Alice").await;
+    alice.type_text(0, "kept").await;
+    let typed = eventually(async || {
+        let (_, room) = server.get("/rooms/after").await;
+        room["doc_size"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    assert!(typed, "alice's edit never reached the room");
+    server.stop().await;
+    // The server closed its client: read with a new one.
+    let store = mongo_store(&url, &name).await;
+    let loaded = store
+        .load_durable("after")
+        .await
+        .unwrap()
+        .expect("the new room");
+    assert!(loaded.last_seq > 50, "{loaded:?}");
+
+    // Fence at 2, updates 3 to 5, a compaction at 4 that drops 3.
+    let room = "versions";
+    let update = |seq: u64| {
+        WriteOp::Append(LoggedUpdate {
+            room_id: room.into(),
+            seq,
+            data: bytes::Bytes::from(format!("u{seq}")),
+            at_ms: seq as i64 * 1000,
+            author: None,
+        })
+    };
+    store.delete_room_fenced(room, 2).await.unwrap();
+    for seq in 3..=5 {
+        store.write(&[update(seq)]).await.unwrap();
+    }
+    assert_eq!(
+        store.read_version(room, 3).await.unwrap(),
+        Some(VersionData {
+            base: None,
+            updates: vec![bytes::Bytes::from_static(b"u3")],
+        })
+    );
+    store
+        .write(&[WriteOp::Compact(Snapshot {
+            room_id: room.into(),
+            through_seq: 4,
+            data: bytes::Bytes::from_static(b"s4"),
+            at_ms: 4000,
+            keep_history_since_ms: None,
+        })])
+        .await
+        .unwrap();
+    let gone = eventually(async || store.read_version(room, 3).await.unwrap().is_none()).await;
+    assert!(
+        gone,
+        "a version the compaction dropped is read as something"
+    );
+    assert_eq!(store.history(room).await.unwrap().readable_from(), Some(4));
+
+    // A dump of a room with entries only, restored where a fence stands.
+    let source = coedit::server::store::memory::MemoryStore::new();
+    source
+        .write(&[WriteOp::Append(LoggedUpdate {
+            room_id: "restored".into(),
+            seq: 1,
+            data: bytes::Bytes::from_static(b"one"),
+            at_ms: 1000,
+            author: None,
+        })])
+        .await
+        .unwrap();
+    let mut file = Vec::new();
+    dump::dump(&source, &["restored".to_owned()], &mut file, &dump::Silent)
+        .await
+        .unwrap();
+    let target = mongo_store(&url, &unique_database("fenced-restore")).await;
+    target.delete_room_fenced("restored", 10).await.unwrap();
+    let mut input = std::io::BufReader::new(&file[..]);
+    dump::read_header(&mut input).unwrap();
+    dump::restore(target.as_ref(), &mut input, false, &dump::Silent)
+        .await
+        .unwrap();
+    assert_eq!(
+        target.load_durable("restored").await.unwrap(),
+        Some(DurableState {
+            snapshot: None,
+            updates: vec![bytes::Bytes::from_static(b"one")],
+            last_seq: 1,
+        })
+    );
+    store.close().await.unwrap();
+    target.close().await.unwrap();
+    database_handle_drop(&url, &name).await;
 }

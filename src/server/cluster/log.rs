@@ -21,14 +21,17 @@ use crate::server::store::{
     DurableState, History, RoomParts, Store, StoreError, StoredEntry, VersionData, WriteOp,
 };
 
-/// Appends one operation: KEYS log, seq, applied; ARGV base, instance, local seq,
-/// data, client, author, time, channel. Returns the update's number, or 0 when the
-/// operation was appended before.
+/// Appends one operation: KEYS log, seq, applied, deletions; ARGV base, instance,
+/// local seq, data, client, author, time, channel, deletions known. Returns the
+/// update's number, 0 when the operation was appended before, or -1 when the room
+/// was deleted since this node opened it (its notice never came): nothing of the
+/// deleted room may reach the room of that name that followed it.
 ///
 /// The entry is also published on the room's channel (see `Entry::from_push`), so
 /// the nodes holding the room get it pushed instead of each polling every stream;
 /// the stream stays the record they catch up from when a push is missed.
 const APPEND: &str = r"
+if tonumber(redis.call('GET', KEYS[4]) or '0') > tonumber(ARGV[9]) then return -1 end
 local last = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
 if tonumber(ARGV[3]) <= last then return 0 end
 if redis.call('HSET', KEYS[3], ARGV[2], ARGV[3]) == 1 then
@@ -187,7 +190,7 @@ impl ClusterStore {
     async fn append(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
         let inner = &self.cluster.inner;
         let mut pipe = redis::pipe();
-        let mut appended = 0;
+        let mut rooms: Vec<&str> = Vec::with_capacity(batch.len());
         {
             let bases = lock(&inner.bases);
             for op in batch {
@@ -207,14 +210,15 @@ impl ClusterStore {
                     }
                     WriteOp::Delete(_) => continue,
                 };
-                let base = bases.get(room_id.as_str()).copied().unwrap_or(0);
+                let (base, deletions) = bases.get(room_id.as_str()).copied().unwrap_or((0, 0));
                 let mut command = redis::cmd("EVALSHA");
                 command
                     .arg(self.append.get_hash())
-                    .arg(3)
+                    .arg(4)
                     .arg(log_key(room_id))
                     .arg(seq_key(room_id))
                     .arg(applied_key(room_id))
+                    .arg(deletions_key(room_id))
                     .arg(base)
                     .arg(&inner.instance)
                     .arg(op.seq())
@@ -222,18 +226,19 @@ impl ClusterStore {
                     .arg(client)
                     .arg(author)
                     .arg(at_ms)
-                    .arg(channel(room_id));
-                pipe.add_command(command).ignore();
-                appended += 1;
+                    .arg(channel(room_id))
+                    .arg(deletions);
+                pipe.add_command(command);
+                rooms.push(room_id);
             }
         }
-        if appended == 0 {
+        if rooms.is_empty() {
             return Ok(());
         }
         let mut conn = inner.conn.clone();
-        let result: Result<(), redis::RedisError> = pipe.query_async(&mut conn).await;
-        match result {
-            Ok(()) => {}
+        let result: Result<Vec<i64>, redis::RedisError> = pipe.query_async(&mut conn).await;
+        let numbers = match result {
+            Ok(numbers) => numbers,
             Err(error)
                 if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
             {
@@ -242,17 +247,34 @@ impl ClusterStore {
                     .load_async(&mut conn)
                     .await
                     .map_err(|error| Self::unavailable(&error))?;
-                let _: () = pipe
-                    .query_async(&mut conn)
+                pipe.query_async(&mut conn)
                     .await
-                    .map_err(|error| Self::unavailable(&error))?;
+                    .map_err(|error| Self::unavailable(&error))?
             }
             Err(error) => return Err(Self::unavailable(&error)),
+        };
+        // Refused: the room was deleted since this node opened it. Its operations
+        // are dropped (as the room's own would be had the notice come) and the
+        // room is closed as deleted, off the journal's task.
+        let mut deleted: Vec<String> = rooms
+            .iter()
+            .zip(&numbers)
+            .filter(|(_, &number)| number < 0)
+            .map(|(room_id, _)| (*room_id).to_owned())
+            .collect();
+        deleted.dedup();
+        if !deleted.is_empty() {
+            let cluster = self.cluster.clone();
+            tokio::spawn(async move {
+                for room_id in deleted {
+                    cluster.missed_deletion(&room_id);
+                }
+            });
         }
         inner
             .counters
             .appended
-            .fetch_add(appended, Ordering::Relaxed);
+            .fetch_add(rooms.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -345,12 +367,13 @@ impl Store for ClusterStore {
             .await
             .map_err(|error| Self::unavailable(&error))?;
         let stored = inner.shared.load_durable(room_id).await?;
-        // Nothing to load may still be a deleted room's fence: number after it.
+        // Nothing to load may still be a deleted room's fence: number after it
+        // (the Redis counter does too, unless Redis lost it).
         let base = match &stored {
             Some(stored) => stored.last_seq,
-            None => inner.shared.logged_through(room_id).await?,
+            None => inner.shared.fenced_through(room_id).await?,
         };
-        lock(&inner.bases).insert(room_id.to_owned(), base);
+        lock(&inner.bases).insert(room_id.to_owned(), (base, deletions.unwrap_or(0)));
         let last_entry = entries.last().map(|entry| entry.seq).unwrap_or(0);
         let mongo_log = stored
             .as_ref()

@@ -135,9 +135,11 @@ struct Inner {
     /// `std::sync::Mutex`s: held for map lookups only, never across an await.
     watched: Mutex<HashMap<String, Watched>>,
     opened: Mutex<HashMap<String, Opened>>,
-    /// The room's MongoDB sequence number when it was read, the floor of the numbers
-    /// Redis gives its updates (a Redis that lost its data must not reuse them).
-    bases: Mutex<HashMap<String, u64>>,
+    /// Per room, when it was read: its MongoDB sequence number, the floor of the
+    /// numbers Redis gives its updates (a Redis that lost its data must not reuse
+    /// them); and how many times it had been deleted, past which Redis refuses
+    /// this node's appends to it.
+    bases: Mutex<HashMap<String, (u64, u64)>>,
     /// The last stream entry this node copied to MongoDB per room, while it holds
     /// the room's persister lease.
     persisted_ids: Mutex<HashMap<String, String>>,
@@ -323,6 +325,18 @@ impl Cluster {
 
     fn registry(&self) -> Option<Registry> {
         lock(&self.inner.registry).clone()
+    }
+
+    /// Closes a room that was deleted on another node while this node's
+    /// subscription was down (the notice never came), as the notice would have.
+    fn missed_deletion(&self, room_id: &str) {
+        tracing::warn!(
+            room = room_id,
+            "cluster: the room was deleted on another node and this node missed the notice; closing it"
+        );
+        if let Some(registry) = self.registry() {
+            registry.forget_deleted(room_id);
+        }
     }
 
     fn watched(&self) -> MutexGuard<'_, HashMap<String, Watched>> {

@@ -239,13 +239,7 @@ fn deleted_since_opened(
         return false;
     }
     if retired.is_none() {
-        tracing::warn!(
-            room = room_id,
-            "cluster: the room was deleted on another node and this node missed the notice; closing it"
-        );
-        if let Some(registry) = cluster.registry() {
-            registry.forget_deleted(room_id);
-        }
+        cluster.missed_deletion(room_id);
     }
     true
 }

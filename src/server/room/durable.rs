@@ -63,19 +63,28 @@ pub enum Stored {
     Checkpoint(Bytes),
     /// Nothing: a new room.
     Nothing,
+    /// Nothing but a deleted room's fence (`Store::delete_room_fenced`): a new room
+    /// whose numbers continue after it, so they are read.
+    Fenced(u64),
 }
 
 impl Stored {
     pub fn is_nothing(&self) -> bool {
-        matches!(self, Stored::Nothing)
+        matches!(self, Stored::Nothing | Stored::Fenced(_))
     }
 }
 
 /// Reads what the store holds for `room_id`: the durable state, or, for a room only
-/// a checkpoint knows, that checkpoint.
+/// a checkpoint knows, that checkpoint; for a deleted room, its fence.
 pub async fn read_stored(store: &dyn Store, room_id: &str) -> Result<Stored, StoreError> {
     if let Some(durable) = store.load_durable(room_id).await? {
         return Ok(Stored::Durable(durable));
+    }
+    // A checkpoint does not outlive a deletion's fence: one saved after it came
+    // from a node that had not heard of the deletion yet.
+    let fence = store.fenced_through(room_id).await?;
+    if fence > 0 {
+        return Ok(Stored::Fenced(fence));
     }
     Ok(match store.load_checkpoint(room_id).await? {
         Some(checkpoint) => Stored::Checkpoint(checkpoint),
@@ -155,6 +164,7 @@ impl Durability {
             Stored::Durable(durable) => (durable.last_seq, durable.updates.len() as u64, false),
             Stored::Checkpoint(_) => (0, 0, true),
             Stored::Nothing => (0, 0, false),
+            Stored::Fenced(fence) => (*fence, 0, false),
         };
         Self {
             write_ahead,

@@ -196,7 +196,7 @@ impl Room {
             Stored::Checkpoint(checkpoint) => {
                 document.apply_stored(checkpoint)?;
             }
-            Stored::Nothing => {}
+            Stored::Nothing | Stored::Fenced(_) => {}
         }
         // Set after loading: what is stored is kept even if the limit was lowered.
         document.set_size_limit(settings.max_document_bytes);

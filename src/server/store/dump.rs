@@ -289,9 +289,10 @@ pub async fn restore(
                     progress.advanced(&summary);
                 }
                 progress.room(&room_id);
-                if replace {
-                    store.delete_room(&room_id).await?;
-                }
+                // Without `replace` the store lists no room, but may still hold what
+                // a deleted room of that name left (a cluster's fence, copies that
+                // landed after it), which would hide the restored one.
+                store.delete_room(&room_id).await?;
                 room = Some(room_id);
             }
             Record::Checkpoint { updated_at, data } => {

@@ -263,6 +263,13 @@ pub trait Store: Send + Sync + 'static {
         self.delete_room(room_id).await
     }
 
+    /// The number a deletion fenced the room's log at (`delete_room_fenced`), 0
+    /// for none: where a cluster numbers a room that has nothing else stored.
+    async fn fenced_through(&self, room_id: &str) -> Result<u64, StoreError> {
+        let _ = room_id;
+        Ok(0)
+    }
+
     /// Every room with anything stored (log, snapshot or checkpoint), sorted by id.
     async fn list_rooms(&self) -> Result<Vec<String>, StoreError>;
 

@@ -629,19 +629,19 @@ impl Store for MongoStore {
             let fence = fence_of(&current)?;
             if fence > 0 {
                 entries.retain(|entry| entry.seq > fence);
-                if let Some(at_ms) = entries.first().map(|first| first.at_ms) {
-                    if !entries.iter().any(|entry| entry.seq == fence) {
-                        entries.insert(
-                            0,
-                            HistoryEntry {
-                                seq: fence,
-                                at_ms,
-                                size: 0,
-                                author: None,
-                                snapshot: true,
-                            },
-                        );
-                    }
+                // The empty room is a base only while the log after it is whole.
+                let whole = entries.first().filter(|first| first.seq == fence + 1);
+                if let Some(at_ms) = whole.map(|first| first.at_ms) {
+                    entries.insert(
+                        0,
+                        HistoryEntry {
+                            seq: fence,
+                            at_ms,
+                            size: 0,
+                            author: None,
+                            snapshot: true,
+                        },
+                    );
                 }
             }
             let seq = sequence(&current, "through_seq")?;
@@ -701,20 +701,23 @@ impl Store for MongoStore {
                 base = Some((through_seq, data));
             }
         }
-        if base.is_none() && fence == 0 {
-            // Without a base, the log must start at the room's first update.
+        if base.is_none() {
+            // Without a base, the log must start at the room's first update: 1, or
+            // the one right after a deletion's fence (not what a compaction left).
+            let mut after_fence = updates::holding_after(fence)?;
+            after_fence.insert("room_id", room_id);
             let first = bounded(
                 self.updates
-                    .find_one(doc! {"room_id": room_id})
+                    .find_one(after_fence)
                     .sort(doc! {"seq": 1})
                     .projection(doc! {"_id": 0, "seq": 1}),
             )
             .await?;
-            let starts_at_one = match first {
-                Some(first) => sequence(&first, "seq")? == 1,
+            let starts_whole = match first {
+                Some(first) => sequence(&first, "seq")? == fence + 1,
                 None => false,
             };
-            if !starts_at_one {
+            if !starts_whole {
                 return Ok(None);
             }
         }
@@ -804,6 +807,10 @@ impl Store for MongoStore {
         bounded(self.updates.delete_many(covered)).await?;
         bounded(self.checkpoints.delete_many(doc! {"room_id": room_id})).await?;
         Ok(())
+    }
+
+    async fn fenced_through(&self, room_id: &str) -> Result<u64, StoreError> {
+        self.fence(room_id).await
     }
 
     async fn list_rooms(&self) -> Result<Vec<String>, StoreError> {
