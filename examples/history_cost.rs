@@ -75,6 +75,7 @@ async fn type_into(store: &SqliteStore, args: &Args, keep_history: bool) -> Vec<
                 at_ms: now_ms(),
                 // A week, as the default: nothing typed here is old enough to drop.
                 keep_history_since_ms: keep_history.then(|| now_ms() - 7 * 86_400_000),
+                deletions: None,
             }));
         }
         store.write(&batch).await.expect("write");

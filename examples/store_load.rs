@@ -297,6 +297,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     data: room.full_state(),
                     at_ms: 0,
                     keep_history_since_ms: None,
+                    deletions: None,
                 }),
                 room.written.clone(),
             );

@@ -971,7 +971,7 @@ async fn delete_missing_the_notice(setup: &Setup, room: &str, typed: u64) {
     let store = MongoStore::connect(&setup.mongo_url, &setup.database)
         .await
         .unwrap();
-    Store::delete_room_fenced(&store, room, numbered)
+    Store::delete_room_fenced(&store, room, numbered, 1)
         .await
         .unwrap();
     let key = |name: &str| format!("coedit:{{{room}}}:{name}");

@@ -329,24 +329,24 @@ async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
             author: Some("ada".into()),
         })
     };
-    let compact = |seq: u64, data: &'static [u8], since: Option<i64>| {
-        WriteOp::Compact(Snapshot {
-            room_id: room.into(),
-            through_seq: seq,
-            data: bytes::Bytes::from_static(data),
-            at_ms: seq as i64 * 1000,
-            keep_history_since_ms: since,
-        })
+    let snapshot = |seq: u64, data: &'static [u8], since: Option<i64>| Snapshot {
+        room_id: room.into(),
+        through_seq: seq,
+        data: bytes::Bytes::from_static(data),
+        at_ms: seq as i64 * 1000,
+        keep_history_since_ms: since,
+        deletions: Some(1),
     };
+    let compact = |seq, data, since| WriteOp::Compact(snapshot(seq, data, since));
     store
         .write(&[append(1, b"one"), append(2, b"two")])
         .await
         .unwrap();
     store.save_checkpoint(room, b"saved").await.unwrap();
     // Numbers 3 and 4 were still only in the room's stream.
-    store.delete_room_fenced(room, 4).await.unwrap();
+    store.delete_room_fenced(room, 4, 1).await.unwrap();
     // A retried delete that knows less keeps the fence where it is.
-    store.delete_room_fenced(room, 0).await.unwrap();
+    store.delete_room_fenced(room, 0, 1).await.unwrap();
     assert_eq!(store.load_durable(room).await.unwrap(), None);
     assert_eq!(store.logged_through(room).await.unwrap(), 4);
     assert_eq!(store.fenced_through(room).await.unwrap(), 4);
@@ -377,15 +377,25 @@ async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
             bytes::Bytes::from_static(b"six"),
         ]
     };
-    assert_eq!(
-        store.load_durable(room).await.unwrap(),
+    let the_new_room = || {
         Some(DurableState {
             snapshot: None,
             updates: again(),
             last_seq: 6,
         })
-    );
+    };
+    assert_eq!(store.load_durable(room).await.unwrap(), the_new_room());
     assert!(store.list_rooms().await.unwrap().contains(&room.to_owned()));
+    // A compaction past the fence from a node that opened the room before the
+    // deletion (it counted none) holds the deleted room: refused.
+    store
+        .write(&[WriteOp::Compact(Snapshot {
+            deletions: Some(0),
+            ..snapshot(6, b"stale", None)
+        })])
+        .await
+        .unwrap();
+    assert_eq!(store.load_durable(room).await.unwrap(), the_new_room());
     let fifth = Some(VersionData {
         base: None,
         updates: again()[..1].to_vec(),
@@ -426,7 +436,7 @@ async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
 
     // A room deleted before it used any number leaves nothing behind.
     store.save_checkpoint("unused", b"saved").await.unwrap();
-    store.delete_room_fenced("unused", 0).await.unwrap();
+    store.delete_room_fenced("unused", 0, 1).await.unwrap();
     assert_eq!(store.load_durable("unused").await.unwrap(), None);
     assert!(!store
         .list_rooms()
@@ -435,7 +445,7 @@ async fn writes_that_land_after_a_fenced_deletion_are_never_read() {
         .contains(&"unused".to_owned()));
 
     // A copy restored over a fence is the room, whole.
-    store.delete_room_fenced(room, 10).await.unwrap();
+    store.delete_room_fenced(room, 10, 1).await.unwrap();
     store
         .write_room_parts(
             room,
@@ -505,10 +515,10 @@ async fn a_fence_is_respected_by_single_servers_versions_and_restores() {
     };
     let name = unique_database("fenced-single");
     let store = mongo_store(&url, &name).await;
-    store.delete_room_fenced("after", 50).await.unwrap();
+    store.delete_room_fenced("after", 50, 1).await.unwrap();
     // A checkpoint saved after the fence (by a node that had not heard of the
     // deletion) does not bring the room back.
-    store.delete_room_fenced("late", 5).await.unwrap();
+    store.delete_room_fenced("late", 5, 1).await.unwrap();
     let stale = hex::decode(hex_state_of("deleted text")).unwrap();
     store.save_checkpoint("late", &stale).await.unwrap();
     let server = TestServer::start_with(mongo_config(&url, &name), store.clone()).await;
@@ -548,7 +558,7 @@ async fn a_fence_is_respected_by_single_servers_versions_and_restores() {
             author: None,
         })
     };
-    store.delete_room_fenced(room, 2).await.unwrap();
+    store.delete_room_fenced(room, 2, 1).await.unwrap();
     for seq in 3..=5 {
         store.write(&[update(seq)]).await.unwrap();
     }
@@ -566,6 +576,7 @@ async fn a_fence_is_respected_by_single_servers_versions_and_restores() {
             data: bytes::Bytes::from_static(b"s4"),
             at_ms: 4000,
             keep_history_since_ms: None,
+            deletions: None,
         })])
         .await
         .unwrap();
@@ -593,7 +604,7 @@ async fn a_fence_is_respected_by_single_servers_versions_and_restores() {
         .await
         .unwrap();
     let target = mongo_store(&url, &unique_database("fenced-restore")).await;
-    target.delete_room_fenced("restored", 10).await.unwrap();
+    target.delete_room_fenced("restored", 10, 1).await.unwrap();
     let mut input = std::io::BufReader::new(&file[..]);
     dump::read_header(&mut input).unwrap();
     dump::restore(target.as_ref(), &mut input, false, &dump::Silent)

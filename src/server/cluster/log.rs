@@ -291,13 +291,22 @@ impl ClusterStore {
         let inner = &self.cluster.inner;
         let mut conn = inner.conn.clone();
         let unavailable = |error: redis::RedisError| Self::unavailable(&error);
-        let numbered: Option<u64> = redis::cmd("GET")
+        let (numbered, deletions): (Option<u64>, Option<u64>) = redis::pipe()
+            .cmd("GET")
             .arg(seq_key(room_id))
+            .cmd("GET")
+            .arg(deletions_key(room_id))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
         let numbered = numbered.unwrap_or(0);
-        inner.shared.delete_room_fenced(room_id, numbered).await?;
+        // This deletion's count: MongoDB then refuses compactions from nodes that
+        // opened the room before it.
+        let deletions = deletions.unwrap_or(0) + 1;
+        inner
+            .shared
+            .delete_room_fenced(room_id, numbered, deletions)
+            .await?;
         let (last,): (Option<u64>,) = redis::pipe()
             .atomic()
             .cmd("GET")
@@ -315,7 +324,10 @@ impl ClusterStore {
             .await
             .map_err(unavailable)?;
         if let Some(last) = last.filter(|&last| last > numbered) {
-            inner.shared.delete_room_fenced(room_id, last).await?;
+            inner
+                .shared
+                .delete_room_fenced(room_id, last, deletions)
+                .await?;
         }
         let notice = super::events::deleted_notice(&inner.instance);
         let _: () = redis::cmd("PUBLISH")

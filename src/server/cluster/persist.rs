@@ -266,7 +266,7 @@ async fn compact_if_due(
     persisted_through: Option<u64>,
 ) {
     let settings = &cluster.inner.settings;
-    let due: Option<(Room, u64)> = {
+    let due: Option<(Room, u64, u64)> = {
         let mut watched = cluster.watched();
         match watched.get_mut(room_id) {
             Some(watched) => {
@@ -281,6 +281,7 @@ async fn compact_if_due(
                         (
                             watched.room.clone(),
                             watched.persisted_seq.min(watched.applied_seq),
+                            watched.deletions,
                         )
                     },
                 )
@@ -288,11 +289,17 @@ async fn compact_if_due(
             None => retired.and_then(|retired| {
                 let persisted = persisted_through.unwrap_or(retired.persisted_seq);
                 (retired.since_compact + moved >= settings.compact_every && !retired.filling_gap)
-                    .then(|| (retired.room.clone(), persisted.min(retired.applied_seq)))
+                    .then(|| {
+                        (
+                            retired.room.clone(),
+                            persisted.min(retired.applied_seq),
+                            retired.deletions,
+                        )
+                    })
             }),
         }
     };
-    let Some((room, through_seq)) = due else {
+    let Some((room, through_seq, deletions)) = due else {
         return;
     };
     if through_seq == 0 {
@@ -307,6 +314,8 @@ async fn compact_if_due(
         at_ms: now,
         keep_history_since_ms: (!retention.is_zero())
             .then(|| now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))),
+        // A delete that landed after this node read the count refuses it in MongoDB.
+        deletions: Some(deletions),
     };
     if let Err(error) = cluster
         .inner

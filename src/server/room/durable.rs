@@ -687,6 +687,7 @@ impl Room {
                 data: state.document.encoded_state(),
                 at_ms: now,
                 keep_history_since_ms: keep_since,
+                deletions: None,
             }),
             self.watcher(),
         );

@@ -70,6 +70,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) -> Result<(), String> {
                 data: Bytes::from_static(b"one+two"),
                 at_ms: 0,
                 keep_history_since_ms: None,
+                deletions: None,
             }),
             append(&log_room, 4, b"four"),
         ])
@@ -94,6 +95,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) -> Result<(), String> {
             data: Bytes::from_static(b"all"),
             at_ms: 0,
             keep_history_since_ms: None,
+            deletions: None,
         })])
         .await
         .map_err(failed)?;
@@ -169,6 +171,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) -> Result<(), String> {
                 data: Bytes::from_static(b"snap"),
                 at_ms: 0,
                 keep_history_since_ms: Some(0),
+                deletions: None,
             }),
             append(&deleted_room, 2, b"two"),
             WriteOp::Delete(RoomDeletion {
@@ -353,6 +356,7 @@ fn compact_at(room_id: &str, seq: u64, data: &'static [u8], since: Option<i64>) 
         data: Bytes::from_static(data),
         at_ms: seq as i64 * 1000,
         keep_history_since_ms: since,
+        deletions: None,
     })
 }
 

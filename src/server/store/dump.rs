@@ -412,6 +412,7 @@ mod tests {
                 data: Bytes::from_static(b"b-snap"),
                 at_ms: 700,
                 keep_history_since_ms: Some(0),
+                deletions: None,
             })])
             .await
             .unwrap();

@@ -71,6 +71,10 @@ pub struct Snapshot {
     /// time on stay readable as versions, and the snapshot is kept in the history
     /// too. `None`: what the snapshot covers is dropped, as without history.
     pub keep_history_since_ms: Option<i64>,
+    /// A cluster node's count of the room's deletions when it opened the room:
+    /// a store holding a deletion's fence from a later count refuses the
+    /// snapshot (it holds the deleted room). `None` off a cluster.
+    pub deletions: Option<u64>,
 }
 
 /// One entry of a room's history: an update, or a snapshot the history keeps as a
@@ -258,8 +262,16 @@ pub trait Store: Send + Sync + 'static {
     /// starts again empty after them (`load_durable` answers the fence's number with
     /// nothing to merge). A store only one server writes has no late writes: by
     /// default this deletes.
-    async fn delete_room_fenced(&self, room_id: &str, through_seq: u64) -> Result<(), StoreError> {
-        let _ = through_seq;
+    ///
+    /// `deletions` is the room's count of deletions, this one included: a
+    /// compaction from a writer that counted fewer is refused.
+    async fn delete_room_fenced(
+        &self,
+        room_id: &str,
+        through_seq: u64,
+        deletions: u64,
+    ) -> Result<(), StoreError> {
+        let _ = (through_seq, deletions);
         self.delete_room(room_id).await
     }
 

@@ -309,9 +309,26 @@ impl MongoStore {
             "data": binary(&snapshot.data),
             "updated_at": mongodb::bson::DateTime::from_millis(snapshot.at_ms),
         };
-        // A compaction after a deletion's fence (a new room) lifts it.
+        // A compaction after a deletion's fence (a new room) lifts it, unless it
+        // comes from a node that opened the room before that deletion.
+        let mut fields = fields;
+        let mut not_stale = doc! {};
+        if let Some(deletions) = snapshot.deletions {
+            let deletions = to_i64(deletions)?;
+            fields.insert("deletions", deletions);
+            not_stale = doc! {"$or": [
+                {"deletions": {"$exists": false}},
+                {"deletions": {"$lte": deletions}},
+            ]};
+        }
         if !self
-            .replace_snapshot(&snapshot.room_id, through_seq, fields, doc! {"deleted": ""})
+            .replace_snapshot(
+                &snapshot.room_id,
+                through_seq,
+                fields,
+                doc! {"deleted": ""},
+                not_stale,
+            )
             .await?
         {
             return Ok(());
@@ -353,12 +370,16 @@ impl MongoStore {
         through_seq: i64,
         fields: Document,
         unset: Document,
+        also: Document,
     ) -> Result<bool, StoreError> {
         // A fence is newer than anything at its own number.
-        let not_newer = doc! {"room_id": room_id, "$or": [
+        let mut not_newer = doc! {"room_id": room_id, "$or": [
             {"through_seq": {"$lt": through_seq}},
             {"through_seq": through_seq, "deleted": {"$ne": true}},
         ]};
+        if !also.is_empty() {
+            not_newer = doc! {"$and": [not_newer, also]};
+        }
         let mut replace = doc! {"$set": fields.clone()};
         if !unset.is_empty() {
             replace.insert("$unset", unset);
@@ -786,7 +807,12 @@ impl Store for MongoStore {
     /// readers skip every number up to it, and an older compaction cannot replace
     /// it. The room's next compaction brings data back but keeps the `fence`, so
     /// a copy that landed late stays unread (until compactions delete it).
-    async fn delete_room_fenced(&self, room_id: &str, through_seq: u64) -> Result<(), StoreError> {
+    async fn delete_room_fenced(
+        &self,
+        room_id: &str,
+        through_seq: u64,
+        deletions: u64,
+    ) -> Result<(), StoreError> {
         self.ensure_indexes().await?;
         let through = to_i64(self.logged_through(room_id).await?.max(through_seq))?;
         if through == 0 {
@@ -797,10 +823,11 @@ impl Store for MongoStore {
             "room_id": room_id,
             "through_seq": through,
             "fence": through,
+            "deletions": to_i64(deletions)?,
             "deleted": true,
             "updated_at": mongodb::bson::DateTime::now(),
         };
-        self.replace_snapshot(room_id, through, fence, doc! {"data": ""})
+        self.replace_snapshot(room_id, through, fence, doc! {"data": ""}, doc! {})
             .await?;
         let mut covered = updates::through(through);
         covered.insert("room_id", room_id);

@@ -1613,6 +1613,7 @@ mod tests {
             data: Bytes::from_static(data),
             at_ms: 0,
             keep_history_since_ms: None,
+            deletions: None,
         })
     }
 
@@ -1787,6 +1788,7 @@ mod tests {
                     data: big.clone(),
                     at_ms: 0,
                     keep_history_since_ms: None,
+                    deletions: None,
                 })])
                 .await
                 .unwrap();
