@@ -169,6 +169,23 @@ pub(super) async fn range(
     Ok(entries.iter().filter_map(Entry::parse).collect())
 }
 
+/// The room's counter (the highest number Redis gave it) and how many times it
+/// was deleted, 0 for none.
+async fn counts(
+    conn: &mut redis::aio::ConnectionManager,
+    room_id: &str,
+) -> Result<(u64, u64), StoreError> {
+    let (numbered, deletions): (Option<u64>, Option<u64>) = redis::pipe()
+        .cmd("GET")
+        .arg(seq_key(room_id))
+        .cmd("GET")
+        .arg(deletions_key(room_id))
+        .query_async(conn)
+        .await
+        .map_err(|error| ClusterStore::unavailable(&error))?;
+    Ok((numbered.unwrap_or(0), deletions.unwrap_or(0)))
+}
+
 /// Journal and registry store of a cluster node.
 pub struct ClusterStore {
     cluster: Cluster,
@@ -291,18 +308,10 @@ impl ClusterStore {
         let inner = &self.cluster.inner;
         let mut conn = inner.conn.clone();
         let unavailable = |error: redis::RedisError| Self::unavailable(&error);
-        let (numbered, deletions): (Option<u64>, Option<u64>) = redis::pipe()
-            .cmd("GET")
-            .arg(seq_key(room_id))
-            .cmd("GET")
-            .arg(deletions_key(room_id))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let numbered = numbered.unwrap_or(0);
+        let (numbered, deletions) = counts(&mut conn, room_id).await?;
         // This deletion's count: MongoDB then refuses compactions from nodes that
         // opened the room before it.
-        let deletions = deletions.unwrap_or(0) + 1;
+        let deletions = deletions + 1;
         inner
             .shared
             .delete_room_fenced(room_id, numbered, deletions)
@@ -370,14 +379,7 @@ impl Store for ClusterStore {
         let users = super::events::room_users(&mut conn, room_id)
             .await
             .map_err(|error| Self::unavailable(&error))?;
-        let (counter, deletions): (Option<u64>, Option<u64>) = redis::pipe()
-            .cmd("GET")
-            .arg(seq_key(room_id))
-            .cmd("GET")
-            .arg(deletions_key(room_id))
-            .query_async(&mut conn)
-            .await
-            .map_err(|error| Self::unavailable(&error))?;
+        let (counter, deletions) = counts(&mut conn, room_id).await?;
         let stored = inner.shared.load_durable(room_id).await?;
         // Nothing to load may still be a deleted room's fence: number after it
         // (the Redis counter does too, unless Redis lost it).
@@ -385,7 +387,7 @@ impl Store for ClusterStore {
             Some(stored) => stored.last_seq,
             None => inner.shared.fenced_through(room_id).await?,
         };
-        lock(&inner.bases).insert(room_id.to_owned(), (base, deletions.unwrap_or(0)));
+        lock(&inner.bases).insert(room_id.to_owned(), (base, deletions));
         let last_entry = entries.last().map(|entry| entry.seq).unwrap_or(0);
         let mongo_log = stored
             .as_ref()
@@ -400,7 +402,7 @@ impl Store for ClusterStore {
                 persisted_seq: base,
                 since_compact: mongo_log,
                 users,
-                deletions: deletions.unwrap_or(0),
+                deletions,
             },
         );
         if stored.is_none() && entries.is_empty() {
@@ -418,7 +420,7 @@ impl Store for ClusterStore {
         );
         // The room numbers its own operations from here: above every number the
         // room has used anywhere, so a reload never repeats one (see APPEND).
-        let last_seq = counter.unwrap_or(0).max(base).max(last_entry);
+        let last_seq = counter.max(base).max(last_entry);
         Ok(Some(DurableState {
             snapshot,
             updates,

@@ -303,7 +303,7 @@ impl MongoStore {
     /// crash, a failed delete) are removed by the room's next compaction.
     async fn compact(&self, snapshot: &super::Snapshot) -> Result<(), StoreError> {
         let through_seq = to_i64(snapshot.through_seq)?;
-        let fields = doc! {
+        let mut fields = doc! {
             "room_id": &snapshot.room_id,
             "through_seq": through_seq,
             "data": binary(&snapshot.data),
@@ -311,7 +311,6 @@ impl MongoStore {
         };
         // A compaction after a deletion's fence (a new room) lifts it, unless it
         // comes from a node that opened the room before that deletion.
-        let mut fields = fields;
         let mut not_stale = doc! {};
         if let Some(deletions) = snapshot.deletions {
             let deletions = to_i64(deletions)?;
@@ -854,15 +853,28 @@ impl Store for MongoStore {
         };
         rooms.extend(distinct(&self.snapshots, doc! {"deleted": {"$ne": true}}).await?);
         rooms.extend(distinct(&self.checkpoints, doc! {}).await?);
-        // A deleted room's log entries copied in after its fence are no room.
-        for room_id in distinct(&self.updates, doc! {}).await? {
-            if rooms.contains(&room_id) {
-                continue;
+        // A deleted room's log entries copied in after its fence are no room: the
+        // fences are read in one query, and only a fenced room's log is looked at.
+        let cursor = bounded(
+            self.snapshots
+                .find(doc! {"deleted": true})
+                .projection(doc! {"_id": 0, "room_id": 1, "fence": 1}),
+        )
+        .await?;
+        let mut fences = HashMap::new();
+        for fence in bounded(cursor.try_collect::<Vec<Document>>()).await? {
+            if let Ok(room_id) = fence.get_str("room_id") {
+                fences.insert(room_id.to_owned(), fence_of(&fence)?);
             }
-            let fence = self.fence(&room_id).await?;
+        }
+        for room_id in distinct(&self.updates, doc! {}).await? {
+            let Some(&fence) = fences.get(&room_id) else {
+                rooms.insert(room_id);
+                continue;
+            };
             let mut after = updates::holding_after(fence)?;
             after.insert("room_id", &room_id);
-            if fence == 0 || bounded(self.updates.find_one(after)).await?.is_some() {
+            if bounded(self.updates.find_one(after)).await?.is_some() {
                 rooms.insert(room_id);
             }
         }
