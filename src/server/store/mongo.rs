@@ -936,12 +936,37 @@ impl Store for MongoStore {
                 .limit(i64::try_from(limit).unwrap_or(i64::MAX)),
         )
         .await?;
-        let documents: Vec<Document> = bounded(cursor.try_collect()).await?;
-        let mut entries: Vec<StoredEntry> = Vec::with_capacity(limit.min(documents.len()));
-        for entry in updates::unpack(&documents, after_seq, u64::MAX, true)? {
-            if entries.len() == limit {
-                break;
+        let mut documents: Vec<Document> = bounded(cursor.try_collect()).await?;
+        let mut read = updates::unpack(&documents, after_seq, u64::MAX, true)?;
+        read.truncate(limit);
+        // Documents come in the order of their first number, so a page that ends
+        // inside a batch may not have reached a snapshot kept in the history under
+        // the number of one of the batch's updates, which stands for that update.
+        let unread_after = match documents.last() {
+            Some(last) if documents.len() == limit => sequence(last, "seq")?,
+            _ => u64::MAX,
+        };
+        if let Some(last) = read.last().map(|entry| entry.seq) {
+            if last > unread_after {
+                let kept = bounded(
+                    self.updates
+                        .find(doc! {
+                            "room_id": room_id,
+                            "snapshot": true,
+                            "seq": {"$gt": to_i64(unread_after)?, "$lte": to_i64(last)?},
+                        })
+                        .sort(doc! {"seq": 1}),
+                )
+                .await?;
+                let kept: Vec<Document> = bounded(kept.try_collect()).await?;
+                if !kept.is_empty() {
+                    documents.extend(kept);
+                    read = updates::unpack(&documents, after_seq, last, true)?;
+                }
             }
+        }
+        let mut entries: Vec<StoredEntry> = Vec::with_capacity(read.len());
+        for entry in read {
             let Some(data) = entry.data else { continue };
             entries.push(StoredEntry {
                 seq: entry.seq,
