@@ -503,6 +503,62 @@ async fn a_conflicting_index_on_the_update_log_is_refused_by_name() {
     db.drop().await.unwrap();
 }
 
+/// A persister that copied numbers taken during a deletion can compact past the
+/// fence's number between the deletion reading the log and writing its fence.
+/// The deletion then fences past that compaction: when it returns, the room is
+/// gone, however the two interleave.
+#[tokio::test]
+async fn a_deletion_fences_past_a_compaction_racing_it() {
+    let Some(url) = mongo_url("a_deletion_fences_past_a_compaction_racing_it") else {
+        return;
+    };
+    let database = unique_database("fence-race");
+    let store = Arc::new(mongo_store(&url, &database).await);
+    for round in 0..20u64 {
+        let room = format!("race-{round}");
+        let appends: Vec<WriteOp> = (1..=4)
+            .map(|seq| {
+                WriteOp::Append(LoggedUpdate {
+                    room_id: room.clone(),
+                    seq,
+                    data: bytes::Bytes::from_static(b"typed"),
+                    at_ms: 1000,
+                    author: None,
+                })
+            })
+            .collect();
+        store.write(&appends).await.unwrap();
+        // A node that opened the room before its first deletion compacts at the
+        // numbers the room took while the deletion ran.
+        let compactions = {
+            let store = Arc::clone(&store);
+            let room = room.clone();
+            tokio::spawn(async move {
+                for through_seq in 5..=8 {
+                    let snapshot = Snapshot {
+                        room_id: room.clone(),
+                        through_seq,
+                        data: bytes::Bytes::from_static(b"compacted"),
+                        at_ms: 2000,
+                        keep_history_since_ms: None,
+                        deletions: Some(0),
+                    };
+                    store.write(&[WriteOp::Compact(snapshot)]).await.unwrap();
+                }
+            })
+        };
+        store.delete_room_fenced(&room, 4, 1).await.unwrap();
+        let deleted = store.load_durable(&room).await.unwrap();
+        compactions.await.unwrap();
+        assert_eq!(deleted, None, "round {round}: the deleted room loads");
+        assert_eq!(
+            store.load_durable(&room).await.unwrap(),
+            None,
+            "round {round}"
+        );
+    }
+}
+
 /// What a deleted room's fence means off the cluster's path: a single server on the
 /// same database numbers a new room after it (so its edits are read); a version
 /// between the fence and a compaction that dropped it is gone, not an empty room;

@@ -813,22 +813,51 @@ impl Store for MongoStore {
         deletions: u64,
     ) -> Result<(), StoreError> {
         self.ensure_indexes().await?;
-        let through = to_i64(self.logged_through(room_id).await?.max(through_seq))?;
+        let mut through = self.logged_through(room_id).await?.max(through_seq);
         if through == 0 {
             // No number was ever used: nothing to fence.
             return self.delete(room_id).await;
         }
-        let fence = doc! {
-            "room_id": room_id,
-            "through_seq": through,
-            "fence": through,
-            "deletions": to_i64(deletions)?,
-            "deleted": true,
-            "updated_at": mongodb::bson::DateTime::now(),
-        };
-        self.replace_snapshot(room_id, through, fence, doc! {"data": ""}, doc! {})
-            .await?;
-        let mut covered = updates::through(through);
+        let mut attempts = 0;
+        loop {
+            let at = to_i64(through)?;
+            let fence = doc! {
+                "room_id": room_id,
+                "through_seq": at,
+                "fence": at,
+                "deletions": to_i64(deletions)?,
+                "deleted": true,
+                "updated_at": mongodb::bson::DateTime::now(),
+            };
+            if self
+                .replace_snapshot(room_id, at, fence, doc! {"data": ""}, doc! {})
+                .await?
+            {
+                break;
+            }
+            // Something newer got in since the log was read: another deletion's
+            // fence, which covers this one once it counts this deletion too, or a
+            // compaction of numbers the room took meanwhile, to fence past.
+            attempts += 1;
+            if attempts == 5 {
+                return Err(StoreError::Unavailable(format!(
+                    "room {room_id:?} kept being compacted while it was deleted; try again"
+                )));
+            }
+            let Some(stored) = self.read_snapshot(room_id).await? else {
+                continue;
+            };
+            if stored.fence >= through {
+                bounded(self.snapshots.update_one(
+                    doc! {"room_id": room_id},
+                    doc! {"$max": {"deletions": to_i64(deletions)?}},
+                ))
+                .await?;
+                break;
+            }
+            through = through.max(stored.through_seq);
+        }
+        let mut covered = updates::through(to_i64(through)?);
         covered.insert("room_id", room_id);
         bounded(self.updates.delete_many(covered)).await?;
         bounded(self.checkpoints.delete_many(doc! {"room_id": room_id})).await?;
