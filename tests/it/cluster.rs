@@ -1054,6 +1054,33 @@ async fn appends_of_a_node_that_missed_a_deletion_are_refused() {
     );
 }
 
+/// A node whose subscription was down when a room it holds was deleted checks
+/// the room's deletion count as soon as it subscribes again, and closes the room
+/// then: not at its next persisting, nor at its clients' next edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_a_deletion_closes_the_room_when_it_subscribes_again() {
+    let Some(setup) =
+        Setup::new("a_node_that_missed_a_deletion_closes_the_room_when_it_subscribes_again").await
+    else {
+        return;
+    };
+    let node = setup.node("n1", &["--persist-every", "60s"]).await;
+    let mut alice = join(&node.base(), "resubscribed", "alice").await;
+    type_slowly(&mut alice, "secret").await;
+    delete_missing_the_notice(&setup, "resubscribed", 6).await;
+    let mut redis = setup.redis.connection().await;
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1, "the node subscribes once");
+    let (code, reason) = close_frame(&mut alice.socket).await;
+    assert_eq!((code, reason.as_str()), (4404, "room deleted"));
+}
+
 #[test]
 fn a_persist_interval_below_100ms_or_unreadable_is_refused() {
     for every in ["50ms", "0s", "soon"] {

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::log::PUSHED_ENTRY;
-use super::{channel, room_of, users_key, Cluster};
+use super::{channel, deletions_key, room_of, users_key, Cluster};
 use crate::api::RoomUser;
 use crate::server::room::queue;
 use crate::server::room::remote::{PeerEvent, Peers, PresenceChange};
@@ -201,8 +201,13 @@ pub(super) async fn subscribe(
             continue;
         }
         cluster.report("presence", Ok(()));
-        // Entries appended while no push could reach this node are in the streams.
+        // Entries appended while no push could reach this node are in the streams,
+        // and deletions it missed are in the rooms' counts.
         cluster.inner.read_log.notify_one();
+        tokio::spawn(close_missed_deletions(
+            cluster.clone(),
+            subscribed.iter().cloned().collect(),
+        ));
         if reconnecting {
             // Whatever was said while the connection was down is in the hashes.
             super::nodes::resync_presence(&cluster).await;
@@ -218,8 +223,13 @@ pub(super) async fn subscribe(
                             let result = sink.subscribe(channel(&room_id)).await;
                             if result.is_ok() {
                                 // What was appended between the room's load and now
-                                // came before the pushes this node hears.
+                                // came before the pushes this node hears, and so
+                                // did a deletion's notice.
                                 cluster.inner.read_log.notify_one();
+                                tokio::spawn(close_missed_deletions(
+                                    cluster.clone(),
+                                    vec![room_id.clone()],
+                                ));
                                 ask_for_awareness(&cluster, &room_id).await;
                             }
                             subscribed.insert(room_id);
@@ -273,6 +283,38 @@ pub(super) async fn subscribe(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}
+
+/// Closes those of `rooms` deleted since this node opened them. A deletion counts
+/// itself up in Redis before its notice goes out, so a room subscribed to after
+/// the notice (opened in the middle of the deletion, or while the subscription
+/// was down) finds the count grown here.
+async fn close_missed_deletions(cluster: Cluster, rooms: Vec<String>) {
+    if rooms.is_empty() {
+        return;
+    }
+    let mut pipe = redis::pipe();
+    for room_id in &rooms {
+        pipe.cmd("GET").arg(deletions_key(room_id));
+    }
+    let mut conn = cluster.inner.conn.clone();
+    let counts: Vec<Option<u64>> = match pipe.query_async(&mut conn).await {
+        Ok(counts) => counts,
+        Err(error) => {
+            // The persister and the append script read the count too.
+            tracing::debug!(%error, "cannot read the rooms' deletion counts");
+            return;
+        }
+    };
+    for (room_id, count) in rooms.iter().zip(counts) {
+        let opened_with = cluster
+            .watched()
+            .get(room_id)
+            .map(|watched| watched.deletions);
+        if opened_with.is_some_and(|opened_with| count.unwrap_or(0) > opened_with) {
+            cluster.missed_deletion(room_id);
         }
     }
 }
