@@ -370,6 +370,40 @@ async fn a_room_only_the_original_backend_saved_keeps_its_text_on_sqlite() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A room opened from a checkpoint: its first write holds the checkpoint too, and
+/// what the server acknowledged must survive a `kill -9` from the journal file
+/// alone, whatever the store file had taken by then. (Compactions reach the store
+/// file after the journal's write returns, so a base written as one was lost to a
+/// crash in between, and the edits after it were left without their document.)
+#[tokio::test]
+async fn a_room_opened_from_a_checkpoint_survives_a_kill_9_from_the_journal_alone() {
+    use coedit::server::store::sqlite::read_journal;
+    let dir = temp_dir("legacy-crash");
+    seed_sqlite_checkpoint(&dir, "legacy-room", "legacy-text");
+    let server = CoeditProcess::start(&sqlite_args(&dir)).await;
+    let text = session(
+        &server.base(),
+        "legacy-room",
+        "first",
+        "legacy-text",
+        " new",
+    )
+    .await;
+    let doc = Doc::new();
+    let content = doc.get_or_insert_text("content");
+    for row in read_journal(&dir).unwrap() {
+        assert_eq!(row.room_id, "legacy-room");
+        let update = Update::decode_v1(&row.data).unwrap();
+        doc.transact_mut().apply_update(update).unwrap();
+    }
+    assert_eq!(content.get_string(&doc.transact()), text);
+    kill_9(server.pid());
+    let restarted = CoeditProcess::start(&sqlite_args(&dir)).await;
+    assert_eq!(synced_text(&restarted.base(), "legacy-room").await, text);
+    drop((server, restarted));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[tokio::test]
 async fn a_room_only_the_original_backend_saved_keeps_its_text_on_mongodb() {
     let Some(url) = mongo_url("a_room_only_the_original_backend_saved_keeps_its_text_on_mongodb")

@@ -132,7 +132,7 @@ pub(super) struct Durability {
     /// for it. Compactions do not move it (they add nothing a client could see).
     visible_seq: u64,
     /// The store holds no base for this room yet (it opened from a checkpoint):
-    /// its next write is a snapshot, not a log entry.
+    /// its next log entry is the whole document, not the update's delta.
     needs_base: bool,
     held: VecDeque<(u64, Held)>,
     /// How many of `held` are for each connection alone (`Held::To`).
@@ -644,15 +644,20 @@ impl Room {
         unload
     }
 
-    /// Hands an accepted update to the journal: as a log entry, or as the room's
-    /// first snapshot when the store holds no base for it yet. Compacts when due.
+    /// Hands an accepted update to the journal as a log entry; when the store holds
+    /// no base for the room yet (it opened from a checkpoint), the entry is the
+    /// whole document instead, checkpoint included. Compacts when due.
+    ///
+    /// The base goes in the log, not as a snapshot: stores may apply a compaction
+    /// after its write returned (the log holds everything a compaction covers), and
+    /// a crash in between would leave the entries after it without their document.
     pub(super) fn log_update(&self, state: &mut RoomState, delta: Bytes, author: String) {
-        if state.durability.needs_base {
+        let data = if state.durability.needs_base {
             state.durability.needs_base = false;
-            self.compact(state);
-            state.durability.visible_seq = state.durability.last_seq;
-            return;
-        }
+            state.document.encoded_state()
+        } else {
+            delta
+        };
         state.durability.last_seq += 1;
         let seq = state.durability.last_seq;
         state.durability.visible_seq = seq;
@@ -660,7 +665,7 @@ impl Room {
             WriteOp::Append(LoggedUpdate {
                 room_id: self.inner.id.clone(),
                 seq,
-                data: delta,
+                data,
                 at_ms: now_ms(),
                 author: Some(author),
             }),
