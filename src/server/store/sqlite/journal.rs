@@ -119,6 +119,17 @@ impl Journal {
             if stopped {
                 if path.exists() {
                     let aside = set_aside(dir, name)?;
+                    // Emptied for good before the folding file is rewritten below:
+                    // once that one is whole again, nothing would stop these rows
+                    // from being replayed after it at the next open, with the hole.
+                    let later = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(io_error)?;
+                    later
+                        .set_len(0)
+                        .and_then(|()| later.sync_all())
+                        .map_err(io_error)?;
                     tracing::warn!(
                         path = %path.display(),
                         copy = %aside.display(),
@@ -355,7 +366,10 @@ impl Journal {
 pub fn read_dir(dir: &Path) -> Result<Vec<LoggedUpdate>, StoreError> {
     let mut rows = Vec::new();
     for name in [FOLDING_FILE, JOURNAL_FILE] {
-        replay(&dir.join(name), &mut rows)?;
+        // As `open`: past damage nothing later is replayed.
+        if !replay(&dir.join(name), &mut rows)? {
+            break;
+        }
     }
     Ok(rows)
 }
