@@ -604,29 +604,152 @@ async fn entries_trimmed_before_a_node_read_them_are_read_from_the_store() {
         .query_async(&mut redis)
         .await
         .unwrap();
-    let trimmed = prepended(4242, "X");
-    setup
-        .db()
-        .await
-        .collection::<Document>("room_updates")
-        .insert_one(doc! {
-            "room_id": "trimmed",
-            "seq": seq - 1,
-            "data": mongodb::bson::Binary {
-                subtype: mongodb::bson::spec::BinarySubtype::Generic,
-                bytes: trimmed.clone(),
-            },
-            "at": 0_i64,
-            "size": trimmed.len() as i64,
-        })
-        .await
-        .unwrap();
+    store_entry(&setup, "trimmed", seq - 1, &prepended(4242, "X")).await;
     add_entry(&mut redis, "trimmed", seq, prepended(4343, "Y")).await;
     let text = until_converged(&mut alice, &mut bob, "XYabc".len()).await;
     assert!(text.contains('X') && text.contains('Y'), "{text:?}");
     for node in [&n1, &n2] {
         assert_eq!(synced_text(&node.base(), "trimmed").await, text);
     }
+}
+
+/// The last entries of a burst persisted and trimmed before a node read them (its
+/// subscription was down, or it lagged), with nothing after them to show the gap:
+/// each node's sweep finds the room's counter ahead of what it merged and reads
+/// the room from MongoDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_entries_trimmed_before_a_node_read_them_are_read_from_the_store() {
+    let Some(setup) =
+        Setup::new("the_last_entries_trimmed_before_a_node_read_them_are_read_from_the_store")
+            .await
+    else {
+        return;
+    };
+    let (n1, n2, mut alice, mut bob) = setup.two_editors("last-trimmed", "abc").await;
+    let mut redis = setup.redis.connection().await;
+    let seq: i64 = redis::cmd("INCR")
+        .arg("coedit:{last-trimmed}:seq")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    store_entry(&setup, "last-trimmed", seq, &prepended(4242, "X")).await;
+    let text = until_converged(&mut alice, &mut bob, "Xabc".len()).await;
+    assert_eq!(text, "Xabc");
+    for node in [&n1, &n2] {
+        assert_eq!(synced_text(&node.base(), "last-trimmed").await, text);
+    }
+}
+
+/// Redis' counter for a room goes back (a replica promoted before it had the last
+/// appends, or Redis restarted without its data): a node numbers its next update
+/// past every number it has seen, so the other nodes do not skip it as one they
+/// hold, and it reaches MongoDB under a number of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_that_went_back_numbers_past_what_the_nodes_merged() {
+    let Some(setup) =
+        Setup::new("a_counter_that_went_back_numbers_past_what_the_nodes_merged").await
+    else {
+        return;
+    };
+    let (n1, n2, mut alice, mut bob) = setup.two_editors("regress", "abc").await;
+    let mut redis = setup.redis.connection().await;
+    let counter: i64 = redis::cmd("GET")
+        .arg("coedit:{regress}:seq")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(counter >= 3, "{counter}");
+    let _: () = redis::cmd("SET")
+        .arg("coedit:{regress}:seq")
+        .arg(counter - 2)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    type_slowly(&mut alice, "X").await;
+    let text = until_converged(&mut alice, &mut bob, "abcX".len()).await;
+    for node in [&n1, &n2] {
+        assert_eq!(synced_text(&node.base(), "regress").await, text);
+    }
+}
+
+/// A room whose stream grew long (MongoDB was away, so nothing was moved out of
+/// it) opens whole: the stream is read in pages, none lost or read twice at their
+/// edges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_with_a_long_stream_opens_whole() {
+    let Some(setup) = Setup::new("a_room_with_a_long_stream_opens_whole").await else {
+        return;
+    };
+    let mut redis = setup.redis.connection().await;
+    let appended = 2_345;
+    for client in 0..appended {
+        append_unpushed(&mut redis, "long", 10_000 + client, "a").await;
+    }
+    let node = setup.node("n1", &[]).await;
+    let text = synced_text(&node.base(), "long").await;
+    assert_eq!(text, "a".repeat(appended as usize));
+}
+
+/// A move into MongoDB that went in only in part (its later run stored, its earlier
+/// one not) and a persister that died before trying again: the node that opens
+/// the room next merges the whole stream, and, taking the lease over, stores the
+/// missing entry instead of skipping everything below the highest number stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_stored_in_part_is_completed_by_the_next_persister() {
+    let Some(setup) = Setup::new("a_move_stored_in_part_is_completed_by_the_next_persister").await
+    else {
+        return;
+    };
+    let mut redis = setup.redis.connection().await;
+    let updates: Vec<Vec<u8>> = [(7001, "A"), (7002, "B"), (7003, "C")]
+        .iter()
+        .map(|(client, text)| prepended(*client, text))
+        .collect();
+    for update in &updates {
+        let seq: i64 = redis::cmd("INCR")
+            .arg("coedit:{holed}:seq")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        add_entry(&mut redis, "holed", seq, update.clone()).await;
+    }
+    for (seq, update) in [(2, &updates[1]), (3, &updates[2])] {
+        store_entry(&setup, "holed", seq, update).await;
+    }
+    let stored = setup.db().await.collection::<Document>("room_updates");
+    let node = setup.node("n1", &["--persist-every", "200ms"]).await;
+    let text = synced_text(&node.base(), "holed").await;
+    assert_eq!(text.chars().count(), 3, "{text:?}");
+    let completed = eventually(async || {
+        stored
+            .count_documents(doc! {"room_id": "holed", "$or": [{"seq": 1}, {"entries.seq": 1}]})
+            .await
+            .unwrap()
+            > 0
+    })
+    .await;
+    assert!(completed, "the entry missing from MongoDB was never stored");
+}
+
+/// Stores an update in MongoDB's log of `room` under `seq`, as a persister would
+/// have moved it there, with nothing of it in the room's stream.
+async fn store_entry(setup: &Setup, room: &str, seq: i64, update: &[u8]) {
+    setup
+        .db()
+        .await
+        .collection::<Document>("room_updates")
+        .insert_one(doc! {
+            "room_id": room,
+            "seq": seq,
+            "data": mongodb::bson::Binary {
+                subtype: mongodb::bson::spec::BinarySubtype::Generic,
+                bytes: update.to_vec(),
+            },
+            "at": 0_i64,
+            "size": update.len() as i64,
+        })
+        .await
+        .unwrap();
 }
 
 /// A Yjs update of client `client` that puts `text` at the start of the document.

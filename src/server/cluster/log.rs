@@ -150,23 +150,62 @@ fn text(value: &Value) -> Option<String> {
     bytes(value).and_then(|data| String::from_utf8(data.to_vec()).ok())
 }
 
-/// Every entry of a stream from `start` (inclusive), up to `count`.
+/// The entries of a stream from `start` (inclusive), up to `count`.
 pub(super) async fn range(
     conn: &mut redis::aio::ConnectionManager,
     room_id: &str,
     start: &str,
-    count: Option<usize>,
+    count: usize,
 ) -> Result<Vec<Entry>, redis::RedisError> {
-    let mut command = redis::cmd("XRANGE");
-    command.arg(log_key(room_id)).arg(start).arg("+");
-    if let Some(count) = count {
-        command.arg("COUNT").arg(count);
-    }
-    let reply: Value = command.query_async(conn).await?;
+    let reply: Value = redis::cmd("XRANGE")
+        .arg(log_key(room_id))
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?;
     let Value::Array(entries) = reply else {
         return Ok(Vec::new());
     };
     Ok(entries.iter().filter_map(Entry::parse).collect())
+}
+
+/// Entries read per `XRANGE` when a whole stream is read: a stream that grew
+/// through a long MongoDB outage is read in steps, each well inside the Redis
+/// client's response timeout, and none holds Redis up for long.
+const PAGE: usize = 1000;
+
+/// Every entry of a stream, read `PAGE` at a time.
+async fn whole_stream(
+    conn: &mut redis::aio::ConnectionManager,
+    room_id: &str,
+) -> Result<Vec<Entry>, redis::RedisError> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut start = "-".to_owned();
+    loop {
+        let page = range(conn, room_id, &start, PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(entries);
+        };
+        start = next_id(&last.id);
+        let full = page.len() == PAGE;
+        entries.extend(page);
+        if !full {
+            return Ok(entries);
+        }
+    }
+}
+
+/// The stream id right after `id`: where a read that has `id` goes on from.
+pub(super) fn next_id(id: &str) -> String {
+    match id.split_once('-') {
+        Some((ms, seq)) => match seq.parse::<u64>() {
+            Ok(seq) => format!("{ms}-{}", seq + 1),
+            Err(_) => id.to_owned(),
+        },
+        None => id.to_owned(),
+    }
 }
 
 /// The room's counter (the highest number Redis gave it) and how many times it
@@ -210,6 +249,7 @@ impl ClusterStore {
         let mut rooms: Vec<&str> = Vec::with_capacity(batch.len());
         {
             let bases = lock(&inner.bases);
+            let watched = self.cluster.watched();
             for op in batch {
                 let (room_id, data, client, author, at_ms) = match op {
                     WriteOp::Append(update) => (
@@ -228,6 +268,14 @@ impl ClusterStore {
                     WriteOp::Delete(_) => continue,
                 };
                 let (base, deletions) = bases.get(room_id.as_str()).copied().unwrap_or((0, 0));
+                // The floor is the highest number this node knows the room used: a
+                // Redis whose counter went back (restarted without its data, or a
+                // replica promoted before it had the last appends) must not hand
+                // out numbers the other nodes have merged, or they would skip
+                // this update as one they hold.
+                let floor = watched.get(room_id.as_str()).map_or(base, |watched| {
+                    base.max(watched.applied_seq).max(watched.persisted_seq)
+                });
                 let mut command = redis::cmd("EVALSHA");
                 command
                     .arg(self.append.get_hash())
@@ -236,7 +284,7 @@ impl ClusterStore {
                     .arg(seq_key(room_id))
                     .arg(applied_key(room_id))
                     .arg(deletions_key(room_id))
-                    .arg(base)
+                    .arg(floor)
                     .arg(&inner.instance)
                     .arg(op.seq())
                     .arg(data.as_ref())
@@ -251,6 +299,12 @@ impl ClusterStore {
         }
         if rooms.is_empty() {
             return Ok(());
+        }
+        if rooms.len() > 1 {
+            // All or none: a command refused while the others ran (Redis still
+            // loading its append-only file, out of memory) would leave this node's
+            // mark past it, and the retried batch would skip it as appended.
+            pipe.atomic();
         }
         let mut conn = inner.conn.clone();
         let result: Result<Vec<i64>, redis::RedisError> = pipe.query_async(&mut conn).await;
@@ -373,7 +427,7 @@ impl Store for ClusterStore {
         let mut conn = inner.conn.clone();
         // The stream first, then MongoDB: whatever the persister trims in between
         // is in MongoDB by then (it trims only what MongoDB has).
-        let entries = range(&mut conn, room_id, "-", None)
+        let entries = whole_stream(&mut conn, room_id)
             .await
             .map_err(|error| Self::unavailable(&error))?;
         let users = super::events::room_users(&mut conn, room_id)
@@ -408,14 +462,20 @@ impl Store for ClusterStore {
         if stored.is_none() && entries.is_empty() {
             return Ok(None);
         }
+        let stored_anything = stored.is_some();
         let (snapshot, mut updates) = match stored {
             Some(stored) => (stored.snapshot, stored.updates),
             None => (None, Vec::new()),
         };
+        // Every entry the stream still holds, even those numbered below what
+        // MongoDB holds: a batch stored there in part leaves a hole below its
+        // highest number, and merging an entry twice adds nothing. Only a deleted
+        // room's fence (`base` when nothing else is stored) is not crossed.
+        let floor = if stored_anything { 0 } else { base };
         updates.extend(
             entries
                 .into_iter()
-                .filter(|entry| entry.seq > base)
+                .filter(|entry| entry.seq > floor)
                 .map(|entry| entry.data),
         );
         // The room numbers its own operations from here: above every number the

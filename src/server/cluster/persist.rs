@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::log::{range, Entry};
+use super::log::{next_id, range, Entry};
 use super::{deletions_key, lease_key, lock, log_key, Cluster, Watched};
 use crate::server::room::durable::{now_ms, room_hash};
 use crate::server::room::Room;
@@ -130,8 +130,10 @@ pub(super) async fn persist_room(
         return;
     }
     // Where to copy from: after what this node copied while it held the lease, or
-    // the whole stream when it just took it, skipping what MongoDB already has (an
-    // earlier holder copied it; the stream keeps entries `KEEP_FOR` after that).
+    // the whole stream when it just took it, skipping what MongoDB's snapshot
+    // covers. Entries an earlier holder copied are stored again as they are
+    // (MongoDB keeps one of each); skipping up to the highest number stored
+    // would skip a hole the earlier holder left when a batch went in only in part.
     let copied = match held {
         1 => lock(&inner.persisted_ids).get(room_id).cloned(),
         2 => None,
@@ -140,7 +142,7 @@ pub(super) async fn persist_room(
     let mut start = copied.as_deref().map_or_else(|| "-".to_owned(), next_id);
     let stored_through = match copied {
         Some(_) => 0,
-        None => match inner.shared.logged_through(room_id).await {
+        None => match inner.shared.compacted_through(room_id).await {
             Ok(through) => through,
             Err(error) => {
                 tracing::warn!(room = room_id, %error, "cannot move the room's log to the store yet");
@@ -151,7 +153,7 @@ pub(super) async fn persist_room(
     let mut persisted_through = None;
     let mut moved = 0u64;
     loop {
-        let entries = match range(&mut conn, room_id, &start, Some(CHUNK)).await {
+        let entries = match range(&mut conn, room_id, &start, CHUNK).await {
             Ok(entries) => entries,
             Err(error) => {
                 cluster.report("persister", Err(error.to_string()));
@@ -337,17 +339,6 @@ fn earliest(a: &str, b: &str) -> String {
         )
     };
     if parse(a) <= parse(b) { a } else { b }.to_owned()
-}
-
-/// The smallest stream id after `id` (`ms-seq`).
-fn next_id(id: &str) -> String {
-    match id.split_once('-') {
-        Some((ms, seq)) => match seq.parse::<u64>() {
-            Ok(seq) => format!("{ms}-{}", seq + 1),
-            Err(_) => id.to_owned(),
-        },
-        None => id.to_owned(),
-    }
 }
 
 #[cfg(test)]

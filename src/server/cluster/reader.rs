@@ -16,7 +16,7 @@ use redis::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::log::Entry;
-use super::{lock, room_of, Cluster};
+use super::{lock, room_of, seq_key, Cluster};
 
 /// How often every held stream is read even when no push asked for it.
 const SWEEP: Duration = Duration::from_secs(2);
@@ -28,15 +28,15 @@ const CATCH_UP_LAST_RETRY: Duration = Duration::from_secs(30);
 
 pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
     loop {
-        tokio::select! {
+        let mut sweep = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = cluster.inner.read_log.notified() => {}
-            _ = tokio::time::sleep(SWEEP) => {}
-        }
+            _ = cluster.inner.read_log.notified() => false,
+            _ = tokio::time::sleep(SWEEP) => true,
+        };
         loop {
             let read = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                read = read_streams(&cluster) => read,
+                read = read_streams(&cluster, std::mem::take(&mut sweep)) => read,
             };
             match read {
                 Ok(more) => {
@@ -72,14 +72,27 @@ pub(super) fn pushed(cluster: &Cluster, room_id: &str, payload: &[u8]) {
 
 /// One non-blocking `XREAD` over every held room's stream from its cursor; true
 /// when a stream had more than one read takes.
-async fn read_streams(cluster: &Cluster) -> Result<bool, redis::RedisError> {
-    let mut command = redis::cmd("XREAD");
-    command.arg("COUNT").arg(COUNT).arg("STREAMS");
+///
+/// A `sweep` also reads the rooms' counters first. Entries are numbered and added
+/// to the stream in one step, so a room whose counter is still ahead of what it
+/// merged once the stream is read lacks entries the persister trimmed before this
+/// node read them. A later entry would show that gap; after the last ones of a
+/// burst nothing would, so the room is read from MongoDB.
+async fn read_streams(cluster: &Cluster, sweep: bool) -> Result<bool, redis::RedisError> {
+    let mut pipe = redis::pipe();
+    let mut counted: Vec<String> = Vec::new();
     {
         let watched = cluster.watched();
         if watched.is_empty() {
             return Ok(false);
         }
+        if sweep {
+            for (room_id, _) in watched.iter().filter(|(_, room)| !room.filling_gap) {
+                pipe.cmd("GET").arg(seq_key(room_id));
+                counted.push(room_id.clone());
+            }
+        }
+        let command = pipe.cmd("XREAD").arg("COUNT").arg(COUNT).arg("STREAMS");
         // `arg` copies into the command: built under one look at the rooms.
         for watched in watched.values() {
             command.arg(&watched.key);
@@ -89,15 +102,48 @@ async fn read_streams(cluster: &Cluster) -> Result<bool, redis::RedisError> {
         }
     }
     let mut conn = cluster.inner.conn.clone();
-    let reply: Value = command.query_async(&mut conn).await?;
+    let mut replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+    let reply = replies.pop().unwrap_or(Value::Nil);
     let mut more = false;
+    let mut full: Vec<String> = Vec::new();
     for (key, entries) in streams(reply) {
         let Some(room_id) = room_of(&key) else {
             continue;
         };
-        more |= entries.len() >= COUNT;
+        if entries.len() >= COUNT {
+            more = true;
+            full.push(room_id.to_owned());
+        }
         let entries: Vec<Entry> = entries.iter().filter_map(Entry::parse).collect();
         merge(cluster, room_id, &entries, Gap::ReadStore);
+    }
+    for (room_id, counter) in counted.iter().zip(replies) {
+        let counter: Option<u64> = redis::from_redis_value(counter).unwrap_or(None);
+        if full.contains(room_id) {
+            continue;
+        }
+        let behind = {
+            let mut watched = cluster.watched();
+            match watched.get_mut(room_id.as_str()) {
+                Some(watched)
+                    if !watched.filling_gap
+                        && counter.is_some_and(|counter| counter > watched.applied_seq) =>
+                {
+                    watched.filling_gap = true;
+                    Some(watched.room.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(room) = behind {
+            tracing::warn!(
+                room = room_id.as_str(),
+                "cluster: the room's last entries were trimmed before this node read them; reading it from the store"
+            );
+            let cluster = cluster.clone();
+            let room_id = room_id.clone();
+            tokio::spawn(async move { catch_up(&cluster, &room_id, &room).await });
+        }
     }
     Ok(more)
 }
@@ -141,12 +187,16 @@ fn merge(cluster: &Cluster, room_id: &str, entries: &[Entry], on_gap: Gap) {
                 break;
             }
         }
+        if entry.node != instance && !room.apply_remote(&entry.data, &entry.client) {
+            // The room closed meanwhile (it is leaving this node): what it did not
+            // merge must not count as merged, or its last compaction would claim it.
+            break;
+        }
         highest = entry.seq;
         last_id = Some(&entry.id);
         if entry.node == instance {
             continue;
         }
-        room.apply_remote(&entry.data, &entry.client);
         cluster
             .inner
             .counters
@@ -197,10 +247,17 @@ async fn catch_up(cluster: &Cluster, room_id: &str, room: &crate::server::room::
                     .iter()
                     .flat_map(|stored| stored.snapshot.iter().chain(&stored.updates))
                 {
-                    room.apply_remote(update, "");
+                    if !room.apply_remote(update, "") {
+                        return;
+                    }
                 }
                 if let Some(watched) = cluster.watched().get_mut(room_id) {
-                    watched.filling_gap = false;
+                    if watched.room.same(room) {
+                        watched.filling_gap = false;
+                        // Everything MongoDB holds is merged now.
+                        let through = stored.as_ref().map_or(0, |stored| stored.last_seq);
+                        watched.applied_seq = watched.applied_seq.max(through);
+                    }
                 }
                 return;
             }

@@ -148,11 +148,12 @@ impl Room {
     /// Merges an update another node wrote to the shared log and relays what is new
     /// to this node's members. It is durable already, so nothing is written and
     /// nothing waits for the store; it still queues behind messages this room holds,
-    /// so every client sees changes in order.
-    pub fn apply_remote(&self, update: &[u8], from: &str) {
+    /// so every client sees changes in order. False when the room is closed (it
+    /// left this node's memory meanwhile): nothing was merged.
+    pub fn apply_remote(&self, update: &[u8], from: &str) -> bool {
         let mut state = self.lock();
         if state.closed {
-            return;
+            return false;
         }
         // Every node checked the update against the same limit; a node whose limit
         // is lower must still converge with the others.
@@ -163,10 +164,10 @@ impl Room {
             .set_size_limit(self.inner.settings.max_document_bytes);
         let delta = match applied {
             Ok(Applied::Delta(delta)) => delta,
-            Ok(Applied::Nothing) => return,
+            Ok(Applied::Nothing) => return true,
             Err(error) => {
                 tracing::error!(room = %self.inner.id, %error, "skipping an unreadable update from the shared log");
-                return;
+                return true;
             }
         };
         state.sync_message = None;
@@ -179,6 +180,7 @@ impl Room {
         };
         let binary = || Some(super::yjs::update_message(&delta));
         state.broadcast(self.metrics(), Some(from), PerProtocol::new(json, binary));
+        true
     }
 
     /// Applies what another node's room told its peers.

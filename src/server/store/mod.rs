@@ -316,6 +316,14 @@ pub trait Store: Send + Sync + 'static {
             .map_or(0, |state| state.last_seq))
     }
 
+    /// The number the room's snapshot covers, 0 for none: every number up to it
+    /// is in the snapshot (or behind a deletion's fence), unlike `logged_through`,
+    /// which a log with a hole in it (a batch stored in part) can pass.
+    async fn compacted_through(&self, room_id: &str) -> Result<u64, StoreError> {
+        let _ = room_id;
+        Ok(0)
+    }
+
     /// Cheap round trip used to tell when a failing store has come back.
     async fn ping(&self) -> Result<(), StoreError>;
 

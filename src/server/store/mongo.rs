@@ -1069,6 +1069,16 @@ impl Store for MongoStore {
         .await
     }
 
+    async fn compacted_through(&self, room_id: &str) -> Result<u64, StoreError> {
+        let snapshot = bounded(
+            self.snapshots
+                .find_one(doc! {"room_id": room_id})
+                .projection(doc! {"_id": 0, "through_seq": 1}),
+        )
+        .await?;
+        snapshot.map_or(Ok(0), |snapshot| sequence(&snapshot, "through_seq"))
+    }
+
     async fn logged_through(&self, room_id: &str) -> Result<u64, StoreError> {
         // The document with the highest first number, and the run reaching furthest
         // (runs written by racing writers may overlap).
