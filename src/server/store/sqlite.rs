@@ -629,16 +629,20 @@ fn write_deleting(shared: &Shared, batch: &[WriteOp]) -> Result<(), StoreError> 
             _ => None,
         })
         .collect();
-    let txn = store.transaction().map_err(unavailable)?;
-    for room_id in &deleted {
-        txn.execute(
-            "INSERT OR IGNORE INTO deleted_rooms (room_id) VALUES (?1)",
-            params![room_id],
-        )
-        .map_err(unavailable)?;
-        delete_room_rows(&txn, room_id)?;
-    }
-    txn.commit().map_err(unavailable)?;
+    // Synced whatever the durability, as the journal's record of it is: a power
+    // loss must not bring back rows the journal no longer holds a deletion for.
+    synced(&mut store, shared.fsync, |store| {
+        let txn = store.transaction().map_err(unavailable)?;
+        for room_id in &deleted {
+            txn.execute(
+                "INSERT OR IGNORE INTO deleted_rooms (room_id) VALUES (?1)",
+                params![room_id],
+            )
+            .map_err(unavailable)?;
+            delete_room_rows(&txn, room_id)?;
+        }
+        txn.commit().map_err(unavailable)
+    })?;
     write_journal(shared, &mut *lock(&shared.journal)?, batch)?;
     clear_deletion_marks(&store, &deleted)?;
     shared.queue_compactions(batch)
