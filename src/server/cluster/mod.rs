@@ -92,10 +92,12 @@ struct Watched {
     persisted_seq: u64,
     /// Stream entries moved to MongoDB since its last compaction there.
     since_compact: u64,
-    /// Entries were trimmed from the stream before this node read them, and the
-    /// room's document lacks them until they are read from MongoDB
-    /// (`reader::catch_up`): no compaction from it meanwhile.
-    filling_gap: bool,
+    /// Reads of the room from MongoDB under way (`reader::catch_up`), each for
+    /// entries trimmed from the stream before this node read them: the room's
+    /// document lacks them until every one has merged, so it is not compacted
+    /// from meanwhile. A count, so the first read to finish does not clear a
+    /// later gap's.
+    catching_up: u32,
     /// How many times the room had been deleted when this node opened it: a
     /// higher count later means it was deleted since, and this node missed the
     /// notice (`persist::persist_room` closes it then).
@@ -388,7 +390,7 @@ impl Peers for Cluster {
                 applied_seq: opened.applied_seq,
                 persisted_seq: opened.persisted_seq,
                 since_compact: opened.since_compact,
-                filling_gap: false,
+                catching_up: 0,
                 deletions: opened.deletions,
             },
         );

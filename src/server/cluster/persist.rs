@@ -277,7 +277,7 @@ async fn compact_if_due(
                     watched.persisted_seq = watched.persisted_seq.max(through);
                 }
                 // Not while the document lacks entries the log has.
-                (watched.since_compact >= settings.compact_every && !watched.filling_gap).then(
+                (watched.since_compact >= settings.compact_every && watched.catching_up == 0).then(
                     || {
                         watched.since_compact = 0;
                         (
@@ -290,7 +290,8 @@ async fn compact_if_due(
             }
             None => retired.and_then(|retired| {
                 let persisted = persisted_through.unwrap_or(retired.persisted_seq);
-                (retired.since_compact + moved >= settings.compact_every && !retired.filling_gap)
+                (retired.since_compact + moved >= settings.compact_every
+                    && retired.catching_up == 0)
                     .then(|| {
                         (
                             retired.room.clone(),

@@ -87,7 +87,7 @@ async fn read_streams(cluster: &Cluster, sweep: bool) -> Result<bool, redis::Red
             return Ok(false);
         }
         if sweep {
-            for (room_id, _) in watched.iter().filter(|(_, room)| !room.filling_gap) {
+            for (room_id, _) in watched.iter().filter(|(_, room)| room.catching_up == 0) {
                 pipe.cmd("GET").arg(seq_key(room_id));
                 counted.push(room_id.clone());
             }
@@ -126,10 +126,10 @@ async fn read_streams(cluster: &Cluster, sweep: bool) -> Result<bool, redis::Red
             let mut watched = cluster.watched();
             match watched.get_mut(room_id.as_str()) {
                 Some(watched)
-                    if !watched.filling_gap
+                    if watched.catching_up == 0
                         && counter.is_some_and(|counter| counter > watched.applied_seq) =>
                 {
-                    watched.filling_gap = true;
+                    watched.catching_up += 1;
                     Some(watched.room.clone())
                 }
                 _ => None,
@@ -204,7 +204,9 @@ fn merge(cluster: &Cluster, room_id: &str, entries: &[Entry], on_gap: Gap) {
             .fetch_add(1, Ordering::Relaxed);
     }
     if let Some(watched) = cluster.watched().get_mut(room_id) {
-        watched.filling_gap |= gap && on_gap == Gap::ReadStore;
+        if gap && on_gap == Gap::ReadStore {
+            watched.catching_up += 1;
+        }
         watched.applied_seq = watched.applied_seq.max(highest);
         if let Some(id) = last_id {
             if stream_order(id) > stream_order(&watched.cursor) {
@@ -253,7 +255,7 @@ async fn catch_up(cluster: &Cluster, room_id: &str, room: &crate::server::room::
                 }
                 if let Some(watched) = cluster.watched().get_mut(room_id) {
                     if watched.room.same(room) {
-                        watched.filling_gap = false;
+                        watched.catching_up = watched.catching_up.saturating_sub(1);
                         // Everything MongoDB holds is merged now.
                         let through = stored.as_ref().map_or(0, |stored| stored.last_seq);
                         watched.applied_seq = watched.applied_seq.max(through);
