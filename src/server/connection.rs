@@ -603,23 +603,35 @@ fn handle_message(
             }
         }
         (Protocol::Yjs, Message::Binary(bytes)) => {
-            if let Err(error) = peer.room.yjs_message(
+            match peer.room.yjs_message(
                 peer.connection,
                 peer.client_id,
                 &bytes,
                 peer.access == Access::ReadWrite,
             ) {
-                peer.app.metrics.record_error();
-                tracing::debug!(%error, client_id = peer.client_id, "refused y-protocol frame");
-                // The binary protocol has no error message: a frame we cannot
-                // read or apply means the peer is not speaking it, so close; one
-                // over a bound closes with a reason naming the bound.
-                let reason = match error {
-                    YjsError::Refused(reason) => reason,
-                    _ => CloseReason::MALFORMED,
-                };
-                peer.kick.kick(reason);
-                return ControlFlow::Break(());
+                // Each message past the first counts as a frame of its own.
+                Ok(count) => {
+                    for _ in 1..count {
+                        if limiter.check(started) != Verdict::Accept {
+                            peer.app.metrics.record_error();
+                            peer.kick.kick(CloseReason::RATE_LIMITED);
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+                Err(error) => {
+                    peer.app.metrics.record_error();
+                    tracing::debug!(%error, client_id = peer.client_id, "refused y-protocol frame");
+                    // The binary protocol has no error message: a frame we cannot
+                    // read or apply means the peer is not speaking it, so close; one
+                    // over a bound closes with a reason naming the bound.
+                    let reason = match error {
+                        YjsError::Refused(reason) => reason,
+                        _ => CloseReason::MALFORMED,
+                    };
+                    peer.kick.kick(reason);
+                    return ControlFlow::Break(());
+                }
             }
         }
         (Protocol::Yjs, Message::Text(_)) => return text_on_binary_protocol(peer),

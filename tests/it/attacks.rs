@@ -360,6 +360,77 @@ async fn sees_awareness_of(socket: &mut Socket, id: u64) -> bool {
     false
 }
 
+/// One frame holding many y-protocol messages: thousands of tiny awareness
+/// updates in one frame would each be relayed to the room (overflowing honest
+/// members' queues) and were charged to the rate limit as one message. Past a
+/// handful per frame the sender is closed; a few per frame are accepted, each
+/// counted against the rate limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_packing_many_protocol_messages_is_refused() {
+    let (server, data_dir) =
+        serve(Limits::SMALL, &["--rate-limit", "1", "--rate-burst", "20"]).await;
+    let base = server.base();
+    let yjs = |id: &str| format!("ws://{base}/api/yjs/packed?client_id={id}");
+    let (mut watcher, _) = tokio_tungstenite::connect_async(yjs("watcher"))
+        .await
+        .unwrap();
+    let state = r##"{"user":{"name":"Packer","color":"#30bced"}}"##;
+    let awareness = |id: u64, clock: u32| {
+        let clients = [(
+            ClientID::new(id),
+            AwarenessUpdateEntry {
+                clock,
+                json: Arc::from(state),
+            },
+        )]
+        .into_iter()
+        .collect();
+        YMessage::Awareness(AwarenessUpdate { clients }).encode_v1()
+    };
+
+    let (mut packer, _) = tokio_tungstenite::connect_async(yjs("packer"))
+        .await
+        .unwrap();
+    let packed: Vec<u8> = (1..=5_000).flat_map(|clock| awareness(77, clock)).collect();
+    packer.send(Message::binary(packed)).await.unwrap();
+    let closed = loop {
+        match tokio::time::timeout(EXPECT, packer.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the packed frame's sender was not closed: {other:?}"),
+        }
+    };
+    let closed = closed.map(|frame| (u16::from(frame.code), frame.reason.to_string()));
+    assert_eq!(
+        closed,
+        Some((1008, "too many y-protocol messages in one frame".to_owned()))
+    );
+    // The watcher heard at most what one frame may hold, and is still served.
+    let (mut other, _) = tokio_tungstenite::connect_async(yjs("other"))
+        .await
+        .unwrap();
+    other
+        .send(awareness_frame([88].into_iter(), state))
+        .await
+        .unwrap();
+    assert!(sees_awareness_of(&mut watcher, 88).await);
+
+    // A few messages per frame are fine, and each counts: three frames of eight
+    // are past a burst of twenty.
+    let (mut batcher, _) = tokio_tungstenite::connect_async(yjs("batcher"))
+        .await
+        .unwrap();
+    let eight: Vec<u8> = (1..=8).flat_map(|clock| awareness(99, clock)).collect();
+    batcher.send(Message::binary(eight.clone())).await.unwrap();
+    assert!(sees_awareness_of(&mut watcher, 99).await);
+    for _ in 0..2 {
+        batcher.send(Message::binary(eight.clone())).await.unwrap();
+    }
+    assert_eq!(close_code(&mut batcher).await, Some(1008));
+    drop(server);
+    std::fs::remove_dir_all(&data_dir).ok();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awareness_spam_is_refused_and_honest_presence_still_flows() {
     let (server, data_dir) = serve(

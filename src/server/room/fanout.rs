@@ -115,6 +115,10 @@ impl CloseReason {
         code: 1009,
         reason: "message too big",
     };
+    pub const PACKED_FRAME: CloseReason = CloseReason {
+        code: 1008,
+        reason: "too many y-protocol messages in one frame",
+    };
     pub const MALFORMED: CloseReason = CloseReason {
         code: 1007,
         reason: "malformed y-protocol message",

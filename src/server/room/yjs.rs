@@ -235,36 +235,50 @@ fn yjs_only(
     PerProtocol::new(|| None, move || Some(message.clone()))
 }
 
-/// Decodes every protocol message in a frame; a panic in the decoder counts as
-/// malformed input.
+/// Most protocol messages one frame may hold. y-websocket's clients and server
+/// send one per frame; each message past the first counts against the sender's
+/// rate limit as a frame of its own (`yjs_message` says how many there were).
+/// Without a bound, one frame of one-byte awareness queries or tiny updates was
+/// millions of messages: past the rate limit, handled in one go under the room's
+/// lock, and decoded into a list many times the frame's size.
+pub const MAX_MESSAGES_PER_FRAME: usize = 8;
+
+/// Decodes the protocol messages in a frame, at most `MAX_MESSAGES_PER_FRAME`;
+/// a panic in the decoder counts as malformed input.
 fn decode(frame: &[u8]) -> Result<Vec<Message>, YjsError> {
-    catch_unwind(AssertUnwindSafe(|| {
+    let messages = catch_unwind(AssertUnwindSafe(|| {
         let mut decoder = DecoderV1::new(Cursor::new(frame));
-        MessageReader::new(&mut decoder).collect::<Result<Vec<_>, _>>()
-    }))
-    .map_err(|_| YjsError::Malformed("decoder crashed".into()))?
-    .map_err(|error| YjsError::Malformed(error.to_string()))
-    .and_then(|messages| {
-        if messages.is_empty() {
-            Err(YjsError::Malformed("empty frame".into()))
-        } else {
-            Ok(messages)
+        let mut messages = Vec::new();
+        for message in MessageReader::new(&mut decoder) {
+            if messages.len() == MAX_MESSAGES_PER_FRAME {
+                return Err(YjsError::Refused(CloseReason::PACKED_FRAME));
+            }
+            messages.push(message.map_err(|error| YjsError::Malformed(error.to_string()))?);
         }
-    })
+        Ok(messages)
+    }))
+    .map_err(|_| YjsError::Malformed("decoder crashed".into()))??;
+    if messages.is_empty() {
+        return Err(YjsError::Malformed("empty frame".into()));
+    }
+    Ok(messages)
 }
 
 impl Room {
-    /// Handles one binary frame from a y-protocol connection. Without `may_write`
-    /// (a read-only token) updates are ignored: the client still syncs and shows
-    /// presence, but cannot change the document.
+    /// Handles one binary frame from a y-protocol connection; returns how many
+    /// protocol messages it held. Without `may_write` (a read-only token) updates
+    /// are ignored: the client still syncs and shows presence, but cannot change
+    /// the document.
     pub fn yjs_message(
         &self,
         connection: ConnectionId,
         client_id: &str,
         frame: &[u8],
         may_write: bool,
-    ) -> Result<(), YjsError> {
-        for message in decode(frame)? {
+    ) -> Result<usize, YjsError> {
+        let messages = decode(frame)?;
+        let count = messages.len();
+        for message in messages {
             match message {
                 Message::Sync(SyncMessage::SyncStep1(remote)) => {
                     let mut state = self.lock();
@@ -300,7 +314,7 @@ impl Room {
                 Message::Auth(_) | Message::Custom(..) => {}
             }
         }
-        Ok(())
+        Ok(count)
     }
 
     fn apply_awareness(
