@@ -177,8 +177,75 @@ struct OpenedStore {
     _lock: Option<store::sqlite::DataDirLock>,
     /// MongoDB's writer lease, held while serving.
     lease: Option<WriterLease>,
+    /// Started degraded on MongoDB: the lease is taken once MongoDB answers, and
+    /// nothing is written before (`take_lease_when_back`).
+    waiting_lease: Option<tokio::task::JoinHandle<Option<WriterLease>>>,
     /// Why the store could not be reached, shown in health until it can.
     unreachable: Option<String>,
+}
+
+/// Who holds MongoDB's writer lease for this server: the nodes of a cluster share
+/// the database and take turns per room (through Redis), so they hold it together
+/// under one name, and a lone server started on the same database is still
+/// refused.
+fn lease_holder(config: &Config) -> (String, bool) {
+    match &config.redis_url {
+        Some(_) => (CLUSTER_LEASE_HOLDER.to_owned(), true),
+        None => (config.node_id.clone().unwrap_or_default(), false),
+    }
+}
+
+/// Takes the writer lease of a server started degraded, once MongoDB answers, and
+/// only then lets the store write. Another server holding it keeps this one from
+/// ever writing: its rooms' writes wait, and health says why.
+async fn take_lease_when_back(
+    store: Arc<MongoStore>,
+    node_id: String,
+    shared: bool,
+) -> Option<WriterLease> {
+    loop {
+        if store.prepare().await.is_ok() {
+            match WriterLease::acquire(store.database(), &node_id, shared).await {
+                Ok(lease) => {
+                    store.release_writes();
+                    tracing::info!(
+                        "store: MongoDB is back and this server holds its writer lease; writing"
+                    );
+                    return Some(lease);
+                }
+                Err(LeaseError::InUse(reason)) => {
+                    tracing::error!("{reason}; this server writes nothing to it");
+                    store.hold_writes(&reason);
+                    return None;
+                }
+                Err(LeaseError::Store(error)) => {
+                    tracing::debug!(%error, "cannot take the store's writer lease yet");
+                }
+            }
+        }
+        tokio::time::sleep(LEASE_RETRY).await;
+    }
+}
+
+/// How often a server started degraded tries MongoDB for its writer lease.
+const LEASE_RETRY: Duration = Duration::from_secs(1);
+
+/// Gives up the writer lease, held or still being waited for.
+async fn release_lease(
+    lease: Option<WriterLease>,
+    waiting: Option<tokio::task::JoinHandle<Option<WriterLease>>>,
+) {
+    let taken = match waiting {
+        Some(waiting) if waiting.is_finished() => waiting.await.ok().flatten(),
+        Some(waiting) => {
+            waiting.abort();
+            None
+        }
+        None => None,
+    };
+    for lease in lease.into_iter().chain(taken) {
+        lease.release().await;
+    }
 }
 
 async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError> {
@@ -229,20 +296,21 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
                     )));
                 }
                 tracing::warn!("{problem}; serving from memory until it is back");
+                // Two servers writing one database would number the same rooms'
+                // updates twice: nothing is written before the lease is held.
+                store.hold_writes("waiting to take the MongoDB database's writer lease");
+                let store = Arc::new(store);
+                let (node_id, shared) = lease_holder(config);
+                let waiting = tokio::spawn(take_lease_when_back(store.clone(), node_id, shared));
                 return Ok(OpenedStore {
-                    store: Arc::new(store),
+                    store,
                     _lock: None,
                     lease: None,
+                    waiting_lease: Some(waiting),
                     unreachable: Some(problem),
                 });
             }
-            // Cluster nodes share the database and take turns per room (through
-            // Redis); they hold the writer lease together, so a lone server started
-            // on the same database is still refused.
-            let (node_id, shared) = match &config.redis_url {
-                Some(_) => (CLUSTER_LEASE_HOLDER.to_owned(), true),
-                None => (config.node_id.clone().unwrap_or_default(), false),
-            };
+            let (node_id, shared) = lease_holder(config);
             match WriterLease::acquire(store.database(), &node_id, shared).await {
                 Ok(held) => lease = Some(held),
                 Err(error) => {
@@ -260,6 +328,7 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
         store,
         _lock: lock,
         lease,
+        waiting_lease: None,
         unreachable: None,
     })
 }
@@ -306,6 +375,7 @@ pub async fn run_with_store(
         store,
         _lock: None,
         lease: None,
+        waiting_lease: None,
         unreachable: None,
     };
     serve(listener, config, opened, shutdown).await
@@ -340,6 +410,7 @@ async fn serve(
         store,
         _lock,
         lease,
+        waiting_lease,
         unreachable,
     } = opened;
     let metrics = Metrics::new();
@@ -361,9 +432,7 @@ async fn serve(
             {
                 Ok(cluster) => cluster,
                 Err(error) => {
-                    if let Some(lease) = lease {
-                        lease.release().await;
-                    }
+                    release_lease(lease, waiting_lease).await;
                     close_unused(store.as_ref()).await;
                     return Err(ServeError::Cluster(error.to_string()));
                 }
@@ -444,9 +513,7 @@ async fn serve(
     if !journal_task.finish(SHUTDOWN_GRACE).await {
         tracing::error!("store did not take the last writes before the deadline");
     }
-    if let Some(lease) = lease {
-        lease.release().await;
-    }
+    release_lease(lease, waiting_lease).await;
     if let Err(error) = store.close().await {
         tracing::warn!(%error, "store close failed");
     }

@@ -398,6 +398,22 @@ async fn a_server_started_degraded_recovers_when_mongodb_comes_up() {
     let mut bob = join(&base, "late", "bob").await;
     type_slowly(&mut alice, "finally stored").await;
     until_text(&mut bob, "finally stored").await;
+    // It writes as the database's one writer: it took the lease once MongoDB
+    // answered, so a second server is refused as at any start.
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    let lease = database(&daemon.url(), &name)
+        .await
+        .collection::<mongodb::bson::Document>("coedit_leases")
+        .find_one(mongodb::bson::doc! {"_id": "writer"})
+        .await
+        .unwrap();
+    assert!(
+        lease
+            .as_ref()
+            .and_then(|lease| lease.get_str("node_id").ok())
+            .is_some_and(|holder| holder.ends_with(&format!(":{port}"))),
+        "{lease:?}"
+    );
     tokio::time::sleep(BEFORE_KILL).await;
     server.kill_hard();
     let args = [

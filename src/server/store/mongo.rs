@@ -105,6 +105,10 @@ pub struct MongoStore {
     /// send or take, never across an await.
     cleanup: Mutex<Option<mpsc::UnboundedSender<Cleanup>>>,
     cleanup_task: Mutex<Option<JoinHandle<()>>>,
+    /// Why nothing may be written yet, if so: a server started degraded writes
+    /// only once it holds the database's writer lease (`hold_writes`). A
+    /// `std::sync::Mutex`: read at each write, never held across an await.
+    held: Mutex<Option<String>>,
 }
 
 impl MongoStore {
@@ -149,7 +153,36 @@ impl MongoStore {
             hosts,
             cleanup: Mutex::new(Some(cleanup)),
             cleanup_task: Mutex::new(Some(cleanup_task)),
+            held: Mutex::new(None),
         })
+    }
+
+    /// Refuses writes (as unavailable, with `reason`) until `release_writes`.
+    pub fn hold_writes(&self, reason: &str) {
+        if let Ok(mut held) = self.held.lock() {
+            *held = Some(reason.to_owned());
+        }
+    }
+
+    /// Lets writes through again (the writer lease is held).
+    pub fn release_writes(&self) {
+        if let Ok(mut held) = self.held.lock() {
+            *held = None;
+        }
+    }
+
+    /// What every write checks first: its writes are allowed, and the indexes
+    /// that make a retried write harmless exist.
+    async fn writable(&self) -> Result<(), StoreError> {
+        let held = self
+            .held
+            .lock()
+            .map_err(|_| StoreError::Unavailable("store state poisoned".into()))?
+            .clone();
+        if let Some(reason) = held {
+            return Err(StoreError::Unavailable(reason));
+        }
+        self.ensure_indexes().await
     }
 
     /// Makes every write wait for MongoDB's journal (`j: true`), so what the store
@@ -568,7 +601,7 @@ impl Store for MongoStore {
     }
 
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
-        self.ensure_indexes().await?;
+        self.writable().await?;
         // A delete ends a stretch of the batch: what came before it is written
         // first, so nothing of the deleted room outlives it.
         let mut rest = batch;
@@ -764,7 +797,7 @@ impl Store for MongoStore {
     }
 
     async fn save_checkpoint(&self, room_id: &str, state: &[u8]) -> Result<(), StoreError> {
-        self.ensure_indexes().await?;
+        self.writable().await?;
         let data = faster_hex::hex_string(state);
         // The original stores `size` as a Python int, which BSON encodes as int32 when
         // it fits; write the same so both backends read each other's documents alike.
@@ -812,7 +845,7 @@ impl Store for MongoStore {
         through_seq: u64,
         deletions: u64,
     ) -> Result<(), StoreError> {
-        self.ensure_indexes().await?;
+        self.writable().await?;
         let mut through = self.logged_through(room_id).await?.max(through_seq);
         if through == 0 {
             // No number was ever used: nothing to fence.
@@ -1009,7 +1042,7 @@ impl Store for MongoStore {
     }
 
     async fn write_room_parts(&self, room_id: &str, parts: &RoomParts) -> Result<(), StoreError> {
-        self.ensure_indexes().await?;
+        self.writable().await?;
         if let Some(checkpoint) = &parts.checkpoint {
             let data = faster_hex::hex_string(&checkpoint.data);
             bounded(
@@ -1053,7 +1086,7 @@ impl Store for MongoStore {
         room_id: &str,
         entries: &[StoredEntry],
     ) -> Result<(), StoreError> {
-        self.ensure_indexes().await?;
+        self.writable().await?;
         self.append(updates::pack(entries.iter().map(|entry| {
             (
                 room_id,
