@@ -988,24 +988,36 @@ impl Store for MongoStore {
         let after_seq = after_seq.max(self.fence(room_id).await?);
         let mut filter = updates::holding_after(after_seq)?;
         filter.insert("room_id", room_id);
-        // Each document holds at least one entry past `after_seq`, so `limit`
-        // documents hold `limit` entries unless some are read twice (overlapping
-        // runs): a shorter page is not the end, only an empty one is.
-        let cursor = bounded(
+        // Documents are read until they reach `limit` entries past `after_seq`
+        // (a run holds many: reading `limit` runs for a page of `limit` entries
+        // made a dump of a long log quadratic). Overlapping runs count some
+        // entries twice, so a shorter page is not the end, only an empty one is.
+        let mut cursor = bounded(
             self.updates
                 .find(filter)
                 .sort(doc! {"seq": 1})
-                .limit(i64::try_from(limit).unwrap_or(i64::MAX)),
+                .batch_size(u32::try_from(limit.clamp(1, 64)).unwrap_or(64)),
         )
         .await?;
-        let mut documents: Vec<Document> = bounded(cursor.try_collect()).await?;
+        let mut documents: Vec<Document> = Vec::new();
+        let mut counted = 0;
+        let mut stopped_early = false;
+        while let Some(document) = bounded(cursor.try_next()).await? {
+            let first = sequence(&document, "seq")?.max(after_seq + 1);
+            counted += updates::covered(&document)?.saturating_sub(first) + 1;
+            documents.push(document);
+            if counted >= limit as u64 {
+                stopped_early = true;
+                break;
+            }
+        }
         let mut read = updates::unpack(&documents, after_seq, u64::MAX, true)?;
         read.truncate(limit);
         // Documents come in the order of their first number, so a page that ends
         // inside a batch may not have reached a snapshot kept in the history under
         // the number of one of the batch's updates, which stands for that update.
         let unread_after = match documents.last() {
-            Some(last) if documents.len() == limit => sequence(last, "seq")?,
+            Some(last) if stopped_early => sequence(last, "seq")?,
             _ => u64::MAX,
         };
         if let Some(last) = read.last().map(|entry| entry.seq) {
