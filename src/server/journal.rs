@@ -29,11 +29,33 @@ use super::store::{Store, StoreError, WriteOp};
 
 /// Most operations written in one store transaction.
 const MAX_BATCH: usize = 2000;
+/// Most update bytes written in one store transaction (a batch holds at least one
+/// operation, however large). A backlog after an outage, or rooms writing whole
+/// documents, made batches of hundreds of MB, which a store on a slow link could
+/// not take within its operation timeout: retried whole, they never went in.
+const MAX_BATCH_BYTES: usize = 8 << 20;
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How often a degraded store with nothing left to write is pinged to find out it
 /// is back (with a backlog, the writer's own retries find out).
 const RECOVERY_PROBE: Duration = Duration::from_secs(1);
+
+/// How many of the first `pending` items make the next batch: at most `MAX_BATCH`
+/// and `MAX_BATCH_BYTES`, at least one.
+fn batch_len(pending: &VecDeque<Item>) -> usize {
+    let mut bytes = 0;
+    let within = pending
+        .iter()
+        .take(MAX_BATCH)
+        .take_while(|item| {
+            if let Item::Write { op, .. } = item {
+                bytes += op.data_len();
+            }
+            bytes <= MAX_BATCH_BYTES
+        })
+        .count();
+    within.max(1).min(pending.len())
+}
 
 /// Who hears about a write once the store has answered for it: the room that made it.
 pub trait WriteWatcher: Send + Sync {
@@ -287,7 +309,7 @@ impl Writer {
                 }
             }
 
-            let batch_len = pending.len().min(MAX_BATCH);
+            let batch_len = batch_len(&pending);
             let mut batch: Vec<Item> = pending.drain(..batch_len).collect();
             match self.write(&mut batch).await {
                 Outcome::Settled => retry_delay = RETRY_MIN,
@@ -349,7 +371,34 @@ impl Writer {
             let ops = write_ops(&mine);
             match self.store.write(&ops).await {
                 Ok(()) => self.settle(mine),
-                Err(error) if error.is_permanent() => self.refuse(&room, &error, mine),
+                Err(error) if error.is_permanent() => {
+                    // The room's delete still goes: it is how a refused room's
+                    // data is let go of, and its caller is told it was written.
+                    let (deletes, refused): (Vec<Item>, Vec<Item>) =
+                        mine.into_iter().partition(|item| {
+                            matches!(
+                                item,
+                                Item::Write {
+                                    op: WriteOp::Delete(_),
+                                    ..
+                                }
+                            )
+                        });
+                    self.refuse(&room, &error, refused);
+                    if deletes.is_empty() {
+                        continue;
+                    }
+                    match self.store.write(&write_ops(&deletes)).await {
+                        Ok(()) => self.settle(deletes),
+                        Err(error) if error.is_permanent() => self.refuse(&room, &error, deletes),
+                        Err(error) => {
+                            let rest = std::mem::take(batch);
+                            batch.extend(deletes);
+                            batch.extend(rest);
+                            return Outcome::Retry(error);
+                        }
+                    }
+                }
                 Err(error) => {
                     // Put the room's items back where they were: first.
                     let rest = std::mem::take(batch);
@@ -363,24 +412,38 @@ impl Writer {
         Outcome::Settled
     }
 
-    /// Items of rooms already refused are not written again: they are settled as
-    /// refused (their room knows).
+    /// Items of rooms already refused are not written again: they are dropped and
+    /// their room told (one loaded again since the refusal has not heard of it,
+    /// and would hold its messages for ever).
     fn drop_refused(&self, batch: &mut Vec<Item>) {
-        let Ok(refused) = self.shared.refused.lock() else {
-            return;
-        };
-        if refused.is_empty() {
-            return;
+        let mut dropped: Vec<(Arc<dyn WriteWatcher>, String)> = Vec::new();
+        {
+            let Ok(refused) = self.shared.refused.lock() else {
+                return;
+            };
+            if refused.is_empty() {
+                return;
+            }
+            // A delete still goes: it is how a refused room's data is let go of.
+            for item in std::mem::take(batch) {
+                match item {
+                    Item::Write { op, watcher }
+                        if refused.contains_key(op.room_id())
+                            && !matches!(op, WriteOp::Delete(_)) =>
+                    {
+                        self.shared.backlog.fetch_sub(1, Ordering::Relaxed);
+                        if !dropped.iter().any(|(told, _)| Arc::ptr_eq(told, &watcher)) {
+                            let reason = refused.get(op.room_id()).cloned().unwrap_or_default();
+                            dropped.push((watcher, reason));
+                        }
+                    }
+                    item => batch.push(item),
+                }
+            }
         }
-        let before = batch.len();
-        // A delete still goes: it is how a refused room's data is let go of.
-        batch.retain(|item| {
-            !matches!(item, Item::Write { op, .. }
-                if refused.contains_key(op.room_id()) && !matches!(op, WriteOp::Delete(_)))
-        });
-        self.shared
-            .backlog
-            .fetch_sub((before - batch.len()) as u64, Ordering::Relaxed);
+        for (watcher, reason) in dropped {
+            watcher.refused(&reason);
+        }
     }
 
     fn refuse(&self, room: &str, error: &StoreError, items: Vec<Item>) {
@@ -528,6 +591,29 @@ mod tests {
         assert!(task.finish(Duration::from_secs(5)).await);
     }
 
+    /// A batch stops at `MAX_BATCH_BYTES` of updates (a backlog of large writes
+    /// goes in several), and always holds at least one, however large.
+    #[test]
+    fn batches_are_bounded_in_bytes_and_never_empty() {
+        let sized = |seq: u64, bytes: usize| Item::Write {
+            op: WriteOp::Append(LoggedUpdate {
+                room_id: "r".into(),
+                seq,
+                data: Bytes::from(vec![0; bytes]),
+                at_ms: 0,
+                author: None,
+            }),
+            watcher: Arc::new(Recorder::default()),
+        };
+        let quarter = MAX_BATCH_BYTES / 4;
+        let pending: VecDeque<Item> = (1..=10).map(|seq| sized(seq, quarter)).collect();
+        assert_eq!(batch_len(&pending), 4);
+        let pending: VecDeque<Item> = [sized(1, MAX_BATCH_BYTES * 3), sized(2, 1)].into();
+        assert_eq!(batch_len(&pending), 1);
+        let pending: VecDeque<Item> = (1..=5000).map(|seq| sized(seq, 1)).collect();
+        assert_eq!(batch_len(&pending), MAX_BATCH);
+    }
+
     #[tokio::test]
     async fn keeps_the_backlog_through_an_outage_and_writes_it_after() {
         let store = MemoryStore::new();
@@ -591,6 +677,38 @@ mod tests {
         journal.flush().await;
         assert_eq!(healthy.written.load(Ordering::Acquire), 21);
         assert_eq!(journal.backlog(), 0);
+        // The room loaded again hears it is refused at its first write, instead
+        // of waiting for it for ever.
+        let reloaded = Arc::new(Recorder::default());
+        journal.submit(append("poison", 22), reloaded.clone());
+        journal.flush().await;
+        assert!(reloaded.refused.lock().unwrap().is_some());
+        drop(journal);
+        assert!(task.finish(Duration::from_secs(5)).await);
+    }
+
+    /// A room's delete in the batch where its writes are refused still goes
+    /// through: the room's data is gone when the delete is reported written.
+    #[tokio::test]
+    async fn a_delete_batched_with_a_refused_write_is_written() {
+        let store = MemoryStore::new();
+        let (journal, task) = Journal::start(Arc::new(store.clone()), Pace::Natural);
+        let room = Arc::new(Recorder::default());
+        journal.submit(append("doomed", 1), room.clone());
+        journal.flush().await;
+        store.refuse_room("doomed");
+        journal.submit(append("doomed", 2), room.clone());
+        journal.submit(
+            WriteOp::Delete(crate::server::store::RoomDeletion {
+                room_id: "doomed".into(),
+                seq: 3,
+            }),
+            room.clone(),
+        );
+        journal.flush().await;
+        assert_eq!(store.load_durable("doomed").await.unwrap(), None);
+        assert_eq!(room.written.load(Ordering::Acquire), 3);
+        assert!(!journal.refused_rooms().contains_key("doomed"));
         drop(journal);
         assert!(task.finish(Duration::from_secs(5)).await);
     }

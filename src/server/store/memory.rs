@@ -69,7 +69,8 @@ impl MemoryStore {
         self.failing.store(failing, Ordering::SeqCst);
     }
 
-    /// From now on, a batch holding a write of `room_id` is refused for good.
+    /// From now on, a batch holding a write of `room_id` is refused for good (its
+    /// deletion goes through, as a database's document rules let deletes by).
     pub fn refuse_room(&self, room_id: &str) {
         if let Ok(mut refused) = self.refused.lock() {
             refused.insert(room_id.to_owned());
@@ -95,7 +96,9 @@ impl Store for MemoryStore {
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         if let Ok(refused) = self.refused.lock() {
-            if let Some(op) = batch.iter().find(|op| refused.contains(op.room_id())) {
+            let refused_write =
+                |op: &&WriteOp| !matches!(op, WriteOp::Delete(_)) && refused.contains(op.room_id());
+            if let Some(op) = batch.iter().find(refused_write) {
                 return Err(StoreError::Rejected(format!(
                     "memory store refuses room {}",
                     op.room_id()

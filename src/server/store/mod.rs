@@ -177,6 +177,15 @@ impl WriteOp {
             WriteOp::Delete(deletion) => deletion.seq,
         }
     }
+
+    /// The update or snapshot bytes the operation carries.
+    pub fn data_len(&self) -> usize {
+        match self {
+            WriteOp::Append(update) => update.data.len(),
+            WriteOp::Compact(snapshot) => snapshot.data.len(),
+            WriteOp::Delete(_) => 0,
+        }
+    }
 }
 
 /// A room's checkpoint as stored: the document and the `updated_at` text the
