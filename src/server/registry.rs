@@ -15,7 +15,7 @@ use super::journal::{Journal, WriteWatcher};
 use super::metrics::Metrics;
 use super::room::durable::{read_stored, Stored};
 use super::room::remote::Peers;
-use super::room::{PresenceLimits, Room, RoomSettings};
+use super::room::{Pinned, PresenceLimits, Room, RoomSettings};
 use super::store::{RoomDeletion, Store, StoreError, WriteOp};
 use super::webhooks::{Event, Webhooks};
 
@@ -69,6 +69,7 @@ impl Registry {
                     write_ahead: config.durability.write_ahead(),
                     history_retention: config.history_retention,
                     presence: PresenceLimits::from_config(config),
+                    max_outbound_bytes: config.max_outbound_bytes,
                 },
                 peers: OnceLock::new(),
                 webhooks: OnceLock::new(),
@@ -111,6 +112,18 @@ impl Registry {
         let slot = self.rooms().entry(room_id.to_owned()).or_default().clone();
         let room = slot.get_or_try_init(|| self.load(room_id)).await?.clone();
         Ok(room)
+    }
+
+    /// `get_or_load`, kept in memory while the result is held: for REST calls that
+    /// write to the room. One unloaded between being looked up and pinned is
+    /// loaded again.
+    pub async fn get_pinned(&self, room_id: &str) -> Result<Pinned, LoadError> {
+        loop {
+            if let Some(pinned) = self.get_or_load(room_id).await?.pin() {
+                return Ok(pinned);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// The room if it is in memory or has anything stored; `None` for a room that
@@ -317,4 +330,33 @@ struct Unwatched;
 impl WriteWatcher for Unwatched {
     fn written(&self, _seq: u64) {}
     fn refused(&self, _reason: &str) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::journal::Journal;
+    use crate::server::store::memory::MemoryStore;
+
+    fn registry() -> Registry {
+        let config = crate::server::Config::for_tests();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (journal, _task) = Journal::start(store.clone(), config.journal_pace());
+        Registry::new(store, journal, Metrics::new(), &config)
+    }
+
+    /// A REST call's room is not unloaded while it writes to it, and a room that
+    /// was unloaded before the call pinned it is loaded again, not written to.
+    #[tokio::test]
+    async fn a_pinned_room_stays_loaded_and_an_unloaded_one_is_loaded_again() {
+        let registry = registry();
+        let pinned = registry.get_pinned("r").await.unwrap();
+        assert_eq!(registry.unload_idle(Duration::ZERO), 0);
+        drop(pinned);
+        let before = registry.get_or_load("r").await.unwrap();
+        assert_eq!(registry.unload_idle(Duration::ZERO), 1);
+        assert!(before.pin().is_none(), "an unloaded room was pinned");
+        let again = registry.get_pinned("r").await.unwrap();
+        assert!(!again.same(&before), "the unloaded instance came back");
+    }
 }

@@ -120,6 +120,7 @@ async fn y_protocol_frames_cannot_break_a_room() {
         write_ahead: true,
         history_retention: Duration::from_secs(3600),
         presence: PresenceLimits::default(),
+        max_outbound_bytes: 4 << 20,
     };
     let room = Room::new(
         "fuzz".into(),

@@ -90,7 +90,7 @@ pub async fn import(
 ) -> Result<Json<ImportResponse>, ApiError> {
     validate_room_id(&room_id)?;
     let format = query.format(Format::Yjs)?;
-    let room = app.registry.get_or_load(&room_id).await?;
+    let room = app.registry.get_pinned(&room_id).await?;
     let update = match format {
         Format::Yjs => body.to_vec(),
         Format::Text => {

@@ -225,7 +225,7 @@ pub async fn restore(
     Query(query): Query<VersionQuery>,
 ) -> Result<Json<RestoreResponse>, ApiError> {
     let (seq, state) = version_state(&app, &room_id, &query).await?;
-    let room = app.registry.get_or_load(&room_id).await?;
+    let room = app.registry.get_pinned(&room_id).await?;
     let restoration = room.restore(&state).map_err(|error| match error {
         DocumentError::Unstorable(_) => ApiError::Unavailable(error.to_string()),
         _ => super::documents::refused_update(error),

@@ -261,7 +261,7 @@ pub async fn load(
             return Ok(failure(format!("Store error: {error}")));
         }
     };
-    let room = app.registry.get_or_load(&room_id).await?;
+    let room = app.registry.get_pinned(&room_id).await?;
     // A new change that every client receives, not a rewind (see `Room::restore`).
     if let Err(error) = room.restore(&checkpoint) {
         return Ok(failure(match error {
@@ -332,7 +332,7 @@ pub async fn simulate_add(
         DEFAULT_SIMULATE_COUNT,
         1..=app.config.max_simulated_per_request,
     )?;
-    let room = app.registry.get_or_load(&room_id).await?;
+    let room = app.registry.get_pinned(&room_id).await?;
     let (added, total) = room.add_simulated(count).map_err(|room_for| {
         ApiError::BadRequest(format!(
             "room is at its limit of {} users: {room_for} more can be added",

@@ -30,6 +30,7 @@ use bytes::Bytes;
 use super::fanout::{
     broadcast, push, push_all, CloseReason, ConnectionId, Member, Outbound, PerProtocol, Protocol,
 };
+use super::queue::Weigh;
 use super::{
     lock_state, Origin, Room, RoomInner, RoomState, UpdateBytes, UpdateFormat, UpdateOutcome,
 };
@@ -135,8 +136,13 @@ pub(super) struct Durability {
     /// its next log entry is the whole document, not the update's delta.
     needs_base: bool,
     held: VecDeque<(u64, Held)>,
-    /// How many of `held` are for each connection alone (`Held::To`).
-    held_for: HashMap<ConnectionId, usize>,
+    /// How many of `held` are for each connection alone (`Held::To`), and their
+    /// bytes.
+    held_for: HashMap<ConnectionId, (usize, usize)>,
+    /// Bytes held for one connection at most (its outbound budget): a reply can be
+    /// a copy of the whole document, so a count alone let one connection that
+    /// asked for it a few hundred times hold hundreds of documents.
+    held_bytes_per_connection: usize,
     /// The hold queue overflowed and was dropped: once written, every member is
     /// sent the room afresh.
     resync: bool,
@@ -175,11 +181,18 @@ impl Durability {
             needs_base,
             held: VecDeque::new(),
             held_for: HashMap::new(),
+            held_bytes_per_connection: usize::MAX,
             resync: false,
             refused: None,
             deleted: false,
             remote_changes: 0,
         }
+    }
+
+    /// Holds at most `bytes` (and one message past them) for one connection.
+    pub(super) fn limit_held_bytes(mut self, bytes: usize) -> Self {
+        self.held_bytes_per_connection = bytes;
+        self
     }
 
     /// Another node changed the document (through the shared log).
@@ -217,17 +230,21 @@ impl Durability {
         match &held {
             Held::Broadcast { .. } if self.resync => return true,
             Held::Broadcast { .. } => {}
-            Held::To { connection, .. } => {
+            Held::To {
+                connection,
+                message,
+            } => {
                 let connection = *connection;
-                let waiting = self.held_for.entry(connection).or_default();
-                if *waiting >= HELD_PER_CONNECTION {
+                let (count, bytes) = self.held_for.entry(connection).or_default();
+                if *count >= HELD_PER_CONNECTION || *bytes >= self.held_bytes_per_connection {
                     self.held_for.remove(&connection);
                     self.held.retain(|(_, held)| {
                         !matches!(held, Held::To { connection: to, .. } if *to == connection)
                     });
                     return false;
                 }
-                *waiting += 1;
+                *count += 1;
+                *bytes += message.weight();
             }
         }
         self.held.push_back((self.visible_seq, held));
@@ -293,10 +310,15 @@ impl Durability {
                 break;
             }
             if let Some((_, held)) = self.held.pop_front() {
-                if let Held::To { connection, .. } = &held {
-                    if let Some(waiting) = self.held_for.get_mut(connection) {
-                        *waiting -= 1;
-                        if *waiting == 0 {
+                if let Held::To {
+                    connection,
+                    message,
+                } = &held
+                {
+                    if let Some((count, bytes)) = self.held_for.get_mut(connection) {
+                        *count -= 1;
+                        *bytes = bytes.saturating_sub(message.weight());
+                        if *count == 0 {
                             self.held_for.remove(connection);
                         }
                     }
@@ -634,6 +656,7 @@ impl Room {
             .empty_since
             .is_some_and(|since| since.elapsed() >= idle);
         let unload = state.members.is_empty()
+            && state.pins == 0
             && state.presence.is_empty()
             && idle_long_enough
             && state.durability.settled()
@@ -642,6 +665,17 @@ impl Room {
             state.closed = true;
         }
         unload
+    }
+
+    /// Keeps the room in memory until the returned handle is dropped; None once
+    /// it was unloaded (look it up again).
+    pub fn pin(&self) -> Option<super::Pinned> {
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        state.pins += 1;
+        Some(super::Pinned(self.clone()))
     }
 
     /// Hands an accepted update to the journal as a log entry; when the store holds
@@ -859,7 +893,26 @@ mod tests {
         assert!(durability.settled());
     }
 
-    /// Replies alone are not dropped either. A connection with
+    /// Replies held for one connection are bounded in bytes too (one may be the
+    /// whole document): past its budget, plus the one message that crossed it,
+    /// the next is refused; released ones free their bytes.
+    #[test]
+    fn a_connection_past_its_held_bytes_is_refused() {
+        let mut durability = waiting_for_write_1().limit_held_bytes(1000);
+        let large = |connection| Held::To {
+            connection,
+            message: Outbound::Text("x".repeat(400).into()),
+        };
+        for _ in 0..3 {
+            assert!(durability.hold(large(1)));
+        }
+        assert!(!durability.hold(large(1)), "held past its bytes");
+        assert!(durability.hold(large(2)), "another connection has its own");
+        assert_eq!(texts(durability.written(1)).len(), 1);
+        assert!(durability.held_for.is_empty());
+    }
+
+    /// Replies alone are not dropped either. A connection with    /// Replies alone are not dropped either. A connection with
     /// `HELD_PER_CONNECTION` waiting is refused its next one (the caller closes it)
     /// and what was held for it is let go; the others' replies stay.
     #[test]

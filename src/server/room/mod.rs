@@ -101,6 +101,9 @@ pub struct RoomSettings {
     pub history_retention: Duration,
     /// Bounds on users and awareness states.
     pub presence: PresenceLimits,
+    /// A connection's outbound budget: also what the room holds for it at most
+    /// while the store catches up.
+    pub max_outbound_bytes: usize,
 }
 
 /// Colours given to users who did not choose one.
@@ -109,6 +112,27 @@ const PALETTE: [&str; 8] = [
 ];
 
 use presence::Presence;
+
+/// A room held in memory while a REST call writes to it (`Registry::get_pinned`).
+/// Without it, the idle sweep could unload the room between the call looking it up
+/// and writing to it; the write then went to an instance no later load reads, and
+/// the next load numbered its own updates over it.
+pub struct Pinned(Room);
+
+impl std::ops::Deref for Pinned {
+    type Target = Room;
+
+    fn deref(&self) -> &Room {
+        &self.0
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.pins = state.pins.saturating_sub(1);
+    }
+}
 
 struct RoomState {
     document: Document,
@@ -126,6 +150,8 @@ struct RoomState {
     empty_since: Option<Instant>,
     /// Set when the registry unloads the room; a late joiner must load it afresh.
     closed: bool,
+    /// REST calls writing to the room (`Pinned`): it is not unloaded under them.
+    pins: u32,
     /// Client ids between their accepted upgrade and joining (see `reserve_user`).
     arriving: std::collections::HashSet<String>,
     /// Users connected to other nodes of the cluster, by client id.
@@ -179,7 +205,8 @@ impl Room {
         settings: RoomSettings,
     ) -> Result<Self, DocumentError> {
         let mut document = Document::new();
-        let durability = Durability::opened(&stored, settings.write_ahead);
+        let durability = Durability::opened(&stored, settings.write_ahead)
+            .limit_held_bytes(settings.max_outbound_bytes);
         match &stored {
             Stored::Durable(durable) => {
                 if let Some(snapshot) = &durable.snapshot {
@@ -216,6 +243,7 @@ impl Room {
                     departed: HashMap::new(),
                     empty_since: Some(Instant::now()),
                     closed: false,
+                    pins: 0,
                     arriving: std::collections::HashSet::new(),
                     remote_users: HashMap::new(),
                     peers: None,
