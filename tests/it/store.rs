@@ -503,6 +503,64 @@ async fn a_conflicting_index_on_the_update_log_is_refused_by_name() {
     db.drop().await.unwrap();
 }
 
+/// A live lease whose holder's clock is behind this server's (its expiry looks
+/// past here) is not taken: the holder renews it, and that is what counts. A
+/// lease expired for minutes is taken at once.
+#[tokio::test]
+async fn a_renewed_lease_is_not_taken_whatever_its_times_say() {
+    use coedit::server::store::lease::{LeaseError, WriterLease, LEASES};
+    use mongodb::bson::{DateTime, Document};
+    let Some(url) = mongo_url("a_renewed_lease_is_not_taken_whatever_its_times_say") else {
+        return;
+    };
+    let name = unique_database("lease-skew");
+    let db = mongodb::Client::with_uri_str(&url)
+        .await
+        .unwrap()
+        .database(&name);
+    let leases = db.collection::<Document>(LEASES);
+    let held = |renewed_ago: i64, expired_ago: i64| {
+        let now = DateTime::now().timestamp_millis();
+        doc! {
+            "_id": "writer",
+            "node_id": "behind:1",
+            "pid": 1_i64,
+            "renewed_at": DateTime::from_millis(now - renewed_ago),
+            "expires_at": DateTime::from_millis(now - expired_ago),
+        }
+    };
+    // The holder's clock is 12 s behind: its lease always looks expired here.
+    leases.insert_one(held(12_000, 2_000)).await.unwrap();
+    let renewer = {
+        let leases = leases.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                leases
+                    .replace_one(doc! {"_id": "writer"}, held(12_000, 2_000))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let taken = WriterLease::acquire(&db, "ahead:2", false).await;
+    renewer.abort();
+    assert!(
+        matches!(taken, Err(LeaseError::InUse(_))),
+        "a renewed lease was taken"
+    );
+
+    leases
+        .replace_one(doc! {"_id": "writer"}, held(600_000, 590_000))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let lease = WriterLease::acquire(&db, "ahead:2", false).await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    lease.release().await;
+    db.drop().await.ok();
+}
+
 /// A persister that copied numbers taken during a deletion can compact past the
 /// fence's number between the deletion reading the log and writing its fence.
 /// The deletion then fences past that compaction: when it returns, the room is

@@ -3,11 +3,13 @@
 //! refuses to start instead of numbering the same rooms' logs a second time.
 //!
 //! The lease is `{_id: "writer", node_id, pid, renewed_at, expires_at}` in the
-//! `coedit_leases` collection. A node takes it when it is free, expired, or already
-//! its own: a node id is `host:port` by default, and a node that could bind that
-//! port on that host is the only one alive under that name, so a server restarted
-//! after a crash takes its lease back at once. Anyone else waits for the lease to
-//! expire, and refuses as soon as it sees the holder renew it.
+//! `coedit_leases` collection. A node takes it when it is free or already its own:
+//! a node id is `host:port` by default, and a node that could bind that port on
+//! that host is the only one alive under that name, so a server restarted after a
+//! crash takes its lease back at once. Anyone else watches the lease: it refuses
+//! as soon as it sees the holder renew it, and takes it over once it has seen no
+//! renewal for a whole TTL by its own clock (the times in the lease are the
+//! holder's clock, and machines' clocks differ).
 //!
 //! The nodes of a cluster hold the lease together, under one shared name: a node
 //! that stops leaves it to the others (it is never deleted while one may still
@@ -32,6 +34,9 @@ pub const LEASE_TTL: Duration = Duration::from_secs(10);
 /// How often the holder renews: several renewals fit in one TTL, so a brief
 /// database hiccup does not lose the lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// A lease expired for longer than this is stale whatever the clocks of the
+/// servers that wrote and read it say: taken without watching its holder.
+const STALE_AFTER: Duration = Duration::from_secs(60);
 /// MongoDB's duplicate-key error: the upsert met a lease held by someone else.
 const DUPLICATE_KEY: i32 = 11000;
 
@@ -58,37 +63,57 @@ impl WriterLease {
     /// Takes the lease of `database` for `node_id`, waiting at most one TTL for a
     /// silent holder's lease to run out. A `shared` lease is held by every node
     /// that names the same `node_id`.
+    ///
+    /// Whether a holder is silent is decided on this server's own clock, by
+    /// watching its renewals: the lease's times come from the holder's clock,
+    /// and a clock a few seconds ahead made a live lease look expired, so two
+    /// servers wrote one database. Only a lease expired for longer than any
+    /// plausible skew (`STALE_AFTER`) is taken without watching.
     pub async fn acquire(
         database: &Database,
         node_id: &str,
         shared: bool,
     ) -> Result<Self, LeaseError> {
         let collection: Collection<Document> = database.collection(LEASES);
-        let mut seen_renewal: Option<DateTime> = None;
+        let mut watching: Option<(Option<DateTime>, tokio::time::Instant)> = None;
         let deadline = tokio::time::Instant::now() + LEASE_TTL + RENEW_EVERY * 2;
         loop {
-            match try_take(&collection, node_id).await? {
-                None => break,
-                Some(holder) => {
-                    let renewed = holder.get_datetime("renewed_at").ok().copied();
-                    let holder_id = holder.get_str("node_id").unwrap_or("unknown").to_owned();
-                    let alive = seen_renewal.is_some() && renewed != seen_renewal;
-                    if alive || tokio::time::Instant::now() >= deadline {
-                        let pid = holder
-                            .get_i64("pid")
-                            .map(|pid| format!(", pid {pid}"))
-                            .unwrap_or_default();
-                        return Err(LeaseError::InUse(format!(
-                            "MongoDB database {} is in use by another coedit server (node {holder_id}{pid}); \
-                             stop it first, or give this one another --db-name",
-                            database.name()
-                        )));
+            let Some(holder) = try_take(&collection, node_id).await? else {
+                break;
+            };
+            let renewed = holder.get_datetime("renewed_at").ok().copied();
+            let holder_id = holder.get_str("node_id").unwrap_or("unknown").to_owned();
+            let in_use = || {
+                let pid = holder
+                    .get_i64("pid")
+                    .map(|pid| format!(", pid {pid}"))
+                    .unwrap_or_default();
+                LeaseError::InUse(format!(
+                    "MongoDB database {} is in use by another coedit server (node {holder_id}{pid}); \
+                     stop it first, or give this one another --db-name",
+                    database.name()
+                ))
+            };
+            match watching {
+                Some((seen, _)) if seen != renewed => return Err(in_use()),
+                Some((seen, since)) if since.elapsed() >= LEASE_TTL => {
+                    // Silent for a whole TTL: taken if it is still the lease watched.
+                    if take_over(&collection, node_id, &holder_id, seen).await? {
+                        break;
                     }
-                    seen_renewal = renewed;
-                    tracing::info!(holder = %holder_id, "waiting for the previous server's store lease to expire");
-                    tokio::time::sleep(RENEW_EVERY).await;
+                    watching = None;
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    tracing::info!(holder = %holder_id, "waiting to see whether the previous server still renews its store lease");
+                    watching = Some((renewed, tokio::time::Instant::now()));
                 }
             }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(in_use());
+            }
+            tokio::time::sleep(RENEW_EVERY).await;
         }
         let stop = CancellationToken::new();
         let renewer = tokio::spawn(renew(collection.clone(), node_id.to_owned(), stop.clone()));
@@ -128,17 +153,19 @@ impl Drop for WriterLease {
     }
 }
 
-/// One attempt: `None` when the lease is now ours, else the holder's document.
+/// One attempt: `None` when the lease is now ours (it was free, ours already, or
+/// stale by any clock), else the holder's document.
 async fn try_take(
     collection: &Collection<Document>,
     node_id: &str,
 ) -> Result<Option<Document>, StoreError> {
     let now = DateTime::now();
+    let stale = DateTime::from_millis(now.timestamp_millis() - STALE_AFTER.as_millis() as i64);
     let taken = collection
         .update_one(
             doc! {"_id": WRITER, "$or": [
                 {"node_id": node_id},
-                {"expires_at": {"$lt": now}},
+                {"expires_at": {"$lt": stale}},
             ]},
             lease_fields(node_id, now),
         )
@@ -156,6 +183,23 @@ async fn try_take(
         }
         Err(error) => Err(StoreError::Unavailable(describe_error(&error))),
     }
+}
+
+/// Takes the lease from `holder` if it is still as watched (renewed at `seen`).
+async fn take_over(
+    collection: &Collection<Document>,
+    node_id: &str,
+    holder: &str,
+    seen: Option<DateTime>,
+) -> Result<bool, StoreError> {
+    let taken = collection
+        .update_one(
+            doc! {"_id": WRITER, "node_id": holder, "renewed_at": seen},
+            lease_fields(node_id, DateTime::now()),
+        )
+        .await
+        .map_err(|error| StoreError::Unavailable(describe_error(&error)))?;
+    Ok(taken.matched_count > 0)
 }
 
 fn lease_fields(node_id: &str, now: DateTime) -> Document {

@@ -34,7 +34,7 @@ use futures_util::TryStreamExt;
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, Document};
 use mongodb::error::{Error as DriverError, ErrorKind};
-use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::options::{ClientOptions, IndexOptions, ReadPreference, SelectionCriteria};
 use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -122,6 +122,22 @@ impl MongoStore {
                 describe_error(&error)
             ))
         })?;
+        // What a room reads decides the numbers it gives its next updates: a
+        // secondary behind the primary would hand out numbers already used, and
+        // the store keeps one update of each number. Reads go to the primary,
+        // whatever the URL asks.
+        if options.selection_criteria.as_ref().is_some_and(|criteria| {
+            !matches!(
+                criteria,
+                SelectionCriteria::ReadPreference(ReadPreference::Primary)
+            )
+        }) {
+            tracing::warn!(
+                "the MongoDB URL's readPreference is not used: coedit reads from the primary"
+            );
+        }
+        options.selection_criteria =
+            Some(SelectionCriteria::ReadPreference(ReadPreference::Primary));
         // Respect timeouts the URL sets itself; otherwise fail fast (see above).
         options
             .server_selection_timeout
@@ -540,9 +556,11 @@ impl MongoStore {
     /// reader in between finds no base and the room's remaining log entries alone
     /// (which are deleted next) rather than a snapshot with its log half gone.
     async fn delete(&self, room_id: &str) -> Result<(), StoreError> {
-        bounded(self.snapshots.delete_many(doc! {"room_id": room_id})).await?;
+        // The log first and the snapshot last: a delete cut short leaves the room
+        // as an older snapshot, never as log entries without the base they apply to.
         bounded(self.updates.delete_many(doc! {"room_id": room_id})).await?;
         bounded(self.checkpoints.delete_many(doc! {"room_id": room_id})).await?;
+        bounded(self.snapshots.delete_many(doc! {"room_id": room_id})).await?;
         Ok(())
     }
 
