@@ -97,7 +97,7 @@ pub async fn serve_connection(
     let Admission {
         reservation: _reservation,
         handshake,
-        user,
+        mut user,
     } = admission;
     let upgraded = match upgrade.await {
         Ok(upgraded) => upgraded,
@@ -153,6 +153,23 @@ pub async fn serve_connection(
                 return;
             }
         };
+        // A room that was not in memory at the upgrade had no place taken for
+        // this client id there: it is taken now, under the same cap.
+        if user.is_none() {
+            match room.reserve_user(&client_id) {
+                Ok(place) => user = place.map(Box::new),
+                Err(_) => {
+                    app.metrics.record_error();
+                    close(
+                        &mut socket,
+                        1013,
+                        "room is at its limit of users; retry later",
+                    )
+                    .await;
+                    return;
+                }
+            }
+        }
         let member = Member {
             client_id: client_id.clone(),
             protocol,

@@ -7,7 +7,7 @@ use coedit::api::{ClientMessage, ServerMessage};
 use coedit::server::auth;
 use coedit::server::store::memory::MemoryStore;
 use coedit::server::Config;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -229,6 +229,53 @@ async fn connection_caps_refuse_with_503_before_the_upgrade() {
         upgrade_status(&server.ws_url("third", "d"), None).await,
         503
     );
+}
+
+/// Client ids arriving together at a room not yet in memory are counted against
+/// `--max-room-users` once it is loaded: past the limit they are closed with 1013,
+/// as the ones arriving at a loaded room are refused with 503 before the upgrade.
+#[tokio::test]
+async fn the_user_cap_holds_for_a_room_loaded_by_its_first_connections() {
+    let server = server_with(|config| config.max_room_users = 2).await;
+    let attempts: Vec<_> = (0..10)
+        .map(|index| {
+            let url = server.ws_url("cold", &format!("user-{index}"));
+            tokio::spawn(async move {
+                // Refused before the upgrade once the room is in memory.
+                let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&url).await else {
+                    return Some(503);
+                };
+                // Admitted: greeted with the room's users; refused: closed.
+                loop {
+                    match tokio::time::timeout(EXPECT, socket.next()).await {
+                        Ok(Some(Ok(Message::Close(frame)))) => {
+                            return frame.map(|frame| u16::from(frame.code));
+                        }
+                        Ok(Some(Ok(Message::Text(text)))) if text.contains("\"users\"") => {
+                            // Stay connected until every attempt is decided.
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            return Some(0);
+                        }
+                        Ok(Some(Ok(_))) => {}
+                        _ => return None,
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for attempt in attempts {
+        outcomes.push(attempt.await.unwrap());
+    }
+    let admitted = outcomes
+        .iter()
+        .filter(|outcome| **outcome == Some(0))
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Some(1013 | 503)))
+        .count();
+    assert_eq!((admitted, refused), (2, 8), "{outcomes:?}");
 }
 
 #[tokio::test]
