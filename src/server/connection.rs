@@ -202,6 +202,7 @@ pub async fn serve_connection(
     // Leave first, so the others hear of it without waiting for the close handshake.
     drop(membership);
     if end == End::Writable {
+        finish_started_frame(socket.get_mut(), &mut outbound);
         let reason = kick.reason();
         close(&mut socket, reason.code, reason.reason).await;
     }
@@ -509,6 +510,16 @@ fn queue_batch<S>(
         }
     }
     Ok(())
+}
+
+/// Before a close frame: the rest of a frame a sender began writing straight to
+/// the socket, if it waits at the head of the queue, goes out first. A peer kicked
+/// as a slow consumer by the write that cut it short otherwise read the close
+/// frame as that frame's payload, and saw a broken stream instead of the reason.
+fn finish_started_frame<S>(io: &mut IdleIo<S>, outbound: &mut queue::Receiver<Outbound>) {
+    if let Ok(Outbound::Wire(rest)) = outbound.try_recv() {
+        io.queue_bytes(&rest);
+    }
 }
 
 /// Encodes the frame tungstenite would build for the message into the socket's

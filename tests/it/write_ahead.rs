@@ -397,10 +397,10 @@ async fn a_room_opened_from_a_checkpoint_survives_a_kill_9_from_the_journal_alon
         doc.transact_mut().apply_update(update).unwrap();
     }
     assert_eq!(content.get_string(&doc.transact()), text);
-    kill_9(server.pid());
+    server.kill_hard();
     let restarted = CoeditProcess::start(&sqlite_args(&dir)).await;
     assert_eq!(synced_text(&restarted.base(), "legacy-room").await, text);
-    drop((server, restarted));
+    drop(restarted);
     std::fs::remove_dir_all(&dir).ok();
 }
 
