@@ -207,6 +207,7 @@ async fn take_lease_when_back(
         if store.prepare().await.is_ok() {
             match WriterLease::acquire(store.database(), &node_id, shared).await {
                 Ok(lease) => {
+                    lease.on_lost(hold_writes_on(&store));
                     store.release_writes();
                     tracing::info!(
                         "store: MongoDB is back and this server holds its writer lease; writing"
@@ -225,6 +226,17 @@ async fn take_lease_when_back(
         }
         tokio::time::sleep(LEASE_RETRY).await;
     }
+}
+
+/// What losing the writer lease does to `store`: it takes no more writes (its
+/// rooms hold their messages, and health says why).
+fn hold_writes_on(store: &Arc<MongoStore>) -> store::lease::OnLost {
+    let store = Arc::downgrade(store);
+    Arc::new(move |reason: &str| {
+        if let Some(store) = store.upgrade() {
+            store.hold_writes(reason);
+        }
+    })
 }
 
 /// How often a server started degraded tries MongoDB for its writer lease.
@@ -321,7 +333,11 @@ async fn open_store_reporting(config: &Config) -> Result<OpenedStore, ServeError
                     });
                 }
             }
-            Arc::new(store)
+            let store = Arc::new(store);
+            if let Some(lease) = &lease {
+                lease.on_lost(hold_writes_on(&store));
+            }
+            store
         }
     };
     Ok(OpenedStore {

@@ -806,6 +806,60 @@ async fn a_second_server_on_the_same_mongodb_database_refuses_to_start() {
     database(&url, &name).await.drop().await.ok();
 }
 
+/// A server whose writer lease another server took (it could not renew it for a
+/// whole TTL) stops writing: its next write is refused, health says why, and
+/// nothing of it reaches the database the other server now writes.
+#[tokio::test]
+async fn a_server_that_lost_its_writer_lease_stops_writing() {
+    let Some(url) = mongo_url("a_server_that_lost_its_writer_lease_stops_writing") else {
+        return;
+    };
+    let name = unique_database("lost_lease");
+    let server = CoeditProcess::start(&mongo_args(&url, &name)).await;
+    let base = server.base();
+    let text = session(&base, "kept", "editor", "", "before").await;
+    assert_eq!(text, "before");
+
+    let db = database(&url, &name).await;
+    let leases = db.collection::<mongodb::bson::Document>(coedit::server::store::lease::LEASES);
+    let intruder = || {
+        let now = mongodb::bson::DateTime::now();
+        doc! {"_id": "writer", "node_id": "intruder:1", "pid": 1_i64, "renewed_at": now,
+        "expires_at": mongodb::bson::DateTime::from_millis(now.timestamp_millis() + 10_000)}
+    };
+    leases
+        .replace_one(doc! {"_id": "writer"}, intruder())
+        .await
+        .unwrap();
+    // The server notices at its next renewal.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stored = || async {
+        db.collection::<mongodb::bson::Document>("room_updates")
+            .count_documents(doc! {"room_id": "kept"})
+            .await
+            .unwrap()
+    };
+    let before = stored().await;
+    let mut editor = join(&base, "kept", "late-editor").await;
+    until_text(&mut editor, "before").await;
+    editor.type_incremental(6, " after").await;
+    let health = format!("http://{base}/api/health");
+    let refused = eventually(async || {
+        let health: Value = reqwest::get(&health).await.unwrap().json().await.unwrap();
+        health["store"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("took this MongoDB database's writer lease"))
+    })
+    .await;
+    assert!(refused, "{}", server.log());
+    assert_eq!(
+        stored().await,
+        before,
+        "the server wrote after losing its lease"
+    );
+    db.drop().await.ok();
+}
+
 /// The same through the real binary on MongoDB, with a crash: the database refuses
 /// one room's documents (a validator, as an operator's schema rule or an oversized
 /// record would), that room turns read-only and is named in health, and the other

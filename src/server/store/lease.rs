@@ -15,6 +15,7 @@
 //! that stops leaves it to the others (it is never deleted while one may still
 //! renew it), and a holder that finds it gone takes it again.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mongodb::bson::{doc, DateTime, Document};
@@ -40,6 +41,9 @@ const STALE_AFTER: Duration = Duration::from_secs(60);
 /// MongoDB's duplicate-key error: the upsert met a lease held by someone else.
 const DUPLICATE_KEY: i32 = 11000;
 
+/// What a server does when another takes its lease: it must stop writing.
+pub type OnLost = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A held lease; renewed in the background until `release`.
 pub struct WriterLease {
     collection: Collection<Document>,
@@ -48,6 +52,7 @@ pub struct WriterLease {
     shared: bool,
     stop: CancellationToken,
     renewer: JoinHandle<()>,
+    on_lost: Arc<Mutex<Option<OnLost>>>,
 }
 
 /// Why the lease could not be taken.
@@ -116,14 +121,30 @@ impl WriterLease {
             tokio::time::sleep(RENEW_EVERY).await;
         }
         let stop = CancellationToken::new();
-        let renewer = tokio::spawn(renew(collection.clone(), node_id.to_owned(), stop.clone()));
+        let on_lost: Arc<Mutex<Option<OnLost>>> = Arc::default();
+        let renewer = tokio::spawn(renew(
+            collection.clone(),
+            node_id.to_owned(),
+            stop.clone(),
+            on_lost.clone(),
+        ));
         Ok(Self {
             collection,
             node_id: node_id.to_owned(),
             shared,
             stop,
             renewer,
+            on_lost,
         })
+    }
+
+    /// Called with the reason if another server takes the lease while this one
+    /// holds it (it could not renew it for a whole TTL): the caller stops
+    /// writing, since two writers would each lose the other's updates.
+    pub fn on_lost(&self, lost: OnLost) {
+        if let Ok(mut slot) = self.on_lost.lock() {
+            *slot = Some(lost);
+        }
     }
 
     /// Stops renewing and gives the lease up, so a successor need not wait; a
@@ -221,7 +242,12 @@ fn duplicate_key(error: &mongodb::error::Error) -> bool {
     }
 }
 
-async fn renew(collection: Collection<Document>, node_id: String, stop: CancellationToken) {
+async fn renew(
+    collection: Collection<Document>,
+    node_id: String,
+    stop: CancellationToken,
+    on_lost: Arc<Mutex<Option<OnLost>>>,
+) {
     let mut interval = tokio::time::interval(RENEW_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
@@ -240,14 +266,25 @@ async fn renew(collection: Collection<Document>, node_id: String, stop: Cancella
             // Gone: expired and taken, or given up by a holder of a shared lease
             // (a node of an earlier version deleted it on leaving). Taken again if
             // it is free.
-            Ok(result) if result.matched_count == 0 => match try_take(&collection, &node_id).await {
-                Ok(None) => tracing::debug!("store lease taken again"),
-                Ok(Some(_)) => tracing::error!(
-                    "the store lease was taken over by another server while this one could not renew it; \
-                     two servers may now be writing the same database"
-                ),
-                Err(error) => tracing::warn!(%error, "cannot renew the store lease"),
-            },
+            Ok(result) if result.matched_count == 0 => {
+                match try_take(&collection, &node_id).await {
+                    Ok(None) => tracing::debug!("store lease taken again"),
+                    Ok(Some(holder)) => {
+                        let reason = format!(
+                        "another coedit server (node {}) took this MongoDB database's writer lease \
+                         while this one could not renew it; this server writes nothing more to it",
+                        holder.get_str("node_id").unwrap_or("unknown")
+                    );
+                        tracing::error!("{reason}");
+                        let lost = on_lost.lock().ok().and_then(|slot| slot.clone());
+                        if let Some(lost) = lost {
+                            lost(&reason);
+                        }
+                        return;
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot renew the store lease"),
+                }
+            }
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(error = %describe_error(&error), "cannot renew the store lease");
