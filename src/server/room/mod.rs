@@ -101,8 +101,8 @@ pub struct RoomSettings {
     pub history_retention: Duration,
     /// Bounds on users and awareness states.
     pub presence: PresenceLimits,
-    /// A connection's outbound budget: also what the room holds for it at most
-    /// while the store catches up.
+    /// A connection's outbound budget: with one full sync, also what the room
+    /// holds for it at most while the store catches up.
     pub max_outbound_bytes: usize,
 }
 
@@ -205,8 +205,14 @@ impl Room {
         settings: RoomSettings,
     ) -> Result<Self, DocumentError> {
         let mut document = Document::new();
-        let durability = Durability::opened(&stored, settings.write_ahead)
-            .limit_held_bytes(settings.max_outbound_bytes);
+        // A newcomer's greeting can be the whole document (a JSON sync is twice
+        // its size) and waits with its other replies: the budget covers one such
+        // message beside the connection's own, as SECURITY.md's formula does.
+        let durability = Durability::opened(&stored, settings.write_ahead).limit_held_bytes(
+            settings
+                .max_outbound_bytes
+                .saturating_add(settings.max_document_bytes.saturating_mul(2)),
+        );
         match &stored {
             Stored::Durable(durable) => {
                 if let Some(snapshot) = &durable.snapshot {
