@@ -640,10 +640,8 @@ fn handle_message(
                 // Each message past the first counts as a frame of its own.
                 Ok(count) => {
                     for _ in 1..count {
-                        if limiter.check(started) != Verdict::Accept {
-                            peer.app.metrics.record_error();
-                            peer.kick.kick(CloseReason::RATE_LIMITED);
-                            return ControlFlow::Break(());
+                        if let Some(refused) = admit_data(peer, limiter, started) {
+                            return refused;
                         }
                     }
                 }

@@ -309,13 +309,7 @@ async fn close_missed_deletions(cluster: Cluster, rooms: Vec<String>) {
         }
     };
     for (room_id, count) in rooms.iter().zip(counts) {
-        let opened_with = cluster
-            .watched()
-            .get(room_id)
-            .map(|watched| watched.deletions);
-        if opened_with.is_some_and(|opened_with| count.unwrap_or(0) > opened_with) {
-            cluster.missed_deletion(room_id);
-        }
+        super::persist::deleted_since_opened(&cluster, room_id, None, count.unwrap_or(0));
     }
 }
 

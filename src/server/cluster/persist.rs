@@ -223,7 +223,7 @@ async fn release_lease(cluster: &Cluster, room_id: &str) {
 /// then). The node then closes the room as deleted, as the notice would have: its
 /// document still holds the deleted room, and a compaction from it would write
 /// that back past the deletion's fence.
-fn deleted_since_opened(
+pub(super) fn deleted_since_opened(
     cluster: &Cluster,
     room_id: &str,
     retired: Option<&Watched>,
