@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, Method};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -80,23 +80,28 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// The original allowed any method and header from the configured origins.
+/// The original's (Starlette's) CORS: any method and header, credentials allowed,
+/// from the configured origins. With `*` and credentials a browser accepts only its
+/// own origin named back, which is what Starlette answers such requests too.
 fn cors(origins: &[String]) -> CorsLayer {
-    let layer = CorsLayer::new().allow_methods([
-        Method::GET,
-        Method::POST,
-        Method::DELETE,
-        Method::PUT,
-        Method::OPTIONS,
-    ]);
+    let layer = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::DELETE,
+            Method::PUT,
+            Method::PATCH,
+            Method::HEAD,
+            Method::OPTIONS,
+        ])
+        .allow_headers(AllowHeaders::mirror_request())
+        .allow_credentials(true);
     if origins.iter().any(|origin| origin == "*") {
-        return layer.allow_origin(Any).allow_headers(Any);
+        return layer.allow_origin(AllowOrigin::mirror_request());
     }
     let allowed: Vec<HeaderValue> = origins
         .iter()
         .filter_map(|origin| HeaderValue::from_str(origin.trim()).ok())
         .collect();
-    layer
-        .allow_origin(AllowOrigin::list(allowed))
-        .allow_headers(Any)
+    layer.allow_origin(AllowOrigin::list(allowed))
 }

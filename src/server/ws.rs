@@ -9,7 +9,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::header::ORIGIN;
+use axum::http::header::{HOST, ORIGIN};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
@@ -64,7 +64,9 @@ fn admit(
         // Browsers always send Origin on a WebSocket upgrade; checking it stops other
         // sites' pages from opening sockets with their visitors' cookies.
         if let Some(origin) = headers.get(ORIGIN).and_then(|value| value.to_str().ok()) {
-            if !origins.iter().any(|allowed| allowed.trim() == origin) {
+            if !origins.iter().any(|allowed| allowed.trim() == origin)
+                && !same_origin(origin, headers)
+            {
                 return Err(ApiError::Forbidden(format!(
                     "origin {origin} is not allowed"
                 )));
@@ -81,6 +83,18 @@ fn admit(
         }
     };
     Ok(access)
+}
+
+/// Whether a page's `Origin` names the host and port it asked for (`Host`): a page
+/// served beside the API, behind one proxy, is no other site even when
+/// `CORS_ORIGINS` lists only the origins of development servers.
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(HOST).and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
 }
 
 /// Takes the connection's places — a handshake slot, then its place under the

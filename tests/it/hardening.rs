@@ -194,6 +194,73 @@ async fn websocket_origins_are_checked_when_cors_is_restricted() {
     );
     // Non-browser clients send no Origin; they are not the cross-site threat.
     assert_eq!(upgrade_status(&url, None).await, 101);
+    // A page served by the same host and port as the API (behind one proxy, say)
+    // is no other site, whatever CORS_ORIGINS lists; a different port is.
+    let host = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        upgrade_status(&url, Some(&format!("http://{host}"))).await,
+        101
+    );
+    assert_eq!(
+        upgrade_status(&url, Some(&format!("https://{host}"))).await,
+        101
+    );
+    assert_eq!(upgrade_status(&url, Some("http://127.0.0.1:1")).await, 403);
+}
+
+/// The original's CORS middleware allowed credentials: a page that sends cookies
+/// with its requests (`credentials: 'include'`) reads the answers.
+#[tokio::test]
+async fn cors_allows_credentials_like_the_original() {
+    for (origins, page) in [
+        (vec!["*".to_owned()], "https://any.example"),
+        (
+            vec!["https://editor.example".to_owned()],
+            "https://editor.example",
+        ),
+    ] {
+        let server = server_with(|config| config.cors_origins = origins.clone()).await;
+        let client = reqwest::Client::new();
+        let preflight = client
+            .request(reqwest::Method::OPTIONS, server.http("/rooms"))
+            .header("Origin", page)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type, x-custom")
+            .send()
+            .await
+            .unwrap();
+        let headers = preflight.headers();
+        assert_eq!(headers["access-control-allow-origin"], page, "{origins:?}");
+        assert_eq!(headers["access-control-allow-credentials"], "true");
+        let allowed_headers = headers["access-control-allow-headers"].to_str().unwrap();
+        assert!(allowed_headers.contains("x-custom"), "{allowed_headers}");
+        let simple = client
+            .get(server.http("/rooms"))
+            .header("Origin", page)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(simple.headers()["access-control-allow-origin"], page);
+        assert_eq!(simple.headers()["access-control-allow-credentials"], "true");
+    }
+    // An origin not listed gets no permission.
+    let server =
+        server_with(|config| config.cors_origins = vec!["https://editor.example".into()]).await;
+    let answer = reqwest::Client::new()
+        .get(server.http("/rooms"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(answer
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
 }
 
 #[tokio::test]
