@@ -238,6 +238,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) -> Result<(), String> {
         "delete_room removes the room, and deleting twice is harmless",
     )?;
     history(store, &room("history")).await?;
+    history_turned_on(store, &room("history-on")).await?;
     regrouped(store, &room("regrouped")).await?;
     compacted_where_a_batch_starts(store, &room("batch-start")).await?;
     older_compaction_changes_nothing(store, &room("older"), None).await?;
@@ -352,6 +353,74 @@ fn compact_at(room_id: &str, seq: u64, data: &'static [u8], since: Option<i64>) 
         keep_history_since_ms: since,
         deletions: None,
     })
+}
+
+/// A room compacted without history (history off then, or written by an older
+/// release) keeps its snapshot as the base of the versions that follow it once a
+/// compaction with history replaces that snapshot.
+async fn history_turned_on(store: &dyn Store, room: &str) -> Result<(), String> {
+    let failed = |error: super::StoreError| error.to_string();
+    store
+        .write(&[
+            append(room, 1, b"u1"),
+            append(room, 2, b"u2"),
+            append(room, 3, b"u3"),
+            compact_at(room, 3, b"s3", None),
+            append(room, 4, b"u4"),
+            append(room, 5, b"u5"),
+            append(room, 6, b"u6"),
+        ])
+        .await
+        .map_err(failed)?;
+    // A compaction stands for the update it is numbered after, whichever of the
+    // two the store files first.
+    store
+        .write(&[compact_at(room, 6, b"s6", Some(0))])
+        .await
+        .map_err(failed)?;
+    let kept = store.history(room).await.map_err(failed)?;
+    // Entries the old snapshot covered may still be there to read (MongoDB keeps a
+    // run of entries whole until a compaction covers all of it).
+    let from = kept.entries.iter().position(|entry| entry.seq == 3);
+    let after: Vec<(u64, bool)> = from
+        .map(|from| {
+            kept.entries[from..]
+                .iter()
+                .map(|entry| (entry.seq, entry.snapshot))
+                .collect()
+        })
+        .unwrap_or_default();
+    check(
+        after == [(3, true), (4, false), (5, false), (6, true)]
+            && from.is_some_and(|from| kept.entries[from].at_ms == 3000),
+        &format!("the snapshot history started from is kept as a version, got {kept:?}"),
+    )?;
+    check(
+        kept.readable_from().is_some_and(|first| first <= 3),
+        &format!(
+            "readable from the old snapshot, got {:?}",
+            kept.readable_from()
+        ),
+    )?;
+    for (seq, base, updates) in [
+        (3, b"s3", &[][..]),
+        (5, b"s3", &[&b"u4"[..], &b"u5"[..]][..]),
+        (6, b"s6", &[][..]),
+    ] {
+        let version = store.read_version(room, seq).await.map_err(failed)?;
+        check(
+            version
+                == Some(VersionData {
+                    base: Some(Bytes::from_static(base)),
+                    updates: updates
+                        .iter()
+                        .map(|update| Bytes::copy_from_slice(update))
+                        .collect(),
+                }),
+            &format!("version {seq} after history was turned on, got {version:?}"),
+        )?;
+    }
+    Ok(())
 }
 
 /// With history kept, compactions leave the log readable as versions until the

@@ -109,11 +109,11 @@ impl Store for MemoryStore {
         for op in batch {
             match op {
                 WriteOp::Append(update) => {
-                    rooms
-                        .logs
-                        .entry(update.room_id.clone())
-                        .or_default()
-                        .insert(
+                    let log = rooms.logs.entry(update.room_id.clone()).or_default();
+                    // A retried append never replaces the history's snapshot at its
+                    // number, which stands for it and everything before it.
+                    if !log.get(&update.seq).is_some_and(|entry| entry.snapshot) {
+                        log.insert(
                             update.seq,
                             Entry {
                                 data: update.data.clone(),
@@ -122,6 +122,7 @@ impl Store for MemoryStore {
                                 snapshot: false,
                             },
                         );
+                    }
                 }
                 WriteOp::Compact(snapshot) => {
                     // An older compaction than the stored one changes nothing.
@@ -130,7 +131,7 @@ impl Store for MemoryStore {
                     {
                         continue;
                     }
-                    rooms.snapshots.insert(
+                    let replaced = rooms.snapshots.insert(
                         snapshot.room_id.clone(),
                         (snapshot.through_seq, snapshot.at_ms, snapshot.data.clone()),
                     );
@@ -138,6 +139,23 @@ impl Store for MemoryStore {
                     match snapshot.keep_history_since_ms {
                         None => log.retain(|seq, _| *seq > snapshot.through_seq),
                         Some(since) => {
+                            // A snapshot written without history is the base of the
+                            // versions after it; nothing before it was kept.
+                            if let Some((seq, at_ms, data)) = replaced.filter(|(seq, _, _)| {
+                                *seq < snapshot.through_seq
+                                    && !log.get(seq).is_some_and(|entry| entry.snapshot)
+                            }) {
+                                log.retain(|kept, _| *kept >= seq);
+                                log.insert(
+                                    seq,
+                                    Entry {
+                                        data,
+                                        at_ms,
+                                        author: None,
+                                        snapshot: true,
+                                    },
+                                );
+                            }
                             log.insert(
                                 snapshot.through_seq,
                                 Entry {
@@ -263,7 +281,8 @@ impl Store for MemoryStore {
         Ok(Some(VersionData {
             base: base.map(|(_, data)| data),
             updates: log
-                .range(from..=seq)
+                .range(from..)
+                .take_while(|(at, _)| **at <= seq)
                 .filter(|(_, entry)| !entry.snapshot)
                 .map(|(_, entry)| entry.data.clone())
                 .collect(),

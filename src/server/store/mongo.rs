@@ -369,6 +369,9 @@ impl MongoStore {
                 {"deletions": {"$lte": deletions}},
             ]};
         }
+        if snapshot.keep_history_since_ms.is_some() {
+            self.keep_replaced_snapshot(snapshot).await?;
+        }
         if !self
             .replace_snapshot(
                 &snapshot.room_id,
@@ -459,6 +462,42 @@ impl MongoStore {
             }
         }
         Ok(false)
+    }
+
+    /// A snapshot written without history (history off then, or an older release)
+    /// is not in the log, yet the versions after it need it as their base once a
+    /// compaction with history replaces it: it is kept first. A crash before the
+    /// replacement leaves it kept and still current, which is harmless.
+    async fn keep_replaced_snapshot(&self, snapshot: &super::Snapshot) -> Result<(), StoreError> {
+        let Some(stored) =
+            bounded(self.snapshots.find_one(doc! {"room_id": &snapshot.room_id})).await?
+        else {
+            return Ok(());
+        };
+        let seq = sequence(&stored, "through_seq")?;
+        if bare_fence(&stored) || seq >= snapshot.through_seq {
+            return Ok(());
+        }
+        let seq_i64 = to_i64(seq)?;
+        let kept = bounded(
+            self.updates
+                .find_one(doc! {"room_id": &snapshot.room_id, "seq": seq_i64, "snapshot": true}),
+        )
+        .await?;
+        if kept.is_some() {
+            return Ok(());
+        }
+        let replaced = super::Snapshot {
+            room_id: snapshot.room_id.clone(),
+            through_seq: seq,
+            data: bytes_field(&stored, "data")?,
+            at_ms: stored
+                .get_datetime("updated_at")
+                .map_or(0, |at| at.timestamp_millis()),
+            keep_history_since_ms: snapshot.keep_history_since_ms,
+            deletions: None,
+        };
+        self.keep_in_history(&replaced, seq_i64).await
     }
 
     /// Keeps a snapshot in the log as the base of the versions after it, under the

@@ -741,14 +741,14 @@ fn apply_compactions(shared: &Shared, store: &mut Connection) -> Result<(), Stor
 fn compact(txn: &rusqlite::Transaction<'_>, snapshot: &Snapshot) -> rusqlite::Result<()> {
     // An older compaction than the stored one (a cluster node behind another)
     // changes nothing: the rows the newer one dropped are gone.
-    let stored: Option<i64> = txn
+    let stored: Option<(i64, Option<i64>)> = txn
         .query_row(
-            "SELECT through_seq FROM snapshots WHERE room_id = ?1",
+            "SELECT through_seq, history_floor FROM snapshots WHERE room_id = ?1",
             params![snapshot.room_id],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    if stored.is_some_and(|stored| stored > snapshot.through_seq as i64) {
+    if stored.is_some_and(|(stored, _)| stored > snapshot.through_seq as i64) {
         return Ok(());
     }
     let floor = match snapshot.keep_history_since_ms {
@@ -759,7 +759,24 @@ fn compact(txn: &rusqlite::Transaction<'_>, snapshot: &Snapshot) -> rusqlite::Re
             )?;
             None
         }
-        Some(since) => Some(keep_in_history(txn, snapshot, since)?),
+        Some(since) => {
+            // A snapshot written without history is not in the log: the versions
+            // after it need it as their base once this one replaces it, and nothing
+            // before it was kept.
+            let mut lowest = 0;
+            if let Some((stored, None)) = stored {
+                if stored < snapshot.through_seq as i64 {
+                    txn.execute(
+                        "INSERT OR IGNORE INTO update_log (room_id, seq, data, at, author, snapshot)
+                         SELECT room_id, through_seq, data, ?2, NULL, 1 FROM snapshots
+                         WHERE room_id = ?1",
+                        params![snapshot.room_id, stored_at_ms(txn, &snapshot.room_id)?],
+                    )?;
+                    lowest = stored;
+                }
+            }
+            Some(keep_in_history(txn, snapshot, since, lowest)?)
+        }
     };
     txn.execute(
         "INSERT OR REPLACE INTO snapshots
@@ -863,10 +880,16 @@ fn write_folded_rows(store: &mut Connection, rows: &[LoggedUpdate]) -> Result<()
         let mut deleted = txn
             .prepare_cached("SELECT COUNT(*) > 0 FROM deleted_rooms WHERE room_id = ?1")
             .map_err(unavailable)?;
+        // A row written twice replaces itself, but never the history's snapshot
+        // at its number: a compaction applied before the fold put it there, and it
+        // stands for that update and everything before it.
         let mut insert = txn
             .prepare_cached(
-                "INSERT OR REPLACE INTO update_log (room_id, seq, data, at, author)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO update_log (room_id, seq, data, at, author)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (room_id, seq) DO UPDATE
+                 SET data = excluded.data, at = excluded.at, author = excluded.author
+                 WHERE update_log.snapshot = 0",
             )
             .map_err(unavailable)?;
         // The room being written, and what the store file holds of it.
@@ -1065,12 +1088,24 @@ fn ms_of_iso(iso: &str) -> i64 {
 /// The snapshots a room's history keeps, found through their own index.
 const KEPT_SNAPSHOTS: &str = "SELECT seq, at FROM update_log WHERE room_id = ?1 AND snapshot = 1";
 
+/// When the room's stored snapshot was written, in milliseconds.
+fn stored_at_ms(txn: &rusqlite::Transaction<'_>, room_id: &str) -> rusqlite::Result<i64> {
+    let updated_at: String = txn.query_row(
+        "SELECT updated_at FROM snapshots WHERE room_id = ?1",
+        params![room_id],
+        |row| row.get(0),
+    )?;
+    Ok(ms_of_iso(&updated_at))
+}
+
 /// Keeps `snapshot` in the room's history and drops what has left the retention
-/// period; returns the history's floor (the oldest sequence number it keeps).
+/// period or lies below `lowest`; returns the history's floor (the oldest sequence
+/// number it keeps).
 fn keep_in_history(
     txn: &rusqlite::Transaction<'_>,
     snapshot: &super::Snapshot,
     since: i64,
+    lowest: i64,
 ) -> rusqlite::Result<i64> {
     txn.execute(
         "INSERT OR REPLACE INTO update_log (room_id, seq, data, at, author, snapshot)
@@ -1099,7 +1134,9 @@ fn keep_in_history(
             });
         }
     }
-    let floor = history_floor(&kept, since).map_or(0, |floor| floor as i64);
+    let floor = history_floor(&kept, since)
+        .map_or(0, |floor| floor as i64)
+        .max(lowest);
     txn.execute(
         "DELETE FROM update_log WHERE room_id = ?1 AND seq < ?2",
         params![snapshot.room_id, floor],
