@@ -719,7 +719,7 @@ async fn a_fence_is_respected_by_single_servers_versions_and_restores() {
         .unwrap();
     let target = mongo_store(&url, &unique_database("fenced-restore")).await;
     target.delete_room_fenced("restored", 10, 1).await.unwrap();
-    let mut input = std::io::BufReader::new(&file[..]);
+    let mut input = std::io::Cursor::new(&file);
     dump::read_header(&mut input).unwrap();
     dump::restore(target.as_ref(), &mut input, false, &dump::Silent)
         .await

@@ -16,12 +16,16 @@
 //! Records after a `room` belong to it. Every log row is carried with its time and
 //! author, kept snapshots included, so the history reads back the same; the
 //! checkpoint keeps the original backend's `updated_at` text. The `end` record
-//! tells a complete file from a truncated one.
+//! tells a complete file from a truncated one; a restore checks the whole file
+//! before it writes anything.
 
-use std::io::{BufRead, Write};
+use std::collections::HashSet;
+use std::io::{BufRead, Seek, SeekFrom, Write};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+use crate::server::rest::validate_room_id;
 
 use super::{RoomParts, Store, StoreError, StoredCheckpoint, StoredEntry, StoredSnapshot};
 
@@ -241,20 +245,40 @@ pub fn read_header(input: &mut impl BufRead) -> Result<Header, DumpError> {
 /// Writes the rooms of a dump (after its header) into `store`. Unless `replace`,
 /// the store must hold no rooms at all; with it, each room of the dump replaces
 /// the room of that name (rooms the dump does not hold are left alone).
-pub async fn restore(
+///
+/// The whole file is read and checked first, so a truncated or damaged file
+/// changes nothing, not even the rooms before the damage.
+pub async fn restore<R: BufRead + Seek>(
     store: &dyn Store,
-    input: &mut impl BufRead,
+    input: &mut R,
     replace: bool,
     progress: &dyn Progress,
 ) -> Result<Summary, DumpError> {
+    let start = input.stream_position()?;
+    replay(None, input, &Silent).await?;
+    input.seek(SeekFrom::Start(start))?;
     if !replace {
         let existing = store.list_rooms().await?.len();
         if existing > 0 {
             return Err(DumpError::NotEmpty(existing));
         }
     }
+    replay(Some(store), input, progress).await
+}
+
+/// Reads a dump's records after its header and, given a `store`, writes them.
+/// Without one it only checks them: every line a record in its place, hex data,
+/// room ids the server accepts, each room once, each room's rows in order, and
+/// nothing but blank lines after an `end` record whose counts match.
+async fn replay(
+    store: Option<&dyn Store>,
+    input: &mut impl BufRead,
+    progress: &dyn Progress,
+) -> Result<Summary, DumpError> {
     let mut summary = Summary::default();
     let mut room: Option<String> = None;
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut last_seq = 0;
     let mut pending: Vec<StoredEntry> = Vec::new();
     let mut pending_bytes = 0;
     let mut line = String::new();
@@ -276,6 +300,13 @@ pub async fn restore(
                 ))
             })
         };
+        let numbered = |seq: u64| {
+            i64::try_from(seq).map_err(|_| {
+                DumpError::Format(format!(
+                    "line {line_number}: sequence number {seq} is too large"
+                ))
+            })
+        };
         match record {
             Record::Header { .. } => {
                 return Err(DumpError::Format(format!(
@@ -283,6 +314,13 @@ pub async fn restore(
                 )))
             }
             Record::Room { room_id } => {
+                validate_room_id(&room_id)
+                    .map_err(|error| DumpError::Format(format!("line {line_number}: {error}")))?;
+                if !seen.insert(room_id.clone()) {
+                    return Err(DumpError::Format(format!(
+                        "line {line_number}: room {room_id} appears twice"
+                    )));
+                }
                 if let Some(previous) = &room {
                     flush(store, previous, &mut pending, &mut pending_bytes).await?;
                     summary.rooms += 1;
@@ -292,34 +330,44 @@ pub async fn restore(
                 // Without `replace` the store lists no room, but may still hold what
                 // a deleted room of that name left (a cluster's fence, copies that
                 // landed after it), which would hide the restored one.
-                store.delete_room(&room_id).await?;
+                if let Some(store) = store {
+                    store.delete_room(&room_id).await?;
+                }
                 room = Some(room_id);
+                last_seq = 0;
             }
             Record::Checkpoint { updated_at, data } => {
+                let room_id = in_room(&room)?;
                 let data = decode(&data, line_number)?;
                 summary.bytes += data.len() as u64;
-                let parts = RoomParts {
-                    checkpoint: Some(StoredCheckpoint { data, updated_at }),
-                    snapshot: None,
-                };
-                store.write_room_parts(&in_room(&room)?, &parts).await?;
+                if let Some(store) = store {
+                    let parts = RoomParts {
+                        checkpoint: Some(StoredCheckpoint { data, updated_at }),
+                        snapshot: None,
+                    };
+                    store.write_room_parts(&room_id, &parts).await?;
+                }
             }
             Record::Snapshot {
                 through_seq,
                 at_ms,
                 data,
             } => {
+                let room_id = in_room(&room)?;
+                numbered(through_seq)?;
                 let data = decode(&data, line_number)?;
                 summary.bytes += data.len() as u64;
-                let parts = RoomParts {
-                    checkpoint: None,
-                    snapshot: Some(StoredSnapshot {
-                        through_seq,
-                        at_ms,
-                        data,
-                    }),
-                };
-                store.write_room_parts(&in_room(&room)?, &parts).await?;
+                if let Some(store) = store {
+                    let parts = RoomParts {
+                        checkpoint: None,
+                        snapshot: Some(StoredSnapshot {
+                            through_seq,
+                            at_ms,
+                            data,
+                        }),
+                    };
+                    store.write_room_parts(&room_id, &parts).await?;
+                }
             }
             Record::Entry {
                 seq,
@@ -329,9 +377,19 @@ pub async fn restore(
                 data,
             } => {
                 let room_id = in_room(&room)?;
+                numbered(seq)?;
+                if seq <= last_seq {
+                    return Err(DumpError::Format(format!(
+                        "line {line_number}: entry {seq} of room {room_id} follows entry {last_seq}"
+                    )));
+                }
+                last_seq = seq;
                 let data = decode(&data, line_number)?;
                 summary.entries += 1;
                 summary.bytes += data.len() as u64;
+                if store.is_none() {
+                    continue;
+                }
                 pending_bytes += data.len();
                 pending.push(StoredEntry {
                     seq,
@@ -356,6 +414,19 @@ pub async fn restore(
                         summary.rooms, summary.entries
                     )));
                 }
+                // Two dumps run together would otherwise restore the first alone.
+                loop {
+                    line.clear();
+                    if input.read_line(&mut line)? == 0 {
+                        break;
+                    }
+                    line_number += 1;
+                    if !line.trim().is_empty() {
+                        return Err(DumpError::Format(format!(
+                            "line {line_number}: records after the end record"
+                        )));
+                    }
+                }
                 progress.advanced(&summary);
                 return Ok(summary);
             }
@@ -364,12 +435,12 @@ pub async fn restore(
 }
 
 async fn flush(
-    store: &dyn Store,
+    store: Option<&dyn Store>,
     room_id: &str,
     pending: &mut Vec<StoredEntry>,
     pending_bytes: &mut usize,
 ) -> Result<(), DumpError> {
-    if !pending.is_empty() {
+    if let Some(store) = store.filter(|_| !pending.is_empty()) {
         store.write_entries(room_id, pending).await?;
         pending.clear();
         *pending_bytes = 0;
@@ -470,6 +541,89 @@ mod tests {
         // Replaced: room a's checkpoint is gone with the rest of the old room.
         assert_eq!(target.load_checkpoint("a").await.unwrap(), None);
         assert!(target.load_checkpoint("other").await.unwrap().is_some());
+    }
+
+    /// Restores `file` into a store holding an older room "a" and another room,
+    /// replacing; returns the error and the store.
+    async fn restore_over(file: &[u8]) -> (DumpError, MemoryStore) {
+        let target = MemoryStore::new();
+        target.save_checkpoint("a", b"old").await.unwrap();
+        target.save_checkpoint("other", b"x").await.unwrap();
+        let mut input = std::io::Cursor::new(file);
+        read_header(&mut input).unwrap();
+        let error = restore(&target, &mut input, true, &Silent)
+            .await
+            .unwrap_err();
+        (error, target)
+    }
+
+    #[tokio::test]
+    async fn a_damaged_dump_changes_nothing() {
+        let file = dumped(&filled().await).await;
+        let text = String::from_utf8(file.clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let joined = |lines: &[&str]| format!("{}\n", lines.join("\n")).into_bytes();
+        // Cut inside room b's entries (a comes first and would be written first).
+        let b = lines
+            .iter()
+            .position(|line| line.contains(r#""room_id":"b""#))
+            .unwrap();
+        let with_bad_hex = {
+            let mut damaged = lines.clone();
+            damaged[b + 10] = r#"{"type":"entry","seq":10,"at_ms":10,"author":null,"snapshot":false,"data":"zz"}"#;
+            joined(&damaged)
+        };
+        let out_of_order = {
+            let mut damaged = lines.clone();
+            damaged.swap(b + 10, b + 11);
+            joined(&damaged)
+        };
+        let twice = {
+            let mut damaged = lines.clone();
+            damaged[b] = r#"{"type":"room","room_id":"a"}"#;
+            joined(&damaged)
+        };
+        let bad_id = {
+            let mut damaged = lines.clone();
+            damaged[b] = r#"{"type":"room","room_id":"tab\tbed"}"#;
+            joined(&damaged)
+        };
+        let too_large = {
+            let mut damaged = lines.clone();
+            damaged[b + 10] = r#"{"type":"entry","seq":18446744073709551615,"at_ms":10,"author":null,"snapshot":false,"data":"00"}"#;
+            joined(&damaged)
+        };
+        let two_dumps = [file.clone(), file.clone()].concat();
+        for (name, damaged) in [
+            ("cut", joined(&lines[..b + 20])),
+            ("bad hex", with_bad_hex),
+            ("out of order", out_of_order),
+            ("a room twice", twice),
+            ("a bad room id", bad_id),
+            ("a number past i64", too_large),
+            ("two dumps run together", two_dumps),
+        ] {
+            let (error, target) = restore_over(&damaged).await;
+            assert!(matches!(error, DumpError::Format(_)), "{name}: {error}");
+            assert_eq!(
+                target.load_checkpoint("a").await.unwrap(),
+                Some(Bytes::from_static(b"old")),
+                "{name}: room a was replaced"
+            );
+            assert_eq!(
+                target.list_rooms().await.unwrap(),
+                ["a", "other"],
+                "{name}: rooms were written"
+            );
+        }
+        // Blank lines after the end record are harmless.
+        let mut padded = file.clone();
+        padded.extend_from_slice(b"\n\n");
+        let mut input = std::io::Cursor::new(&padded);
+        read_header(&mut input).unwrap();
+        restore(&MemoryStore::new(), &mut input, false, &Silent)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
