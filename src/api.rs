@@ -266,6 +266,11 @@ pub struct RoomText {
     pub loaded: bool,
 }
 
+/// A string field that may be `null`, read as empty.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 fn yes() -> bool {
     true
 }
@@ -428,7 +433,8 @@ pub enum ClientMessage {
     },
     SyncRequest,
     Update {
-        #[serde(default)]
+        /// The original ignored an update without data, `null` included.
+        #[serde(default, deserialize_with = "null_as_empty")]
         data: String,
     },
     Cursor {

@@ -613,6 +613,31 @@ async fn large_messages_that_are_not_valid_updates_get_the_usual_errors() {
     }
 }
 
+/// The original read `message.get("data", "")` and ignored an update whose data was
+/// empty: null and a missing field are ignored alike, without an error or a count.
+#[tokio::test]
+async fn an_update_with_null_or_no_data_is_ignored_like_the_original() {
+    let server = TestServer::start().await;
+    let mut alice = server.join("no-data", "alice", "Alice").await;
+    for message in [
+        r#"{"type":"update","data":null}"#,
+        r#"{"type":"update"}"#,
+        r#"{"type":"update","data":""}"#,
+    ] {
+        alice.send_raw(Message::text(message)).await;
+    }
+    alice
+        .send_raw(Message::text(r#"{"type":"ping","timestamp":7}"#))
+        .await;
+    // The pong is the first answer: nothing was said about the updates.
+    assert_eq!(
+        alice.recv_value().await,
+        json!({"type":"pong","timestamp":7})
+    );
+    let (_, metrics) = server.get("/metrics").await;
+    assert_eq!(metrics["error_count"], 0, "{metrics}");
+}
+
 /// A text frame must be UTF-8 (RFC 6455): one that is not closes the connection
 /// with 1007, small or large, in the hex of an update or anywhere else; the room
 /// and its other members carry on.
