@@ -390,6 +390,45 @@ async fn imports_are_checked_like_client_updates() {
     assert_eq!(status, 404);
 }
 
+/// An import answers once the store has it, so a success survives a crash; while
+/// the store fails it answers 503 (the change stays in the room and is written
+/// when the store is back), and an export shows only what the store has.
+#[tokio::test]
+async fn imports_answer_once_stored_and_exports_show_only_what_is_stored() {
+    let store = MemoryStore::new();
+    let server = TestServer::start_with(Config::for_tests(), Arc::new(store.clone())).await;
+    let (status, _) = post_body(&server, "/rooms/w/import?format=text", b"hello".to_vec()).await;
+    assert_eq!(status, 200);
+    assert!(
+        store.load_durable("w").await.unwrap().is_some(),
+        "the import answered before the store had it"
+    );
+
+    store.set_failing(true);
+    let (import, export) = tokio::join!(
+        post_body(&server, "/rooms/w/import?format=text", b" world".to_vec()),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            document(&server, "w", "text").await
+        }
+    );
+    assert_eq!(import.0, 503, "{}", import.1);
+    assert!(
+        import.1["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("written when the store is back")),
+        "{}",
+        import.1
+    );
+    assert_eq!(export.0, 503, "exported a change the store does not have");
+
+    store.set_failing(false);
+    let (status, _, text) = document(&server, "w", "text").await;
+    assert_eq!((status, text.as_slice()), (200, &b"hello world"[..]));
+    let (status, _) = post_body(&server, "/rooms/w/import?format=text", b"!".to_vec()).await;
+    assert_eq!(status, 200);
+}
+
 #[tokio::test]
 async fn documents_larger_than_other_request_bodies_import() {
     let server = TestServer::start_tweaked(|_| {}, Arc::new(MemoryStore::new())).await;

@@ -55,7 +55,20 @@ pub async fn document(
             "room {room_id} does not exist: nobody is in it and nothing is stored for it"
         )));
     };
-    render(&room.state(), format)
+    // What clients may see: a change still on its way to the store is exported
+    // once it is there (one group commit, normally), as `/text` shows it.
+    let deadline = tokio::time::Instant::now() + super::WRITE_WAIT;
+    loop {
+        if let Some(state) = room.written_state() {
+            return render(&state, format);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::Unavailable(format!(
+                "room {room_id} has changes the store has not taken yet"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 /// `state` as a response in `format`.
@@ -106,6 +119,7 @@ pub async fn import(
         }
     };
     let outcome = room.import(&update).map_err(refused_update)?;
+    super::stored(&room, &room_id, room.latest_seq()).await?;
     app.metrics.add_event(
         "import",
         &room_id,

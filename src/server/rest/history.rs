@@ -230,6 +230,7 @@ pub async fn restore(
         DocumentError::Unstorable(_) => ApiError::Unavailable(error.to_string()),
         _ => super::documents::refused_update(error),
     })?;
+    super::stored(&room, &room_id, room.latest_seq()).await?;
     app.metrics
         .add_event("restore", &room_id, "", format!("Restored version {seq}"));
     Ok(Json(RestoreResponse {

@@ -29,6 +29,9 @@ use crate::api::{
 pub const MAX_ROOM_ID_BYTES: usize = 128;
 /// How long `DELETE /api/rooms/{id}` waits for the store to have the delete.
 pub const DELETE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long an import, load or restore waits for the store to take its change
+/// before answering: a success means the change survives a crash.
+pub const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Default `count` for the simulate endpoint (the original's).
 pub const DEFAULT_SIMULATE_COUNT: u32 = 10;
 
@@ -265,9 +268,12 @@ pub async fn load(
     // A new change that every client receives, not a rewind (see `Room::restore`).
     if let Err(error) = room.restore(&checkpoint) {
         return Ok(failure(match error {
-            DocumentError::Unstorable(_) => error.to_string(),
+            DocumentError::Unstorable(_) | DocumentError::TooLarge { .. } => error.to_string(),
             _ => format!("Saved document is unreadable: {error}"),
         }));
+    }
+    if let Err(error) = stored(&room, &room_id, room.latest_seq()).await {
+        return Ok(failure(error.to_string()));
     }
     app.metrics.add_event(
         "load",
@@ -359,4 +365,29 @@ pub async fn simulate_remove(
         success: true,
         removed,
     }))
+}
+
+/// Waits until the store holds `room`'s changes up to `seq` (a REST write's own),
+/// so its success answer means what a client's write-ahead relay means. Unavailable
+/// when the store has not taken it within `WRITE_WAIT`: the change stays in the
+/// room and is written once the store is back.
+pub(super) async fn stored(
+    room: &crate::server::room::Room,
+    room_id: &str,
+    seq: u64,
+) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + WRITE_WAIT;
+    loop {
+        match room.has_written(seq) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(error) => return Err(ApiError::Unavailable(error.to_string())),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::Unavailable(format!(
+                "room {room_id} took the change, but the store has not yet: it is written when the store is back"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }

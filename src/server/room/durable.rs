@@ -281,6 +281,14 @@ impl Durability {
         shown.then_some(self.visible_seq + self.remote_changes)
     }
 
+    /// Whether the store holds everything up to `seq`.
+    pub(super) fn has_written(&self, seq: u64) -> Result<bool, DocumentError> {
+        if self.written_seq >= seq {
+            return Ok(true);
+        }
+        self.check_writable().map(|()| false)
+    }
+
     /// Why the room takes no edits, if it does not.
     pub(super) fn check_writable(&self) -> Result<(), DocumentError> {
         if self.deleted {

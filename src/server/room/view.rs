@@ -28,6 +28,25 @@ impl Room {
         Some((revision, state.document.text()))
     }
 
+    /// The whole document as clients may see it: `None` while a change to it
+    /// still waits for the store (exports follow the write-ahead rule too).
+    pub fn written_state(&self) -> Option<bytes::Bytes> {
+        let mut state = self.lock();
+        state.durability.watchable_revision()?;
+        Some(state.document.encoded_state())
+    }
+
+    /// The number of the room's latest change, for `has_written`.
+    pub fn latest_seq(&self) -> u64 {
+        self.lock().durability.latest_seq()
+    }
+
+    /// Whether the store holds the room's changes up to `seq`: an error when it
+    /// never will (it refuses the room, or the room was deleted).
+    pub fn has_written(&self, seq: u64) -> Result<bool, super::DocumentError> {
+        self.lock().durability.has_written(seq)
+    }
+
     /// The document revision, connections and listed users, for "last activity".
     pub fn activity_mark(&self) -> ActivityMark {
         let state = self.lock();
