@@ -15,7 +15,9 @@ use super::output::{human_size, print, print_json};
 use super::store_args::StoreArgs;
 use super::{exit, Failure};
 use crate::server::store::dump::{self, DumpError, Progress, Summary};
+use crate::server::store::mongo::{MongoStore, CHECKPOINTS, SNAPSHOTS, UPDATES};
 use crate::server::store::sqlite::DATABASE_FILE;
+use crate::server::store::StoreError;
 use crate::server::{Config, HeldStore, ServeError, StoreConfig};
 
 #[derive(Debug, Args)]
@@ -69,6 +71,22 @@ impl DumpArgs {
                 ));
             }
         }
+        if let StoreConfig::Mongo { url, database } = self.store.store_config() {
+            let unusable =
+                |error: StoreError| Failure::new(exit::FAILED, format!("cannot dump: {error}"));
+            let store = MongoStore::connect(&url, &database)
+                .await
+                .map_err(unusable)?;
+            if !store.holds_rooms().await.map_err(unusable)? {
+                return Err(Failure::new(
+                    exit::FAILED,
+                    format!(
+                        "cannot dump: database {database} on {} holds none of coedit's collections ({CHECKPOINTS}, {UPDATES}, {SNAPSHOTS})",
+                        store.hosts()
+                    ),
+                ));
+            }
+        }
         let held = hold(&self.store, "dump").await?;
         let result = self.write(&held).await;
         release(held).await;
@@ -114,7 +132,19 @@ impl DumpArgs {
                 return Err(failed("dump")(error));
             }
         };
-        drop(out);
+        // Flushed and synced before the rename: a file under the final name is
+        // whole, also after a power loss.
+        let cannot_write = |error: std::io::Error| {
+            let _ = std::fs::remove_file(&partial);
+            Failure::new(
+                exit::FAILED,
+                format!("cannot write {}: {error}", partial.display()),
+            )
+        };
+        out.into_inner()
+            .map_err(|error| cannot_write(error.into_error()))?
+            .sync_all()
+            .map_err(cannot_write)?;
         std::fs::rename(&partial, &self.output).map_err(|error| {
             Failure::new(
                 exit::FAILED,

@@ -206,6 +206,29 @@ async fn a_store_moves_from_sqlite_to_mongodb_and_back_with_every_room_and_its_h
         ]),
         "there is no embedded store",
     );
+    // Nor is a MongoDB database that holds none of coedit's collections (a
+    // mistyped --db-name), which is left as it was: not created.
+    let mistyped = unique_database("mistyped");
+    refuses(
+        &strings(&[
+            "dump",
+            "-o",
+            &path(&empty_file),
+            "--mongo-url",
+            &url,
+            "--db-name",
+            &mistyped,
+        ]),
+        "holds none of coedit's collections",
+    );
+    assert!(!empty_file.exists());
+    let databases = mongodb::Client::with_uri_str(&url)
+        .await
+        .unwrap()
+        .list_database_names()
+        .await
+        .unwrap();
+    assert!(!databases.contains(&mistyped), "{databases:?}");
     std::fs::write(
         &empty_file,
         "{\"type\":\"header\",\"format\":\"coedit-dump\",\"version\":1,\"source\":\"sqlite\",\"created_at\":\"2026-01-01T00:00:00Z\"}\n\

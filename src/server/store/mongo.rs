@@ -230,6 +230,16 @@ impl MongoStore {
         &self.hosts
     }
 
+    /// Whether the database holds any of coedit's collections (or the original
+    /// backend's): what tells a store from a mistyped database name. Creates
+    /// nothing.
+    pub async fn holds_rooms(&self) -> Result<bool, StoreError> {
+        let names = bounded(self.database.list_collection_names()).await?;
+        Ok(names
+            .iter()
+            .any(|name| [CHECKPOINTS, UPDATES, SNAPSHOTS].contains(&name.as_str())))
+    }
+
     /// Creates the indexes (once) and checks the server answers: what `open_store`
     /// calls before serving.
     pub async fn prepare(&self) -> Result<(), StoreError> {
