@@ -334,14 +334,20 @@ async fn an_exported_document_imports_into_another_room_identically() {
     let (_, kind, yjs) = document(&server, "source", "yjs").await;
     assert_eq!(kind, "application/octet-stream");
 
-    // Someone is already in the target room: the import reaches them as an update.
+    // Someone is already in the target room: the import reaches them as an update,
+    // also one whose client chose the id the server's own changes are sent under.
     let mut bob = server.join("copy", "bob", "Bob").await;
+    let mut namesake = server.join("copy", "server", "Namesake").await;
+    let _ = bob.recv().await; // the namesake joined
     let (status, imported) = post_body(&server, "/rooms/copy/import", yjs.clone()).await;
     assert_eq!(status, 200, "{imported}");
     assert_eq!(imported["changed"], true);
     let update = bob.recv().await;
     bob.apply_if_document(&update);
     assert_eq!(bob.content(), "exported words");
+    let update = namesake.recv().await;
+    namesake.apply_if_document(&update);
+    assert_eq!(namesake.content(), "exported words");
     let (_, _, copy_json) = document(&server, "copy", "json").await;
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&copy_json).unwrap(),

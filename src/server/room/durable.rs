@@ -588,7 +588,7 @@ impl Room {
         self.apply_update(
             Origin {
                 client_id: SERVER_ORIGIN,
-                format: UpdateFormat::YjsSync,
+                format: UpdateFormat::Server,
             },
             UpdateBytes::Raw(&restoration.update),
         )?;
@@ -600,7 +600,7 @@ impl Room {
         self.apply_update(
             Origin {
                 client_id: SERVER_ORIGIN,
-                format: UpdateFormat::YjsSync,
+                format: UpdateFormat::Server,
             },
             UpdateBytes::Raw(update),
         )

@@ -53,6 +53,10 @@ pub enum UpdateFormat {
     RawBinary,
     /// A y-protocol sync message: JSON members get the JSON `update`.
     YjsSync,
+    /// A change the server made itself (a restore, an import over REST): every
+    /// member gets it, JSON members as an `update` from `server`, whatever ids
+    /// clients chose.
+    Server,
 }
 
 /// An update as it arrived: hex text from the JSON protocol or raw bytes.
@@ -490,7 +494,7 @@ impl Room {
         let json = || {
             Some(match origin.format {
                 UpdateFormat::RawBinary => Outbound::Binary(delta.clone()),
-                UpdateFormat::JsonHex | UpdateFormat::YjsSync => {
+                UpdateFormat::JsonHex | UpdateFormat::YjsSync | UpdateFormat::Server => {
                     Outbound::json(&ServerMessage::Update {
                         data: faster_hex::hex_string(&delta),
                         from: origin.client_id.to_owned(),
@@ -499,11 +503,8 @@ impl Room {
             })
         };
         let binary = || Some(yjs::update_message(&delta));
-        let sent = state.broadcast(
-            self.metrics(),
-            Some(origin.client_id),
-            PerProtocol::new(json, binary),
-        );
+        let sender = (origin.format != UpdateFormat::Server).then_some(origin.client_id);
+        let sent = state.broadcast(self.metrics(), sender, PerProtocol::new(json, binary));
         Ok(UpdateOutcome::Broadcast(sent))
     }
 
