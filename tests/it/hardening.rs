@@ -272,6 +272,11 @@ async fn bad_room_ids_are_refused() {
         upgrade_status(&server.ws_url("tab%09bed", "u"), None).await,
         400
     );
+    // Browsers and HTTP clients resolve these as path steps: no URL names them.
+    for dots in [".", ".."] {
+        assert_eq!(upgrade_status(&server.ws_url(dots, "u"), None).await, 400);
+    }
+    assert_eq!(upgrade_status(&server.ws_url("...", "u"), None).await, 101);
     assert_eq!(
         upgrade_status(&server.ws_url(&"x".repeat(128), "u"), None).await,
         101

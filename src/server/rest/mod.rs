@@ -78,7 +78,7 @@ impl From<LoadError> for ApiError {
     }
 }
 
-/// Room ids: 1 to `MAX_ROOM_ID_BYTES` bytes, no control characters.
+/// Room ids: 1 to `MAX_ROOM_ID_BYTES` bytes, no control characters, not `.` or `..`.
 pub fn validate_room_id(room_id: &str) -> Result<(), ApiError> {
     if room_id.is_empty() {
         return Err(ApiError::BadRequest("room id must not be empty".into()));
@@ -86,6 +86,12 @@ pub fn validate_room_id(room_id: &str) -> Result<(), ApiError> {
     if room_id.len() > MAX_ROOM_ID_BYTES {
         return Err(ApiError::BadRequest(format!(
             "room id is longer than {MAX_ROOM_ID_BYTES} bytes"
+        )));
+    }
+    if room_id == "." || room_id == ".." {
+        // A URL path cannot name them: clients resolve them as steps in the path.
+        return Err(ApiError::BadRequest(format!(
+            "room id must not be {room_id:?}: a URL cannot name it"
         )));
     }
     if room_id.chars().any(char::is_control) {
