@@ -10,7 +10,7 @@ use std::num::NonZeroU32;
 
 use coedit::client::bench::{self, BenchConfig, Payload, Protocol, Report, VerifyRooms};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
@@ -463,15 +463,70 @@ async fn a_run_that_measures_nothing_fails_even_without_thresholds() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_reading_still_gets_a_verdict() {
+    // Every handshake completes, then nothing is ever read: the editors' sends
+    // fill the socket buffers and block. The run must still end, on time, and fail.
+    let server = DeafServer::start().await;
+    let url = server.url();
+    let output = run_binary_within(
+        Duration::from_secs(15),
+        &[
+            "--url",
+            &url,
+            "--rooms",
+            "1",
+            "--clients",
+            "2",
+            "--payload",
+            "full",
+            // Full states growing at 1000 keystrokes a second soon outgrow the
+            // largest send buffer the kernel allows (tcp_wmem).
+            "--rate",
+            "1000",
+            "--ramp",
+            "100ms",
+            "--warmup",
+            "1s",
+            "--duration",
+            "1s",
+            "--drain",
+            "1s",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report.latency_ms.count, 0, "{report:#?}");
+    assert!(reason(&output).contains("no keystroke was measured"));
+}
+
 async fn run_binary(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_coedit"))
+    bench_command(args).output().await.unwrap()
+}
+
+/// `coedit bench ARGS`, killed if the test gives up on it.
+fn bench_command(args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_coedit"));
+    command
         .arg("bench")
         .args(args)
         .env_remove("COEDIT_SERVER")
         .env_remove("COEDIT_TOKEN")
-        .output()
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `coedit bench ARGS`, failing the test if it has not exited within `limit`.
+async fn run_binary_within(limit: Duration, args: &[&str]) -> std::process::Output {
+    let started = std::time::Instant::now();
+    let output = tokio::time::timeout(limit, bench_command(args).output())
         .await
-        .unwrap()
+        .unwrap_or_else(|_| panic!("coedit bench {args:?} still running after {limit:?}"))
+        .unwrap();
+    eprintln!("coedit bench took {:?}", started.elapsed());
+    output
 }
 
 type Members = Vec<(u64, mpsc::UnboundedSender<Message>)>;
@@ -556,4 +611,46 @@ async fn relay_connection(stream: TcpStream, id: u64, rooms: Arc<Mutex<HashMap<S
         members.retain(|(member, _)| *member != id);
     }
     writer.abort();
+}
+
+/// A WebSocket server that completes every handshake and then never reads
+/// again, with a small receive buffer so that what editors send soon stops
+/// fitting anywhere.
+struct DeafServer {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DeafServer {
+    async fn start() -> Self {
+        let socket = TcpSocket::new_v4().unwrap();
+        // Accepted connections inherit it; the kernel rounds it up to its minimum.
+        socket.set_recv_buffer_size(1024).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(64).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.spawn(async move {
+                    if let Ok(socket) = tokio_tungstenite::accept_async(stream).await {
+                        // Open, and never read from again.
+                        std::future::pending::<()>().await;
+                        drop(socket);
+                    }
+                });
+            }
+        });
+        Self { addr, task }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+}
+
+impl Drop for DeafServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

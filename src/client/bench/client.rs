@@ -116,6 +116,21 @@ pub struct ClientOutcome {
     pub light: Option<LightTally>,
 }
 
+impl ClientOutcome {
+    /// A client that was still running well after the bench stopped and was
+    /// aborted. Every wait before a connection is opened gives way to the stop,
+    /// so it must have connected; it was not there at the end in any useful sense.
+    pub fn abandoned(room_index: usize, light: bool) -> Self {
+        Self {
+            room_index,
+            connected: true,
+            connected_at_end: false,
+            text: None,
+            light: light.then(LightTally::default),
+        }
+    }
+}
+
 /// The WebSocket settings of every bench connection.
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -262,8 +277,10 @@ impl Client {
                     .fetch_add(1, Ordering::Relaxed);
                 self.catch_up();
                 let frames = self.plan.protocol.resync_frames(&self.editor);
-                if self.send_all(&mut socket, frames).await.is_ok() {
-                    return Some(socket);
+                match self.send_all(&mut socket, frames).await {
+                    Ok(()) => return Some(socket),
+                    Err(SendError::Stopped) => return None,
+                    Err(SendError::Failed) => {}
                 }
             }
         }
@@ -343,8 +360,10 @@ impl Client {
                     self.local.flush(&self.shared, self.plan.index);
                 }
                 _ = &mut next_edit, if due.is_some() => {
-                    if self.type_one(socket, due.unwrap_or_else(Instant::now)).await.is_err() {
-                        return SessionEnd::Dropped;
+                    match self.type_one(socket, due.unwrap_or_else(Instant::now)).await {
+                        Ok(()) => {}
+                        Err(SendError::Stopped) => return SessionEnd::Stopped,
+                        Err(SendError::Failed) => return SessionEnd::Dropped,
                     }
                 }
                 frame = socket.next() => match frame {
@@ -372,7 +391,7 @@ impl Client {
         .then_some(due)
     }
 
-    async fn type_one(&mut self, socket: &mut Socket, due: Instant) -> Result<(), ()> {
+    async fn type_one(&mut self, socket: &mut Socket, due: Instant) -> Result<(), SendError> {
         let due_ns = due.saturating_duration_since(self.shared.epoch).as_nanos() as u64;
         self.catch_up();
         let edit = self.editor.edit();
@@ -408,25 +427,35 @@ impl Client {
         sent
     }
 
-    /// Feeds every frame and flushes once.
+    /// Feeds every frame and flushes once, or gives up when the bench stops: a
+    /// server that stopped reading leaves a send waiting for ever once the socket
+    /// buffers are full, and the bench must still end and report.
     async fn send_all(
         &mut self,
         socket: &mut Socket,
         frames: impl IntoIterator<Item = Message>,
-    ) -> Result<(), ()> {
-        for frame in frames {
-            self.local.messages_sent += 1;
-            self.local.bytes_sent += frame.len() as u64;
-            if let Err(error) = socket.feed(frame).await {
-                tracing::debug!(%error, "send failed");
-                self.local.errors += 1;
-                return Err(());
+    ) -> Result<(), SendError> {
+        let local = &mut self.local;
+        let sending = async {
+            for frame in frames {
+                local.messages_sent += 1;
+                local.bytes_sent += frame.len() as u64;
+                if let Err(error) = socket.feed(frame).await {
+                    tracing::debug!(%error, "send failed");
+                    local.errors += 1;
+                    return Err(SendError::Failed);
+                }
             }
+            socket.flush().await.map_err(|error| {
+                tracing::debug!(%error, "flush failed");
+                local.errors += 1;
+                SendError::Failed
+            })
+        };
+        tokio::select! {
+            _ = self.stop.cancelled() => Err(SendError::Stopped),
+            sent = sending => sent,
         }
-        socket.flush().await.map_err(|error| {
-            tracing::debug!(%error, "flush failed");
-            self.local.errors += 1;
-        })
     }
 
     /// Integrates what was received since the last catch-up and times every
@@ -499,6 +528,15 @@ impl Client {
 enum SessionEnd {
     Stopped,
     Dropped,
+}
+
+/// Why frames were not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendError {
+    /// The connection failed.
+    Failed,
+    /// The bench stopped while the send waited.
+    Stopped,
 }
 
 /// Times every keystroke of the measurement window that just arrived.

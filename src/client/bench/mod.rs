@@ -57,6 +57,10 @@ const SEND_TABLE_SLACK: usize = 16;
 /// After the window closes, clients fold in their last numbers within one flush
 /// interval; the drain does not declare victory before that.
 const SETTLE: Duration = Duration::from_millis(250);
+/// After the stop, clients give up what they were waiting for and close their
+/// connections within half a second; one still running after this long is
+/// aborted rather than allowed to hold back the report.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// Everything a run needs; the CLI fills it from flags, tests build it directly.
 #[derive(Debug, Clone)]
@@ -258,6 +262,9 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
 
     let stop = CancellationToken::new();
     let mut clients = JoinSet::new();
+    // Each client task's room, and whether that room is light, in case it has
+    // to be aborted.
+    let mut tasks = HashMap::with_capacity(total);
     let interval = (config.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / config.rate));
     let mut phases = fastrand::Rng::with_seed(seed);
     let verified = config.verify_rooms.pick(config.rooms);
@@ -304,7 +311,8 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
             seed,
             light: light_rooms[room_index].clone(),
         };
-        clients.spawn(client::run(plan, shared.clone(), stop.clone()));
+        let task = clients.spawn(client::run(plan, shared.clone(), stop.clone()));
+        tasks.insert(task.id(), (room_index, !verified[room_index]));
     }
 
     let mut progress = Progress::new(config.show_progress, total);
@@ -372,13 +380,7 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
     }
     progress.finish();
     stop.cancel();
-    let mut outcomes = Vec::with_capacity(total);
-    while let Some(outcome) = clients.join_next().await {
-        match outcome {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(error) => tracing::error!(%error, "a bench client failed"),
-        }
-    }
+    let outcomes = join_clients(clients, &tasks, STOP_GRACE).await;
 
     let measured = cpu_at_start.zip(cpu_at_end);
     let report = build_report(
@@ -395,6 +397,49 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
         timeline: timeline.finish(Instant::now(), &shared.counters),
     };
     Ok(Run { report, detail })
+}
+
+/// Every client's outcome once the bench stopped. Clients still running `grace`
+/// later are aborted and reported as connected once but not at the end.
+async fn join_clients(
+    mut clients: JoinSet<ClientOutcome>,
+    tasks: &HashMap<tokio::task::Id, (usize, bool)>,
+    grace: Duration,
+) -> Vec<ClientOutcome> {
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut outcomes = Vec::with_capacity(clients.len());
+    let mut aborted = false;
+    loop {
+        let joined = if aborted {
+            clients.join_next_with_id().await
+        } else {
+            match tokio::time::timeout_at(deadline, clients.join_next_with_id()).await {
+                Ok(joined) => joined,
+                Err(_elapsed) => {
+                    tracing::warn!(
+                        clients = clients.len(),
+                        "bench clients still running {grace:?} after the stop; aborting them"
+                    );
+                    clients.abort_all();
+                    aborted = true;
+                    continue;
+                }
+            }
+        };
+        match joined {
+            None => break,
+            Some(Ok((_, outcome))) => outcomes.push(outcome),
+            Some(Err(error)) if error.is_cancelled() => {
+                if let Some(&(room_index, light)) = tasks.get(&error.id()) {
+                    outcomes.push(ClientOutcome::abandoned(room_index, light));
+                }
+            }
+            // A client task that died (it should not) never connected as far as
+            // the run knows.
+            Some(Err(error)) => tracing::error!(%error, "a bench client failed"),
+        }
+    }
+    outcomes
 }
 
 /// `url` with `token=TOKEN` added to its query. Room tokens are JWTs: base64url
@@ -527,6 +572,10 @@ fn build_report(
     // A client task that died (it should not) never connected as far as the run knows.
     let connected = outcomes.iter().filter(|outcome| outcome.connected).count() as u64;
     let never_connected = (config.total_clients() as u64).saturating_sub(connected);
+    let lost = outcomes
+        .iter()
+        .filter(|outcome| outcome.connected && !outcome.connected_at_end)
+        .count() as u64;
 
     let rooms_verified = verified.iter().filter(|&&verified| verified).count() as u32;
     let rooms_light = config.rooms - rooms_verified;
@@ -582,6 +631,7 @@ fn build_report(
             attempted: config.total_clients() as u64,
             opened: Counters::get(&counters.connects),
             failed: never_connected,
+            lost,
             reconnects: Counters::get(&counters.reconnects),
             greeted: Counters::get(&counters.greeted),
             connect_ms: LatencySummary::from_micros(&shared.connect_histogram()),
@@ -792,6 +842,26 @@ mod tests {
         assert_eq!(tally.received_updates, 15 + 18 + 13 + 6);
         assert_eq!(tally.missed_updates, 2 + 1);
         assert_eq!(tally.ratio(), Some(40.0 / 43.0));
+    }
+
+    #[tokio::test]
+    async fn clients_that_do_not_stop_are_abandoned_and_counted_as_lost() {
+        let mut clients = JoinSet::new();
+        let mut tasks = HashMap::new();
+        let finished = clients.spawn(async { outcome(0, true, 0, 0) });
+        tasks.insert(finished.id(), (0, true));
+        let stuck = clients.spawn(std::future::pending::<ClientOutcome>());
+        tasks.insert(stuck.id(), (1, false));
+        let started = Instant::now();
+        let outcomes = join_clients(clients, &tasks, Duration::from_millis(50)).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(outcomes.len(), 2);
+        let abandoned = outcomes
+            .iter()
+            .find(|outcome| outcome.room_index == 1)
+            .expect("the stuck client has an outcome");
+        assert!(abandoned.connected && !abandoned.connected_at_end);
+        assert!(abandoned.light.is_none() && abandoned.text.is_none());
     }
 
     #[test]

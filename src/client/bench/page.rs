@@ -223,11 +223,12 @@ fn checks(report: &Report) -> Vec<(bool, String)> {
             ),
         ),
         (
-            report.connections.failed == 0,
+            report.connections.failed == 0 && report.connections.lost == 0,
             format!(
-                "{} of {} connections opened ({} reconnects).",
+                "{} of {} connections opened, {} lost by the end ({} reconnects).",
                 report.connections.opened,
                 report.connections.attempted,
+                report.connections.lost,
                 report.connections.reconnects
             ),
         ),

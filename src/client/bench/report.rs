@@ -102,6 +102,11 @@ pub struct ConnectionReport {
     pub opened: u64,
     /// Clients that never got connected.
     pub failed: u64,
+    /// Clients that connected but were not connected when the bench stopped:
+    /// dropped and never let back in, or still stuck in a send to a server that
+    /// stopped reading, and abandoned.
+    #[serde(default)]
+    pub lost: u64,
     /// Connections re-opened after dropping.
     pub reconnects: u64,
     /// Connections that received a `users` greeting (coedit sends one; a plain
@@ -185,6 +190,14 @@ impl Report {
             defects.push(format!(
                 "{} of {} clients never connected",
                 connections.failed, connections.attempted
+            ));
+        }
+        // What a lost editor should have received, and what the others should
+        // have got from it, is not there: the run did not carry its load.
+        if connections.lost > 0 {
+            defects.push(format!(
+                "{} of {} clients lost their connection and were not connected at the end",
+                connections.lost, connections.attempted
             ));
         }
         if self.rate > 0.0 && self.latency_ms.count == 0 {
@@ -309,10 +322,11 @@ impl Report {
             (
                 "connections",
                 format!(
-                    "{} of {} opened, {} failed, {} reconnects, {} greeted",
+                    "{} of {} opened, {} failed, {} lost, {} reconnects, {} greeted",
                     self.connections.opened,
                     self.connections.attempted,
                     self.connections.failed,
+                    self.connections.lost,
                     self.connections.reconnects,
                     self.connections.greeted
                 ),
@@ -444,6 +458,7 @@ pub(crate) mod tests {
                 attempted: 3,
                 opened: 3,
                 failed: 0,
+                lost: 0,
                 reconnects: 0,
                 greeted: 3,
                 connect_ms: LatencySummary::default(),
@@ -561,6 +576,22 @@ pub(crate) mod tests {
         let violations = ratio.violations(&lossy);
         assert_eq!(violations.len(), 1, "{violations:?}");
         assert!(violations[0].contains("light rooms' update ratio 0.900000"));
+    }
+
+    #[test]
+    fn editors_lost_before_the_end_fail_the_run() {
+        let lost = Report {
+            connections: ConnectionReport {
+                lost: 1,
+                ..sample_report().connections
+            },
+            ..sample_report()
+        };
+        assert_eq!(
+            lost.defects(),
+            ["1 of 3 clients lost their connection and were not connected at the end"]
+        );
+        assert!(lost.table().to_string().contains("0 failed, 1 lost"));
     }
 
     #[test]
