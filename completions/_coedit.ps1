@@ -462,7 +462,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--server-pid', '--server-pid', [CompletionResultType]::ParameterName, 'Pid of the server, to report its CPU use and memory over the run; give it once per node of a cluster to report their sum')
             [CompletionResult]::new('--report', '--report', [CompletionResultType]::ParameterName, 'Also write the report as one self-contained HTML page with plots (latency percentiles, latency and deliveries over time, connection times) to FILE')
             [CompletionResult]::new('--max-p99-ms', '--max-p99-ms', [CompletionResultType]::ParameterName, 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds')
-            [CompletionResult]::new('--min-delivery-ratio', '--min-delivery-ratio', [CompletionResultType]::ParameterName, 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived (and, with --verify-rooms, of the light rooms'' updates)')
+            [CompletionResult]::new('--min-delivery-ratio', '--min-delivery-ratio', [CompletionResultType]::ParameterName, 'Fail (exit 1) when fewer than this fraction (0 to 1) of expected deliveries arrived (and, with --verify-rooms, of the light rooms'' updates)')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')

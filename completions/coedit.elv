@@ -421,7 +421,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --server-pid 'Pid of the server, to report its CPU use and memory over the run; give it once per node of a cluster to report their sum'
             cand --report 'Also write the report as one self-contained HTML page with plots (latency percentiles, latency and deliveries over time, connection times) to FILE'
             cand --max-p99-ms 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds'
-            cand --min-delivery-ratio 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived (and, with --verify-rooms, of the light rooms'' updates)'
+            cand --min-delivery-ratio 'Fail (exit 1) when fewer than this fraction (0 to 1) of expected deliveries arrived (and, with --verify-rooms, of the light rooms'' updates)'
             cand --server 'Server to talk to; `host:port` means `http://host:port`'
             cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
             cand --token 'Bearer token sent in the Authorization header'

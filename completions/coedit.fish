@@ -302,7 +302,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand bench" -l seed -d 'Seed fo
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l server-pid -d 'Pid of the server, to report its CPU use and memory over the run; give it once per node of a cluster to report their sum' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l report -d 'Also write the report as one self-contained HTML page with plots (latency percentiles, latency and deliveries over time, connection times) to FILE' -r -F
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l max-p99-ms -d 'Fail (exit 1) when the p99 fan-out latency is above this many milliseconds' -r
-complete -c coedit -n "__fish_coedit_using_subcommand bench" -l min-delivery-ratio -d 'Fail (exit 1) when fewer than this fraction of expected deliveries arrived (and, with --verify-rooms, of the light rooms\' updates)' -r
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l min-delivery-ratio -d 'Fail (exit 1) when fewer than this fraction (0 to 1) of expected deliveries arrived (and, with --verify-rooms, of the light rooms\' updates)' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l token -d 'Bearer token sent in the Authorization header' -r

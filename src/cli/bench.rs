@@ -86,12 +86,22 @@ pub struct BenchArgs {
     pub report: Option<PathBuf>,
 
     /// Fail (exit 1) when the p99 fan-out latency is above this many milliseconds.
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "MS",
+        value_parser = parse_milliseconds,
+        allow_negative_numbers = true
+    )]
     pub max_p99_ms: Option<f64>,
 
-    /// Fail (exit 1) when fewer than this fraction of expected deliveries arrived
-    /// (and, with --verify-rooms, of the light rooms' updates).
-    #[arg(long)]
+    /// Fail (exit 1) when fewer than this fraction (0 to 1) of expected deliveries
+    /// arrived (and, with --verify-rooms, of the light rooms' updates).
+    #[arg(
+        long,
+        value_name = "RATIO",
+        value_parser = parse_ratio,
+        allow_negative_numbers = true
+    )]
     pub min_delivery_ratio: Option<f64>,
 }
 
@@ -193,6 +203,25 @@ fn websocket_base(server: &str) -> String {
     }
 }
 
+/// A latency limit: a number of milliseconds above zero. NaN is refused above
+/// all: every comparison with it is false, so the gate would never close.
+fn parse_milliseconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms > 0.0 => Ok(ms),
+        _ => Err(format!(
+            "{text:?} is not a number of milliseconds above zero"
+        )),
+    }
+}
+
+/// A fraction from 0 to 1; NaN is refused for the same reason as above.
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("{text:?} is not a ratio from 0 to 1")),
+    }
+}
+
 /// `250ms`, `10s`, `1.5s`, `2m`, or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -226,6 +255,21 @@ mod tests {
             websocket_base("https://coedit.example"),
             "wss://coedit.example"
         );
+    }
+
+    #[test]
+    fn thresholds_are_numbers_that_can_be_missed() {
+        assert_eq!(parse_milliseconds("50"), Ok(50.0));
+        assert_eq!(parse_milliseconds("0.5"), Ok(0.5));
+        for refused in ["nan", "NaN", "inf", "-inf", "0", "-1", "", "fast"] {
+            assert!(parse_milliseconds(refused).is_err(), "{refused:?}");
+        }
+        assert_eq!(parse_ratio("0.99"), Ok(0.99));
+        assert_eq!(parse_ratio("1"), Ok(1.0));
+        assert_eq!(parse_ratio("0"), Ok(0.0));
+        for refused in ["nan", "inf", "1.01", "-0.1", "99%", ""] {
+            assert!(parse_ratio(refused).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

@@ -502,6 +502,26 @@ async fn a_server_that_stops_reading_still_gets_a_verdict() {
     assert!(reason(&output).contains("no keystroke was measured"));
 }
 
+#[tokio::test]
+async fn nan_and_out_of_range_thresholds_are_usage_errors() {
+    for (flag, value) in [
+        ("--max-p99-ms", "nan"),
+        ("--max-p99-ms", "inf"),
+        ("--max-p99-ms", "0"),
+        ("--max-p99-ms", "-5"),
+        ("--min-delivery-ratio", "NaN"),
+        ("--min-delivery-ratio", "1.5"),
+        ("--min-delivery-ratio", "-0.1"),
+    ] {
+        // Nothing listens there: a usage error must come before any connection.
+        let output = run_binary(&["--url", "ws://127.0.0.1:1", flag, value]).await;
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {output:?}");
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{stderr}");
+    }
+}
+
 async fn run_binary(args: &[&str]) -> std::process::Output {
     bench_command(args).output().await.unwrap()
 }
