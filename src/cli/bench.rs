@@ -131,6 +131,7 @@ impl BenchArgs {
             seed: self.seed,
             token: client.token.clone().filter(|token| !token.is_empty()),
             verify_rooms: self.verify_rooms,
+            probe_timeout: client.timeout,
         }
     }
 

@@ -522,6 +522,23 @@ async fn nan_and_out_of_range_thresholds_are_usage_errors() {
     }
 }
 
+#[tokio::test]
+async fn a_server_that_never_answers_is_given_up_on_after_the_timeout() {
+    let silent = SilentListener::start().await;
+    let url = format!("ws://{}", silent.addr);
+    let started = std::time::Instant::now();
+    let output = run_binary_within(
+        Duration::from_secs(10),
+        &["--url", &url, "--timeout", "1s", "--duration", "1s"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&silent.addr.to_string()), "{stderr}");
+}
+
 async fn run_binary(args: &[&str]) -> std::process::Output {
     bench_command(args).output().await.unwrap()
 }
@@ -672,5 +689,37 @@ impl DeafServer {
 impl Drop for DeafServer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// An address where a TCP connect neither succeeds nor fails: a listener that
+/// never accepts, whose accept queue is full, so the kernel drops further SYNs
+/// (as a firewall that drops packets would).
+struct SilentListener {
+    addr: std::net::SocketAddr,
+    _listener: TcpListener,
+    _queued: Vec<TcpStream>,
+}
+
+impl SilentListener {
+    async fn start() -> Self {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => queued.push(stream),
+                Ok(Err(error)) => panic!("connecting to a listener: {error}"),
+                Err(_) => break,
+            }
+            assert!(queued.len() < 64, "the accept queue never filled");
+        }
+        Self {
+            addr,
+            _listener: listener,
+            _queued: queued,
+        }
     }
 }

@@ -100,6 +100,10 @@ pub struct BenchConfig {
     /// Which rooms are verified (every delivery integrated, timed and compared);
     /// the others are light rooms.
     pub verify_rooms: VerifyRooms,
+    /// Longest wait for the check that the server can be reached at all (name
+    /// lookup and TCP connect); an address that drops packets would otherwise
+    /// hold the run for the kernel's two minutes of retries.
+    pub probe_timeout: Duration,
 }
 
 /// How many rooms the bench verifies: `all` (the default), or a sample of N
@@ -174,6 +178,7 @@ impl BenchConfig {
     pub const DEFAULT_WARMUP: Duration = Duration::from_secs(2);
     pub const DEFAULT_RAMP: Duration = Duration::from_secs(2);
     pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+    pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -195,6 +200,7 @@ impl BenchConfig {
             seed: None,
             token: None,
             verify_rooms: VerifyRooms::All,
+            probe_timeout: Self::DEFAULT_PROBE_TIMEOUT,
         }
     }
 
@@ -229,13 +235,7 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
         .chain(config.more_urls.iter().map(String::as_str))
         .collect();
     for url in &urls {
-        let address = socket_address(url)?;
-        tokio::net::TcpStream::connect(&address)
-            .await
-            .map_err(|error| BenchError::Unreachable {
-                address: address.clone(),
-                reason: error.to_string(),
-            })?;
+        probe(&socket_address(url)?, config.probe_timeout).await?;
     }
     system::raise_open_file_limit();
 
@@ -500,6 +500,20 @@ fn socket_address(url: &str) -> Result<String, BenchError> {
     } else {
         format!("{host}:{port}")
     })
+}
+
+/// Checks that `address` accepts TCP connections, name lookup included, within
+/// `timeout`.
+async fn probe(address: &str, timeout: Duration) -> Result<(), BenchError> {
+    let unreachable = |reason: String| BenchError::Unreachable {
+        address: address.to_owned(),
+        reason,
+    };
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
+        Ok(Ok(_connection)) => Ok(()),
+        Ok(Err(error)) => Err(unreachable(error.to_string())),
+        Err(_elapsed) => Err(unreachable(format!("no answer within {timeout:?}"))),
+    }
 }
 
 /// CPU times at one moment, to take differences over the window.
