@@ -64,8 +64,11 @@ async fn on_coedit_every_keystroke_reaches_every_other_editor_and_rooms_converge
         .await
         .unwrap();
     assert_every_keystroke_arrived(&report);
-    // Full payload: every edit is an update plus a cursor message.
-    assert!(report.messages_sent_per_sec * report.duration_s >= 2.0 * report.edits as f64);
+    // Full payload: every edit is an update plus a cursor message, and the rate
+    // is that of the window, not of the whole run spread over it.
+    let sent_in_window = report.messages_sent_per_sec * report.duration_s;
+    let per_edit = sent_in_window / report.edits as f64;
+    assert!((1.7..=2.3).contains(&per_edit), "{report:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -537,6 +540,46 @@ async fn a_server_that_never_answers_is_given_up_on_after_the_timeout() {
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&silent.addr.to_string()), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_rates_are_those_of_the_measured_window() {
+    let server = TestServer::start().await;
+    let url = format!("ws://{}", server.addr);
+    // 2 editors × 10 keystrokes a second, one frame each: 20 frames a second,
+    // however long the warm-up before the window.
+    let output = run_binary(&[
+        "--url",
+        &url,
+        "--rooms",
+        "1",
+        "--clients",
+        "2",
+        "--rate",
+        "10",
+        "--payload",
+        "incremental",
+        "--ramp",
+        "100ms",
+        "--warmup",
+        "2s",
+        "--duration",
+        "1s",
+        "--drain",
+        "1s",
+        "--json",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        (16.0..=24.0).contains(&report.messages_sent_per_sec),
+        "{report:#?}"
+    );
+    assert!(
+        (16.0..=24.0).contains(&report.messages_received_per_sec),
+        "{report:#?}"
+    );
 }
 
 async fn run_binary(args: &[&str]) -> std::process::Output {

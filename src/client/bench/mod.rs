@@ -47,7 +47,7 @@ use protocol::Identity;
 pub use protocol::{Payload, Protocol};
 use report::{ConnectionReport, CpuUse, LatencySummary, ServerReport};
 pub use report::{LightReport, Report, Thresholds};
-use stats::{Counters, SendTimes, Shared, Window};
+use stats::{Counters, SendTimes, Shared, Traffic, Window};
 use timeline::{RunDetail, Timeline};
 
 /// How often the progress line and the server's memory are looked at.
@@ -318,17 +318,19 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
     let mut progress = Progress::new(config.show_progress, total);
     let mut timeline = Timeline::new(started);
     let mut server_rss_max = 0u64;
-    let mut cpu_at_start = None;
-    let mut cpu_at_end = None;
+    // CPU times and message counters at the window's edges: the report's CPU
+    // use and rates are the differences between them.
+    let mut at_start = None;
+    let mut at_end = None;
     let mut next_tick = started;
     loop {
-        // Wake on the tick, and exactly at the window's edges for the CPU samples.
+        // Wake on the tick, and exactly at the window's edges for their samples.
         next_tick += TICK;
         let mut wake = next_tick;
-        if cpu_at_start.is_none() {
+        if at_start.is_none() {
             wake = wake.min(measure_start);
         }
-        if cpu_at_end.is_none() {
+        if at_end.is_none() {
             wake = wake.min(measure_end);
         }
         tokio::time::sleep_until(wake.into()).await;
@@ -343,11 +345,11 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
                 .sum();
             server_rss_max = server_rss_max.max(rss);
         }
-        if cpu_at_start.is_none() && now >= measure_start {
-            cpu_at_start = Some(CpuSample::take(&config));
+        if at_start.is_none() && now >= measure_start {
+            at_start = Some(EdgeSample::take(&config, &shared.counters));
         }
-        if cpu_at_end.is_none() && now >= measure_end {
-            cpu_at_end = Some(CpuSample::take(&config));
+        if at_end.is_none() && now >= measure_end {
+            at_end = Some(EdgeSample::take(&config, &shared.counters));
         }
         let phase = if now < ramp_end {
             "ramp-up"
@@ -382,7 +384,7 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
     stop.cancel();
     let outcomes = join_clients(clients, &tasks, STOP_GRACE).await;
 
-    let measured = cpu_at_start.zip(cpu_at_end);
+    let measured = at_start.zip(at_end);
     let report = build_report(
         &config,
         &shared,
@@ -516,16 +518,19 @@ async fn probe(address: &str, timeout: Duration) -> Result<(), BenchError> {
     }
 }
 
-/// CPU times at one moment, to take differences over the window.
+/// CPU times and message counters at one edge of the measured window, to take
+/// differences over it. Clients fold their counts in every flush interval, so
+/// both edges lag by about as much, and the difference is the window's.
 #[derive(Debug, Clone, Copy)]
-struct CpuSample {
+struct EdgeSample {
     at: Instant,
     own: Option<Duration>,
     server: Option<Duration>,
+    traffic: Traffic,
 }
 
-impl CpuSample {
-    fn take(config: &BenchConfig) -> Self {
+impl EdgeSample {
+    fn take(config: &BenchConfig, counters: &Counters) -> Self {
         let server = config.server_pid.and_then(|_| {
             config
                 .server_pids()
@@ -536,6 +541,7 @@ impl CpuSample {
             at: Instant::now(),
             own: system::own_cpu_time(),
             server,
+            traffic: counters.traffic(),
         }
     }
 }
@@ -553,13 +559,11 @@ fn build_report(
     shared: &Shared,
     outcomes: &[ClientOutcome],
     verified: &[bool],
-    cpu: Option<(CpuSample, CpuSample)>,
+    measured: Option<(EdgeSample, EdgeSample)>,
     server_rss_max: u64,
 ) -> Report {
     let counters = &shared.counters;
     let seconds = config.duration.as_secs_f64();
-    let per_second =
-        |counter: &std::sync::atomic::AtomicU64| Counters::get(counter) as f64 / seconds;
     // Edits and deliveries are those of verified rooms: light editors do not count them.
     let edits = Counters::get(&counters.edits_in_window);
     let expected = edits * u64::from(config.clients_per_room.saturating_sub(1));
@@ -604,16 +608,20 @@ fn build_report(
     // The server's work covers every room: light rooms' deliveries count too.
     let all_deliveries = deliveries + light.as_ref().map_or(0, |light| light.deliveries_in_window);
 
-    let (bench_cpu, server_cpu) = match cpu {
+    let (bench_cpu, server_cpu, traffic_per_second) = match measured {
         Some((start, end)) => {
             let wall = end.at.duration_since(start.at);
             (
                 cpu_between(start.own, end.own, wall).unwrap_or_default(),
                 cpu_between(start.server, end.server, wall),
+                end.traffic.since(start.traffic).per_second(wall),
             )
         }
-        None => (CpuUse::default(), None),
+        // The run loop samples both edges before it ends; nothing to divide.
+        None => (CpuUse::default(), None, [0.0; 4]),
     };
+    let [messages_sent_per_sec, messages_received_per_sec, bytes_sent_per_sec, bytes_received_per_sec] =
+        traffic_per_second;
     let server = config.server_pid.map(|pid| {
         let cpu = server_cpu.unwrap_or_default();
         ServerReport {
@@ -658,10 +666,10 @@ fn build_report(
         missed_deliveries: missed,
         delivery_ratio,
         deliveries_per_sec: all_deliveries as f64 / seconds,
-        messages_sent_per_sec: per_second(&counters.messages_sent),
-        messages_received_per_sec: per_second(&counters.messages_received),
-        bytes_sent_per_sec: per_second(&counters.bytes_sent),
-        bytes_received_per_sec: per_second(&counters.bytes_received),
+        messages_sent_per_sec,
+        messages_received_per_sec,
+        bytes_sent_per_sec,
+        bytes_received_per_sec,
         errors: Counters::get(&counters.errors),
         converged: rooms_compared > 0 && rooms_diverged == 0,
         rooms_compared,

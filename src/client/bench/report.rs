@@ -36,6 +36,8 @@ pub struct Report {
     /// Deliveries per second in every room: the timed ones of verified rooms plus
     /// the update frames light rooms' editors received during the window.
     pub deliveries_per_sec: f64,
+    /// This and the next three: every frame of every room, sent or received
+    /// during the measurement window, per second of it.
     pub messages_sent_per_sec: f64,
     pub messages_received_per_sec: f64,
     pub bytes_sent_per_sec: f64,

@@ -78,7 +78,8 @@ impl SendTimes {
     }
 }
 
-/// Totals over the whole run; messages and bytes count every frame, edits and
+/// Totals over the whole run; messages and bytes count every frame (the report's
+/// rates take them at both edges of the measurement window), edits and
 /// deliveries only those of verified rooms scheduled inside the measurement
 /// window. The `light_` counters are the light rooms' update frames: sent while
 /// the whole room was connected, received at any time, and received during the
@@ -105,6 +106,52 @@ pub struct Counters {
 impl Counters {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// The message and byte counters now.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            messages_sent: Self::get(&self.messages_sent),
+            messages_received: Self::get(&self.messages_received),
+            bytes_sent: Self::get(&self.bytes_sent),
+            bytes_received: Self::get(&self.bytes_received),
+        }
+    }
+}
+
+/// Frames and bytes sent and received, at one moment or between two.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl Traffic {
+    /// What was counted between `earlier` and this.
+    pub fn since(self, earlier: Traffic) -> Traffic {
+        Traffic {
+            messages_sent: self.messages_sent.saturating_sub(earlier.messages_sent),
+            messages_received: self
+                .messages_received
+                .saturating_sub(earlier.messages_received),
+            bytes_sent: self.bytes_sent.saturating_sub(earlier.bytes_sent),
+            bytes_received: self.bytes_received.saturating_sub(earlier.bytes_received),
+        }
+    }
+
+    /// Messages sent, messages received, bytes sent, bytes received, each per
+    /// second of `wall`.
+    pub fn per_second(self, wall: std::time::Duration) -> [f64; 4] {
+        let seconds = wall.as_secs_f64().max(1e-9);
+        [
+            self.messages_sent,
+            self.messages_received,
+            self.bytes_sent,
+            self.bytes_received,
+        ]
+        .map(|count| count as f64 / seconds)
     }
 }
 
@@ -329,5 +376,28 @@ mod tests {
         assert_eq!(shared.latencies.take_recent().len(), 3);
         assert_eq!(shared.latencies.take_recent().len(), 0);
         assert_eq!(Counters::get(&shared.counters.deliveries_in_window), 3);
+    }
+
+    #[test]
+    fn rates_are_taken_between_two_moments() {
+        let counters = Counters::default();
+        counters.messages_sent.fetch_add(100, Ordering::Relaxed);
+        let start = counters.traffic();
+        counters.messages_sent.fetch_add(40, Ordering::Relaxed);
+        counters.bytes_received.fetch_add(2000, Ordering::Relaxed);
+        let window = counters.traffic().since(start);
+        assert_eq!(
+            window,
+            Traffic {
+                messages_sent: 40,
+                messages_received: 0,
+                bytes_sent: 0,
+                bytes_received: 2000,
+            }
+        );
+        assert_eq!(
+            window.per_second(std::time::Duration::from_secs(2)),
+            [20.0, 0.0, 0.0, 1000.0]
+        );
     }
 }
