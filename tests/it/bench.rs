@@ -2,7 +2,7 @@
 //! healthy server, notices when a server loses some, and fails a CI job on a
 //! threshold.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +12,8 @@ use coedit::client::bench::{self, BenchConfig, Payload, Protocol, Report, Verify
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::common::*;
@@ -159,7 +160,7 @@ async fn a_sample_of_rooms_is_verified_and_the_other_rooms_count_their_updates()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_loses_updates_in_a_light_room_is_caught() {
-    let relay = DroppingRelay::start().await;
+    let relay = Relay::start(Fault::DropsEveryOtherUpdate).await;
     let mut config = small_load(relay.url(), Payload::Incremental);
     config.drain = Duration::from_secs(1);
     config.verify_rooms = VerifyRooms::Sample(NonZeroU32::new(1).unwrap());
@@ -216,7 +217,7 @@ async fn verify_rooms_is_read_from_the_command_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_loses_updates_is_caught() {
-    let relay = DroppingRelay::start().await;
+    let relay = Relay::start(Fault::DropsEveryOtherUpdate).await;
     let report = bench::run(small_load(relay.url(), Payload::Incremental))
         .await
         .unwrap();
@@ -582,6 +583,55 @@ async fn message_rates_are_those_of_the_measured_window() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editors_that_lose_their_connection_for_good_fail_the_run() {
+    // One editor of each room is cut off during the warm-up and refused when it
+    // comes back.
+    let relay = Relay::start(Fault::CutsOffLastEditor {
+        after: Duration::from_millis(200),
+    })
+    .await;
+    let url = relay.url();
+    let output = run_binary_within(
+        Duration::from_secs(15),
+        &[
+            "--url",
+            &url,
+            "--rooms",
+            "2",
+            "--clients",
+            "3",
+            "--verify-rooms",
+            "1",
+            "--rate",
+            "10",
+            "--payload",
+            "incremental",
+            "--ramp",
+            "100ms",
+            "--warmup",
+            "500ms",
+            "--duration",
+            "1s",
+            "--drain",
+            "1s",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report.connections.opened, 6, "{report:#?}");
+    assert_eq!(report.connections.lost, 2, "{report:#?}");
+    assert!(reason(&output).contains("2 of 6 clients lost their connection"));
+    // The two editors left in the light room still owe each other every
+    // keystroke: about 15 each over the 1.5 s they type, and each got them all.
+    let light = report.light.clone().expect("one light room");
+    assert_eq!(light.receivers, 2, "{report:#?}");
+    assert!(light.expected_updates >= 24, "{report:#?}");
+    assert_eq!(light.missed_updates, 0, "{report:#?}");
+}
+
 async fn run_binary(args: &[&str]) -> std::process::Output {
     bench_command(args).output().await.unwrap()
 }
@@ -611,23 +661,40 @@ async fn run_binary_within(limit: Duration, args: &[&str]) -> std::process::Outp
 
 type Members = Vec<(u64, mpsc::UnboundedSender<Message>)>;
 
-/// A relay that forwards every frame to the other members of its room except every
-/// other `update`, which it silently drops: a server with a bug the bench must see.
-struct DroppingRelay {
+/// What a relay gets wrong: a server with a bug the bench must see.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Silently drops every other `update` each editor sends.
+    DropsEveryOtherUpdate,
+    /// Closes the connection of every room's last of 3 editors (client id ending
+    /// in `-2`) this long after it opened, and refuses it when it comes back.
+    CutsOffLastEditor { after: Duration },
+}
+
+/// A relay that forwards every frame to the other members of its room, but for
+/// its fault.
+struct Relay {
     addr: std::net::SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl DroppingRelay {
-    async fn start() -> Self {
+impl Relay {
+    async fn start(fault: Fault) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let rooms: Arc<Mutex<HashMap<String, Members>>> = Arc::default();
+        let cut_off: Arc<Mutex<HashSet<String>>> = Arc::default();
         let task = tokio::spawn(async move {
             let mut next_id = 0;
             while let Ok((stream, _)) = listener.accept().await {
                 next_id += 1;
-                tokio::spawn(relay_connection(stream, next_id, rooms.clone()));
+                tokio::spawn(relay_connection(
+                    stream,
+                    next_id,
+                    rooms.clone(),
+                    fault,
+                    cut_off.clone(),
+                ));
             }
         });
         Self { addr, task }
@@ -638,7 +705,7 @@ impl DroppingRelay {
     }
 }
 
-impl Drop for DroppingRelay {
+impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -646,10 +713,26 @@ impl Drop for DroppingRelay {
 
 // The handshake callback's error type is tungstenite's, not ours.
 #[allow(clippy::result_large_err)]
-async fn relay_connection(stream: TcpStream, id: u64, rooms: Arc<Mutex<HashMap<String, Members>>>) {
+async fn relay_connection(
+    stream: TcpStream,
+    id: u64,
+    rooms: Arc<Mutex<HashMap<String, Members>>>,
+    fault: Fault,
+    cut_off: Arc<Mutex<HashSet<String>>>,
+) {
     let mut path = String::new();
+    let mut victim = false;
     let callback = |request: &Request, response: Response| {
         path = request.uri().path().to_owned();
+        let client_id = request.uri().query().unwrap_or_default().to_owned();
+        if matches!(fault, Fault::CutsOffLastEditor { .. }) && client_id.ends_with("-2") {
+            if !cut_off.lock().unwrap().insert(client_id) {
+                let mut refusal = ErrorResponse::new(Some("cut off".into()));
+                *refusal.status_mut() = StatusCode::FORBIDDEN;
+                return Err(refusal);
+            }
+            victim = true;
+        }
         Ok(response)
     };
     let Ok(socket) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
@@ -670,12 +753,26 @@ async fn relay_connection(stream: TcpStream, id: u64, rooms: Arc<Mutex<HashMap<S
             }
         }
     });
+    let cut_at = match fault {
+        Fault::CutsOffLastEditor { after } if victim => tokio::time::Instant::now() + after,
+        // Not within any test's lifetime.
+        _ => tokio::time::Instant::now() + Duration::from_secs(3600),
+    };
     let mut updates = 0u64;
-    while let Some(Ok(message)) = stream.next().await {
+    loop {
+        let message = tokio::select! {
+            _ = tokio::time::sleep_until(cut_at) => break,
+            message = stream.next() => match message {
+                Some(Ok(message)) => message,
+                _ => break,
+            },
+        };
         let Message::Text(text) = &message else {
             continue;
         };
-        if text.as_str().contains(r#""type":"update""#) {
+        if matches!(fault, Fault::DropsEveryOtherUpdate)
+            && text.as_str().contains(r#""type":"update""#)
+        {
             updates += 1;
             if updates.is_multiple_of(2) {
                 continue;

@@ -10,7 +10,7 @@
 //! that falls behind therefore shows up as latency instead of as a quietly lower
 //! send rate (coordinated omission).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,8 @@ pub struct ClientPlan {
     /// Global index; also the sender index in the send-time table.
     pub index: usize,
     pub room_index: usize,
+    /// Its place among its room's editors, from 0.
+    pub member: usize,
     /// Full WebSocket URL of its room.
     pub url: String,
     pub identity: Identity,
@@ -70,35 +72,64 @@ pub struct ClientPlan {
     pub light: Option<Arc<LightRoom>>,
 }
 
-/// What the editors of one light room share: how many of them are connected, so
-/// that a sender counts an update as owed to the others only when all of them
-/// are there to receive it (not before a late joiner connected, nor while one is
-/// reconnecting).
+/// What the editors of one light room share: which of them are connected, and
+/// what each is owed. An update is owed to the others connected when it is sent:
+/// not to a late joiner before it connected, nor to one reconnecting, and still
+/// to those that stayed when another is gone for good.
 #[derive(Debug)]
 pub struct LightRoom {
-    members: u32,
-    open: AtomicU32,
+    members: Box<[LightMember]>,
+}
+
+#[derive(Debug, Default)]
+struct LightMember {
+    open: AtomicBool,
+    /// Update frames the others sent while this one was connected.
+    owed: AtomicU64,
 }
 
 impl LightRoom {
     pub fn new(members: u32) -> Self {
         Self {
-            members,
-            open: AtomicU32::new(0),
+            members: (0..members).map(|_| LightMember::default()).collect(),
         }
     }
 
-    fn all_open(&self) -> bool {
-        self.open.load(Ordering::Relaxed) >= self.members
+    fn set_open(&self, member: usize, open: bool) {
+        if let Some(member) = self.members.get(member) {
+            member.open.store(open, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts an update `sender` just sent as owed to every other editor
+    /// connected now; returns to how many.
+    fn owe_others(&self, sender: usize) -> u64 {
+        let mut owed_to = 0;
+        for (index, member) in self.members.iter().enumerate() {
+            if index != sender && member.open.load(Ordering::Relaxed) {
+                member.owed.fetch_add(1, Ordering::Relaxed);
+                owed_to += 1;
+            }
+        }
+        owed_to
+    }
+
+    /// Update frames the others sent while `member` was connected.
+    fn owed(&self, member: usize) -> u64 {
+        self.members
+            .get(member)
+            .map_or(0, |member| member.owed.load(Ordering::Relaxed))
     }
 }
 
 /// A light editor's update frames over the whole run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LightTally {
-    /// Sent while every editor of the room was connected: each other editor
-    /// should receive every one of them.
+    /// Sent while at least one other editor of the room was connected.
     pub sent: u64,
+    /// Sent by the others while this editor was connected: what it should
+    /// have received.
+    pub owed: u64,
     /// Received from the others, whenever they were sent.
     pub received: u64,
 }
@@ -210,7 +241,11 @@ impl Client {
             self.count_open(false);
         }
         self.catch_up();
-        let light = self.plan.light.as_ref().map(|_| self.tally);
+        // Nothing is typed after the stop, so what this editor is owed is final.
+        let light = self.plan.light.as_ref().map(|room| LightTally {
+            owed: room.owed(self.plan.member),
+            ..self.tally
+        });
         let text = (connected_at_end && light.is_none()).then(|| self.editor.fingerprint());
         ClientOutcome {
             room_index: self.plan.room_index,
@@ -231,11 +266,7 @@ impl Client {
             counter.fetch_sub(1, Ordering::Relaxed);
         }
         if let Some(room) = &self.plan.light {
-            if open {
-                room.open.fetch_add(1, Ordering::Relaxed);
-            } else {
-                room.open.fetch_sub(1, Ordering::Relaxed);
-            }
+            room.set_open(self.plan.member, open);
         }
     }
 
@@ -395,21 +426,14 @@ impl Client {
         let due_ns = due.saturating_duration_since(self.shared.epoch).as_nanos() as u64;
         self.catch_up();
         let edit = self.editor.edit();
-        // In a light room an edit is owed to the others when all of them are there
-        // to receive it: one update frame (plus a cursor message with a full
-        // payload), which each of them receives as one update.
-        let owed = match &self.plan.light {
-            None => {
-                self.shared
-                    .send_times
-                    .record(self.plan.index, edit.seq, due_ns);
-                if self.shared.window.contains(due_ns) {
-                    self.local.edits_in_window += 1;
-                }
-                false
+        if self.plan.light.is_none() {
+            self.shared
+                .send_times
+                .record(self.plan.index, edit.seq, due_ns);
+            if self.shared.window.contains(due_ns) {
+                self.local.edits_in_window += 1;
             }
-            Some(room) => room.all_open(),
-        };
+        }
         let mut frames = std::mem::take(&mut self.frames);
         self.plan.protocol.edit_frames(
             self.plan.payload,
@@ -420,9 +444,15 @@ impl Client {
         );
         let sent = self.send_all(socket, frames.drain(..)).await;
         self.frames = frames;
-        if owed && sent.is_ok() {
-            self.tally.sent += 1;
-            self.local.light_updates_sent += 1;
+        // In a light room a sent edit is owed to the others connected now: one
+        // update frame (plus a cursor message with a full payload), which each
+        // of them receives as one update.
+        if let (Some(room), Ok(())) = (&self.plan.light, sent) {
+            let owed_to = room.owe_others(self.plan.member);
+            if owed_to > 0 {
+                self.tally.sent += 1;
+                self.local.light_updates_owed += owed_to;
+            }
         }
         sent
     }
@@ -577,6 +607,7 @@ mod tests {
         let plan = ClientPlan {
             index: 1,
             room_index: 0,
+            member: 1,
             url: "ws://127.0.0.1:1/api/ws/r?client_id=c".into(),
             identity: Identity {
                 client_id: "c".into(),
@@ -641,6 +672,7 @@ mod tests {
             light.tally,
             LightTally {
                 sent: 0,
+                owed: 0,
                 received: 1
             }
         );
@@ -651,12 +683,22 @@ mod tests {
     }
 
     #[test]
-    fn a_light_room_is_open_only_with_every_editor_connected() {
-        let room = LightRoom::new(2);
-        assert!(!room.all_open());
-        room.open.fetch_add(1, Ordering::Relaxed);
-        assert!(!room.all_open());
-        room.open.fetch_add(1, Ordering::Relaxed);
-        assert!(room.all_open());
+    fn a_light_update_is_owed_to_the_editors_connected_when_it_is_sent() {
+        let room = LightRoom::new(3);
+        let owed = |room: &LightRoom| [0, 1, 2].map(|member| room.owed(member));
+        assert_eq!(room.owe_others(0), 0, "nobody is there yet");
+        room.set_open(0, true);
+        room.set_open(1, true);
+        assert_eq!(room.owe_others(0), 1);
+        // The late joiner is owed only what is sent after it connected.
+        room.set_open(2, true);
+        assert_eq!(room.owe_others(0), 2);
+        assert_eq!(owed(&room), [0, 2, 1]);
+        // Editor 1 is gone for good: the two that stayed still owe each other.
+        room.set_open(1, false);
+        assert_eq!(room.owe_others(2), 1);
+        assert_eq!(room.owe_others(0), 1);
+        assert_eq!(owed(&room), [1, 2, 2]);
+        assert_eq!(room.owed(7), 0);
     }
 }

@@ -289,6 +289,7 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
         let plan = ClientPlan {
             index,
             room_index,
+            member: index % config.clients_per_room as usize,
             url: with_token(
                 config.protocol.room_url(
                     urls[(index % config.clients_per_room as usize) % urls.len()],
@@ -369,9 +370,9 @@ pub async fn run_detailed(config: BenchConfig) -> Result<Run, BenchError> {
             let expected = Counters::get(&counters.edits_in_window)
                 * u64::from(config.clients_per_room.saturating_sub(1));
             let delivered = Counters::get(&counters.deliveries_in_window);
-            // Light rooms: every counted update frame × the other editors of its room.
-            let light_expected = Counters::get(&counters.light_updates_sent)
-                * u64::from(config.clients_per_room.saturating_sub(1));
+            // Light rooms: every update frame owed to an editor connected when
+            // it was sent.
+            let light_expected = Counters::get(&counters.light_updates_owed);
             let light_received = Counters::get(&counters.light_updates_received);
             if (delivered >= expected && light_received >= light_expected)
                 || now >= measure_end + config.drain
@@ -683,9 +684,10 @@ fn build_report(
 }
 
 /// The light rooms' delivery check: each editor connected at the end should have
-/// received every update frame the others of its room counted as sent (those sent
-/// while the whole room was connected). Counts, not identities: a frame too many
-/// can hide one missing, which is why verified rooms exist.
+/// received every update frame the others of its room sent while it was
+/// connected. (An editor not connected at the end is a lost connection, a
+/// defect of its own.) Counts, not identities: a frame too many can hide one
+/// missing, which is why verified rooms exist.
 fn light_tally(outcomes: &[ClientOutcome]) -> LightReport {
     let mut rooms: HashMap<usize, Vec<&ClientOutcome>> = HashMap::new();
     for outcome in outcomes {
@@ -695,18 +697,13 @@ fn light_tally(outcomes: &[ClientOutcome]) -> LightReport {
     }
     let mut report = LightReport::default();
     for members in rooms.values() {
-        let sent: u64 = members
-            .iter()
-            .filter_map(|member| member.light)
-            .map(|tally| tally.sent)
-            .sum();
-        report.updates_sent += sent;
         for member in members {
             let Some(tally) = member.light else { continue };
+            report.updates_sent += tally.sent;
             if !member.connected_at_end {
                 continue;
             }
-            let expected = sent - tally.sent;
+            let expected = tally.owed;
             report.receivers += 1;
             report.expected_updates += expected;
             report.received_updates += tally.received;
@@ -837,26 +834,41 @@ mod tests {
     }
 
     fn outcome(room_index: usize, at_end: bool, sent: u64, received: u64) -> ClientOutcome {
+        light_outcome(room_index, at_end, sent, received, received)
+    }
+
+    fn light_outcome(
+        room_index: usize,
+        at_end: bool,
+        sent: u64,
+        owed: u64,
+        received: u64,
+    ) -> ClientOutcome {
         ClientOutcome {
             room_index,
             connected: true,
             connected_at_end: at_end,
             text: None,
-            light: Some(client::LightTally { sent, received }),
+            light: Some(client::LightTally {
+                sent,
+                owed,
+                received,
+            }),
         }
     }
 
     #[test]
-    fn light_receivers_are_owed_what_the_others_of_their_room_sent() {
+    fn light_receivers_are_owed_what_the_others_sent_while_they_were_there() {
         let tally = light_tally(&[
             // Room 0: three editors, one of them 2 short.
-            outcome(0, true, 10, 15),
-            outcome(0, true, 5, 18),
-            outcome(0, true, 3, 13),
-            // Room 1: the second editor left, so only the first is checked, and
-            // a surplus in room 0 does not make up for a loss here.
-            outcome(1, true, 4, 6),
-            outcome(1, false, 7, 0),
+            light_outcome(0, true, 10, 8, 15),
+            light_outcome(0, true, 5, 13, 18),
+            light_outcome(0, true, 3, 15, 13),
+            // Room 1: the second editor left for good, so only the first is
+            // checked (the loss is a defect of its own), and a surplus in room 0
+            // does not make up for a shortfall here.
+            light_outcome(1, true, 4, 7, 6),
+            light_outcome(1, false, 7, 4, 0),
         ]);
         assert_eq!(tally.receivers, 4);
         assert_eq!(tally.updates_sent, 29);

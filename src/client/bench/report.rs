@@ -74,10 +74,11 @@ pub struct Report {
 pub struct LightReport {
     /// Light editors connected at the end, whose counts are checked.
     pub receivers: u64,
-    /// Update frames light editors sent while every editor of their room was
-    /// connected.
+    /// Update frames light editors sent while at least one other editor of
+    /// their room was connected.
     pub updates_sent: u64,
-    /// For each receiver, the updates the others of its room sent, summed.
+    /// For each receiver, the updates the others of its room sent while it was
+    /// connected, summed.
     pub expected_updates: u64,
     pub received_updates: u64,
     /// For each receiver, expected minus received when short, summed.
@@ -270,11 +271,17 @@ impl Thresholds {
                 )),
                 Some(_) => {}
             }
-            let light = report.light.as_ref().and_then(LightReport::ratio);
-            if let Some(ratio) = light.filter(|&ratio| ratio < limit) {
-                missed.push(format!(
+            match report.light.as_ref().map(LightReport::ratio) {
+                // Every room verified: nothing more to check.
+                None => {}
+                Some(None) => missed.push(format!(
+                    "no light-room update was expected, so --min-delivery-ratio {limit} \
+                     cannot be checked for light rooms"
+                )),
+                Some(Some(ratio)) if ratio < limit => missed.push(format!(
                     "light rooms' update ratio {ratio:.6} is below --min-delivery-ratio {limit}"
-                ));
+                )),
+                Some(Some(_)) => {}
             }
         }
         missed
@@ -578,6 +585,24 @@ pub(crate) mod tests {
         let violations = ratio.violations(&lossy);
         assert_eq!(violations.len(), 1, "{violations:?}");
         assert!(violations[0].contains("light rooms' update ratio 0.900000"));
+
+        // Light rooms where nothing was owed prove nothing about delivery.
+        let silent = Report {
+            light: Some(LightReport {
+                receivers: 0,
+                expected_updates: 0,
+                received_updates: 0,
+                missed_updates: 0,
+                ..with_light_rooms(0).light.unwrap_or_default()
+            }),
+            ..with_light_rooms(0)
+        };
+        let violations = ratio.violations(&silent);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].contains("cannot be checked for light rooms"),
+            "{violations:?}"
+        );
     }
 
     #[test]

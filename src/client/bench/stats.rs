@@ -81,9 +81,9 @@ impl SendTimes {
 /// Totals over the whole run; messages and bytes count every frame (the report's
 /// rates take them at both edges of the measurement window), edits and
 /// deliveries only those of verified rooms scheduled inside the measurement
-/// window. The `light_` counters are the light rooms' update frames: sent while
-/// the whole room was connected, received at any time, and received during the
-/// window.
+/// window. The `light_` counters are the light rooms' update frames: owed (each
+/// one sent counts once for every other editor of its room connected then),
+/// received at any time, and received during the window.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub messages_sent: AtomicU64,
@@ -98,7 +98,7 @@ pub struct Counters {
     pub reconnects: AtomicU64,
     pub open_connections: AtomicU64,
     pub greeted: AtomicU64,
-    pub light_updates_sent: AtomicU64,
+    pub light_updates_owed: AtomicU64,
     pub light_updates_received: AtomicU64,
     pub light_updates_in_window: AtomicU64,
 }
@@ -298,7 +298,7 @@ pub struct LocalStats {
     pub edits_in_window: u64,
     pub deliveries_in_window: u64,
     pub errors: u64,
-    pub light_updates_sent: u64,
+    pub light_updates_owed: u64,
     pub light_updates_received: u64,
     pub light_updates_in_window: u64,
 }
@@ -326,7 +326,7 @@ impl LocalStats {
                 &mut self.deliveries_in_window,
             ),
             (&counters.errors, &mut self.errors),
-            (&counters.light_updates_sent, &mut self.light_updates_sent),
+            (&counters.light_updates_owed, &mut self.light_updates_owed),
             (
                 &counters.light_updates_received,
                 &mut self.light_updates_received,
