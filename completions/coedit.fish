@@ -27,7 +27,7 @@ end
 complete -c coedit -n "__fish_coedit_needs_command" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_needs_command" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_needs_command" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_needs_command" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_needs_command" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_needs_command" -s h -l help -d 'Print help'
 complete -c coedit -n "__fish_coedit_needs_command" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_needs_command" -f -a "serve" -d 'Run the collaboration server'
@@ -91,13 +91,13 @@ complete -c coedit -n "__fish_coedit_using_subcommand serve" -l timeout -d 'Give
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l token -d 'Bearer token sent in the Authorization header' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l start-degraded -d 'Start even if the store cannot be reached, serving from memory until it can'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l no-dashboard -d 'Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged)'
-complete -c coedit -n "__fish_coedit_using_subcommand serve" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen_subcommand_from list show users delete help" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
@@ -108,26 +108,26 @@ complete -c coedit -n "__fish_coedit_using_subcommand rooms; and not __fish_seen
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from users" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l token -d 'Bearer token sent in the Authorization header' -r
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -s y -l yes -d 'Delete without asking'
-complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand rooms; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the rooms the server holds in memory, with their users and document size'
@@ -139,7 +139,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_se
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and not __fish_seen_subcommand_from events help" -f -a "events" -d 'Show the server\'s recent events: joins, leaves, persists, errors'
@@ -148,7 +148,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_s
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from events" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_subcommand_from help" -f -a "events" -d 'Show the server\'s recent events: joins, leaves, persists, errors'
@@ -156,23 +156,23 @@ complete -c coedit -n "__fish_coedit_using_subcommand metrics; and __fish_seen_s
 complete -c coedit -n "__fish_coedit_using_subcommand persist" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand persist" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand persist" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand persist" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand persist" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand persist" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand persist" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand load" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand load" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand load" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand load" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand load" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand load" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand load" -s V -l version -d 'Print version'
-complete -c coedit -n "__fish_coedit_using_subcommand export" -s f -l format -d 'What to write' -r -f -a "yjs\t'The Yjs update of the whole document (binary, lossless; what import reads)'
+complete -c coedit -n "__fish_coedit_using_subcommand export" -s f -l format -d 'What to write: yjs unless --json (which means json)' -r -f -a "yjs\t'The Yjs update of the whole document (binary, lossless; what import reads)'
 text\t'The plain text of the document\'s `content` text'
 json\t'Every root type of the document as JSON'"
 complete -c coedit -n "__fish_coedit_using_subcommand export" -s o -l output -d 'Write to this file instead of standard output' -r -F
 complete -c coedit -n "__fish_coedit_using_subcommand export" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand export" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand export" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand export" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand export" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand export" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand import" -s f -l format -d 'What the file holds' -r -f -a "yjs\t'A Yjs update (as `coedit export` writes it), merged into the room'
@@ -180,26 +180,26 @@ text\t'Plain UTF-8 text, appended to the room\'s `content` text'"
 complete -c coedit -n "__fish_coedit_using_subcommand import" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand import" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand import" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand import" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand import" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand import" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand history" -s n -l limit -d 'Newest versions to list' -r
 complete -c coedit -n "__fish_coedit_using_subcommand history" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand history" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand history" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand history" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand history" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand history" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand show" -l seq -d 'The version with this sequence number (see `coedit history`)' -r
 complete -c coedit -n "__fish_coedit_using_subcommand show" -l at -d 'The version as of this time: RFC 3339 (2026-01-31T09:00:00Z) or a duration ago (90m, 2h, 1d)' -r
-complete -c coedit -n "__fish_coedit_using_subcommand show" -s f -l format -d 'What to write' -r -f -a "yjs\t'The Yjs update of the whole document (binary, lossless; what import reads)'
+complete -c coedit -n "__fish_coedit_using_subcommand show" -s f -l format -d 'What to write: text unless --json (which means json)' -r -f -a "yjs\t'The Yjs update of the whole document (binary, lossless; what import reads)'
 text\t'The plain text of the document\'s `content` text'
 json\t'Every root type of the document as JSON'"
 complete -c coedit -n "__fish_coedit_using_subcommand show" -s o -l output -d 'Write to this file instead of standard output' -r -F
 complete -c coedit -n "__fish_coedit_using_subcommand show" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand show" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand show" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand show" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand show" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand show" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand restore" -l seq -d 'The version with this sequence number (see `coedit history`)' -r
@@ -207,7 +207,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand restore" -l at -d 'The ver
 complete -c coedit -n "__fish_coedit_using_subcommand restore" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand restore" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand restore" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand restore" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand restore" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand restore" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand dump" -s o -l output -d 'File to write (newline-delimited JSON; written beside it as FILE.partial and renamed when complete)' -r -F
@@ -217,7 +217,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand dump" -l db-name -d 'Mongo
 complete -c coedit -n "__fish_coedit_using_subcommand dump" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand dump" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand dump" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand dump" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand dump" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand dump" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand dump" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand restore-dump" -l data-dir -d 'Directory of the embedded store (used unless --mongo-url is given)' -r -F
@@ -227,13 +227,13 @@ complete -c coedit -n "__fish_coedit_using_subcommand restore-dump" -l server -d
 complete -c coedit -n "__fish_coedit_using_subcommand restore-dump" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand restore-dump" -l token -d 'Bearer token sent in the Authorization header' -r
 complete -c coedit -n "__fish_coedit_using_subcommand restore-dump" -l force -d 'Restore into a store that already holds rooms: each room of the dump replaces the room of that name (deleted first); other rooms stay'
-complete -c coedit -n "__fish_coedit_using_subcommand restore-dump" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand restore-dump" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand restore-dump" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand restore-dump" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and not __fish_seen_subcommand_from add remove help" -f -a "add" -d 'Add simulated users to a room (creating the room if needed)'
@@ -243,13 +243,13 @@ complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add simulated users to a room (creating the room if needed)'
@@ -258,19 +258,19 @@ complete -c coedit -n "__fish_coedit_using_subcommand simulate; and __fish_seen_
 complete -c coedit -n "__fish_coedit_using_subcommand cluster" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand cluster" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand cluster" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand cluster" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand cluster" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand cluster" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand cluster" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand health" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand health" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand health" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand health" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand health" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand health" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand health" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand completions" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand completions" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand completions" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand completions" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand completions" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand token" -l room -d 'Room the token grants; repeat for several. `prefix/*` grants every room under a prefix, `*` all rooms' -r
@@ -281,7 +281,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand token" -l server -d 'Serve
 complete -c coedit -n "__fish_coedit_using_subcommand token" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand token" -l token -d 'Bearer token sent in the Authorization header' -r
 complete -c coedit -n "__fish_coedit_using_subcommand token" -l read-only -d 'The bearer may read and show presence but not change documents'
-complete -c coedit -n "__fish_coedit_using_subcommand token" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand token" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand token" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand token" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l url -d 'Base WebSocket URL of the server; by default the --server address with ws:// (ws://127.0.0.1:8001). Give it once per node to spread each room\'s clients over the nodes of a cluster, round-robin' -r
@@ -306,7 +306,7 @@ complete -c coedit -n "__fish_coedit_using_subcommand bench" -l min-delivery-rat
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand bench" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report)'
+complete -c coedit -n "__fish_coedit_using_subcommand bench" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coedit -n "__fish_coedit_using_subcommand bench" -s V -l version -d 'Print version'
 complete -c coedit -n "__fish_coedit_using_subcommand help; and not __fish_seen_subcommand_from serve rooms metrics persist load export import history show restore dump restore-dump simulate cluster health completions token bench help" -f -a "serve" -d 'Run the collaboration server'

@@ -29,7 +29,7 @@ pub struct ClientArgs {
     pub server: String,
 
     /// Print JSON instead of a table: the server's answer as received (for
-    /// `bench`, its report).
+    /// `bench`, its report; for `export` and `show`, `--format json`).
     #[arg(long, global = true)]
     pub json: bool,
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use super::client_args::ClientArgs;
-use super::output::finish_operation;
+use super::output::{finish_operation, operation_failure};
 use super::{exit, Failure};
 
 /// Forms a document is exported in.
@@ -29,6 +29,26 @@ impl ExportFormat {
             ExportFormat::Json => "json",
         }
     }
+
+    /// The format asked for: `--format`, else `default`. The global `--json`
+    /// means `--format json` here; with another `--format` it contradicts it.
+    pub(super) fn chosen(
+        format: Option<ExportFormat>,
+        json: bool,
+        default: ExportFormat,
+    ) -> Result<ExportFormat, Failure> {
+        match (format, json) {
+            (None | Some(ExportFormat::Json), true) => Ok(ExportFormat::Json),
+            (Some(other), true) => Err(Failure::new(
+                exit::USAGE,
+                format!(
+                    "--json means --format json, which contradicts --format {}",
+                    other.name()
+                ),
+            )),
+            (format, false) => Ok(format.unwrap_or(default)),
+        }
+    }
 }
 
 /// Forms a document is imported from.
@@ -44,9 +64,9 @@ pub enum ImportFormat {
 pub struct ExportArgs {
     /// Room id.
     pub room: String,
-    /// What to write.
-    #[arg(long, short = 'f', value_enum, default_value = "yjs")]
-    pub format: ExportFormat,
+    /// What to write: yjs unless --json (which means json).
+    #[arg(long, short = 'f', value_enum)]
+    pub format: Option<ExportFormat>,
     /// Write to this file instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -54,10 +74,8 @@ pub struct ExportArgs {
 
 impl ExportArgs {
     pub async fn run(self, client: &ClientArgs) -> Result<(), Failure> {
-        if self.output.is_none()
-            && self.format == ExportFormat::Yjs
-            && std::io::stdout().is_terminal()
-        {
+        let format = ExportFormat::chosen(self.format, client.json, ExportFormat::Yjs)?;
+        if self.output.is_none() && format == ExportFormat::Yjs && std::io::stdout().is_terminal() {
             return Err(Failure::new(
                 exit::USAGE,
                 "the yjs format is binary: write it to a file with -o FILE, or choose --format text",
@@ -65,7 +83,7 @@ impl ExportArgs {
         }
         let body = client
             .client()?
-            .document(&self.room, self.format.name(), None)
+            .document(&self.room, format.name(), None)
             .await?;
         write_out(self.output.as_ref(), &body)
     }
@@ -121,7 +139,8 @@ impl ImportArgs {
         let answer = client.client()?.import(&self.room, format, body).await?;
         let room = &self.room;
         let response = &answer.value;
-        finish_operation(&answer.raw, client.json, None, || {
+        let failure = operation_failure(response.success, &answer.raw, room);
+        finish_operation(&answer.raw, client.json, failure, || {
             if response.changed {
                 format!(
                     "Imported into room {room} (document now {} bytes)",

@@ -5,7 +5,7 @@
 use clap::Args;
 
 use super::client_args::ClientArgs;
-use super::output::{print, print_json};
+use super::output::{finish, print, print_json};
 use super::{exit, Failure};
 use crate::api::Health;
 
@@ -15,37 +15,41 @@ pub struct HealthArgs {}
 impl HealthArgs {
     pub async fn run(self, client: &ClientArgs) -> Result<(), Failure> {
         let answer = client.client()?.health().await?;
-        if client.json {
-            print_json(&answer.raw)?;
+        let written = if client.json {
+            print_json(&answer.raw)
         } else {
-            print(summary(&answer.value))?;
-        }
-        let health = answer.value;
-        if health.status == "healthy" {
-            return Ok(());
-        }
-        let reason = [
-            health.store.and_then(|store| store.reason),
-            health.cluster.and_then(|cluster| cluster.reason),
-            health
-                .webhooks
-                .and_then(|webhooks| webhooks.reason)
-                .map(|reason| format!("webhooks failing: {reason}")),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("; ");
-        let reason = if reason.is_empty() {
-            "no reason given".to_owned()
-        } else {
-            reason
+            print(summary(&answer.value))
         };
-        Err(Failure::new(
-            exit::FAILED,
-            format!("{} is {}: {reason}", client.server, health.status),
-        ))
+        finish(written, verdict(answer.value, &client.server))
     }
+}
+
+/// Exit 0 when healthy; otherwise exit 1 with every reason the server gave.
+fn verdict(health: Health, server: &str) -> Result<(), Failure> {
+    if health.status == "healthy" {
+        return Ok(());
+    }
+    let reason = [
+        health.store.and_then(|store| store.reason),
+        health.cluster.and_then(|cluster| cluster.reason),
+        health
+            .webhooks
+            .and_then(|webhooks| webhooks.reason)
+            .map(|reason| format!("webhooks failing: {reason}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join("; ");
+    let reason = if reason.is_empty() {
+        "no reason given".to_owned()
+    } else {
+        reason
+    };
+    Err(Failure::new(
+        exit::FAILED,
+        format!("{server} is {}: {reason}", health.status),
+    ))
 }
 
 /// One line: `healthy (store sqlite healthy, backlog 0)`.

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::client_args::ClientArgs;
 use super::export::{write_out, ExportFormat};
-use super::output::{self, finish_operation, print, print_json};
+use super::output::{self, finish_operation, operation_failure, print, print_json};
 use super::{exit, Failure};
 use crate::api::HistoryResponse;
 use crate::client::rest::encode;
@@ -81,9 +81,9 @@ pub struct ShowArgs {
     pub room: String,
     #[command(flatten)]
     pub version: VersionArgs,
-    /// What to write.
-    #[arg(long, short = 'f', value_enum, default_value = "text")]
-    pub format: ExportFormat,
+    /// What to write: text unless --json (which means json).
+    #[arg(long, short = 'f', value_enum)]
+    pub format: Option<ExportFormat>,
     /// Write to this file instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -91,13 +91,10 @@ pub struct ShowArgs {
 
 impl ShowArgs {
     pub async fn run(self, client: &ClientArgs) -> Result<(), Failure> {
+        let format = ExportFormat::chosen(self.format, client.json, ExportFormat::Text)?;
         let body = client
             .client()?
-            .document(
-                &self.room,
-                self.format.name(),
-                self.version.query().as_deref(),
-            )
+            .document(&self.room, format.name(), self.version.query().as_deref())
             .await?;
         write_out(self.output.as_ref(), &body)
     }
@@ -122,7 +119,8 @@ impl RestoreArgs {
         let answer = client.client()?.restore(&self.room, &version).await?;
         let response = &answer.value;
         let room = &self.room;
-        finish_operation(&answer.raw, client.json, None, || {
+        let failure = operation_failure(response.success, &answer.raw, room);
+        finish_operation(&answer.raw, client.json, failure, || {
             let mut said = format!("Restored room {room} to version {}", response.seq);
             if !response.skipped_roots.is_empty() {
                 said.push_str(&format!(

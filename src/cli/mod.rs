@@ -230,7 +230,7 @@ impl Cli {
             Command::Health(args) => args.run(&self.client).await,
             Command::Cluster(args) => args.run(&self.client).await,
             Command::Completions(args) => args.run(),
-            Command::Token(args) => args.run(),
+            Command::Token(args) => args.run(self.client.json),
             Command::Bench(args) => args.run(&self.client).await,
         }
     }

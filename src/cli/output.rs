@@ -211,16 +211,38 @@ pub fn finish_operation(
     failure: Option<String>,
     done: impl FnOnce() -> String,
 ) -> Result<(), Failure> {
-    if json {
-        print_json(raw)?;
-    }
-    if let Some(failure) = failure {
-        return Err(Failure::new(exit::FAILED, failure));
-    }
-    if json {
-        return Ok(());
-    }
-    print(done())
+    let written = if json {
+        print_json(raw)
+    } else if failure.is_none() {
+        print(done())
+    } else {
+        Ok(())
+    };
+    let outcome = match failure {
+        Some(failure) => Err(Failure::new(exit::FAILED, failure)),
+        None => Ok(()),
+    };
+    finish(written, outcome)
+}
+
+/// A command's result once its output is written: its own failure, decided
+/// before writing, wins over anything the write met. A reader that stopped
+/// early (`coedit health | true`) makes the write a success, and must not make
+/// a failed operation one too.
+pub fn finish(written: Result<(), Failure>, outcome: Result<(), Failure>) -> Result<(), Failure> {
+    outcome.and(written)
+}
+
+/// Why an operation on `room` failed, when a `200 OK` answer says
+/// `success: false`: the server's `error`, when it gave one.
+pub fn operation_failure(success: bool, raw: &serde_json::Value, room: &str) -> Option<String> {
+    (!success).then(|| {
+        let reason = raw
+            .get("error")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("the server gave no reason");
+        format!("room {room}: {reason}")
+    })
 }
 
 impl From<std::io::Error> for Failure {
@@ -275,6 +297,36 @@ mod tests {
     fn timestamps_that_do_not_parse_are_kept() {
         assert_eq!(local_time("yesterday"), "yesterday");
         assert_eq!(local_time("2024-05-01T12:03:04.000Z").len(), 19);
+    }
+
+    #[test]
+    fn a_failure_outlives_a_closed_pipe() {
+        let closed = || {
+            Err(Failure::from(std::io::Error::from(
+                std::io::ErrorKind::BrokenPipe,
+            )))
+        };
+        let failed = || Err(Failure::new(exit::FAILED, "degraded"));
+        let code = |result: Result<(), Failure>| result.err().map(|failure| failure.code);
+        assert_eq!(code(finish(closed(), failed())), Some(exit::FAILED));
+        assert_eq!(code(finish(closed(), Ok(()))), Some(exit::SUCCESS));
+        assert_eq!(code(finish(Ok(()), failed())), Some(exit::FAILED));
+        assert_eq!(code(finish(Ok(()), Ok(()))), None);
+    }
+
+    #[test]
+    fn a_200_answer_can_still_be_a_failure() {
+        let said = serde_json::json!({"success": false, "error": "No document found"});
+        assert_eq!(
+            operation_failure(false, &said, "r").as_deref(),
+            Some("room r: No document found")
+        );
+        let silent = serde_json::json!({"success": false});
+        assert_eq!(
+            operation_failure(false, &silent, "r").as_deref(),
+            Some("room r: the server gave no reason")
+        );
+        assert_eq!(operation_failure(true, &said, "r"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::client_args::ClientArgs;
-use super::output::finish_operation;
+use super::output::{finish_operation, operation_failure};
 use super::Failure;
 use crate::api::PersistResponse;
 use crate::client::rest::Answer;
@@ -30,13 +30,7 @@ pub(super) fn report(
     room: &str,
 ) -> Result<(), Failure> {
     let response = &answer.value;
-    let failure = (!response.success).then(|| {
-        let reason = response
-            .error
-            .as_deref()
-            .unwrap_or("the server gave no reason");
-        format!("room {room}: {reason}")
-    });
+    let failure = operation_failure(response.success, &answer.raw, room);
     finish_operation(&answer.raw, json, failure, || match response.size {
         Some(size) => format!("{verb} room {room} ({size} hex chars)"),
         None => format!("{verb} room {room}"),

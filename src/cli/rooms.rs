@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand};
 
 use super::client_args::ClientArgs;
-use super::output::{self, finish_operation, print, print_json};
+use super::output::{self, finish_operation, operation_failure, print, print_json};
 use super::{exit, Failure};
 use crate::api::{RoomInfo, RoomUser};
 
@@ -85,7 +85,8 @@ impl RoomsArgs {
                 }
                 let answer = client.delete_room(&room).await?;
                 let closed = answer.value.closed_connections;
-                finish_operation(&answer.raw, json, None, || {
+                let failure = operation_failure(answer.value.success, &answer.raw, &room);
+                finish_operation(&answer.raw, json, failure, || {
                     format!("Deleted room {room} (closed {closed} connections)")
                 })
             }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::output::print;
 use super::{exit, Failure};
 use crate::server::auth;
 
@@ -32,7 +33,13 @@ pub struct TokenArgs {
 }
 
 impl TokenArgs {
-    pub fn run(self) -> Result<(), Failure> {
+    pub fn run(self, json: bool) -> Result<(), Failure> {
+        if json {
+            return Err(Failure::new(
+                exit::USAGE,
+                "token prints the bare token, which has no JSON form: drop --json",
+            ));
+        }
         let token = auth::mint(
             &self.secret,
             self.rooms,
@@ -41,7 +48,6 @@ impl TokenArgs {
             self.subject,
         )
         .map_err(|error| Failure::new(exit::FAILED, error.to_string()))?;
-        println!("{token}");
-        Ok(())
+        print(token)
     }
 }

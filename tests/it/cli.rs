@@ -478,16 +478,38 @@ async fn an_unreachable_server_is_exit_3_naming_the_url() {
 /// Accepts one HTTP request, answers it with a healthy `/api/health` body, and
 /// returns the request's head as received.
 async fn answer_one_request(listener: tokio::net::TcpListener) -> String {
+    let body = r#"{"status":"healthy","timestamp":"2024-05-01T12:03:04.000Z"}"#;
+    answer_one_request_with(listener, body).await
+}
+
+/// Accepts one HTTP request, answers it `200 OK` with `body`, and returns the
+/// request's head as received.
+async fn answer_one_request_with(listener: tokio::net::TcpListener, body: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut socket, _) = listener.accept().await.unwrap();
     let mut head = Vec::new();
     let mut buffer = [0u8; 1024];
-    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+    let head_end = loop {
+        if let Some(end) = head.windows(4).position(|window| window == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let read = socket.read(&mut buffer).await.unwrap();
+        assert!(read > 0, "the client hung up mid-request");
+        head.extend_from_slice(&buffer[..read]);
+    };
+    // Read the request's body too: closing with it unread would reset the
+    // connection, and the client might lose the answer.
+    let length = String::from_utf8_lossy(&head[..head_end])
+        .to_lowercase()
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:")?.trim().parse().ok())
+        .unwrap_or(0usize);
+    while head.len() < head_end + length {
         let read = socket.read(&mut buffer).await.unwrap();
         assert!(read > 0, "the client hung up mid-request");
         head.extend_from_slice(&buffer[..read]);
     }
-    let body = r#"{"status":"healthy","timestamp":"2024-05-01T12:03:04.000Z"}"#;
+    head.truncate(head_end);
     let response = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
@@ -591,6 +613,128 @@ async fn a_reader_that_stops_early_is_not_an_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// Runs `coedit ARGS` with its standard output closed before it writes a byte,
+/// as `coedit ARGS | true` does.
+async fn coedit_into_a_closed_pipe(args: &[&str]) -> Run {
+    let mut command = coedit_command(args);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_stops_early_does_not_hide_a_failure() {
+    let store = Arc::new(MemoryStore::new());
+    let server = TestServer::start_tweaked(|_| {}, store.clone()).await;
+    let url = format!("http://{}", server.addr);
+    let _idle = server.join("empty", "idle", "Idle").await;
+    // success:false in a 200 answer, with and without --json.
+    for args in [&["persist", "empty"][..], &["persist", "empty", "--json"]] {
+        let mut all = args.to_vec();
+        all.extend(["--server", url.as_str()]);
+        let run = coedit_into_a_closed_pipe(&all).await.expect_code(1);
+        assert!(run.stderr.contains("No document found"), "{run:#?}");
+    }
+
+    // `coedit health | true` under pipefail, against a degraded server.
+    let mut alice = server.join("doomed", "alice", "Alice").await;
+    alice.type_text(0, "unsaved").await;
+    assert!(eventually(async || room_info(&server, "doomed").await.doc_size > 0).await);
+    store.set_failing(true);
+    let (_, body) = server
+        .send(reqwest::Method::POST, "/rooms/doomed/persist")
+        .await;
+    assert_eq!(body["success"], false, "{body}");
+    assert!(eventually(async || server.get("/health").await.1["status"] == "degraded").await);
+    for args in [&["health"][..], &["health", "--json"]] {
+        let mut all = args.to_vec();
+        all.extend(["--server", url.as_str()]);
+        let run = coedit_into_a_closed_pipe(&all).await.expect_code(1);
+        assert!(run.stderr.contains("degraded"), "{run:#?}");
+    }
+
+    // With nothing failed, a closed pipe is still success, and never a panic.
+    let token = coedit_into_a_closed_pipe(&["token", "--room", "r", "--secret", "s"])
+        .await
+        .expect_code(0);
+    assert!(token.stderr.is_empty(), "{token:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_means_the_json_format_where_there_is_one_and_is_refused_elsewhere() {
+    let server = TestServer::start().await;
+    let _editors = furnished_room(&server).await;
+    let expected = serde_json::json!({"content": "hello from the terminal"});
+    for command in ["export", "show"] {
+        let run = coedit_at(&server, &[command, "notes", "--json"])
+            .await
+            .expect_code(0);
+        assert_eq!(run.json(), expected, "{command}: {run:#?}");
+        let run = coedit_at(&server, &[command, "notes", "--json", "--format", "json"])
+            .await
+            .expect_code(0);
+        assert_eq!(run.json(), expected, "{command}: {run:#?}");
+        let run = coedit_at(&server, &[command, "notes", "--json", "--format", "text"])
+            .await
+            .expect_code(2);
+        assert!(run.stderr.contains("--format text"), "{run:#?}");
+        assert!(run.stdout.is_empty(), "{run:#?}");
+    }
+    let token = coedit(&["token", "--room", "r", "--secret", "s", "--json"])
+        .await
+        .expect_code(2);
+    assert!(token.stdout.is_empty(), "{token:#?}");
+    assert!(token.stderr.contains("--json"), "{token:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operation_the_server_says_failed_is_exit_1_even_in_a_200_answer() {
+    let dir = std::env::temp_dir().join(format!("coedit-refused-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("part.txt");
+    std::fs::write(&file, "more text").unwrap();
+    let file = file.display().to_string();
+    let cases: [(&[&str], &str, &str); 3] = [
+        (
+            &["rooms", "delete", "r", "--yes"],
+            r#"{"success":false,"room_id":"r","closed_connections":0,"error":"store unavailable"}"#,
+            "room r: store unavailable",
+        ),
+        (
+            &["import", "r", &file, "--format", "text"],
+            r#"{"success":false,"room_id":"r","changed":false,"doc_size":0,"error":"store unavailable"}"#,
+            "room r: store unavailable",
+        ),
+        (
+            &["restore", "r", "--seq", "1"],
+            r#"{"success":false,"room_id":"r","seq":1}"#,
+            "room r: the server gave no reason",
+        ),
+    ];
+    for (args, body, reason) in cases {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let answered = tokio::spawn(answer_one_request_with(listener, body));
+        let mut all = args.to_vec();
+        all.extend(["--server", url.as_str()]);
+        let run = coedit(&all).await.expect_code(1);
+        assert!(run.stderr.contains(reason), "{args:?}: {run:#?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:#?}");
+        answered.await.unwrap();
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread")]
