@@ -154,10 +154,11 @@ pub enum Command {
     ///
     /// Each client types real Yjs edits at --rate per second; the latency of a
     /// keystroke is measured from its scheduled time to its arrival at each other
-    /// editor of the room. Exit code 3 when the server cannot be reached; 1 when a
-    /// --max-p99-ms or --min-delivery-ratio threshold is missed, or when the run
-    /// proves nothing: a client never connected, no keystroke was measured, no room
-    /// could be compared for convergence, or rooms ended with different documents.
+    /// editor of the room. Exit code 3 when the server cannot be reached (within
+    /// --timeout); 1 when a --max-p99-ms or --min-delivery-ratio threshold is
+    /// missed, or when the run proves nothing: a client never connected or was not
+    /// connected at the end, no keystroke was measured, no room could be compared
+    /// for convergence, or rooms ended with different documents.
     /// A server started with --auth-secret needs --token with a room token granting
     /// every room of the run (`coedit token --room '*'`).
     ///
