@@ -63,6 +63,7 @@ pub enum ImportFormat {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Room id.
+    #[arg(value_parser = super::parse_room_id)]
     pub room: String,
     /// What to write: yjs unless --json (which means json).
     #[arg(long, short = 'f', value_enum)]
@@ -110,6 +111,7 @@ pub(super) fn write_out(path: Option<&PathBuf>, body: &[u8]) -> Result<(), Failu
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Room id (created if it does not exist).
+    #[arg(value_parser = super::parse_room_id)]
     pub room: String,
     /// File to import; `-` reads standard input.
     pub file: PathBuf,

@@ -15,6 +15,7 @@ use crate::client::rest::encode;
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Room id.
+    #[arg(value_parser = super::parse_room_id)]
     pub room: String,
     /// Newest versions to list.
     #[arg(long, short = 'n', default_value_t = 20)]
@@ -78,6 +79,7 @@ impl VersionArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// Room id.
+    #[arg(value_parser = super::parse_room_id)]
     pub room: String,
     #[command(flatten)]
     pub version: VersionArgs,
@@ -103,6 +105,7 @@ impl ShowArgs {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// Room id.
+    #[arg(value_parser = super::parse_room_id)]
     pub room: String,
     #[command(flatten)]
     pub version: VersionArgs,

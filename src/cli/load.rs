@@ -9,6 +9,7 @@ use super::Failure;
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     /// Room id.
+    #[arg(value_parser = super::parse_room_id)]
     pub room: String,
 }
 

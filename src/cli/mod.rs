@@ -249,3 +249,11 @@ pub async fn main(cli: Cli) -> ExitCode {
         }
     }
 }
+
+/// A room id argument, held to the server's rules: one it would refuse (or that no
+/// URL can name, like `.`) is a usage error here rather than a request elsewhere.
+fn parse_room_id(raw: &str) -> Result<String, String> {
+    crate::server::rest::validate_room_id(raw)
+        .map(|()| raw.to_owned())
+        .map_err(|error| error.to_string())
+}

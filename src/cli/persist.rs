@@ -11,6 +11,7 @@ use crate::client::rest::Answer;
 #[derive(Debug, Args)]
 pub struct PersistArgs {
     /// Room id.
+    #[arg(value_parser = super::parse_room_id)]
     pub room: String,
 }
 

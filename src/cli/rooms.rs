@@ -25,6 +25,7 @@ pub enum RoomsCommand {
     /// Example: coedit rooms show my-room
     Show {
         /// Room id.
+        #[arg(value_parser = super::parse_room_id)]
         room: String,
     },
     /// List the users present in a room, with their colour and cursor.
@@ -32,6 +33,7 @@ pub enum RoomsCommand {
     /// Example: coedit rooms users my-room --json
     Users {
         /// Room id.
+        #[arg(value_parser = super::parse_room_id)]
         room: String,
     },
     /// Delete a room: its connections are closed, and its document, history and
@@ -43,6 +45,7 @@ pub enum RoomsCommand {
     /// Example: coedit rooms delete old-room --yes
     Delete {
         /// Room id.
+        #[arg(value_parser = super::parse_room_id)]
         room: String,
         /// Delete without asking.
         #[arg(long, short = 'y')]

@@ -23,6 +23,7 @@ pub enum SimulateCommand {
     /// Example: coedit simulate add my-room --count 5
     Add {
         /// Room id.
+        #[arg(value_parser = super::parse_room_id)]
         room: String,
         /// How many users to add.
         #[arg(
@@ -39,6 +40,7 @@ pub enum SimulateCommand {
     /// Example: coedit simulate remove my-room
     Remove {
         /// Room id.
+        #[arg(value_parser = super::parse_room_id)]
         room: String,
     },
 }

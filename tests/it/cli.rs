@@ -582,6 +582,10 @@ async fn usage_errors_are_exit_2_before_any_request() {
         &["simulate", "add", "room", "--count", "0"],
         &["metrics", "events", "--limit", "many"],
         &["completions", "tcsh"],
+        // Room ids the server refuses, or no URL can name.
+        &["export", ".", "--format", "text"],
+        &["rooms", "delete", "..", "--yes"],
+        &["show", ""],
     ] {
         let run = coedit(args).await;
         assert_eq!(run.code, 2, "coedit {args:?}: {run:#?}");
