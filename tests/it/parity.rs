@@ -445,3 +445,44 @@ fn serve_help_groups_its_flags() {
         }
     }
 }
+
+/// What the specification leaves to defaults, as a page written against the
+/// original meets it: a connection without `client_id` gets an id of its own (a
+/// UUID), a `ping` without a timestamp is answered with `timestamp: null`, and a
+/// `join` without name or colour lists the user under defaults.
+#[tokio::test]
+async fn defaults_a_page_meets_without_client_id_timestamp_or_name() {
+    let server = TestServer::start().await;
+    let url = format!("ws://{}/api/ws/defaults", server.addr);
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut page = Client::from_socket(socket, "");
+    assert_eq!(page.recv_value().await, json!({"type":"users","users":[]}));
+
+    page.send_raw(Message::text(r#"{"type":"ping"}"#)).await;
+    assert_eq!(
+        page.recv_value().await,
+        json!({"type":"pong","timestamp":null})
+    );
+
+    page.send_raw(Message::text(r#"{"type":"join"}"#)).await;
+    // The joiner's own `users_list` names the others: nobody yet.
+    assert_eq!(
+        page.recv_value().await,
+        json!({"type":"users_list","users":[]})
+    );
+    let (_, listed) = server.get("/rooms/defaults/users").await;
+    let users = listed.as_array().unwrap();
+    assert_eq!(users.len(), 1, "{listed}");
+    let id = users[0]["id"].as_str().unwrap();
+    assert!(
+        uuid::Uuid::parse_str(id).is_ok(),
+        "a generated id: {listed}"
+    );
+    assert_eq!(users[0]["name"], "Anonymous", "{listed}");
+    assert!(
+        users[0]["color"]
+            .as_str()
+            .is_some_and(|color| color.starts_with('#') && color.len() == 7),
+        "{listed}"
+    );
+}
