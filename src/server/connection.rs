@@ -580,7 +580,7 @@ fn handle_message(
     let message = match incoming {
         Incoming::Message(message) => message,
         Incoming::LargeText(text) => {
-            if let Some(refused) = admit_data(peer, limiter, started) {
+            if let Some(refused) = admit_data(peer, limiter, started, || false) {
                 return refused;
             }
             let flow = handle_large_text(peer, text);
@@ -606,7 +606,9 @@ fn handle_message(
         return ControlFlow::Continue(());
     }
     if matches!(message, Message::Text(_) | Message::Binary(_)) {
-        if let Some(refused) = admit_data(peer, limiter, started) {
+        let awareness_only =
+            || matches!(&message, Message::Binary(frame) if super::room::only_awareness(frame));
+        if let Some(refused) = admit_data(peer, limiter, started, awareness_only) {
             return refused;
         }
     }
@@ -640,7 +642,7 @@ fn handle_message(
                 // Each message past the first counts as a frame of its own.
                 Ok(count) => {
                     for _ in 1..count {
-                        if let Some(refused) = admit_data(peer, limiter, started) {
+                        if let Some(refused) = admit_data(peer, limiter, started, || false) {
                             return refused;
                         }
                     }
@@ -672,11 +674,13 @@ fn handle_message(
 
 /// Counts a data message against the peer's rate: `None` when it may be handled,
 /// otherwise what `handle_message` returns instead (`Continue` when only the
-/// message is dropped, with an error to the peer).
+/// message is dropped, with an error to a JSON peer; a y-protocol frame is dropped
+/// only when `droppable`, asked only then).
 fn admit_data(
     peer: &Peer<'_>,
     limiter: &mut RateLimiter,
     started: Instant,
+    droppable: impl FnOnce() -> bool,
 ) -> Option<ControlFlow<()>> {
     match (limiter.check(started), peer.protocol) {
         (Verdict::Accept, _) => None,
@@ -684,6 +688,10 @@ fn admit_data(
             peer.refuse("rate limit exceeded: message dropped");
             Some(ControlFlow::Continue(()))
         }
+        // Presence alone: dropped, as the JSON protocol's messages are. Providers
+        // send back every state they are sent, so a busy room's cursors can take
+        // an honest provider over the rate for a while.
+        (Verdict::Refuse, Protocol::Yjs) if droppable() => Some(ControlFlow::Continue(())),
         // Dropping a y-protocol update would silently fork the peer's
         // document, so that protocol closes at once.
         (Verdict::Refuse, Protocol::Yjs) | (Verdict::Close, _) => {

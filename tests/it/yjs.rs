@@ -368,3 +368,61 @@ async fn keystrokes_and_cursors_sent_back_to_back_reach_both_protocols_in_order(
     }
     reader.expect_silence().await;
 }
+
+/// y-websocket's server sends every awareness change to every connection, the
+/// sender's own included: a provider alone in a room hears nothing else, and one
+/// that hears nothing for 30 s closes and reconnects.
+#[tokio::test]
+async fn a_provider_alone_in_a_room_hears_its_own_awareness_back() {
+    let server = TestServer::start().await;
+    let mut ada = YClient::synced(&server, "alone").await;
+    for clock in 1..=2 {
+        ada.send(awareness(11, clock, r#"{"user":{"name":"Ada"}}"#))
+            .await;
+        let Message::Awareness(echo) = ada.recv().await else {
+            panic!("expected Ada's own awareness back");
+        };
+        assert_eq!(echo.clients[&ClientID::new(11)].clock, clock);
+    }
+}
+
+/// Providers send back every awareness state they are sent, so in a busy room an
+/// honest provider goes over the rate limit with presence alone. Those frames are
+/// dropped, not the connection; a document update over the rate still closes it.
+#[tokio::test]
+async fn presence_over_the_rate_is_dropped_and_updates_over_it_close() {
+    let server = TestServer::start_tweaked(
+        |config| {
+            config.rate_limit_per_sec = 5;
+            config.rate_limit_burst = 5;
+        },
+        Arc::new(coedit::server::store::memory::MemoryStore::new()),
+    )
+    .await;
+    let mut ada = YClient::synced(&server, "busy").await;
+    for clock in 1..=30 {
+        ada.send(awareness(11, clock, r#"{"cursor":1}"#)).await;
+    }
+    // Still open and heard once the rate allows again.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut bob = YClient::synced(&server, "busy").await;
+    ada.type_text(0, "still here").await;
+    bob.recv_update().await;
+    assert_eq!(bob.content(), "still here");
+
+    for n in 0..30 {
+        ada.type_text(0, &n.to_string()).await;
+    }
+    let closed = loop {
+        match tokio::time::timeout(EXPECT, ada.socket.next()).await {
+            Ok(Some(Ok(Frame::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        closed.map(|frame| u16::from(frame.code)),
+        Some(1008),
+        "updates over the rate close the connection"
+    );
+}

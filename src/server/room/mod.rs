@@ -34,7 +34,7 @@ pub use fanout::{
 use fanout::{json_only, PerProtocol};
 pub use presence::{PresenceLimits, UserPlace};
 pub use view::ActivityMark;
-pub use yjs::YjsError;
+pub use yjs::{only_awareness, YjsError};
 
 use super::document::{Applied, Document, DocumentError};
 use super::journal::Journal;

@@ -85,6 +85,14 @@ impl AwarenessStates {
             if !self.is_newer(id, &entry) {
                 continue;
             }
+            // Another node's client that left: that node relays its states in
+            // order, so no older state of it can follow, and a marker kept for
+            // every client that ever left there would grow until the node dies.
+            if connection & REMOTE_BIT != 0 && &*entry.json == NULL_STATE {
+                self.entries.remove(&id.get());
+                accepted.insert(id, entry);
+                continue;
+            }
             self.entries.insert(
                 id.get(),
                 Entry {
@@ -245,6 +253,17 @@ pub const MAX_MESSAGES_PER_FRAME: usize = 8;
 
 /// Decodes the protocol messages in a frame, at most `MAX_MESSAGES_PER_FRAME`;
 /// a panic in the decoder counts as malformed input.
+/// Whether a frame holds awareness messages only: over the rate limit such a frame
+/// may be dropped (a provider renews its state every 15 s and sends back every
+/// state it is sent), where dropping a document update would fork the sender.
+pub fn only_awareness(frame: &[u8]) -> bool {
+    decode(frame).is_ok_and(|messages| {
+        messages
+            .iter()
+            .all(|message| matches!(message, Message::Awareness(_)))
+    })
+}
+
 fn decode(frame: &[u8]) -> Result<Vec<Message>, YjsError> {
     let messages = catch_unwind(AssertUnwindSafe(|| {
         let mut decoder = DecoderV1::new(Cursor::new(frame));
@@ -336,7 +355,10 @@ impl Room {
         }
         let relay = binary(&Message::Awareness(AwarenessUpdate { clients: accepted }));
         publish_awareness(&state, client_id, &relay);
-        state.broadcast(self.metrics(), Some(client_id), yjs_only(relay));
+        // The sender too, as y-websocket's server does: a provider alone in a room
+        // hears nothing else, and one that hears nothing for 30 s reconnects. It
+        // ignores its own state at a clock it already has.
+        state.broadcast(self.metrics(), None, yjs_only(relay));
         if let Some((name, color)) = introduced {
             if state.introduce(self.metrics(), client_id, name.clone(), color.clone()) {
                 drop(state);
@@ -363,21 +385,27 @@ fn check_awareness(
     {
         return Err(YjsError::Refused(CloseReason::AWARENESS_BYTES));
     }
+    // States count, not the markers of clients that left.
+    let live = |entry: &&Entry| &*entry.json != NULL_STATE;
     let mut owned = states
         .entries
         .values()
+        .filter(live)
         .filter(|entry| entry.connection == connection)
         .count();
-    let mut total = states.entries.len();
+    let mut total = states.entries.values().filter(live).count();
     for (id, entry) in &update.clients {
         if !states.is_newer(*id, entry) {
             continue;
         }
+        if &*entry.json == NULL_STATE {
+            continue;
+        }
         match states.entries.get(&id.get()) {
-            Some(entry) if entry.connection == connection => {}
+            Some(known) if known.connection == connection && &*known.json != NULL_STATE => {}
             // Taking over a state (a newer clock) makes it this connection's.
-            Some(_) => owned += 1,
-            None => {
+            Some(known) if &*known.json != NULL_STATE => owned += 1,
+            Some(_) | None => {
                 owned += 1;
                 total += 1;
             }
@@ -419,6 +447,56 @@ mod tests {
         ));
         let step1 = Message::Sync(SyncMessage::SyncStep1(Default::default())).encode_v1();
         assert_eq!(decode(&step1).unwrap().len(), 1);
+    }
+
+    fn update(entries: &[(u64, u32, &str)]) -> AwarenessUpdate {
+        AwarenessUpdate {
+            clients: entries
+                .iter()
+                .map(|&(id, clock, json)| {
+                    (
+                        ClientID::new(id),
+                        AwarenessUpdateEntry {
+                            clock,
+                            json: Arc::from(json),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Clients that left another node leave no marker behind, and markers never
+    /// count as states: a room whose clients came and went for long is not full.
+    #[test]
+    fn clients_that_left_do_not_fill_the_room() {
+        let limits = PresenceLimits {
+            ids_per_connection: 2,
+            state_bytes: 1024,
+            room_users: 3,
+        };
+        let other_node = REMOTE_BIT | 7;
+        let mut states = AwarenessStates::default();
+        for id in 1..=10 {
+            states.record(update(&[(id, 1, "{}")]), other_node);
+            let left = states.record(update(&[(id, 2, NULL_STATE)]), other_node);
+            assert_eq!(left.len(), 1, "the departure is relayed");
+        }
+        assert!(states.entries.is_empty(), "{:?}", states.entries);
+        // A local client that said goodbye keeps its marker, which is no state.
+        states.record(update(&[(20, 1, "{}")]), 1);
+        states.record(update(&[(20, 2, NULL_STATE)]), 1);
+        assert!(states.record(update(&[(20, 1, "{}")]), 1).is_empty());
+        states.record(update(&[(21, 1, "{}"), (22, 1, "{}")]), 2);
+        let joining = update(&[(30, 1, "{}")]);
+        assert!(check_awareness(&states, 3, &joining, limits).is_ok());
+        states.record(joining, 3);
+        assert!(matches!(
+            check_awareness(&states, 4, &update(&[(40, 1, "{}")]), limits),
+            Err(YjsError::Refused(CloseReason::AWARENESS_ROOM))
+        ));
+        // A connection may say goodbye for its ids whatever the room holds.
+        assert!(check_awareness(&states, 2, &update(&[(21, 2, NULL_STATE)]), limits).is_ok());
     }
 
     #[test]
