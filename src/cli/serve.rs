@@ -152,7 +152,7 @@ pub struct ServeArgs {
     pub redis_url: Option<String>,
 
     /// This node's name in logs, metrics and `coedit cluster` [default: host:port]
-    #[arg(long, env = "COEDIT_NODE_ID", value_name = "NAME", help_heading = CLUSTER)]
+    #[arg(long, env = "COEDIT_NODE_ID", value_name = "NAME", help_heading = CLUSTER, value_parser = parse_node_id)]
     pub node_id: Option<String>,
 
     /// How often a room's Redis log is moved into MongoDB (`10s`, `1m`; at least
@@ -330,4 +330,16 @@ fn parse_retention(raw: &str) -> Result<std::time::Duration, String> {
         "0" | "off" | "none" => Ok(std::time::Duration::ZERO),
         other => humantime::parse_duration(other).map_err(|error| error.to_string()),
     }
+}
+
+/// A node's name goes into Prometheus label values and Redis keys as it is: no
+/// quotes, backslashes or control characters, at most 128 bytes.
+fn parse_node_id(raw: &str) -> Result<String, String> {
+    if raw.len() > 128 {
+        return Err("at most 128 bytes".into());
+    }
+    if raw.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+        return Err("no quotes, backslashes or control characters".into());
+    }
+    Ok(raw.to_owned())
 }

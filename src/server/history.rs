@@ -4,7 +4,7 @@
 //! One sampler task per server fills both (`run_sampler`); a request only copies
 //! what it kept, so ten open dashboards cost ten copies, not ten samplers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -86,7 +86,8 @@ impl History {
             .activity
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        activity.retain(|id, _| marks.iter().any(|(room_id, _)| room_id == id));
+        let loaded: HashSet<&str> = marks.iter().map(|(room_id, _)| *room_id).collect();
+        activity.retain(|id, _| loaded.contains(id.as_str()));
         for (room_id, mark) in marks {
             match activity.get_mut(room_id) {
                 Some(seen) if seen.mark == mark => {}

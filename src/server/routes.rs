@@ -76,8 +76,18 @@ pub fn router(app: AppState) -> Router {
     small_bodies(pages.route("/api/", get(rest::root)))
         .nest("/api", api)
         .layer(cors(&app.config.cors_origins))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(app)
+}
+
+/// Requests are logged by method and path only: the query may carry a room token
+/// (`/api/ws/{room}?token=…`), which must not reach the logs.
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
 }
 
 /// The original's (Starlette's) CORS: any method and header, credentials allowed,
@@ -104,4 +114,45 @@ fn cors(origins: &[String]) -> CorsLayer {
         .filter_map(|origin| HeaderValue::from_str(origin.trim()).ok())
         .collect();
     layer.allow_origin(AllowOrigin::list(allowed))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn request_logs_name_the_path_but_not_the_query() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let request = axum::http::Request::get("/api/ws/notes?client_id=a&token=eyJsecret")
+                .body(())
+                .unwrap();
+            let _entered = request_span(&request).entered();
+            tracing::debug!("started processing request");
+        });
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("/api/ws/notes"), "{logged}");
+        assert!(!logged.contains("eyJsecret"), "{logged}");
+    }
 }

@@ -586,6 +586,8 @@ async fn usage_errors_are_exit_2_before_any_request() {
         &["export", ".", "--format", "text"],
         &["rooms", "delete", "..", "--yes"],
         &["show", ""],
+        // A node name goes into Prometheus label values as it is.
+        &["serve", "--node-id", "eu \"1\""],
     ] {
         let run = coedit(args).await;
         assert_eq!(run.code, 2, "coedit {args:?}: {run:#?}");
