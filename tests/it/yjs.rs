@@ -426,3 +426,38 @@ async fn presence_over_the_rate_is_dropped_and_updates_over_it_close() {
         "updates over the rate close the connection"
     );
 }
+
+/// As y-websocket's server does: a message of a kind it does not know is skipped
+/// and the connection kept; an awareness state that is not JSON is not kept or
+/// relayed (every provider sent it would throw, losing the other states with it).
+#[tokio::test]
+async fn unknown_kinds_are_skipped_and_states_that_are_not_json_are_dropped() {
+    let server = TestServer::start().await;
+    let mut ada = YClient::synced(&server, "lenient").await;
+    for frame in [vec![7, 200, 1], vec![0, 3, 1, 2], vec![5, 0xff, 1]] {
+        ada.socket.send(Frame::binary(frame)).await.unwrap();
+    }
+    let mut states = HashMap::new();
+    for (id, json) in [(11, "{"), (12, r#"{"user":{"name":"Ada"}}"#)] {
+        states.insert(
+            ClientID::new(id),
+            AwarenessUpdateEntry {
+                clock: 1,
+                json: Arc::from(json),
+            },
+        );
+    }
+    ada.send(Message::Awareness(AwarenessUpdate { clients: states }))
+        .await;
+    let Message::Awareness(echo) = ada.recv().await else {
+        panic!("expected the awareness update back");
+    };
+    assert_eq!(
+        echo.clients.keys().copied().collect::<Vec<_>>(),
+        [ClientID::new(12)],
+        "only the state that is JSON"
+    );
+    ada.type_text(0, "still open").await;
+    let reader = YClient::synced(&server, "lenient").await;
+    assert_eq!(reader.content(), "still open");
+}

@@ -16,6 +16,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde::de::IgnoredAny;
 use yrs::encoding::read::Cursor;
 use yrs::sync::awareness::AwarenessUpdateEntry;
 use yrs::sync::protocol::MessageReader;
@@ -265,6 +266,15 @@ pub fn only_awareness(frame: &[u8]) -> bool {
 }
 
 fn decode(frame: &[u8]) -> Result<Vec<Message>, YjsError> {
+    // y-websocket's server skips a message kind it does not know (a newer
+    // client's, or another library's custom one) and keeps the connection; so do
+    // we, for a frame that starts with one. The kinds it knows: sync (0, with its
+    // steps 0–2), awareness (1), auth (2) and the awareness query (3).
+    match frame {
+        [kind, ..] if *kind > 3 => return Ok(Vec::new()),
+        [0, step, ..] if *step > 2 => return Ok(Vec::new()),
+        _ => {}
+    }
     let messages = catch_unwind(AssertUnwindSafe(|| {
         let mut decoder = DecoderV1::new(Cursor::new(frame));
         let mut messages = Vec::new();
@@ -340,9 +350,14 @@ impl Room {
         &self,
         connection: ConnectionId,
         client_id: &str,
-        update: AwarenessUpdate,
+        mut update: AwarenessUpdate,
     ) -> Result<(), YjsError> {
         let limits = self.inner.settings.presence;
+        // A state that is not JSON would make every provider that is sent it
+        // throw while applying the update, losing the other states in it.
+        update
+            .clients
+            .retain(|_, entry| serde_json::from_str::<IgnoredAny>(&entry.json).is_ok());
         let mut state = self.lock();
         check_awareness(&state.awareness, connection, &update, limits)?;
         let accepted = state.awareness.record(update, connection);
