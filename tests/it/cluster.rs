@@ -231,6 +231,16 @@ async fn until_message(client: &mut Client, what: &str, matches: impl Fn(&Server
 
 /// Reads both clients until they hold the same text of `len` characters.
 async fn until_converged(a: &mut Client, b: &mut Client, len: usize) -> String {
+    until_converged_seeing(a, b, len, &mut Vec::new()).await
+}
+
+/// `until_converged`, keeping every JSON message the two were sent in `seen`.
+async fn until_converged_seeing(
+    a: &mut Client,
+    b: &mut Client,
+    len: usize,
+    seen: &mut Vec<ServerMessage>,
+) -> String {
     let deadline = Instant::now() + CROSS;
     loop {
         if a.content() == b.content() && a.content().chars().count() == len {
@@ -247,6 +257,7 @@ async fn until_converged(a: &mut Client, b: &mut Client, len: usize) -> String {
                 Some(Message::Text(text)) => {
                     let message: ServerMessage = serde_json::from_str(text.as_str()).unwrap();
                     client.apply_if_document(&message);
+                    seen.push(message);
                 }
                 Some(Message::Binary(bytes)) => client.apply_bytes(&bytes),
                 _ => {}
@@ -451,6 +462,7 @@ async fn a_redis_outage_degrades_health_and_every_edit_converges_after_it() {
     let (n1, n2, mut alice, mut bob) = setup.two_editors("outage", "before ").await;
 
     setup.redis.kill();
+    let killed = Instant::now();
     let health_url = format!("http://{}/api/health", n1.base());
     let degraded = eventually(async || {
         let health = get_json(&health_url).await;
@@ -465,9 +477,27 @@ async fn a_redis_outage_degrades_health_and_every_edit_converges_after_it() {
     // Both keep typing while Redis is down; nobody reconnects.
     type_slowly(&mut alice, "A").await;
     type_slowly(&mut bob, "B").await;
+    // Longer than a node may miss its beats: the nodes' beats are all stale when
+    // Redis is back, yet none of them died.
+    tokio::time::sleep((killed + Duration::from_secs(7)).saturating_duration_since(Instant::now()))
+        .await;
     setup.redis.resume().await;
 
-    let text = until_converged(&mut alice, &mut bob, "before AB".len()).await;
+    let mut seen = Vec::new();
+    let text = until_converged_seeing(&mut alice, &mut bob, "before AB".len(), &mut seen).await;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for client in [&mut alice, &mut bob] {
+            if let Some(Message::Text(text)) = client.next_frame(Duration::from_millis(50)).await {
+                seen.push(serde_json::from_str(text.as_str()).unwrap());
+            }
+        }
+    }
+    let left: Vec<&ServerMessage> = seen
+        .iter()
+        .filter(|message| matches!(message, ServerMessage::UserLeft { .. }))
+        .collect();
+    assert!(left.is_empty(), "nobody left: {left:?}");
     assert!(text.starts_with("before "), "{text:?}");
     assert!(text.contains('A') && text.contains('B'), "{text:?}");
     let healthy = eventually(async || get_json(&health_url).await["status"] == "healthy").await;

@@ -49,6 +49,10 @@ pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beats = 0u32;
     let mut listed = false;
+    // Since when this node's beats have reached Redis without a miss. After an
+    // outage every node's last beat is old: only once each has had `DEAD_AFTER`
+    // to beat again does an old beat mean a dead node.
+    let mut beating_since: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -58,6 +62,10 @@ pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
         match beat(&cluster, started).await {
             Ok(added) => {
                 cluster.report("heartbeat", Ok(()));
+                // The persister talks to Redis over the same connection, but only
+                // every few seconds per room: a beat that got through shows that
+                // its last failure is over.
+                cluster.report("persister", Ok(()));
                 if added && listed {
                     tracing::warn!(
                         "cluster: this node had been taken for dead; announcing its users again"
@@ -68,11 +76,15 @@ pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
             }
             Err(error) => {
                 cluster.report("heartbeat", Err(error.to_string()));
+                beating_since = None;
                 continue;
             }
         }
-        if let Err(error) = bury_dead(&cluster).await {
-            tracing::debug!(%error, "cannot clear up after dead nodes");
+        let since = *beating_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() >= DEAD_AFTER {
+            if let Err(error) = bury_dead(&cluster).await {
+                tracing::debug!(%error, "cannot clear up after dead nodes");
+            }
         }
         if beats.is_multiple_of(RESYNC_EVERY) {
             resync_presence(&cluster).await;
