@@ -469,15 +469,21 @@ async function followRoom (id) {
         buffer += value
         let end
         while ((end = buffer.indexOf('\n\n')) >= 0) {
+          // Another room's page may have opened since this chunk was read.
+          if (state.room !== id) return
           handleStreamEvent(buffer.slice(0, end))
           buffer = buffer.slice(end + 2)
         }
       }
     } catch (error) {
       if (error instanceof Locked || controller.signal.aborted) return
+    } finally {
+      // A stream that ended for good leaves room for the next one.
+      if (state.stream === controller && (controller.signal.aborted || state.room !== id)) state.stream = null
     }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS))
   }
+  if (state.stream === controller) state.stream = null
 }
 
 function handleStreamEvent (block) {
@@ -571,8 +577,9 @@ function route () {
   $('room-view').hidden = room === null
   $('action-result').textContent = ''
   disarmLoad()
+  // Whatever page comes next, the last room's stream is not its.
+  stopStream()
   if (room === null) {
-    stopStream()
     document.title = 'coedit'
   } else {
     $('room-title').textContent = room

@@ -177,6 +177,32 @@ describe('dashboard', { skip, timeout: TEST_TIMEOUT_MS }, () => {
     await context.close()
   })
 
+  test("changing the address from one room's page to another's shows the other room", async () => {
+    const server = await startServer()
+    const first = uniqueRoom('first')
+    const second = uniqueRoom('second')
+    const ada = await editor(server, first, 'Ada', '#EF4444')
+    const grace = await editor(server, second, 'Grace', '#10B981')
+    ada.type(0, 'text of the first room')
+    grace.type(0, 'text of the second room')
+    const { page, problems, context } = await openPage(browser, `${server.httpUrl}/#/room/${first}`)
+    await page.locator('#room-text').getByText('text of the first room').waitFor({ timeout: 3_000 })
+
+    // Typed into the address bar (or a bookmark): no stop at the overview between.
+    await page.evaluate((room) => { location.hash = `#/room/${room}` }, second)
+    await page.locator('#room-title').getByText(second).waitFor()
+    await page.locator('#room-text').getByText('text of the second room').waitFor({ timeout: 3_000 })
+    await page.locator('#room-users').getByText('Grace').waitFor({ timeout: 3_000 })
+    // The first room's stream is gone: its edits do not reach this page.
+    ada.type(0, 'more of the first ')
+    grace.type(0, 'more ')
+    await page.locator('#room-text').getByText('more text of the second room').waitFor({ timeout: 3_000 })
+    assert.equal(await page.locator('#room-text').textContent(), 'more text of the second room')
+    assert.equal(await page.locator('#room-users').getByText('Ada').count(), 0)
+    assert.deepEqual(problems, [])
+    await context.close()
+  })
+
   test('charts gain a point every second', async () => {
     const server = await startServer()
     const { page, problems, context } = await openPage(browser, `${server.httpUrl}/`)
