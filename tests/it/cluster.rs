@@ -877,6 +877,54 @@ async fn a_dead_nodes_users_leave_and_its_clients_carry_on_elsewhere() {
     until_text(&mut alice, "typed on n2!").await;
 }
 
+/// A client whose node died reconnects to another node before the dead one is
+/// taken for dead: its old node's burial must not announce it as gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_back_on_another_node_before_its_old_node_is_buried_stays_listed() {
+    let Some(setup) =
+        Setup::new("a_client_back_on_another_node_before_its_old_node_is_buried_stays_listed")
+            .await
+    else {
+        return;
+    };
+    let n1 = setup.node("n1", &[]).await;
+    let n2 = setup.node("n2", &[]).await;
+    let mut alice = join(&n1.base(), "back", "alice").await;
+    let bob = join(&n2.base(), "back", "bob").await;
+    until_message(
+        &mut alice,
+        "bob joining",
+        |message| matches!(message, ServerMessage::UserJoined { user_id, .. } if user_id == "bob"),
+    )
+    .await;
+
+    n2.kill_hard();
+    drop(bob);
+    let _bob = join(&n1.base(), "back", "bob").await;
+    // Past the burial of n2 (5 s without beats, found within a beat or two).
+    let until = Instant::now() + Duration::from_secs(9);
+    let mut seen = Vec::new();
+    while Instant::now() < until {
+        if let Some(Message::Text(text)) = alice.next_frame(Duration::from_millis(100)).await {
+            seen.push(serde_json::from_str::<ServerMessage>(text.as_str()).unwrap());
+        }
+    }
+    let left: Vec<&ServerMessage> = seen
+        .iter()
+        .filter(|message| matches!(message, ServerMessage::UserLeft { .. }))
+        .collect();
+    assert!(left.is_empty(), "bob is here: {left:?}");
+    let users = get_json(&format!("http://{}/api/rooms/back/users", n1.base())).await;
+    let mut ids: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["alice", "bob"], "{users}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_persisting_one_room_store_every_entry_once() {
     let Some(setup) = Setup::new("two_nodes_persisting_one_room_store_every_entry_once").await

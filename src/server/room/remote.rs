@@ -189,6 +189,12 @@ impl Room {
         if state.closed {
             return;
         }
+        // A client that left another node but is connected here (it reconnected
+        // to this node, or has a second tab here) has not left the room.
+        let left_but_here = matches!(
+            &event.presence,
+            Some(PresenceChange::Gone { id }) if state.presence.contains_key(id)
+        );
         match event.presence {
             Some(PresenceChange::Present { user }) => {
                 let order = state.next_order;
@@ -217,7 +223,7 @@ impl Room {
             Some(PresenceChange::Gone { .. }) => {}
             None => {}
         }
-        if let Some(json) = event.json {
+        if let Some(json) = event.json.filter(|_| !left_but_here) {
             let message = Outbound::Text(Utf8Bytes::from(json));
             state.broadcast(
                 self.metrics(),
@@ -269,6 +275,9 @@ impl Room {
                 .insert(user.id.clone(), RemoteUser { node, user, order });
         }
         for gone in known.into_keys() {
+            if state.presence.contains_key(&gone) {
+                continue;
+            }
             let left = ServerMessage::UserLeft { user_id: gone };
             state.broadcast(self.metrics(), None, super::fanout::json_only(&left));
         }
@@ -286,6 +295,10 @@ impl Room {
             .collect();
         for id in gone {
             state.remote_users.remove(&id);
+            // Reconnected here before its old node was taken for dead.
+            if state.presence.contains_key(&id) {
+                continue;
+            }
             let left = ServerMessage::UserLeft {
                 user_id: id.clone(),
             };
