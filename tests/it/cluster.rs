@@ -229,6 +229,19 @@ async fn until_message(client: &mut Client, what: &str, matches: impl Fn(&Server
     }
 }
 
+/// The ids `/users` on the node at `base` lists for `room`, sorted.
+async fn user_ids(base: &str, room: &str) -> Vec<String> {
+    let users = get_json(&format!("http://{base}/api/rooms/{room}/users")).await;
+    let mut ids: Vec<String> = users
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {users}"))
+        .iter()
+        .map(|user| user["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// Reads both clients until they hold the same text of `len` characters.
 async fn until_converged(a: &mut Client, b: &mut Client, len: usize) -> String {
     until_converged_seeing(a, b, len, &mut Vec::new()).await
@@ -311,15 +324,7 @@ async fn three_nodes_share_rooms_edits_presence_and_listings() {
     .await;
 
     // A node that never held the room lists everyone on every node…
-    let users = get_json(&format!("http://{}/api/rooms/{room}/users", n3.base())).await;
-    let mut ids: Vec<&str> = users
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|user| user["id"].as_str().unwrap())
-        .collect();
-    ids.sort();
-    assert_eq!(ids, ["alice", "bob"], "{users}");
+    assert_eq!(user_ids(&n3.base(), room).await, ["alice", "bob"]);
     let listed = get_json(&format!("http://{}/api/rooms", n3.base())).await;
     let shared = listed
         .as_array()
@@ -914,15 +919,7 @@ async fn a_client_back_on_another_node_before_its_old_node_is_buried_stays_liste
         .filter(|message| matches!(message, ServerMessage::UserLeft { .. }))
         .collect();
     assert!(left.is_empty(), "bob is here: {left:?}");
-    let users = get_json(&format!("http://{}/api/rooms/back/users", n1.base())).await;
-    let mut ids: Vec<&str> = users
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|user| user["id"].as_str().unwrap())
-        .collect();
-    ids.sort_unstable();
-    assert_eq!(ids, ["alice", "bob"], "{users}");
+    assert_eq!(user_ids(&n1.base(), "back").await, ["alice", "bob"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
