@@ -461,3 +461,32 @@ async fn unknown_kinds_are_skipped_and_states_that_are_not_json_are_dropped() {
     let reader = YClient::synced(&server, "lenient").await;
     assert_eq!(reader.content(), "still open");
 }
+
+/// A provider back from offline editing may send a keystroke before it answered
+/// the server's step 1: the keystroke follows edits the room lacks. The room asks
+/// for them (a step 1) instead of closing, and the client's step 2 brings both.
+#[tokio::test]
+async fn an_update_after_edits_the_room_lacks_is_answered_with_a_step_1() {
+    let server = TestServer::start().await;
+    let mut ada = YClient::connect(&server, "offline").await;
+    let Message::Sync(SyncMessage::SyncStep1(_)) = ada.recv().await else {
+        panic!("the server must open with sync step 1");
+    };
+    // Typed offline, never sent.
+    ada.text
+        .insert(&mut ada.doc.transact_mut(), 0, "typed offline, ");
+    // Then a keystroke that follows it, sent at once.
+    ada.type_text(15, "then online").await;
+    let step1 = loop {
+        match ada.recv().await {
+            Message::Sync(SyncMessage::SyncStep1(server_has)) => break server_has,
+            Message::Awareness(_) => continue,
+            other => panic!("expected the room to ask for what it lacks, got {other:?}"),
+        }
+    };
+    let missing = ada.doc.transact().encode_state_as_update_v1(&step1);
+    ada.send(Message::Sync(SyncMessage::SyncStep2(missing)))
+        .await;
+    let late = YClient::synced(&server, "offline").await;
+    assert_eq!(late.content(), "typed offline, then online");
+}

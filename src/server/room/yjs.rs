@@ -318,7 +318,31 @@ impl Room {
                 Message::Sync(SyncMessage::SyncStep2(_) | SyncMessage::Update(_)) if !may_write => {
                     tracing::debug!(client_id, "ignoring an update from a read-only client");
                 }
-                Message::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update)) => {
+                Message::Sync(SyncMessage::Update(update)) => {
+                    let origin = Origin {
+                        client_id,
+                        format: UpdateFormat::YjsSync,
+                    };
+                    match self.apply_update(origin, UpdateBytes::Raw(&update)) {
+                        Ok(_) => {}
+                        // It follows edits this room lacks: typed offline, or sent
+                        // before the client answered the server's step 1. Rather
+                        // than close, the room asks for everything it lacks; the
+                        // client's step 2 brings the gap and this update together.
+                        Err(DocumentError::MissingEdits { .. }) => {
+                            let mut state = self.lock();
+                            let step1 = binary(&Message::Sync(SyncMessage::SyncStep1(
+                                state.document.state_vector(),
+                            )));
+                            state.send_to(self.metrics(), connection, step1);
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                // A step 2 answers the room's own step 1: one with a gap still has
+                // edits missing on the client's side too, and asking again would
+                // only bring the same.
+                Message::Sync(SyncMessage::SyncStep2(update)) => {
                     let origin = Origin {
                         client_id,
                         format: UpdateFormat::YjsSync,
