@@ -192,6 +192,9 @@ impl Registry {
         let slot = self.rooms().remove(room_id);
         if let Some(room) = slot.and_then(|slot| slot.get().cloned()) {
             room.close_deleted();
+            if let Some(webhooks) = self.webhooks() {
+                webhooks.room_forgotten(&room);
+            }
         }
         if let Some(peers) = self.inner.peers.get() {
             peers.closed(room_id);

@@ -288,6 +288,13 @@ impl Webhooks {
         self.emit(room.id(), Event::RoomUnloaded);
     }
 
+    /// Another node deleted the room and it left memory here: a change not
+    /// reported yet never will be (the room is gone), and it unloads.
+    pub fn room_forgotten(&self, room: &Room) {
+        room.take_change_notice();
+        self.emit(room.id(), Event::RoomUnloaded);
+    }
+
     /// The room was deleted; a change not reported yet never will be.
     pub fn room_deleted(&self, room: Option<&Room>, room_id: &str, closed_connections: usize) {
         if let Some(room) = room {

@@ -1055,6 +1055,61 @@ async fn stored_numbers(updates: &mongodb::Collection<Document>, room: &str) -> 
     numbers
 }
 
+/// A node that forgets a room another node deleted reports it unloaded, and a
+/// change it had not reported yet (debounced) is never reported after the
+/// deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_deleted_elsewhere_unloads_here_and_reports_no_change_after_its_deletion() {
+    let Some(setup) = Setup::new(
+        "a_room_deleted_elsewhere_unloads_here_and_reports_no_change_after_its_deletion",
+    )
+    .await
+    else {
+        return;
+    };
+    let receiver = super::webhooks::Receiver::start(200).await;
+    let hooks = [
+        "--webhook-url",
+        &receiver.url(),
+        "--webhook-debounce-ms",
+        "2000",
+    ];
+    let n1 = setup.node("n1", &hooks).await;
+    let n2 = setup.node("n2", &hooks).await;
+    let mut alice = join(&n1.base(), "forgotten", "alice").await;
+    let mut bob = join(&n2.base(), "forgotten", "bob").await;
+    type_slowly(&mut bob, "typed just before").await;
+    until_text(&mut alice, "typed just before").await;
+    let answer = call(
+        reqwest::Method::DELETE,
+        &format!("http://{}/api/rooms/forgotten", n1.base()),
+    )
+    .await;
+    assert_eq!(answer["success"], true, "{answer}");
+    // Past n2's debounce.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let events: Vec<String> = receiver
+        .accepted()
+        .iter()
+        .filter(|received| received.json()["room_id"] == "forgotten")
+        .map(|received| received.event.clone())
+        .collect();
+    let deleted = events
+        .iter()
+        .position(|event| event == "room.deleted")
+        .unwrap_or_else(|| panic!("no room.deleted: {events:?}"));
+    assert!(
+        !events[deleted..]
+            .iter()
+            .any(|event| event == "document.changed"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|event| event == "room.unloaded"),
+        "{events:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_room_on_one_node_closes_it_on_every_node_and_removes_it_everywhere() {
     let Some(setup) =

@@ -25,8 +25,8 @@ const SECRET: &str = "whsec-test-secret";
 
 /// One POST the receiver got.
 #[derive(Debug, Clone)]
-struct Received {
-    event: String,
+pub(super) struct Received {
+    pub(super) event: String,
     delivery: String,
     signature: String,
     body: Bytes,
@@ -35,7 +35,7 @@ struct Received {
 }
 
 impl Received {
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 }
@@ -43,7 +43,7 @@ impl Received {
 /// An HTTP server on 127.0.0.1 that records every POST and answers with the
 /// status it is told to.
 #[derive(Clone)]
-struct Receiver {
+pub(super) struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
     port: u16,
@@ -69,7 +69,7 @@ async fn record(State(receiver): State<Receiver>, headers: HeaderMap, body: Byte
 }
 
 impl Receiver {
-    async fn start(status: u16) -> Self {
+    pub(super) async fn start(status: u16) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let receiver = Self {
             received: Arc::default(),
@@ -83,7 +83,7 @@ impl Receiver {
         receiver
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!(
             "http://127.0.0.1:{}/hook?token=kept-out-of-health",
             self.port
@@ -91,7 +91,7 @@ impl Receiver {
     }
 
     /// The events accepted so far (answered 2xx), in arrival order.
-    fn accepted(&self) -> Vec<Received> {
+    pub(super) fn accepted(&self) -> Vec<Received> {
         let received = self.received.lock().unwrap();
         received.iter().filter(|r| r.accepted).cloned().collect()
     }
