@@ -34,12 +34,13 @@ pub fn router(app: AppState) -> Router {
         .route("/metrics", get(rest::metrics))
         .route("/metrics/prometheus", get(rest::prometheus))
         .route("/metrics/history", get(rest::history))
-        .route("/cluster", get(rest::cluster))
         .route("/ws/{room_id}", get(ws::upgrade_json))
         .route("/yjs/{*room_id}", get(ws::upgrade_yjs));
     // Behind the admin token when one is configured.
     let admin = Router::new()
         .route("/metrics/events", get(rest::events))
+        // Nodes' own addresses and what each serves, like the room listing.
+        .route("/cluster", get(rest::cluster))
         .route("/rooms", get(rest::list_rooms))
         .route(
             "/rooms/{room_id}",

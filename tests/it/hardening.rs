@@ -55,6 +55,7 @@ async fn the_admin_token_guards_admin_endpoints_and_leaves_the_page_endpoints_op
         (Method::POST, "/simulate/users/r?count=1"),
         (Method::DELETE, "/simulate/users/r"),
         (Method::GET, "/metrics/events"),
+        (Method::GET, "/cluster"),
     ];
     for (method, path) in &guarded {
         for token in [None, Some("wrong"), Some("let-me-i")] {
