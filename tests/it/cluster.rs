@@ -365,6 +365,15 @@ async fn three_nodes_share_rooms_edits_presence_and_listings() {
     let room_url = format!("http://{}/api/rooms/{room}", n1.base());
     let listed = eventually(async || get_json(&room_url).await["user_count"] == 4).await;
     assert!(listed, "{}", get_json(&room_url).await);
+    // …and removed through yet another node, everywhere.
+    let remove_url = format!("http://{}/api/simulate/users/{room}", n2.base());
+    let removed = call(reqwest::Method::DELETE, &remove_url).await;
+    assert_eq!(removed["removed"], 2, "{removed}");
+    for node in [&n1, &n2, &n3] {
+        let room_url = format!("http://{}/api/rooms/{room}", node.base());
+        let gone = eventually(async || get_json(&room_url).await["user_count"] == 2).await;
+        assert!(gone, "{}", get_json(&room_url).await);
+    }
     let persist_url = format!("http://{}/api/rooms/{room}/persist", n2.base());
     let persisted = call(reqwest::Method::POST, &persist_url).await;
     assert_eq!(persisted["success"], true, "{persisted}");

@@ -24,7 +24,7 @@ use crate::server::room::queue;
 use crate::server::room::remote::{PeerEvent, Peers, PresenceChange};
 
 /// What goes over a room's channel.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Wire {
     /// The sending node instance.
     n: String,
@@ -40,6 +40,9 @@ struct Wire {
     /// Node `n` just opened the room: the others send their clients' awareness.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     query: bool,
+    /// Every node removes the room's simulated users it holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    unsimulate: bool,
 }
 
 /// Rooms to (un)subscribe.
@@ -52,10 +55,8 @@ pub(super) enum Subscription {
 pub(super) fn deleted_notice(instance: &str) -> String {
     serde_json::to_string(&Wire {
         n: instance.to_owned(),
-        e: None,
         deleted: true,
-        left: false,
-        query: false,
+        ..Wire::default()
     })
     .unwrap_or_default()
 }
@@ -64,10 +65,8 @@ pub(super) fn deleted_notice(instance: &str) -> String {
 pub(super) fn left_notice(instance: &str) -> String {
     serde_json::to_string(&Wire {
         n: instance.to_owned(),
-        e: None,
-        deleted: false,
         left: true,
-        query: false,
+        ..Wire::default()
     })
     .unwrap_or_default()
 }
@@ -134,9 +133,7 @@ pub(super) async fn publish(
             let wire = Wire {
                 n: cluster.instance().to_owned(),
                 e: Some(event),
-                deleted: false,
-                left: false,
-                query: false,
+                ..Wire::default()
             };
             if let Ok(message) = serde_json::to_string(&wire) {
                 pipe.cmd("PUBLISH")
@@ -335,10 +332,8 @@ fn handle_message(cluster: &Cluster, message: &redis::Msg) {
 async fn ask_for_awareness(cluster: &Cluster, room_id: &str) {
     let query = Wire {
         n: cluster.instance().to_owned(),
-        e: None,
-        deleted: false,
-        left: false,
         query: true,
+        ..Wire::default()
     };
     let Ok(message) = serde_json::to_string(&query) else {
         return;
@@ -382,6 +377,8 @@ fn receive(cluster: &Cluster, room_id: &str, payload: &str) {
     };
     if wire.left {
         room.forget_node(&wire.n);
+    } else if wire.unsimulate {
+        room.remove_simulated();
     } else if wire.query {
         if let Some(frame) = room.local_awareness() {
             cluster.publish(
@@ -397,4 +394,29 @@ fn receive(cluster: &Cluster, room_id: &str, payload: &str) {
     } else if let Some(event) = wire.e {
         room.peer_event(&wire.n, event);
     }
+}
+
+/// Tells every node holding the room to remove the simulated users it holds;
+/// returns how many the cluster lists on other nodes.
+pub(super) async fn remove_simulated(
+    cluster: &Cluster,
+    room_id: &str,
+) -> Result<u64, redis::RedisError> {
+    let mut conn = cluster.inner.conn.clone();
+    let elsewhere = room_users(&mut conn, room_id)
+        .await?
+        .iter()
+        .filter(|(node, user)| node != cluster.instance() && user.simulated)
+        .count() as u64;
+    let notice = Wire {
+        n: cluster.instance().to_owned(),
+        unsimulate: true,
+        ..Wire::default()
+    };
+    let _: () = redis::cmd("PUBLISH")
+        .arg(channel(room_id))
+        .arg(serde_json::to_string(&notice).unwrap_or_default())
+        .query_async(&mut conn)
+        .await?;
+    Ok(elsewhere)
 }

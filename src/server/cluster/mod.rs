@@ -315,6 +315,12 @@ impl Cluster {
         }
     }
 
+    /// Removes the room's simulated users on every other node; returns how many
+    /// the cluster listed there.
+    pub async fn remove_simulated(&self, room_id: &str) -> Result<u64, redis::RedisError> {
+        events::remove_simulated(self, room_id).await
+    }
+
     /// Every room some live node holds, sorted.
     pub async fn rooms(&self) -> Result<Vec<String>, redis::RedisError> {
         nodes::rooms(self).await

@@ -363,10 +363,18 @@ pub async fn simulate_remove(
     Path(room_id): Path<String>,
 ) -> Result<Json<SimulateRemoveResponse>, ApiError> {
     validate_room_id(&room_id)?;
-    let removed = match app.registry.loaded(&room_id) {
+    let mut removed = match app.registry.loaded(&room_id) {
         Some(room) => room.remove_simulated(),
         None => 0,
     };
+    // In a cluster, those another node added go too, whichever node is asked.
+    if let Some(cluster) = &app.cluster {
+        removed += cluster.remove_simulated(&room_id).await.map_err(|error| {
+            ApiError::Unavailable(format!(
+                "removed {removed} simulated users here; cannot reach the other nodes: {error}"
+            ))
+        })?;
+    }
     Ok(Json(SimulateRemoveResponse {
         success: true,
         removed,
