@@ -452,6 +452,11 @@ impl Cluster {
             .arg(room_id)
             .query_async(&mut conn)
             .await;
+        // Opened here again while the last persist ran: its announcement went
+        // out before this removal, so it is made again.
+        if self.watched().contains_key(room_id) {
+            self.announce_room(room_id).await;
+        }
     }
 }
 
