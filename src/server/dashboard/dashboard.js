@@ -356,10 +356,23 @@ $('room-filter').addEventListener('input', (event) => {
 
 // ---- events ----
 
-/** Names and colours of users seen in listings, so events can name their users. */
+/** Names and colours of users seen in listings, so events can name their users:
+ * the most recently seen ones (the original page takes a new id at every load,
+ * and a wall-mounted dashboard would otherwise keep every id it ever saw). */
 const knownUsers = new Map()
+const KNOWN_USERS_MAX = 2000
+/** Counts names learnt, so the event table is redrawn when one is. */
+let namesLearnt = 0
 function remember (users) {
-  for (const user of users) if (user.name) knownUsers.set(user.id, user)
+  for (const user of users) {
+    if (!user.name) continue
+    if (!knownUsers.delete(user.id)) namesLearnt++
+    knownUsers.set(user.id, user)
+  }
+  for (const id of knownUsers.keys()) {
+    if (knownUsers.size <= KNOWN_USERS_MAX) break
+    knownUsers.delete(id)
+  }
 }
 
 function eventUser (id) {
@@ -389,7 +402,7 @@ async function refreshEvents () {
   if (events === null) return
   // Redrawn when there is something new to say (a new event, a newly known name),
   // so a reader's scroll position is not reset every second.
-  const newest = `${events.length ? events[events.length - 1].id : ''}/${knownUsers.size}`
+  const newest = `${events.length ? events[events.length - 1].id : ''}/${namesLearnt}`
   if (newest === lastEventId) return
   lastEventId = newest
   $('events').replaceChildren(eventTable(events, true))
