@@ -125,16 +125,7 @@ fn room_matches(pattern: &str, room: &str) -> bool {
 /// Middleware for the admin endpoints: with an admin token configured, requires
 /// `Authorization: Bearer <token>`, compared in constant time.
 pub async fn require_admin(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(expected) = app.config.admin_token.as_deref() else {
-        return next.run(request).await;
-    };
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+    if is_admin(app.config.admin_token.as_deref(), request.headers()) {
         next.run(request).await
     } else {
         ApiError::Unauthorized(
@@ -142,6 +133,20 @@ pub async fn require_admin(State(app): State<AppState>, request: Request, next: 
         )
         .into_response()
     }
+}
+
+/// Whether a request may see what the admin token guards: no token configured,
+/// or the request's bearer token is it (compared in constant time).
+pub fn is_admin(expected: Option<&str>, headers: &axum::http::HeaderMap) -> bool {
+    let Some(expected) = expected else {
+        return true;
+    };
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 #[cfg(test)]

@@ -489,3 +489,36 @@ async fn simulated_users_stop_at_the_room_limit() {
         101
     );
 }
+
+/// Health is open to probes; with an admin token configured, the rooms the store
+/// refuses are counted there, and named only for the token's holder.
+#[tokio::test]
+async fn health_names_refused_rooms_only_to_the_admin() {
+    let store = MemoryStore::new();
+    let server = TestServer::start_tweaked(
+        |config| config.admin_token = Some("let-me-in".into()),
+        Arc::new(store.clone()),
+    )
+    .await;
+    store.refuse_room("poison-ivy");
+    let mut pia = server.join("poison-ivy", "pia", "Pia").await;
+    pia.type_incremental(0, "x").await;
+    let health = |token: Option<&'static str>| {
+        let url = server.http("/health");
+        async move {
+            let mut request = reqwest::Client::new().get(url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.unwrap().text().await.unwrap()
+        }
+    };
+    let refused = eventually(async || health(Some("let-me-in")).await.contains("poison-ivy")).await;
+    assert!(refused, "{}", health(Some("let-me-in")).await);
+    let open = health(None).await;
+    assert!(!open.contains("poison-ivy"), "{open}");
+    assert!(
+        open.contains("\"degraded\"") && open.contains("1 rooms"),
+        "{open}"
+    );
+}

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use prometheus_client::encoding::text::encode;
@@ -27,24 +27,33 @@ use crate::server::AppState;
 pub const DEFAULT_EVENT_LIMIT: usize = 50;
 pub const MAX_EVENT_LIMIT: usize = 1000;
 
-pub async fn health(State(app): State<AppState>) -> Json<Health> {
+pub async fn health(State(app): State<AppState>, headers: HeaderMap) -> Json<Health> {
     let journal = app.registry.journal();
-    let refused_rooms: Vec<RefusedRoom> = journal
+    let mut refused_rooms: Vec<RefusedRoom> = journal
         .refused_rooms()
         .into_iter()
         .map(|(room, reason)| RefusedRoom { room, reason })
         .collect();
+    // Health is open to probes; room names are for whoever may list rooms.
+    let named = crate::server::auth::is_admin(app.config.admin_token.as_deref(), &headers);
+    let refused = if named {
+        format!(
+            "room {}",
+            refused_rooms
+                .iter()
+                .map(|refused| refused.room.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!("{} rooms (named with the admin token)", refused_rooms.len())
+    };
     let (state, reason) = match journal.state() {
         StoreState::Degraded(reason) => ("degraded", Some(reason)),
         StoreState::Healthy if !refused_rooms.is_empty() => (
             "degraded",
             Some(format!(
-                "the store refuses to write room {}: it is read-only and held in memory",
-                refused_rooms
-                    .iter()
-                    .map(|refused| refused.room.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "the store refuses to write {refused}: it is read-only and held in memory"
             )),
         ),
         StoreState::Healthy => ("healthy", None),
@@ -86,6 +95,9 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
         || cluster
             .as_ref()
             .is_some_and(|cluster| cluster.state != "healthy");
+    if !named {
+        refused_rooms.clear();
+    }
     Json(Health {
         status: if degraded { "degraded" } else { state }.into(),
         timestamp: crate::api::timestamp_now(),
