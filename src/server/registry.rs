@@ -172,15 +172,18 @@ impl Registry {
                 // A load in progress (or one that failed, to be retried) stays.
                 None => Arc::strong_count(slot) > 1,
             });
+            // Queued (without waiting) before the map is let go: a client that
+            // opens the room again right after gets a new room, whose
+            // `room.loaded` must follow this `room.unloaded`, not overtake it.
+            if let Some(webhooks) = self.webhooks() {
+                for (_, room) in &unloaded {
+                    webhooks.room_unloaded(room);
+                }
+            }
         }
         if let Some(peers) = self.inner.peers.get() {
             for (id, _) in &unloaded {
                 peers.closed(id);
-            }
-        }
-        if let Some(webhooks) = self.webhooks() {
-            for (_, room) in &unloaded {
-                webhooks.room_unloaded(room);
             }
         }
         unloaded.len()
