@@ -607,18 +607,9 @@ async fn a_reader_that_stops_early_is_not_an_error() {
     let url = format!("http://{}", server.addr);
     // The reading end closes before the command has its answer, so every write
     // meets a closed pipe.
-    let mut command = coedit_command(&["rooms", "list", "--server", &url]);
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let output = tokio::task::spawn_blocking(move || {
-        let mut child = command.spawn().unwrap();
-        drop(child.stdout.take());
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
+    let run = coedit_into_a_closed_pipe(&["rooms", "list", "--server", &url]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
 }
 
 /// Runs `coedit ARGS` with its standard output closed before it writes a byte,

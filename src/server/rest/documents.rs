@@ -57,18 +57,13 @@ pub async fn document(
     };
     // What clients may see: a change still on its way to the store is exported
     // once it is there (one group commit, normally), as `/text` shows it.
-    let deadline = tokio::time::Instant::now() + super::WRITE_WAIT;
-    loop {
-        if let Some(state) = room.written_state() {
-            return render(&state, format);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::Unavailable(format!(
-                "room {room_id} has changes the store has not taken yet"
-            )));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let state = super::once_stored(
+        super::WRITE_WAIT,
+        || format!("room {room_id} has changes the store has not taken yet"),
+        || Ok(room.written_state()),
+    )
+    .await?;
+    render(&state, format)
 }
 
 /// `state` as a response in `format`.

@@ -381,6 +381,26 @@ pub async fn simulate_remove(
     }))
 }
 
+/// Polls `ready` until it gives a value, or answers `Unavailable` with `late()`
+/// once `wait` has passed: how a REST answer waits for the store to take a
+/// room's latest change.
+pub(super) async fn once_stored<T>(
+    wait: std::time::Duration,
+    late: impl FnOnce() -> String,
+    mut ready: impl FnMut() -> Result<Option<T>, ApiError>,
+) -> Result<T, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(value) = ready()? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::Unavailable(late()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// Waits until the store holds `room`'s changes up to `seq` (a REST write's own),
 /// so its success answer means what a client's write-ahead relay means. Unavailable
 /// when the store has not taken it within `WRITE_WAIT`: the change stays in the
@@ -390,18 +410,13 @@ pub(super) async fn stored(
     room_id: &str,
     seq: u64,
 ) -> Result<(), ApiError> {
-    let deadline = tokio::time::Instant::now() + WRITE_WAIT;
-    loop {
-        match room.has_written(seq) {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(error) => return Err(ApiError::Unavailable(error.to_string())),
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::Unavailable(format!(
-                "room {room_id} took the change, but the store has not yet: it is written when the store is back"
-            )));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    once_stored(
+        WRITE_WAIT,
+        || format!("room {room_id} took the change, but the store has not yet: it is written when the store is back"),
+        || match room.has_written(seq) {
+            Ok(written) => Ok(written.then_some(())),
+            Err(error) => Err(ApiError::Unavailable(error.to_string())),
+        },
+    )
+    .await
 }

@@ -46,23 +46,18 @@ pub async fn room_text(
     };
     // A change still on its way to the store is shown once it is there: one
     // group commit, normally. A store that keeps failing makes this an error.
-    let deadline = tokio::time::Instant::now() + TEXT_WAIT;
-    loop {
-        if let Some((revision, text)) = room.text_if_changed(None) {
-            return Ok(Json(RoomText {
-                room_id,
-                text,
-                revision,
-                loaded: true,
-            }));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::Unavailable(format!(
-                "room {room_id} has changes the store has not taken yet"
-            )));
-        }
-        tokio::time::sleep(TEXT_EVERY / 10).await;
-    }
+    let (revision, text) = super::once_stored(
+        TEXT_WAIT,
+        || format!("room {room_id} has changes the store has not taken yet"),
+        || Ok(room.text_if_changed(None)),
+    )
+    .await?;
+    Ok(Json(RoomText {
+        room_id,
+        text,
+        revision,
+        loaded: true,
+    }))
 }
 
 /// Server-sent events: `text` (a `RoomText`) whenever the document changes and
