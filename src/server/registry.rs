@@ -90,6 +90,10 @@ impl Registry {
         &self.inner.journal
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// Reports rooms' lives to webhooks from now on (rooms loaded from now on,
     /// so call it before serving).
     pub fn attach_webhooks(&self, webhooks: Webhooks) {

@@ -323,23 +323,41 @@ async fn three_nodes_share_rooms_edits_presence_and_listings() {
     })
     .await;
 
-    // A node that never held the room lists everyone on every node…
-    assert_eq!(user_ids(&n3.base(), room).await, ["alice", "bob"]);
-    let listed = get_json(&format!("http://{}/api/rooms", n3.base())).await;
-    let shared = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|info| info["id"] == room)
-        .unwrap_or_else(|| panic!("{listed}"));
+    // A node that never held the room lists everyone on every node, with the
+    // holders' size and connections, and without loading the room…
+    let on_n3 = async || -> Value {
+        let listed = get_json(&format!("http://{}/api/rooms", n3.base())).await;
+        let shared = listed
+            .as_array()
+            .and_then(|rooms| rooms.iter().find(|info| info["id"] == room))
+            .cloned();
+        shared.unwrap_or(Value::Null)
+    };
+    let on_n1 = format!("http://{}/api/rooms/{room}", n1.base());
+    let described = eventually(async || {
+        let shared = on_n3().await;
+        let alice = shared["users"]
+            .as_array()
+            .and_then(|users| users.iter().find(|user| user["id"] == "alice"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        shared["connections"] == 2
+            && alice["cursor_position"] == 3
+            && shared["last_activity"].is_string()
+            && shared["doc_size"] == get_json(&on_n1).await["doc_size"]
+    })
+    .await;
+    let shared = on_n3().await;
+    assert!(described, "{shared} against {}", get_json(&on_n1).await);
     assert_eq!(shared["user_count"], 2, "{shared}");
-    let alice_listed = shared["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|user| user["id"] == "alice")
-        .unwrap();
-    assert_eq!(alice_listed["cursor_position"], 3, "{alice_listed}");
+    assert_eq!(shared["exists"], true, "{shared}");
+    assert!(shared["doc_size"].as_u64() > Some(10), "{shared}");
+    assert_eq!(user_ids(&n3.base(), room).await, ["alice", "bob"]);
+    let n3_metrics = get_json(&format!("http://{}/api/metrics", n3.base())).await;
+    assert_eq!(n3_metrics["rooms_active"], 0, "{n3_metrics}");
+    // A holder counts the other holders' connections with its own.
+    let counted = eventually(async || get_json(&on_n1).await["connections"] == 2).await;
+    assert!(counted, "{}", get_json(&on_n1).await);
 
     // …and a late joiner there gets the whole document.
     assert_eq!(synced_text(&n3.base(), room).await, text);

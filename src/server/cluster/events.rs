@@ -84,14 +84,19 @@ pub(super) async fn room_users(
         .arg(users_key(room_id))
         .query_async(conn)
         .await?;
-    Ok(fields
+    Ok(users_listed(fields))
+}
+
+/// A room's presence hash as (node instance, user), skipping what does not parse.
+pub(super) fn users_listed(fields: Vec<(String, String)>) -> Vec<(String, RoomUser)> {
+    fields
         .into_iter()
         .filter_map(|(field, user)| {
             let (instance, _) = field.rsplit_once('|')?;
             let user: RoomUser = serde_json::from_str(&user).ok()?;
             Some((instance.to_owned(), user))
         })
-        .collect())
+        .collect()
 }
 
 /// Sends rooms' events, batching what queued up meanwhile into one round trip.

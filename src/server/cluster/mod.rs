@@ -41,7 +41,7 @@ use super::store::Store;
 use crate::api::RoomUser;
 
 pub use log::ClusterStore;
-pub use nodes::NodeInfo;
+pub use nodes::{Described, NodeInfo};
 
 /// Settings a node needs from the server's configuration.
 #[derive(Debug, Clone)]
@@ -326,6 +326,11 @@ impl Cluster {
         nodes::rooms(self).await
     }
 
+    /// `rooms` as the other live nodes hold them, without loading any here.
+    pub async fn describe(&self, rooms: &[String]) -> Result<Vec<Described>, redis::RedisError> {
+        nodes::describe(self, rooms).await
+    }
+
     /// The live nodes, with what each serves.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, redis::RedisError> {
         nodes::list(self).await
@@ -426,14 +431,27 @@ impl Peers for Cluster {
 }
 
 impl Cluster {
-    /// Lists the room as held here.
+    /// Lists the room as held here, with its summary: other nodes describe it
+    /// from that at once, not only after this node's next beat.
     async fn announce_room(&self, room_id: &str) {
-        let mut conn = self.inner.conn.clone();
-        let result: Result<(), redis::RedisError> = redis::cmd("SADD")
+        let mut pipe = redis::pipe();
+        pipe.cmd("SADD")
             .arg(node_rooms_key(&self.inner.instance))
             .arg(room_id)
-            .query_async(&mut conn)
-            .await;
+            .ignore();
+        let room = self
+            .watched()
+            .get(room_id)
+            .map(|watched| watched.room.clone());
+        if let Some(summary) = room.and_then(|room| nodes::summary_of(self, &room)) {
+            pipe.cmd("HSET")
+                .arg(nodes::summaries_key(&self.inner.instance))
+                .arg(room_id)
+                .arg(summary)
+                .ignore();
+        }
+        let result: Result<(), redis::RedisError> =
+            pipe.query_async(&mut self.inner.conn.clone()).await;
         if let Err(error) = result {
             tracing::debug!(%error, room = room_id, "cannot announce a room");
         }
@@ -446,11 +464,16 @@ impl Cluster {
         if !watched.room.is_deleted() {
             persist::persist_room(self, room_id, Some(&watched), true).await;
         }
-        let mut conn = self.inner.conn.clone();
-        let _: Result<(), _> = redis::cmd("SREM")
+        let _: Result<(), _> = redis::pipe()
+            .cmd("SREM")
             .arg(node_rooms_key(&self.inner.instance))
             .arg(room_id)
-            .query_async(&mut conn)
+            .ignore()
+            .cmd("HDEL")
+            .arg(nodes::summaries_key(&self.inner.instance))
+            .arg(room_id)
+            .ignore()
+            .query_async::<()>(&mut self.inner.conn.clone())
             .await;
         // Opened here again while the last persist ran: its announcement went
         // out before this removal, so it is made again.

@@ -1,20 +1,29 @@
 //! The cluster's nodes: each beats once a second (a sorted set of instance → last
-//! beat, and a hash of what it serves), counts the live ones, and clears up after a
-//! node that stopped beating for `DEAD_AFTER`: its users leave every room (the
-//! other nodes send `user_left`) and its awareness states are removed.
+//! beat, a hash of what it serves, and a summary of each room it holds), counts the
+//! live ones, and clears up after a node that stopped beating for `DEAD_AFTER`: its
+//! users leave every room (the other nodes send `user_left`) and its awareness
+//! states are removed.
+//!
+//! The rooms' summaries and presence lists let any node describe a room another
+//! node holds (`describe`) without loading it: a dashboard polling `GET
+//! /api/rooms` through a load balancer would otherwise keep every room of the
+//! cluster in memory on every node, each merging every keystroke.
 //!
 //! A node that was only cut off from Redis (and so taken for dead) notices when it
 //! beats again and puts its users back.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::events::{left_notice, room_users, users_field};
+use super::events::{left_notice, room_users, users_field, users_listed};
 use super::{channel, node_rooms_key, users_key, Cluster};
+use crate::api::RoomInfo;
 use crate::server::room::durable::now_ms;
+use crate::server::room::Room;
 
 const NODES: &str = "coedit:{nodes}";
 /// How often a node beats.
@@ -26,6 +35,31 @@ const RESYNC_EVERY: u32 = 5;
 
 fn info_key(instance: &str) -> String {
     format!("coedit:{{nodes}}:node:{instance}")
+}
+
+/// A node's summaries of the rooms it holds: room id → `Summary` as JSON.
+pub(super) fn summaries_key(instance: &str) -> String {
+    format!("coedit:{{nodes}}:summaries:{instance}")
+}
+
+/// What a node says of a room it holds, as of its last beat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Summary {
+    doc_size: u64,
+    connections: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_activity: Option<String>,
+}
+
+/// A room as the other live nodes describe it (see `describe`).
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// Users on every live node, this one's included; `doc_size`, `connections`
+    /// and `last_activity` from the other nodes' summaries only.
+    pub info: RoomInfo,
+    /// Whether any other live node has summarised the room yet (a room announced
+    /// since that node's last beat has no summary).
+    pub summarised: bool,
 }
 
 /// One node, as `GET /api/cluster` lists it.
@@ -53,6 +87,8 @@ pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
     // outage every node's last beat is old: only once each has had `DEAD_AFTER`
     // to beat again does an old beat mean a dead node.
     let mut beating_since: Option<tokio::time::Instant> = None;
+    // The summaries Redis holds for this node, as last written.
+    let mut summarised: HashMap<String, String> = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -72,6 +108,10 @@ pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
                     );
                     announce_users(&cluster).await;
                 }
+                if added {
+                    // Burying this node deleted its summaries.
+                    summarised.clear();
+                }
                 listed = true;
             }
             Err(error) => {
@@ -79,6 +119,11 @@ pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
                 beating_since = None;
                 continue;
             }
+        }
+        if let Err(error) = summarise(&cluster, &mut summarised).await {
+            // Part of the pipeline may have landed: everything is written again.
+            summarised.clear();
+            tracing::debug!(%error, "cannot write the summaries of this node's rooms");
         }
         let since = *beating_since.get_or_insert_with(tokio::time::Instant::now);
         if since.elapsed() >= DEAD_AFTER {
@@ -144,6 +189,127 @@ async fn beat(cluster: &Cluster, started: i64) -> Result<bool, redis::RedisError
     Ok(added == 1)
 }
 
+/// Writes the summaries of this node's rooms that changed since the last beat and
+/// removes those of rooms it let go; `written` is what Redis holds.
+async fn summarise(
+    cluster: &Cluster,
+    written: &mut HashMap<String, String>,
+) -> Result<(), redis::RedisError> {
+    let Some(registry) = cluster.registry() else {
+        return Ok(());
+    };
+    let mut now = HashMap::new();
+    for room in registry.loaded_rooms() {
+        if let Some(json) = summary_of(cluster, &room) {
+            now.insert(room.id().to_owned(), json);
+        }
+    }
+    let key = summaries_key(cluster.instance());
+    let mut pipe = redis::pipe();
+    let changed: Vec<(&String, &String)> = now
+        .iter()
+        .filter(|(room_id, json)| written.get(*room_id) != Some(json))
+        .collect();
+    if !changed.is_empty() {
+        pipe.cmd("HSET").arg(&key).arg(changed).ignore();
+    }
+    let gone: Vec<&String> = written.keys().filter(|id| !now.contains_key(*id)).collect();
+    if !gone.is_empty() {
+        pipe.cmd("HDEL").arg(&key).arg(gone).ignore();
+    }
+    // Outlives a node that died without being buried by no more than its info.
+    pipe.cmd("PEXPIRE").arg(&key).arg(60_000).ignore();
+    let () = pipe.query_async(&mut cluster.inner.conn.clone()).await?;
+    *written = now;
+    Ok(())
+}
+
+/// A room's `Summary` as this node writes it.
+pub(super) fn summary_of(cluster: &Cluster, room: &Room) -> Option<String> {
+    let (doc_size, connections) = room.size_and_connections();
+    let last_activity = cluster
+        .registry()
+        .and_then(|registry| registry.metrics().history().last_activity(room.id()));
+    serde_json::to_string(&Summary {
+        doc_size,
+        connections,
+        last_activity,
+    })
+    .ok()
+}
+
+/// Describes `rooms` as the other live nodes hold them, without loading them
+/// here: their users from the rooms' presence lists, their size, connections and
+/// last activity from the holders' summaries (as of their last beat, at most a
+/// second old). In the order of `rooms`.
+pub(super) async fn describe(
+    cluster: &Cluster,
+    rooms: &[String],
+) -> Result<Vec<Described>, redis::RedisError> {
+    let mut conn = cluster.inner.conn.clone();
+    let instances = live(&mut conn).await?;
+    let others: Vec<&String> = instances
+        .iter()
+        .filter(|instance| *instance != cluster.instance())
+        .collect();
+    if rooms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut summaries_pipe = redis::pipe();
+    for instance in &others {
+        summaries_pipe
+            .cmd("HMGET")
+            .arg(summaries_key(instance))
+            .arg(rooms);
+    }
+    let summaries: Vec<Vec<Option<String>>> = if others.is_empty() {
+        Vec::new()
+    } else {
+        summaries_pipe.query_async(&mut conn).await?
+    };
+    let mut users_pipe = redis::pipe();
+    for room_id in rooms {
+        users_pipe.cmd("HGETALL").arg(users_key(room_id));
+    }
+    let users: Vec<Vec<(String, String)>> = users_pipe.query_async(&mut conn).await?;
+    let live: HashSet<&str> = instances.iter().map(String::as_str).collect();
+    Ok(rooms
+        .iter()
+        .zip(users)
+        .enumerate()
+        .map(|(index, (room_id, fields))| {
+            let mut info = RoomInfo::empty(room_id);
+            info.exists = true;
+            let mut summarised = false;
+            for summary in summaries
+                .iter()
+                .filter_map(|node| node.get(index)?.as_deref())
+            {
+                let Ok(summary) = serde_json::from_str::<Summary>(summary) else {
+                    continue;
+                };
+                summarised = true;
+                // Every holder has the whole document, give or take what is in
+                // flight: the largest is the newest.
+                info.doc_size = info.doc_size.max(summary.doc_size);
+                info.connections += summary.connections;
+                info.last_activity = info.last_activity.max(summary.last_activity);
+            }
+            let mut seen = HashSet::new();
+            for (instance, user) in users_listed(fields) {
+                // A user connected to two nodes is listed once.
+                if live.contains(instance.as_str()) && seen.insert(user.id.clone()) {
+                    info.users.push(user);
+                }
+            }
+            // Redis keeps no join order; a steady one spares dashboards jumping rows.
+            info.users.sort_by(|a, b| a.id.cmp(&b.id));
+            info.user_count = info.users.len() as u64;
+            Described { info, summarised }
+        })
+        .collect())
+}
+
 /// Clears up after nodes that stopped beating.
 async fn bury_dead(cluster: &Cluster) -> Result<(), redis::RedisError> {
     let mut conn = cluster.inner.conn.clone();
@@ -197,6 +363,7 @@ async fn forget(cluster: &Cluster, instance: &str) -> Result<(), redis::RedisErr
         .cmd("DEL")
         .arg(node_rooms_key(instance))
         .arg(info_key(instance))
+        .arg(summaries_key(instance))
         .ignore()
         .cmd("ZREM")
         .arg(NODES)

@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry as PrometheusRegistry;
 use serde::Deserialize;
 
-use super::{bounded, ApiError};
+use super::{bounded, redis_unavailable, ApiError};
 use crate::api::{
     ClusterHealth, ClusterNode, ClusterView, Event, Health, Metrics, MetricsHistory, RefusedRoom,
     StoreHealth, WebhooksHealth,
@@ -144,10 +144,7 @@ pub async fn cluster(State(app): State<AppState>) -> Result<Json<ClusterView>, A
             }],
         }));
     };
-    let nodes = cluster
-        .nodes()
-        .await
-        .map_err(|error| ApiError::Unavailable(format!("Redis: {error}")))?;
+    let nodes = cluster.nodes().await.map_err(redis_unavailable)?;
     Ok(Json(ClusterView {
         node_id: cluster.node_id().to_owned(),
         nodes: nodes

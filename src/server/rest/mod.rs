@@ -133,25 +133,83 @@ pub async fn root(State(app): State<AppState>) -> Json<ApiInfo> {
     })
 }
 
-/// The rooms in memory; in a cluster, the rooms in memory on any node (each is
-/// loaded here too, so its users on every node are listed).
+/// The rooms in memory; in a cluster, the rooms in memory on any node. A room
+/// only other nodes hold is described from what they keep in Redis, not loaded
+/// here: polled through a load balancer, a listing would otherwise keep every
+/// room of the cluster in memory on every node.
 pub async fn list_rooms(State(app): State<AppState>) -> Result<Json<Vec<RoomInfo>>, ApiError> {
-    let mut rooms = app.registry.loaded_rooms();
+    let loaded = app.registry.loaded_rooms();
+    let Some(cluster) = &app.cluster else {
+        return Ok(Json(
+            loaded.iter().map(|room| room_info(&app, room)).collect(),
+        ));
+    };
+    let mut rooms = cluster.rooms().await.map_err(redis_unavailable)?;
+    rooms.extend(loaded.iter().map(|room| room.id().to_owned()));
+    rooms.sort();
+    rooms.dedup();
+    let described = cluster.describe(&rooms).await.map_err(redis_unavailable)?;
+    let mut listed = Vec::with_capacity(described.len());
+    for room in described {
+        listed.push(cluster_room_info(&app, room).await?);
+    }
+    Ok(Json(listed))
+}
+
+pub(super) fn redis_unavailable(error: redis::RedisError) -> ApiError {
+    ApiError::Unavailable(format!("Redis: {error}"))
+}
+
+/// A room some node of the cluster holds: this node's own view when it holds the
+/// room too, with the other nodes' connections added; otherwise what the others
+/// say of it, or the room loaded here when none has summarised it yet (it was
+/// opened since their last beat).
+async fn cluster_room_info(
+    app: &AppState,
+    elsewhere: super::cluster::Described,
+) -> Result<RoomInfo, ApiError> {
+    let room_id = &elsewhere.info.id;
+    if let Some(room) = app.registry.loaded(room_id) {
+        let mut info = room_info(app, &room);
+        info.connections += elsewhere.info.connections;
+        info.last_activity = info.last_activity.max(elsewhere.info.last_activity);
+        return Ok(info);
+    }
+    if elsewhere.summarised {
+        return Ok(elsewhere.info);
+    }
+    let room = app.registry.get_or_load(room_id).await?;
+    Ok(room_info(app, &room))
+}
+
+/// One room's summary; `None` for a room nobody has joined and nothing is stored
+/// for. In a cluster, a room another node holds is described as `list_rooms`
+/// does.
+async fn describe_room(app: &AppState, room_id: &str) -> Result<Option<RoomInfo>, ApiError> {
+    validate_room_id(room_id)?;
     if let Some(cluster) = &app.cluster {
-        let elsewhere = cluster
-            .rooms()
-            .await
-            .map_err(|error| ApiError::Unavailable(format!("Redis: {error}")))?;
-        for room_id in elsewhere {
-            if app.registry.loaded(&room_id).is_none() {
-                rooms.push(app.registry.get_or_load(&room_id).await?);
+        let held = app.registry.loaded(room_id).is_some()
+            || cluster
+                .rooms()
+                .await
+                .map_err(redis_unavailable)?
+                .iter()
+                .any(|held| held == room_id);
+        if held {
+            let described = cluster
+                .describe(&[room_id.to_owned()])
+                .await
+                .map_err(redis_unavailable)?;
+            if let Some(room) = described.into_iter().next() {
+                return Ok(Some(cluster_room_info(app, room).await?));
             }
         }
-        rooms.sort_by(|a, b| a.id().cmp(b.id()));
     }
-    Ok(Json(
-        rooms.iter().map(|room| room_info(&app, room)).collect(),
-    ))
+    Ok(app
+        .registry
+        .find(room_id)
+        .await?
+        .map(|room| room_info(app, &room)))
 }
 
 /// A room's summary with when it was last active, which only the metrics
@@ -171,10 +229,7 @@ async fn known_room(app: &AppState, room_id: &str) -> Result<Option<super::room:
     }
     // In a cluster a room another node holds may have users and no content yet.
     if let Some(cluster) = &app.cluster {
-        let held = cluster
-            .rooms()
-            .await
-            .map_err(|error| ApiError::Unavailable(format!("Redis: {error}")))?;
+        let held = cluster.rooms().await.map_err(redis_unavailable)?;
         if held.iter().any(|held| held == room_id) {
             return Ok(Some(app.registry.get_or_load(room_id).await?));
         }
@@ -189,10 +244,11 @@ pub async fn get_room(
     State(app): State<AppState>,
     Path(room_id): Path<String>,
 ) -> Result<Json<RoomInfo>, ApiError> {
-    Ok(Json(match known_room(&app, &room_id).await? {
-        Some(room) => room_info(&app, &room),
-        None => RoomInfo::empty(&room_id),
-    }))
+    Ok(Json(
+        describe_room(&app, &room_id)
+            .await?
+            .unwrap_or_else(|| RoomInfo::empty(&room_id)),
+    ))
 }
 
 /// The users of a room; `[]` for a room the server knows nothing about.
@@ -201,9 +257,9 @@ pub async fn room_users(
     Path(room_id): Path<String>,
 ) -> Result<Json<Vec<RoomUser>>, ApiError> {
     Ok(Json(
-        known_room(&app, &room_id)
+        describe_room(&app, &room_id)
             .await?
-            .map(|room| room.users())
+            .map(|room| room.users)
             .unwrap_or_default(),
     ))
 }

@@ -636,6 +636,15 @@ impl Room {
         self.lock().members.len()
     }
 
+    /// `doc_size` and `connections` of `info`, without listing the users.
+    pub fn size_and_connections(&self) -> (u64, u64) {
+        let mut state = self.lock();
+        (
+            state.document.listed_size() as u64,
+            state.members.len() as u64,
+        )
+    }
+
     pub fn users(&self) -> Vec<RoomUser> {
         self.lock().listed_users(None)
     }
