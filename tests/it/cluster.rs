@@ -538,6 +538,80 @@ async fn a_redis_outage_degrades_health_and_every_edit_converges_after_it() {
     assert_eq!(synced_text(&n2.base(), "outage").await, text);
 }
 
+/// Joins and leaves while Redis is unreachable reach the other nodes once it is
+/// back: the node they happened on writes its users into the room's list again,
+/// and the others read it. Before, a user who left stayed listed everywhere else
+/// and one who came was never listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_during_a_redis_outage_reach_the_other_nodes_after_it() {
+    let Some(mut setup) =
+        Setup::new("joins_and_leaves_during_a_redis_outage_reach_the_other_nodes_after_it").await
+    else {
+        return;
+    };
+    let (n1, n2, mut alice, bob) = setup.two_editors("ghost", "hi ").await;
+    // Redis syncs its append-only file every second: bob's entry in the list is
+    // on disk before it goes down.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    setup.redis.kill();
+    let health_url = format!("http://{}/api/health", n2.base());
+    let degraded = eventually(async || get_json(&health_url).await["status"] == "degraded").await;
+    assert!(degraded, "{}", get_json(&health_url).await);
+
+    let carol = join(&n2.base(), "ghost", "carol").await;
+    bob.close().await;
+    // The node has tried, and failed, to write both.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    setup.redis.resume().await;
+
+    let listed =
+        eventually(async || user_ids(&n1.base(), "ghost").await == ["alice", "carol"]).await;
+    assert!(listed, "{:?}", user_ids(&n1.base(), "ghost").await);
+    until_message(
+        &mut alice,
+        "bob's user_left",
+        |message| matches!(message, ServerMessage::UserLeft { user_id, .. } if user_id == "bob"),
+    )
+    .await;
+    assert_eq!(user_ids(&n2.base(), "ghost").await, ["alice", "carol"]);
+
+    // A node's list of the rooms it holds is made right again too, whatever was
+    // lost of it: here a room it holds is missing and one it let go is listed.
+    let mut redis = setup.redis.connection().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("coedit:{nodes}:rooms:n2*")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let () = redis::pipe()
+        .cmd("SREM")
+        .arg(&keys[0])
+        .arg("ghost")
+        .cmd("SADD")
+        .arg(&keys[0])
+        .arg("let-go")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    // Nodes compare every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut listed: Vec<String> = Vec::new();
+    while Instant::now() < deadline {
+        listed = redis::cmd("SMEMBERS")
+            .arg(&keys[0])
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if listed == ["ghost"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed, ["ghost"]);
+    drop(carol);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_cross_nodes_when_their_pushes_are_cut_off() {
     let Some(setup) = Setup::new("edits_cross_nodes_when_their_pushes_are_cut_off").await else {

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::log::PUSHED_ENTRY;
-use super::{channel, deletions_key, room_of, users_key, Cluster};
+use super::{channel, deletions_key, lock, room_of, users_key, Cluster};
 use crate::api::RoomUser;
 use crate::server::room::queue;
 use crate::server::room::remote::{PeerEvent, Peers, PresenceChange};
@@ -43,6 +43,9 @@ struct Wire {
     /// Every node removes the room's simulated users it holds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     unsimulate: bool,
+    /// Node `n` wrote its users of the room again: the others read the list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    reread: bool,
 }
 
 /// Rooms to (un)subscribe.
@@ -107,16 +110,26 @@ pub(super) async fn publish(
 ) {
     let mut conn = cluster.inner.conn.clone();
     let mut batch = Vec::with_capacity(256);
+    let mut repair_tick = tokio::time::interval(REPAIR_EVERY);
+    repair_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => return,
             received = events.recv_many(&mut batch, 256) => received,
+            _ = repair_tick.tick() => {
+                repair_presence(&cluster, &mut conn).await;
+                continue;
+            }
         };
         if received == 0 {
             return;
         }
         let mut pipe = redis::pipe();
+        let mut presence_rooms = Vec::new();
         for (room_id, event) in batch.drain(..) {
+            if event.presence.is_some() {
+                presence_rooms.push(room_id.clone());
+            }
             match &event.presence {
                 Some(PresenceChange::Present { user }) => {
                     if let Ok(json) = serde_json::to_string(user) {
@@ -161,9 +174,84 @@ pub(super) async fn publish(
                     .events_dropped
                     .fetch_add(received as u64, Ordering::Relaxed);
                 cluster.report("events", Err(error.to_string()));
+                lock(&cluster.inner.presence_lost).extend(presence_rooms);
             }
         }
     }
+}
+
+/// How often the publisher writes again the lists whose writes were lost.
+const REPAIR_EVERY: Duration = Duration::from_secs(1);
+
+/// Writes this node's users of the rooms whose presence writes were lost back
+/// into their lists, from memory (who is here now, not what was lost), and tells
+/// the other nodes to read them again: without it, a user who left while Redis
+/// was unreachable stayed listed everywhere else, and one who came was never
+/// listed. Runs in the publisher's task, between its batches, so no older write
+/// of the same lists can land after it.
+async fn repair_presence(cluster: &Cluster, conn: &mut redis::aio::ConnectionManager) {
+    let rooms: Vec<String> = lock(&cluster.inner.presence_lost).drain().collect();
+    if rooms.is_empty() {
+        return;
+    }
+    let result = rewrite_users(cluster, conn, &rooms).await;
+    if let Err(error) = result {
+        tracing::debug!(%error, "cannot write this node's users again yet");
+        lock(&cluster.inner.presence_lost).extend(rooms);
+    }
+}
+
+async fn rewrite_users(
+    cluster: &Cluster,
+    conn: &mut redis::aio::ConnectionManager,
+    rooms: &[String],
+) -> Result<(), redis::RedisError> {
+    let mut read = redis::pipe();
+    for room_id in rooms {
+        read.cmd("HGETALL").arg(users_key(room_id));
+    }
+    let listed: Vec<Vec<(String, String)>> = read.query_async(conn).await?;
+    let registry = cluster.registry();
+    let instance = cluster.instance();
+    let reread = serde_json::to_string(&Wire {
+        n: instance.to_owned(),
+        reread: true,
+        ..Wire::default()
+    })
+    .unwrap_or_default();
+    let mut write = redis::pipe();
+    for (room_id, fields) in rooms.iter().zip(listed) {
+        let here = registry
+            .as_ref()
+            .and_then(|registry| registry.loaded(room_id))
+            .map(|room| room.local_users())
+            .unwrap_or_default();
+        for (node, user) in users_listed(fields) {
+            if node == instance && !here.iter().any(|present| present.id == user.id) {
+                write
+                    .cmd("HDEL")
+                    .arg(users_key(room_id))
+                    .arg(users_field(instance, &user.id))
+                    .ignore();
+            }
+        }
+        for user in &here {
+            if let Ok(json) = serde_json::to_string(user) {
+                write
+                    .cmd("HSET")
+                    .arg(users_key(room_id))
+                    .arg(users_field(instance, &user.id))
+                    .arg(json)
+                    .ignore();
+            }
+        }
+        write
+            .cmd("PUBLISH")
+            .arg(channel(room_id))
+            .arg(&reread)
+            .ignore();
+    }
+    write.query_async(conn).await
 }
 
 /// Receives the events of the rooms this node holds.
@@ -382,6 +470,10 @@ fn receive(cluster: &Cluster, room_id: &str, payload: &str) {
     };
     if wire.left {
         room.forget_node(&wire.n);
+    } else if wire.reread {
+        let cluster = cluster.clone();
+        let room_id = room_id.to_owned();
+        tokio::spawn(async move { super::nodes::reread_presence(&cluster, &room_id, &room).await });
     } else if wire.unsimulate {
         room.remove_simulated();
     } else if wire.query {

@@ -159,6 +159,10 @@ struct Inner {
     merging: Mutex<()>,
     live_nodes: AtomicUsize,
     counters: ClusterCounters,
+    /// Rooms where a presence write of this node's users never reached Redis (it
+    /// was unreachable, or the publisher backed up): their lists are written
+    /// again from memory once Redis answers (`events::publish`).
+    presence_lost: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Events waiting for the publisher before new ones are dropped.
@@ -227,6 +231,7 @@ impl Cluster {
                 merging: Mutex::new(()),
                 live_nodes: AtomicUsize::new(1),
                 counters: ClusterCounters::default(),
+                presence_lost: Mutex::new(std::collections::HashSet::new()),
             }),
         })
     }
@@ -367,13 +372,19 @@ impl Cluster {
 
 impl Peers for Cluster {
     fn publish(&self, room_id: &str, event: PeerEvent) {
-        match self.inner.events.try_send((room_id.to_owned(), event)) {
-            Ok(()) => {}
-            Err(_) => {
-                self.inner
-                    .counters
-                    .events_dropped
-                    .fetch_add(1, Ordering::Relaxed);
+        let presence = event.presence.is_some();
+        if self
+            .inner
+            .events
+            .try_send((room_id.to_owned(), event))
+            .is_err()
+        {
+            self.inner
+                .counters
+                .events_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            if presence {
+                lock(&self.inner.presence_lost).insert(room_id.to_owned());
             }
         }
     }

@@ -133,6 +133,9 @@ pub(super) async fn run(cluster: Cluster, shutdown: CancellationToken) {
         }
         if beats.is_multiple_of(RESYNC_EVERY) {
             resync_presence(&cluster).await;
+            if let Err(error) = relist_rooms(&cluster).await {
+                tracing::debug!(%error, "cannot compare this node's listed rooms with Redis");
+            }
         }
     }
 }
@@ -381,23 +384,56 @@ pub(super) async fn leave(cluster: &Cluster) {
     }
 }
 
+/// Makes this node's list of rooms in Redis what it holds: a room announced or
+/// retired while Redis was unreachable was missing from every listing, or listed
+/// (and loaded by whichever node was asked about it) for good. A room opened or
+/// closed meanwhile may be listed wrongly until the next comparison.
+async fn relist_rooms(cluster: &Cluster) -> Result<(), redis::RedisError> {
+    let key = node_rooms_key(cluster.instance());
+    let mut conn = cluster.inner.conn.clone();
+    let listed: HashSet<String> = redis::cmd("SMEMBERS")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await?;
+    let held: HashSet<String> = cluster.watched().keys().cloned().collect();
+    let mut pipe = redis::pipe();
+    let gone: Vec<&String> = listed.difference(&held).collect();
+    if !gone.is_empty() {
+        pipe.cmd("SREM").arg(&key).arg(gone).ignore();
+    }
+    let missing: Vec<&String> = held.difference(&listed).collect();
+    if !missing.is_empty() {
+        pipe.cmd("SADD").arg(&key).arg(missing).ignore();
+    }
+    pipe.query_async(&mut conn).await
+}
+
 /// Compares every held room's remote users with the lists in Redis; members hear
 /// of any difference.
 pub(super) async fn resync_presence(cluster: &Cluster) {
-    let mut conn = cluster.inner.conn.clone();
-    let rooms = cluster.held_rooms();
-    for (room_id, room) in rooms {
-        match room_users(&mut conn, &room_id).await {
-            Ok(users) => room.set_remote_users(
+    for (room_id, room) in cluster.held_rooms() {
+        if !reread_presence(cluster, &room_id, &room).await {
+            return;
+        }
+    }
+}
+
+/// Sets a room's remote users from its list in Redis; false when Redis could not
+/// be read.
+pub(super) async fn reread_presence(cluster: &Cluster, room_id: &str, room: &Room) -> bool {
+    match room_users(&mut cluster.inner.conn.clone(), room_id).await {
+        Ok(users) => {
+            room.set_remote_users(
                 users
                     .into_iter()
                     .filter(|(node, _)| node != cluster.instance())
                     .collect(),
-            ),
-            Err(error) => {
-                cluster.report("presence", Err(error.to_string()));
-                return;
-            }
+            );
+            true
+        }
+        Err(error) => {
+            cluster.report("presence", Err(error.to_string()));
+            false
         }
     }
 }
