@@ -61,7 +61,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --outbound-queue 'Messages queued for one connection before it is closed as a slow consumer (with --max-outbound-bytes, whichever comes first)'
             cand --max-outbound-bytes 'Bytes the server may hold for one connection''s socket (queued messages, pongs, close frames); a connection that finds it used up is closed with 1013 as a slow consumer. Keep it above twice the largest document served to JSON clients (their sync is hex)'
             cand --max-message-bytes 'Largest WebSocket message accepted, in bytes'
-            cand --admin-token 'Require `Authorization: Bearer TOKEN` on the admin endpoints (persist, load, simulate, events, room listings)'
+            cand --admin-token 'Require `Authorization: Bearer TOKEN` on the admin endpoints: room listings, events, the cluster, and every REST call that reads or changes a room''s document (persist, load, simulate, text, stream, export, import, history, restore, delete)'
             cand --auth-secret 'Require WebSocket clients to present a room token signed with this secret (mint them with `coedit token`)'
             cand --max-connections 'Open WebSocket connections allowed in total; more get HTTP 503'
             cand --max-connections-per-room 'Open WebSocket connections allowed per room; more get HTTP 503'

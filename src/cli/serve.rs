@@ -83,15 +83,17 @@ pub struct ServeArgs {
     /// pongs, close frames); a connection that finds it used up is closed with 1013
     /// as a slow consumer. Keep it above twice the largest document served to JSON
     /// clients (their sync is hex).
-    #[arg(long, env = "COEDIT_MAX_OUTBOUND_BYTES", default_value_t = Config::DEFAULT_MAX_OUTBOUND_BYTES)]
+    #[arg(long, env = "COEDIT_MAX_OUTBOUND_BYTES", default_value_t = Config::DEFAULT_MAX_OUTBOUND_BYTES, help_heading = LIMITS)]
     pub max_outbound_bytes: usize,
 
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "COEDIT_MAX_MESSAGE_BYTES", default_value_t = Config::DEFAULT_MAX_MESSAGE_BYTES, help_heading = LIMITS)]
     pub max_message_bytes: usize,
 
-    /// Require `Authorization: Bearer TOKEN` on the admin endpoints (persist, load,
-    /// simulate, events, room listings).
+    /// Require `Authorization: Bearer TOKEN` on the admin endpoints: room listings,
+    /// events, the cluster, and every REST call that reads or changes a room's
+    /// document (persist, load, simulate, text, stream, export, import, history,
+    /// restore, delete).
     #[arg(long, env = "COEDIT_ADMIN_TOKEN", hide_env_values = true, help_heading = AUTH)]
     pub admin_token: Option<String>,
 
@@ -183,7 +185,7 @@ pub struct ServeArgs {
     pub webhook_debounce_ms: u64,
 
     /// Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged).
-    #[arg(long, env = "COEDIT_NO_DASHBOARD")]
+    #[arg(long, env = "COEDIT_NO_DASHBOARD", help_heading = NETWORK)]
     pub no_dashboard: bool,
 
     /// Log filter, e.g. `info` or `coedit=debug`; given here (or in COEDIT_LOG) it
@@ -221,7 +223,13 @@ impl ServeArgs {
 
     fn config(&self) -> Config {
         let mut config = Config::new(self.store.store_config());
-        config.cors_origins = self.cors_origins.clone();
+        // `a, b` is as good as `a,b`; a stray ` *` must still mean any origin.
+        config.cors_origins = self
+            .cors_origins
+            .iter()
+            .map(|origin| origin.trim().to_owned())
+            .filter(|origin| !origin.is_empty())
+            .collect();
         config.start_degraded = self.start_degraded;
         config.durability = self.durability;
         config.commit_interval = Duration::from_millis(self.commit_interval_ms);

@@ -115,9 +115,17 @@ pub fn verify(secret: &str, token: Option<&str>, room: &str) -> Result<Access, A
     })
 }
 
+/// `*` grants every room and `prefix/*` every room under `prefix/`; any other
+/// pattern is one room's exact name, `*` and all (room ids may hold a `*`, and a
+/// grant minted for a room named `team*` must not reach `teammates`).
 fn room_matches(pattern: &str, room: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => room.starts_with(prefix),
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_suffix("/*") {
+        Some(prefix) => room
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/')),
         None => pattern == room,
     }
 }
@@ -180,6 +188,27 @@ mod tests {
             Err(AuthError::Invalid)
         );
         assert_eq!(verify("s3cret", None, "lobby"), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn only_star_and_a_trailing_slash_star_are_wildcards() {
+        let token = mint(
+            "k",
+            vec!["team*".into(), "docs/*".into()],
+            false,
+            Duration::from_secs(60),
+            None,
+        )
+        .unwrap();
+        let granted = |room: &str| verify("k", Some(&token), room).is_ok();
+        assert!(granted("team*"));
+        assert!(!granted("teammates"));
+        assert!(!granted("team"));
+        assert!(granted("docs/a"));
+        assert!(granted("docs/a/b"));
+        assert!(!granted("docs"));
+        assert!(!granted("docs-private"));
+        assert!(!granted("docsx/a"));
     }
 
     #[test]

@@ -107,7 +107,7 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
         .allow_headers(AllowHeaders::mirror_request())
         .allow_credentials(true);
-    if origins.iter().any(|origin| origin == "*") {
+    if origins.iter().any(|origin| origin.trim() == "*") {
         return layer.allow_origin(AllowOrigin::mirror_request());
     }
     let allowed: Vec<HeaderValue> = origins
@@ -135,6 +135,14 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_spaced_wildcard_among_listed_origins_allows_any_origin() {
+        // Building the layer used to panic: " *" missed the wildcard test, then
+        // went into the list trimmed, which tower-http refuses.
+        let _ = cors(&["https://app.example".into(), " *".into()]);
+        let _ = cors(&["https://app.example".into(), " https://b.example ".into()]);
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn admit(
 ) -> Result<Access, ApiError> {
     validate_room_id(room_id)?;
     let origins = &app.config.cors_origins;
-    if !origins.iter().any(|origin| origin == "*") {
+    if !origins.iter().any(|origin| origin.trim() == "*") {
         // Browsers always send Origin on a WebSocket upgrade; checking it stops other
         // sites' pages from opening sockets with their visitors' cookies.
         if let Some(origin) = headers.get(ORIGIN).and_then(|value| value.to_str().ok()) {
