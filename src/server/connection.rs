@@ -153,9 +153,12 @@ pub async fn serve_connection(
                 return;
             }
         };
-        // A room that was not in memory at the upgrade had no place taken for
-        // this client id there: it is taken now, under the same cap.
-        if user.is_none() {
+        // A room that was not in memory at the upgrade (or was unloaded or
+        // deleted since) had no place taken for this client id: it is taken now,
+        // under the same cap.
+        if !user.as_ref().is_some_and(|place| place.is_in(&room)) {
+            // The old room's place goes first.
+            drop(user.take());
             match room.reserve_user(&client_id) {
                 Ok(place) => user = place.map(Box::new),
                 Err(_) => {

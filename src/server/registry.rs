@@ -29,6 +29,9 @@ pub enum LoadError {
 
 type Slot = Arc<OnceCell<Room>>;
 
+/// How long opening a room waits for its deletion to reach the store.
+const DELETION_WAIT: Duration = Duration::from_secs(5);
+
 /// Cheap to clone; clones share the same rooms.
 #[derive(Clone)]
 pub struct Registry {
@@ -37,7 +40,10 @@ pub struct Registry {
 
 struct Inner {
     /// `std::sync::Mutex`: held only to find or insert a slot, never while loading;
-    /// the slot's `OnceCell` makes concurrent first joins share one load.
+    /// the slot's `OnceCell` makes concurrent first joins share one load. A slot
+    /// leaves the map only filled (its room closed first) or empty and held by
+    /// nobody: a slot taken out while a load fills it would hand that load's room
+    /// to clients nobody else can reach.
     rooms: Mutex<HashMap<String, Slot>>,
     /// Rooms whose delete is not in the store yet, each with a token cancelled once
     /// it is: loading one waits, or it would be rebuilt from what is being deleted.
@@ -186,8 +192,8 @@ impl Registry {
             }
         }
         if let Some(peers) = self.inner.peers.get() {
-            for (id, _) in &unloaded {
-                peers.closed(id);
+            for (_, room) in &unloaded {
+                peers.closed(room);
             }
         }
         unloaded.len()
@@ -196,15 +202,24 @@ impl Registry {
     /// Another node deleted the room: its connections here are closed as deleted
     /// and it leaves memory; the store was cleared by that node.
     pub fn forget_deleted(&self, room_id: &str) {
-        let slot = self.rooms().remove(room_id);
-        if let Some(room) = slot.and_then(|slot| slot.get().cloned()) {
-            room.close_deleted();
-            if let Some(webhooks) = self.webhooks() {
-                webhooks.room_forgotten(&room);
-            }
+        let room = {
+            let mut rooms = self.rooms();
+            // A slot still being filled stays: the room its load makes is closed
+            // when its node finds the deletion count grown (the cluster checks on
+            // subscribing). Taken out, the load would fill a slot nobody else can
+            // reach, and its clients would edit alone.
+            let Some(room) = rooms.get(room_id).and_then(|slot| slot.get().cloned()) else {
+                return;
+            };
+            rooms.remove(room_id);
+            room
+        };
+        room.close_deleted();
+        if let Some(webhooks) = self.webhooks() {
+            webhooks.room_forgotten(&room);
         }
         if let Some(peers) = self.inner.peers.get() {
-            peers.closed(room_id);
+            peers.closed(&room);
         }
     }
 
@@ -255,7 +270,13 @@ impl Registry {
         {
             let mut rooms = self.rooms();
             self.deleting().insert(room_id.to_owned(), done.clone());
-            rooms.remove(room_id);
+            // An unreadable document left its slot empty, and joins may be queued
+            // on it: they load again (after the deletion) into that slot, which
+            // must stay in the map for them. A filled slot holds the room closed
+            // below.
+            if room.is_some() {
+                rooms.remove(room_id);
+            }
         }
         let closed_connections = match &room {
             Some(room) => room.delete(),
@@ -271,8 +292,8 @@ impl Registry {
             }
         };
         // After the room is marked deleted: the cluster does not persist it again.
-        if let Some(peers) = self.inner.peers.get() {
-            peers.closed(room_id);
+        if let (Some(peers), Some(room)) = (self.inner.peers.get(), &room) {
+            peers.closed(room);
         }
         let registry = self.clone();
         let finished = done.clone();
@@ -299,7 +320,18 @@ impl Registry {
     async fn load(&self, room_id: &str) -> Result<Room, LoadError> {
         let pending = self.deleting().get(room_id).cloned();
         if let Some(deleted) = pending {
-            deleted.cancelled().await;
+            // Bounded: a join waiting here holds its upgrade permit and its place
+            // under the connection caps, and reconnecting clients would pile up
+            // until every upgrade on the server was refused.
+            let waited = tokio::time::timeout(DELETION_WAIT, deleted.cancelled()).await;
+            if waited.is_err() {
+                return Err(LoadError::Store {
+                    room: room_id.to_owned(),
+                    source: StoreError::Unavailable(
+                        "its deletion is not written yet; retry once the store is back".into(),
+                    ),
+                });
+            }
         }
         let stored = self.stored(room_id).await?;
         let room = Room::new(
@@ -349,10 +381,66 @@ mod tests {
     use crate::server::store::memory::MemoryStore;
 
     fn registry() -> Registry {
+        registry_on(MemoryStore::new())
+    }
+
+    fn registry_on(store: MemoryStore) -> Registry {
         let config = crate::server::Config::for_tests();
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn Store> = Arc::new(store);
         let (journal, _task) = Journal::start(store.clone(), config.journal_pace());
         Registry::new(store, journal, Metrics::new(), &config)
+    }
+
+    /// Another node's deletion does not take away a slot a load is filling (here:
+    /// one waiting for an earlier deletion to be stored): the room that load made
+    /// would be nobody's, and a client joining it would edit alone.
+    #[tokio::test]
+    async fn another_nodes_deletion_leaves_a_slot_a_load_is_filling() {
+        let store = MemoryStore::new();
+        let registry = registry_on(store.clone());
+        registry.get_or_load("r").await.unwrap();
+        store.set_failing(true);
+        let deleted = registry
+            .delete("r", Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(deleted.is_some_and(|deleted| !deleted.written));
+        let joining = {
+            let registry = registry.clone();
+            tokio::spawn(async move { registry.get_or_load("r").await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        registry.forget_deleted("r");
+        store.set_failing(false);
+        let room = joining.await.unwrap().unwrap();
+        let registered = registry.loaded("r");
+        assert!(
+            registered.is_some_and(|registered| registered.same(&room)),
+            "the joiner got a room the registry does not hold"
+        );
+    }
+
+    /// Opening a room whose deletion the store has not taken gives up after a
+    /// while instead of waiting for the store.
+    #[tokio::test]
+    async fn opening_a_room_whose_deletion_is_not_stored_gives_up() {
+        let store = MemoryStore::new();
+        let registry = registry_on(store.clone());
+        registry.get_or_load("r").await.unwrap();
+        store.set_failing(true);
+        registry
+            .delete("r", Duration::from_millis(50))
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let opened = registry.get_or_load("r").await;
+        assert!(
+            matches!(&opened, Err(LoadError::Store { source: StoreError::Unavailable(why), .. }) if why.contains("deletion")),
+            "{:?}",
+            opened.map(|room| room.id().to_owned())
+        );
+        assert!(started.elapsed() >= DELETION_WAIT);
+        store.set_failing(false);
     }
 
     /// A REST call's room is not unloaded while it writes to it, and a room that

@@ -116,7 +116,9 @@ pub(super) async fn publish(
         let received = tokio::select! {
             _ = shutdown.cancelled() => return,
             received = events.recv_many(&mut batch, 256) => received,
-            _ = repair_tick.tick() => {
+            // Only with nothing queued: an event queued before a lost one is older
+            // than what the repair writes, and must not land after it.
+            _ = repair_tick.tick(), if events.is_empty() => {
                 repair_presence(&cluster, &mut conn).await;
                 continue;
             }
@@ -187,8 +189,9 @@ const REPAIR_EVERY: Duration = Duration::from_secs(1);
 /// into their lists, from memory (who is here now, not what was lost), and tells
 /// the other nodes to read them again: without it, a user who left while Redis
 /// was unreachable stayed listed everywhere else, and one who came was never
-/// listed. Runs in the publisher's task, between its batches, so no older write
-/// of the same lists can land after it.
+/// listed. Runs in the publisher's task when nothing is queued, so no older write
+/// of the same lists can land after it (events are queued under the room's lock,
+/// the memory read here takes it too).
 async fn repair_presence(cluster: &Cluster, conn: &mut redis::aio::ConnectionManager) {
     let rooms: Vec<String> = lock(&cluster.inner.presence_lost).drain().collect();
     if rooms.is_empty() {

@@ -326,9 +326,10 @@ impl Cluster {
         events::remove_simulated(self, room_id).await
     }
 
-    /// Every room some live node holds, sorted.
-    pub async fn rooms(&self) -> Result<Vec<String>, redis::RedisError> {
-        nodes::rooms(self).await
+    /// Every room the other live nodes hold, sorted. This node's own are in its
+    /// registry; its list in Redis may still name a room it is retiring.
+    pub async fn rooms_elsewhere(&self) -> Result<Vec<String>, redis::RedisError> {
+        nodes::rooms_elsewhere(self).await
     }
 
     /// `rooms` as the other live nodes hold them, without loading any here.
@@ -424,8 +425,19 @@ impl Peers for Cluster {
         tokio::spawn(async move { cluster.announce_room(&id).await });
     }
 
-    fn closed(&self, room_id: &str) {
-        let removed = self.watched().remove(room_id);
+    fn closed(&self, room: &Room) {
+        let room_id = room.id();
+        let removed = {
+            let mut watched = self.watched();
+            // A room opened again since is watched under the same id: it stays.
+            match watched.get(room_id) {
+                Some(held) if held.room.same(room) => watched.remove(room_id),
+                _ => None,
+            }
+        };
+        if removed.is_none() {
+            return;
+        }
         lock(&self.inner.bases).remove(room_id);
         let _ = self
             .inner
@@ -446,10 +458,7 @@ impl Cluster {
     /// from that at once, not only after this node's next beat.
     async fn announce_room(&self, room_id: &str) {
         let mut pipe = redis::pipe();
-        pipe.cmd("SADD")
-            .arg(node_rooms_key(&self.inner.instance))
-            .arg(room_id)
-            .ignore();
+        // The summary first: a room listed without one is described as empty.
         let room = self
             .watched()
             .get(room_id)
@@ -461,6 +470,10 @@ impl Cluster {
                 .arg(summary)
                 .ignore();
         }
+        pipe.cmd("SADD")
+            .arg(node_rooms_key(&self.inner.instance))
+            .arg(room_id)
+            .ignore();
         let result: Result<(), redis::RedisError> =
             pipe.query_async(&mut self.inner.conn.clone()).await;
         if let Err(error) = result {

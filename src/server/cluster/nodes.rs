@@ -51,16 +51,10 @@ struct Summary {
     last_activity: Option<String>,
 }
 
-/// A room as the other live nodes describe it (see `describe`).
-#[derive(Debug, Clone)]
-pub struct Described {
-    /// Users on every live node, this one's included; `doc_size`, `connections`
-    /// and `last_activity` from the other nodes' summaries only.
-    pub info: RoomInfo,
-    /// Whether any other live node has summarised the room yet (a room announced
-    /// since that node's last beat has no summary).
-    pub summarised: bool,
-}
+/// A room as the other live nodes describe it (see `describe`): users on every
+/// live node, this one's included; `doc_size`, `connections` and
+/// `last_activity` from the other nodes' summaries only.
+pub type Described = RoomInfo;
 
 /// One node, as `GET /api/cluster` lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -208,6 +202,15 @@ async fn summarise(
         }
     }
     let key = summaries_key(cluster.instance());
+    let mut conn = cluster.inner.conn.clone();
+    if written.is_empty() {
+        // After a failure (or at the start) what Redis holds is not known: a room
+        // let go meanwhile may still have its summary there.
+        let held: Vec<String> = redis::cmd("HKEYS").arg(&key).query_async(&mut conn).await?;
+        for room_id in held {
+            written.insert(room_id, String::new());
+        }
+    }
     let mut pipe = redis::pipe();
     let changed: Vec<(&String, &String)> = now
         .iter()
@@ -222,7 +225,7 @@ async fn summarise(
     }
     // Outlives a node that died without being buried by no more than its info.
     pipe.cmd("PEXPIRE").arg(&key).arg(60_000).ignore();
-    let () = pipe.query_async(&mut cluster.inner.conn.clone()).await?;
+    let () = pipe.query_async(&mut conn).await?;
     *written = now;
     Ok(())
 }
@@ -243,33 +246,59 @@ pub(super) fn summary_of(cluster: &Cluster, room: &Room) -> Option<String> {
 
 /// Describes `rooms` as the other live nodes hold them, without loading them
 /// here: their users from the rooms' presence lists, their size, connections and
-/// last activity from the holders' summaries (as of their last beat, at most a
-/// second old). In the order of `rooms`.
+/// last activity from the summaries of the nodes that list them (as of their last
+/// beat, at most a second old; a node's summary of a room it no longer lists is
+/// left out). In the order of `rooms`.
 pub(super) async fn describe(
     cluster: &Cluster,
     rooms: &[String],
 ) -> Result<Vec<Described>, redis::RedisError> {
+    if rooms.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut conn = cluster.inner.conn.clone();
     let instances = live(&mut conn).await?;
     let others: Vec<&String> = instances
         .iter()
         .filter(|instance| *instance != cluster.instance())
         .collect();
-    if rooms.is_empty() {
-        return Ok(Vec::new());
-    }
     let mut summaries_pipe = redis::pipe();
     for instance in &others {
         summaries_pipe
             .cmd("HMGET")
             .arg(summaries_key(instance))
+            .arg(rooms)
+            .cmd("SMISMEMBER")
+            .arg(node_rooms_key(instance))
             .arg(rooms);
     }
-    let summaries: Vec<Vec<Option<String>>> = if others.is_empty() {
+    let replies: Vec<(Vec<Option<String>>, Vec<bool>)> = if others.is_empty() {
         Vec::new()
     } else {
-        summaries_pipe.query_async(&mut conn).await?
+        let flat: Vec<redis::Value> = summaries_pipe.query_async(&mut conn).await?;
+        let mut pairs = Vec::with_capacity(others.len());
+        for pair in flat.chunks(2) {
+            let [texts, listed] = pair else {
+                continue;
+            };
+            pairs.push((
+                redis::from_redis_value(texts.clone())?,
+                redis::from_redis_value(listed.clone())?,
+            ));
+        }
+        pairs
     };
+    // Per other node, its summary of each room it lists.
+    let summaries: Vec<Vec<Option<Summary>>> = replies
+        .into_iter()
+        .map(|(texts, listed)| {
+            texts
+                .into_iter()
+                .zip(listed)
+                .map(|(text, listed)| serde_json::from_str(&text.filter(|_| listed)?).ok())
+                .collect()
+        })
+        .collect();
     let mut users_pipe = redis::pipe();
     for room_id in rooms {
         users_pipe.cmd("HGETALL").arg(users_key(room_id));
@@ -283,20 +312,17 @@ pub(super) async fn describe(
         .map(|(index, (room_id, fields))| {
             let mut info = RoomInfo::empty(room_id);
             info.exists = true;
-            let mut summarised = false;
             for summary in summaries
                 .iter()
-                .filter_map(|node| node.get(index)?.as_deref())
+                .filter_map(|node| node.get(index)?.as_ref())
             {
-                let Ok(summary) = serde_json::from_str::<Summary>(summary) else {
-                    continue;
-                };
-                summarised = true;
                 // Every holder has the whole document, give or take what is in
                 // flight: the largest is the newest.
                 info.doc_size = info.doc_size.max(summary.doc_size);
                 info.connections += summary.connections;
-                info.last_activity = info.last_activity.max(summary.last_activity);
+                if summary.last_activity > info.last_activity {
+                    info.last_activity.clone_from(&summary.last_activity);
+                }
             }
             let mut seen = HashSet::new();
             for (instance, user) in users_listed(fields) {
@@ -308,7 +334,7 @@ pub(super) async fn describe(
             // Redis keeps no join order; a steady one spares dashboards jumping rows.
             info.users.sort_by(|a, b| a.id.cmp(&b.id));
             info.user_count = info.users.len() as u64;
-            Described { info, summarised }
+            info
         })
         .collect())
 }
@@ -475,17 +501,18 @@ async fn live(conn: &mut redis::aio::ConnectionManager) -> Result<Vec<String>, r
         .await
 }
 
-/// Every room some live node holds, sorted.
-pub(super) async fn rooms(cluster: &Cluster) -> Result<Vec<String>, redis::RedisError> {
+/// Every room the other live nodes hold, sorted.
+pub(super) async fn rooms_elsewhere(cluster: &Cluster) -> Result<Vec<String>, redis::RedisError> {
     let mut conn = cluster.inner.conn.clone();
-    let instances = live(&mut conn).await?;
-    if instances.is_empty() {
-        return Ok(Vec::new());
-    }
-    let keys: Vec<String> = instances
+    let keys: Vec<String> = live(&mut conn)
+        .await?
         .iter()
+        .filter(|instance| *instance != cluster.instance())
         .map(|instance| node_rooms_key(instance))
         .collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut rooms: Vec<String> = redis::cmd("SUNION")
         .arg(keys)
         .query_async(&mut conn)

@@ -144,16 +144,17 @@ pub async fn list_rooms(State(app): State<AppState>) -> Result<Json<Vec<RoomInfo
             loaded.iter().map(|room| room_info(&app, room)).collect(),
         ));
     };
-    let mut rooms = cluster.rooms().await.map_err(redis_unavailable)?;
+    let mut rooms = cluster.rooms_elsewhere().await.map_err(redis_unavailable)?;
     rooms.extend(loaded.iter().map(|room| room.id().to_owned()));
     rooms.sort();
     rooms.dedup();
     let described = cluster.describe(&rooms).await.map_err(redis_unavailable)?;
-    let mut listed = Vec::with_capacity(described.len());
-    for room in described {
-        listed.push(cluster_room_info(&app, room).await?);
-    }
-    Ok(Json(listed))
+    Ok(Json(
+        described
+            .into_iter()
+            .map(|elsewhere| cluster_room_info(&app, elsewhere))
+            .collect(),
+    ))
 }
 
 pub(super) fn redis_unavailable(error: redis::RedisError) -> ApiError {
@@ -162,24 +163,17 @@ pub(super) fn redis_unavailable(error: redis::RedisError) -> ApiError {
 
 /// A room some node of the cluster holds: this node's own view when it holds the
 /// room too, with the other nodes' connections added; otherwise what the others
-/// say of it, or the room loaded here when none has summarised it yet (it was
-/// opened since their last beat).
-async fn cluster_room_info(
-    app: &AppState,
-    elsewhere: super::cluster::Described,
-) -> Result<RoomInfo, ApiError> {
-    let room_id = &elsewhere.info.id;
-    if let Some(room) = app.registry.loaded(room_id) {
-        let mut info = room_info(app, &room);
-        info.connections += elsewhere.info.connections;
-        info.last_activity = info.last_activity.max(elsewhere.info.last_activity);
-        return Ok(info);
+/// say of it.
+fn cluster_room_info(app: &AppState, elsewhere: RoomInfo) -> RoomInfo {
+    let Some(room) = app.registry.loaded(&elsewhere.id) else {
+        return elsewhere;
+    };
+    let mut info = room_info(app, &room);
+    info.connections += elsewhere.connections;
+    if elsewhere.last_activity > info.last_activity {
+        info.last_activity = elsewhere.last_activity;
     }
-    if elsewhere.summarised {
-        return Ok(elsewhere.info);
-    }
-    let room = app.registry.get_or_load(room_id).await?;
-    Ok(room_info(app, &room))
+    info
 }
 
 /// One room's summary; `None` for a room nobody has joined and nothing is stored
@@ -190,7 +184,7 @@ async fn describe_room(app: &AppState, room_id: &str) -> Result<Option<RoomInfo>
     if let Some(cluster) = &app.cluster {
         let held = app.registry.loaded(room_id).is_some()
             || cluster
-                .rooms()
+                .rooms_elsewhere()
                 .await
                 .map_err(redis_unavailable)?
                 .iter()
@@ -201,7 +195,7 @@ async fn describe_room(app: &AppState, room_id: &str) -> Result<Option<RoomInfo>
                 .await
                 .map_err(redis_unavailable)?;
             if let Some(room) = described.into_iter().next() {
-                return Ok(Some(cluster_room_info(app, room).await?));
+                return Ok(Some(cluster_room_info(app, room)));
             }
         }
     }
@@ -229,7 +223,7 @@ async fn known_room(app: &AppState, room_id: &str) -> Result<Option<super::room:
     }
     // In a cluster a room another node holds may have users and no content yet.
     if let Some(cluster) = &app.cluster {
-        let held = cluster.rooms().await.map_err(redis_unavailable)?;
+        let held = cluster.rooms_elsewhere().await.map_err(redis_unavailable)?;
         if held.iter().any(|held| held == room_id) {
             return Ok(Some(app.registry.get_or_load(room_id).await?));
         }

@@ -94,6 +94,14 @@ pub struct UserPlace {
     client_id: String,
 }
 
+impl UserPlace {
+    /// Whether the place was taken in `room` (and not in an earlier copy of it,
+    /// unloaded or deleted since).
+    pub fn is_in(&self, room: &Room) -> bool {
+        self.room.same(room)
+    }
+}
+
 impl Drop for UserPlace {
     fn drop(&mut self) {
         self.room.lock().arriving.remove(&self.client_id);

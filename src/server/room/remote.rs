@@ -53,8 +53,9 @@ pub trait Peers: Send + Sync + 'static {
     fn publish(&self, room_id: &str, event: PeerEvent);
     /// The room was loaded on this node.
     fn opened(&self, room: &Room);
-    /// The room left this node's memory (unloaded or deleted).
-    fn closed(&self, room_id: &str);
+    /// The room left this node's memory (unloaded or deleted). Naming the room
+    /// itself, not its id: a new room of the same id may have opened meanwhile.
+    fn closed(&self, room: &Room);
 }
 
 /// A room's link to its peers, kept in its state.
