@@ -490,3 +490,52 @@ async fn an_update_after_edits_the_room_lacks_is_answered_with_a_step_1() {
     let late = YClient::synced(&server, "offline").await;
     assert_eq!(late.content(), "typed offline, then online");
 }
+
+/// Updates the room cannot take (the document would pass its size limit; the
+/// room is read-only because the store refuses it) are dropped, not answered by
+/// closing: a provider sends the same edits in its step 2 at every reconnection,
+/// and was closed, reconnected and closed again for good.
+#[tokio::test]
+async fn updates_the_room_cannot_take_are_dropped_and_the_provider_stays() {
+    use coedit::server::store::memory::MemoryStore;
+
+    /// The connection is open: a step 1 is still answered.
+    async fn still_open(client: &mut YClient) {
+        let empty = yrs::StateVector::default();
+        client
+            .send(Message::Sync(SyncMessage::SyncStep1(empty)))
+            .await;
+        loop {
+            if let Message::Sync(SyncMessage::SyncStep2(_)) = client.recv().await {
+                return;
+            }
+        }
+    }
+
+    let store = MemoryStore::new();
+    let server = TestServer::start_tweaked(
+        |config| config.max_document_bytes = 4096,
+        Arc::new(store.clone()),
+    )
+    .await;
+    let mut pasting = YClient::synced(&server, "small").await;
+    pasting.type_text(0, &"x".repeat(10_000)).await;
+    still_open(&mut pasting).await;
+    let mut reader = YClient::synced(&server, "small").await;
+    assert_eq!(reader.content(), "", "the room took what is over its limit");
+    still_open(&mut reader).await;
+
+    store.refuse_room("frozen");
+    let mut pia = server.join("frozen", "pia", "Pia").await;
+    pia.type_incremental(0, "x").await;
+    let refused =
+        eventually(async || server.get("/health").await.1.to_string().contains("frozen")).await;
+    assert!(refused, "{}", server.get("/health").await.1);
+    let mut provider = YClient::synced(&server, "frozen").await;
+    // A provider answers the room's step 1 with its own step 2, empty or not.
+    provider
+        .send(Message::Sync(SyncMessage::SyncStep2(vec![0, 0])))
+        .await;
+    provider.type_text(0, "y").await;
+    still_open(&mut provider).await;
+}

@@ -293,6 +293,26 @@ fn decode(frame: &[u8]) -> Result<Vec<Message>, YjsError> {
     Ok(messages)
 }
 
+/// What a y-protocol connection does about an update the room refused. The
+/// protocol has no error message, and a provider sends the same edits again in
+/// its step 2 at every reconnection: closing for an update that is well formed but
+/// cannot be taken (the room is read-only because the store refuses it, the
+/// document would pass its size limit, a step 2 continues edits the room never
+/// got) would only make the client reconnect, be closed again, and flap in and
+/// out of every member's presence. Such an update is dropped, as a read-only
+/// token's are; only one that cannot be read closes the connection.
+fn refuse_quietly(client_id: &str, error: DocumentError) -> Result<(), YjsError> {
+    match error {
+        DocumentError::TooLarge { .. }
+        | DocumentError::Unstorable(_)
+        | DocumentError::MissingEdits { .. } => {
+            tracing::debug!(client_id, %error, "dropping a y-protocol update the room cannot take");
+            Ok(())
+        }
+        _ => Err(error.into()),
+    }
+}
+
 impl Room {
     /// Handles one binary frame from a y-protocol connection; returns how many
     /// protocol messages it held. Without `may_write` (a read-only token) updates
@@ -336,7 +356,7 @@ impl Room {
                             )));
                             state.send_to(self.metrics(), connection, step1);
                         }
-                        Err(error) => return Err(error.into()),
+                        Err(error) => refuse_quietly(client_id, error)?,
                     }
                 }
                 // A step 2 answers the room's own step 1: one with a gap still has
@@ -347,7 +367,9 @@ impl Room {
                         client_id,
                         format: UpdateFormat::YjsSync,
                     };
-                    self.apply_update(origin, UpdateBytes::Raw(&update))?;
+                    if let Err(error) = self.apply_update(origin, UpdateBytes::Raw(&update)) {
+                        refuse_quietly(client_id, error)?;
+                    }
                 }
                 Message::Awareness(update) => {
                     self.apply_awareness(connection, client_id, update)?
