@@ -355,9 +355,9 @@ where
             if socket.get_ref().pending_writes() == 0 {
                 match outbound.poll_recv(cx) {
                     Poll::Ready(Some(first)) => {
-                        head = first.weight();
-                        if queue_batch(socket.get_mut(), first, outbound).is_err() {
-                            return Poll::Ready(End::Broken);
+                        match queue_batch(socket.get_mut(), first, outbound) {
+                            Ok(largest) => head = largest,
+                            Err(_) => return Poll::Ready(End::Broken),
                         }
                         progressed = true;
                     }
@@ -460,7 +460,7 @@ where
 }
 
 /// Tells the queue how many bytes wait in the socket's buffer (`head` of them the
-/// batch's first frame), when that changed, so the room's sends count them
+/// batch's largest frame), when that changed, so the room's sends count them
 /// against the byte budget.
 fn report_held(
     outbound: &queue::Receiver<Outbound>,
@@ -496,23 +496,30 @@ fn panicked(peer: &Peer<'_>) {
 }
 
 /// Encodes `first` and whatever else is already queued, up to one flush's worth,
-/// into the socket's write buffer.
+/// into the socket's write buffer; returns the weight of the largest message.
+/// That one is what the byte budget lets through whole (`report_held`): counting
+/// the first instead let a full document sync behind a cursor message fill the
+/// budget alone and close an honest client as a slow consumer.
 fn queue_batch<S>(
     io: &mut IdleIo<S>,
     first: Outbound,
     outbound: &mut queue::Receiver<Outbound>,
-) -> std::io::Result<()> {
+) -> std::io::Result<usize> {
+    let mut largest = first.weight();
     queue_message(io, first)?;
     for _ in 1..MAX_FRAMES_PER_FLUSH {
         if io.pending_writes() >= MAX_BYTES_PER_FLUSH {
             break;
         }
         match outbound.try_recv() {
-            Ok(message) => queue_message(io, message)?,
+            Ok(message) => {
+                largest = largest.max(message.weight());
+                queue_message(io, message)?;
+            }
             Err(_) => break,
         }
     }
-    Ok(())
+    Ok(largest)
 }
 
 /// Before a close frame: the rest of a frame a sender began writing straight to

@@ -153,7 +153,8 @@ struct State<T> {
     bytes: usize,
     /// Bytes the receiving task holds for its socket, as it last reported them…
     held: usize,
-    /// …of which this many are the message at the head.
+    /// …of which this many are the largest message among them, the one message
+    /// the budget lets through whole.
     held_head: usize,
     senders: usize,
     /// False once the receiver is dropped; sends then fail.
@@ -171,8 +172,9 @@ impl<T> Shared<T> {
 }
 
 impl<T: Weigh> State<T> {
-    /// Whether the bytes waiting behind the head message reach the budget, with
-    /// `held` bytes (`head` of them the head message) held by the task.
+    /// Whether the bytes waiting besides one whole message reach the budget, with
+    /// `held` bytes (`head` of them its largest message) held by the task, or, when
+    /// it holds none, the message at the head of the queue let through.
     fn over_budget(&self, held: usize, head: usize) -> bool {
         let head = if held > 0 {
             head.min(held)
@@ -365,7 +367,7 @@ impl<T: Weigh> Receiver<T> {
     }
 
     /// Reports the bytes the receiving task holds for its socket, `head` of them
-    /// the message at the head, so that sends count them against the budget.
+    /// the largest message it holds, so that sends count them against the budget.
     pub fn set_held(&self, bytes: usize, head: usize) {
         let mut state = self.shared.lock();
         state.held = bytes;
