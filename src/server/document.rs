@@ -41,6 +41,24 @@ pub enum DocumentError {
     Unstorable(String),
 }
 
+/// At most how many bytes applying `decoded` (`len` bytes encoded) adds to the
+/// document's full encoding. Not just `len`: where an update inserts into or
+/// deletes part of an existing item, that item is split in two, and each new
+/// piece is encoded with its own origins. A delete set spends 2–4 bytes on a
+/// range that can cost a few tens: one update deleting every other character of
+/// a text grew the encoding by four times its length and past the room's limit.
+fn growth_bound(len: usize, decoded: &Update) -> usize {
+    /// A split piece's header and two origin ids (client and clock varints), twice.
+    const SPLITS_PER_RANGE: usize = 2 * 32;
+    let ranges: usize = decoded
+        .delete_set()
+        .iter()
+        .map(|(_, ranges)| ranges.len())
+        .sum();
+    len.saturating_mul(2)
+        .saturating_add(ranges.saturating_mul(SPLITS_PER_RANGE))
+}
+
 /// Decodes an update's hex. faster-hex refuses odd lengths and non-hex digits as
 /// `hex` does, and decodes the multi-kilobyte full states the original page sends
 /// on every keystroke an order of magnitude faster (BENCHMARKS.md, finding 2);
@@ -92,6 +110,9 @@ pub struct Document {
     /// Deltas applied since `base`, in order.
     since: Vec<Bytes>,
     since_bytes: usize,
+    /// How much the encoding may have grown since `base`, at most (`growth_bound`):
+    /// what the limit check counts, where `since_bytes` can fall far short.
+    since_growth: usize,
     max_bytes: usize,
     /// Delete-set sections `doc` has applied, so full states need not repeat them.
     applied_deletions: AppliedDeletions,
@@ -126,6 +147,7 @@ impl Document {
             base,
             since: Vec::new(),
             since_bytes: 0,
+            since_growth: 0,
             max_bytes: usize::MAX,
             applied_deletions: AppliedDeletions::default(),
             walked: Walked::default(),
@@ -202,8 +224,11 @@ impl Document {
             .map_err(|error| DocumentError::Undecodable(error.to_string()))?;
 
         // Near the limit the exact size is checked after applying; far from it, the
-        // estimate proves the update cannot cross it.
-        let near_limit = self.size_estimate().saturating_add(whole_len) > self.max_bytes;
+        // bound proves the update cannot cross it.
+        let growth = growth_bound(update.len(), &decoded);
+        let near_limit = (self.base.len() + self.since_growth)
+            .saturating_add(growth.max(whole_len))
+            > self.max_bytes;
         if near_limit {
             // `base` is then exactly the state to go back to.
             self.encoded_state();
@@ -266,6 +291,7 @@ impl Document {
                     self.base = encoded;
                 } else {
                     self.since_bytes += delta.len();
+                    self.since_growth += growth;
                     self.since.push(delta.clone());
                     if self.since_bytes > (self.base.len() / FOLD_FRACTION).max(FOLD_AT_LEAST) {
                         self.encoded_state();
@@ -292,6 +318,7 @@ impl Document {
     fn restore_last_good(&mut self) {
         let since = std::mem::take(&mut self.since);
         self.since_bytes = 0;
+        self.since_growth = 0;
         self.restore(&since);
     }
 
@@ -321,6 +348,7 @@ impl Document {
         self.applied_deletions = AppliedDeletions::default();
         self.since.clear();
         self.since_bytes = 0;
+        self.since_growth = 0;
         if !deltas.is_empty() {
             self.encoded_state_uncached();
         }
@@ -347,6 +375,7 @@ impl Document {
         self.base = encoded.clone();
         self.since.clear();
         self.since_bytes = 0;
+        self.since_growth = 0;
         encoded
     }
 
@@ -548,6 +577,39 @@ mod tests {
         bob_text.insert(&mut bob.transact_mut(), 0, "ok ");
         room.apply_update(&full_state(&bob)).unwrap();
         assert!(room.text().starts_with("ok "));
+    }
+
+    /// Deleting every other character splits one item into thousands: the update
+    /// is a short delete set, the document's encoding grows by several times its
+    /// length. The limit still holds.
+    #[test]
+    fn deletions_that_split_the_text_cannot_grow_it_past_the_limit() {
+        let (alice, text) = editor(1);
+        let mut room = Document::new();
+        room.set_size_limit(30_000);
+        text.insert(&mut alice.transact_mut(), 0, &"ab".repeat(4000));
+        room.apply_update(&full_state(&alice)).unwrap();
+        let before = alice.transact().state_vector();
+        {
+            let mut txn = alice.transact_mut();
+            for index in (0..4000).rev() {
+                text.remove_range(&mut txn, index * 2 + 1, 1);
+            }
+        }
+        let update = alice.transact().encode_state_as_update_v1(&before);
+        let refused = room.apply_update(&update).is_err();
+        let size = room.size();
+        assert!(
+            size <= 30_000,
+            "{size} bytes after an update of {} bytes (refused: {refused})",
+            update.len()
+        );
+        assert!(refused, "an update that would pass the limit was taken");
+        assert_eq!(
+            room.text(),
+            "ab".repeat(4000),
+            "the refused update left traces"
+        );
     }
 
     /// Alice types `count` keystrokes, each sent as its own incremental update.
