@@ -323,7 +323,12 @@ pub(super) async fn subscribe(
                                     cluster.clone(),
                                     vec![room_id.clone()],
                                 ));
-                                ask_for_awareness(&cluster, &room_id).await;
+                                // Not awaited here: this task delivers every
+                                // room's pushes, and a slow Redis would hold them.
+                                let (asking, room) = (cluster.clone(), room_id.clone());
+                                tokio::spawn(async move {
+                                    ask_for_awareness(&asking, &room).await;
+                                });
                             }
                             subscribed.insert(room_id);
                             result
