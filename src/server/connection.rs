@@ -41,6 +41,7 @@ use super::direct;
 use super::idle_io::{AsidePayload, IdleIo};
 use super::limits::{RateLimiter, Reservation, Verdict};
 use super::metrics::Metrics;
+use super::registry::LoadError;
 use super::room::queue::{self, Weigh};
 use super::room::{
     close_slow_consumer, CloseReason, ConnectionId, Kick, Member, Origin, Outbound, Protocol, Room,
@@ -144,12 +145,13 @@ pub async fn serve_connection(
             Err(error) => {
                 tracing::error!(%error, "refusing connection");
                 app.metrics.record_error();
-                close(
-                    &mut socket,
-                    1011,
-                    "room unavailable: store unreachable, retry later",
-                )
-                .await;
+                let reason = match error {
+                    LoadError::Store { .. } => "room unavailable: store unreachable, retry later",
+                    LoadError::Document { .. } => {
+                        "room unavailable: its stored document is unreadable"
+                    }
+                };
+                close(&mut socket, 1011, reason).await;
                 return;
             }
         };

@@ -227,14 +227,29 @@ impl Registry {
     /// failure marks the store degraded, a success may clear that.
     async fn stored(&self, room_id: &str) -> Result<Stored, LoadError> {
         let result = read_stored(self.inner.store.as_ref(), room_id).await;
-        match &result {
-            Ok(_) => self.inner.journal.report_success(),
-            Err(error) => self.inner.journal.report_failure(&error.to_string()),
+        match result {
+            Ok(stored) => {
+                self.inner.journal.report_success();
+                Ok(stored)
+            }
+            // The store answered: what it holds for this room is unreadable (an
+            // original backend's checkpoint that is not hex). The room cannot open,
+            // the store is not degraded for it.
+            Err(StoreError::Corrupt(reason)) => {
+                self.inner.journal.report_success();
+                Err(LoadError::Document {
+                    room: room_id.to_owned(),
+                    source: DocumentError::Undecodable(reason),
+                })
+            }
+            Err(source) => {
+                self.inner.journal.report_failure(&source.to_string());
+                Err(LoadError::Store {
+                    room: room_id.to_owned(),
+                    source,
+                })
+            }
         }
-        result.map_err(|source| LoadError::Store {
-            room: room_id.to_owned(),
-            source,
-        })
     }
 
     fn deleting(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {

@@ -216,6 +216,41 @@ async fn a_room_the_original_backend_persisted_opens_with_its_text() {
     db.drop().await.unwrap();
 }
 
+/// The original backend stored whatever the page sent. An empty checkpoint is an
+/// empty room; one that is not hex keeps its room closed, with a reason that says
+/// so, and does not report the store as failing (it answered).
+#[tokio::test]
+async fn odd_original_checkpoints_open_empty_or_are_refused_alone() {
+    let Some(url) = mongo_url("odd_original_checkpoints_open_empty_or_are_refused_alone") else {
+        return;
+    };
+    let name = unique_database("odd-checkpoints");
+    let db = database(&url, &name).await;
+    let checkpoints = db.collection::<mongodb::bson::Document>(CHECKPOINTS);
+    for (room, data) in [("blank", ""), ("garbled", "zz not hex")] {
+        checkpoints
+            .insert_one(doc! {"room_id": room, "data": data, "size": data.len() as i32})
+            .await
+            .unwrap();
+    }
+    let server =
+        TestServer::start_with(mongo_config(&url, &name), mongo_store(&url, &name).await).await;
+    let mut blank = server.join("blank", "bea", "Bea").await;
+    blank.type_text(0, "fresh").await;
+
+    let mut garbled = Client::connect(&server.ws_url("garbled", "gus"), "gus").await;
+    let frame = garbled.next_frame(EXPECT).await;
+    let Some(tokio_tungstenite::tungstenite::Message::Close(Some(close))) = &frame else {
+        panic!("expected a close, got {frame:?}");
+    };
+    assert_eq!(u16::from(close.code), 1011);
+    assert!(close.reason.contains("unreadable"), "{}", close.reason);
+    let (_, health) = server.get("/health").await;
+    assert_eq!(health["status"], "healthy", "{health}");
+    server.stop().await;
+    db.drop().await.unwrap();
+}
+
 #[tokio::test]
 async fn persist_writes_the_original_backends_document_shape() {
     let Some(url) = mongo_url("persist_writes_the_original_backends_document_shape") else {

@@ -230,6 +230,9 @@ impl Room {
                     }
                 }
             }
+            // The original backend saved whatever the page sent; an empty one is
+            // an empty document.
+            Stored::Checkpoint(checkpoint) if checkpoint.is_empty() => {}
             Stored::Checkpoint(checkpoint) => {
                 document.apply_stored(checkpoint)?;
             }
