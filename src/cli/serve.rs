@@ -40,7 +40,7 @@ pub struct ServeArgs {
     pub store: StoreArgs,
 
     /// Start even if the store cannot be reached, serving from memory until it can.
-    #[arg(long, env = "COEDIT_START_DEGRADED", help_heading = STORE)]
+    #[arg(long, env = "COEDIT_START_DEGRADED", value_parser = clap::builder::BoolishValueParser::new(), help_heading = STORE)]
     pub start_degraded: bool,
 
     /// When an edit is relayed relative to being stored: `write-ahead` relays once
@@ -150,7 +150,7 @@ pub struct ServeArgs {
 
     /// Join a cluster through this Redis (`redis://host:6379`): rooms are shared
     /// with every node on the same Redis and MongoDB. Needs --mongo-url.
-    #[arg(long, env = "REDIS_URL", value_name = "URL", help_heading = CLUSTER)]
+    #[arg(long, env = "REDIS_URL", value_name = "URL", hide_env_values = true, help_heading = CLUSTER)]
     pub redis_url: Option<String>,
 
     /// This node's name in logs, metrics and `coedit cluster` [default: host:port]
@@ -185,7 +185,7 @@ pub struct ServeArgs {
     pub webhook_debounce_ms: u64,
 
     /// Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged).
-    #[arg(long, env = "COEDIT_NO_DASHBOARD", help_heading = NETWORK)]
+    #[arg(long, env = "COEDIT_NO_DASHBOARD", value_parser = clap::builder::BoolishValueParser::new(), help_heading = NETWORK)]
     pub no_dashboard: bool,
 
     /// Log filter, e.g. `info` or `coedit=debug`; given here (or in COEDIT_LOG) it

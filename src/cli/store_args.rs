@@ -18,7 +18,7 @@ pub struct StoreArgs {
 
     /// MongoDB connection string; when set, rooms are stored in MongoDB instead of
     /// the embedded store.
-    #[arg(long, env = "MONGO_URL", help_heading = STORE)]
+    #[arg(long, env = "MONGO_URL", hide_env_values = true, help_heading = STORE)]
     pub mongo_url: Option<String>,
 
     /// MongoDB database name.

@@ -600,6 +600,68 @@ async fn usage_errors_are_exit_2_before_any_request() {
     }
 }
 
+/// Switches set in the environment take what people write there (`1`, `yes`),
+/// not only `true`; and `--help` never shows a connection string, which may hold
+/// a password.
+#[test]
+fn switches_read_from_the_environment_and_urls_stay_out_of_help() {
+    let help = coedit_command(&["serve", "--help"])
+        .env("MONGO_URL", "mongodb://coedit:hunter2@db.example")
+        .env("REDIS_URL", "redis://:hunter3@cache.example")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success(), "{help:?}");
+    assert!(!text.contains("hunter"), "{text}");
+
+    let data = std::env::temp_dir().join(format!("coedit-switches-{}", std::process::id()));
+    let mut server = coedit_command(&["serve", "--host", "127.0.0.1", "--port", "0"])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("COEDIT_NO_DASHBOARD", "1")
+        .env("COEDIT_START_DEGRADED", "yes")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let serving = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .take(50)
+        .find(|line| line.contains("coedit serving") || line.contains("error"));
+    server.kill().ok();
+    server.wait().ok();
+    std::fs::remove_dir_all(&data).ok();
+    assert!(
+        serving
+            .as_deref()
+            .is_some_and(|line| line.contains("coedit serving")),
+        "{serving:?}"
+    );
+}
+
+/// A `.env` with a line dotenvy cannot parse is refused before anything runs:
+/// the variables after that line were left unset without a word.
+#[test]
+fn an_unreadable_env_file_is_a_usage_error() {
+    let directory = std::env::temp_dir().join(format!("coedit-dotenv-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    std::fs::write(
+        directory.join(".env"),
+        "CORS_ORIGINS=https://a.example, https://b.example\nCOEDIT_ADMIN_TOKEN=secret\n",
+    )
+    .unwrap();
+    let output = coedit_command(&["token", "--room", "r", "--secret", "s"])
+        .current_dir(&directory)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&directory).ok();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(".env"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reader_that_stops_early_is_not_an_error() {
     let server = TestServer::start().await;
