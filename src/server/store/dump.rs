@@ -523,6 +523,36 @@ mod tests {
         );
     }
 
+    /// The embedded store's first compaction after a restore keeps the restored
+    /// history: the restored snapshot is already a row of the log, and was taken
+    /// for one written without history, so everything below it was dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_compaction_after_a_restore_keeps_the_restored_history() {
+        let file = dumped(&filled().await).await;
+        let dir = std::env::temp_dir().join(format!("coedit-restore-{}", uuid::Uuid::new_v4()));
+        let target = crate::server::store::sqlite::SqliteStore::open(&dir).unwrap();
+        let mut input = std::io::Cursor::new(&file);
+        read_header(&mut input).unwrap();
+        restore(&target, &mut input, false, &Silent).await.unwrap();
+        let restored = target.history("b").await.unwrap();
+        assert_eq!(restored.readable_from(), Some(1));
+        target
+            .write(&[WriteOp::Compact(Snapshot {
+                room_id: "b".into(),
+                through_seq: 1200,
+                data: Bytes::from_static(b"b-snap-2"),
+                at_ms: 1200,
+                keep_history_since_ms: Some(0),
+                deletions: None,
+            })])
+            .await
+            .unwrap();
+        let compacted = target.history("b").await.unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(compacted.readable_from(), Some(1));
+        assert_eq!(compacted.entries.first().map(|entry| entry.seq), Some(1));
+    }
+
     #[tokio::test]
     async fn a_non_empty_target_is_refused_unless_replacing() {
         let file = dumped(&filled().await).await;

@@ -766,13 +766,18 @@ fn compact(txn: &rusqlite::Transaction<'_>, snapshot: &Snapshot) -> rusqlite::Re
             let mut lowest = 0;
             if let Some((stored, None)) = stored {
                 if stored < snapshot.through_seq as i64 {
-                    txn.execute(
+                    let kept = txn.execute(
                         "INSERT OR IGNORE INTO update_log (room_id, seq, data, at, author, snapshot)
                          SELECT room_id, through_seq, data, ?2, NULL, 1 FROM snapshots
                          WHERE room_id = ?1",
                         params![snapshot.room_id, stored_at_ms(txn, &snapshot.room_id)?],
                     )?;
-                    lowest = stored;
+                    // Already a row of the log (a restored dump brings its kept
+                    // snapshots and the history around them): nothing below it is
+                    // known to be missing.
+                    if kept == 1 {
+                        lowest = stored;
+                    }
                 }
             }
             Some(keep_in_history(txn, snapshot, since, lowest)?)
