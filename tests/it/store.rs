@@ -602,6 +602,42 @@ async fn a_renewed_lease_is_not_taken_whatever_its_times_say() {
     db.drop().await.ok();
 }
 
+/// Two live servers under one node id (a fixed `--node-id` in a deployment's
+/// settings) do not both take the lease: the second sees the first renew it and
+/// refuses. A holder under the same id that has gone silent (this server before a
+/// crash) is taken after two renewals' time, not a whole TTL.
+#[tokio::test]
+async fn one_node_id_on_two_live_servers_is_refused_and_a_silent_one_is_taken_soon() {
+    use coedit::server::store::lease::{LeaseError, WriterLease, LEASE_TTL};
+    let Some(url) =
+        mongo_url("one_node_id_on_two_live_servers_is_refused_and_a_silent_one_is_taken_soon")
+    else {
+        return;
+    };
+    let name = unique_database("lease-same-name");
+    let db = mongodb::Client::with_uri_str(&url)
+        .await
+        .unwrap()
+        .database(&name);
+    let first = WriterLease::acquire(&db, "app:8001", false).await.unwrap();
+    let second = WriterLease::acquire(&db, "app:8001", false).await;
+    assert!(
+        matches!(second, Err(LeaseError::InUse(_))),
+        "two live servers under one node id both took the lease"
+    );
+    // The first stops renewing without giving the lease up, as a crash would.
+    drop(first);
+    let started = std::time::Instant::now();
+    let restarted = WriterLease::acquire(&db, "app:8001", false).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < LEASE_TTL,
+        "a silent holder under the same id was watched for {took:?}"
+    );
+    restarted.release().await;
+    db.drop().await.ok();
+}
+
 /// A persister that copied numbers taken during a deletion can compact past the
 /// fence's number between the deletion reading the log and writing its fence.
 /// The deletion then fences past that compaction: when it returns, the room is

@@ -2,14 +2,15 @@
 //! while it runs, so a second single-node `coedit serve` on the same database
 //! refuses to start instead of numbering the same rooms' logs a second time.
 //!
-//! The lease is `{_id: "writer", node_id, pid, renewed_at, expires_at}` in the
-//! `coedit_leases` collection. A node takes it when it is free or already its own:
-//! a node id is `host:port` by default, and a node that could bind that port on
-//! that host is the only one alive under that name, so a server restarted after a
-//! crash takes its lease back at once. Anyone else watches the lease: it refuses
-//! as soon as it sees the holder renew it, and takes it over once it has seen no
-//! renewal for a whole TTL by its own clock (the times in the lease are the
-//! holder's clock, and machines' clocks differ).
+//! The lease is `{_id: "writer", node_id, instance, pid, renewed_at, expires_at}`
+//! in the `coedit_leases` collection, `instance` drawn at random by each process.
+//! A node takes it when it is free or its own. Anyone else watches the lease: it
+//! refuses as soon as it sees the holder renew it, and takes it over once it has
+//! seen no renewal for a whole TTL by its own clock (the times in the lease are the
+//! holder's clock, and machines' clocks differ). A holder under the same node id is
+//! most likely this server before a crash, so it is watched for two renewals only;
+//! but it is watched: two live servers given one `--node-id` (a fixed one in a
+//! deployment's settings) both took the lease at once, and both wrote.
 //!
 //! The nodes of a cluster hold the lease together, under one shared name: a node
 //! that stops leaves it to the others (it is never deleted while one may still
@@ -35,6 +36,9 @@ pub const LEASE_TTL: Duration = Duration::from_secs(10);
 /// How often the holder renews: several renewals fit in one TTL, so a brief
 /// database hiccup does not lose the lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// How long a holder under the same node id must be silent to be taken for this
+/// server before a restart: two of its renewals.
+const SAME_NAME_SILENCE: Duration = Duration::from_secs(2 * RENEW_EVERY.as_secs());
 /// A lease expired for longer than this is stale whatever the clocks of the
 /// servers that wrote and read it say: taken without watching its holder.
 const STALE_AFTER: Duration = Duration::from_secs(60);
@@ -48,6 +52,9 @@ pub type OnLost = Arc<dyn Fn(&str) + Send + Sync>;
 pub struct WriterLease {
     collection: Collection<Document>,
     node_id: String,
+    /// This process's mark on the lease (the node id is shared by the nodes of a
+    /// cluster, and may be by two servers configured alike).
+    instance: String,
     /// Held together with other nodes (a cluster's): never deleted on release.
     shared: bool,
     stop: CancellationToken,
@@ -80,14 +87,24 @@ impl WriterLease {
         shared: bool,
     ) -> Result<Self, LeaseError> {
         let collection: Collection<Document> = database.collection(LEASES);
+        let owner = Owner {
+            node_id: node_id.to_owned(),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            shared,
+        };
         let mut watching: Option<(Option<DateTime>, tokio::time::Instant)> = None;
         let deadline = tokio::time::Instant::now() + LEASE_TTL + RENEW_EVERY * 2;
         loop {
-            let Some(holder) = try_take(&collection, node_id).await? else {
+            let Some(holder) = try_take(&collection, &owner).await? else {
                 break;
             };
             let renewed = holder.get_datetime("renewed_at").ok().copied();
             let holder_id = holder.get_str("node_id").unwrap_or("unknown").to_owned();
+            let silence = if holder_id == node_id {
+                SAME_NAME_SILENCE
+            } else {
+                LEASE_TTL
+            };
             let in_use = || {
                 let pid = holder
                     .get_i64("pid")
@@ -101,9 +118,9 @@ impl WriterLease {
             };
             match watching {
                 Some((seen, _)) if seen != renewed => return Err(in_use()),
-                Some((seen, since)) if since.elapsed() >= LEASE_TTL => {
-                    // Silent for a whole TTL: taken if it is still the lease watched.
-                    if take_over(&collection, node_id, &holder_id, seen).await? {
+                Some((seen, since)) if since.elapsed() >= silence => {
+                    // Silent long enough: taken if it is still the lease watched.
+                    if take_over(&collection, &owner, &holder_id, seen).await? {
                         break;
                     }
                     watching = None;
@@ -124,13 +141,14 @@ impl WriterLease {
         let on_lost: Arc<Mutex<Option<OnLost>>> = Arc::default();
         let renewer = tokio::spawn(renew(
             collection.clone(),
-            node_id.to_owned(),
+            owner.clone(),
             stop.clone(),
             on_lost.clone(),
         ));
         Ok(Self {
             collection,
             node_id: node_id.to_owned(),
+            instance: owner.instance,
             shared,
             stop,
             renewer,
@@ -157,8 +175,9 @@ impl WriterLease {
         }
         let released = tokio::time::timeout(
             RENEW_EVERY,
-            self.collection
-                .delete_one(doc! {"_id": WRITER, "node_id": &self.node_id}),
+            self.collection.delete_one(
+                doc! {"_id": WRITER, "node_id": &self.node_id, "instance": &self.instance},
+            ),
         )
         .await;
         if !matches!(released, Ok(Ok(_))) {
@@ -174,21 +193,42 @@ impl Drop for WriterLease {
     }
 }
 
+/// Who holds a lease: a process, or (`shared`) every node under one name.
+#[derive(Debug, Clone)]
+struct Owner {
+    node_id: String,
+    instance: String,
+    shared: bool,
+}
+
+impl Owner {
+    /// The lease document as this owner holds it.
+    fn held(&self) -> Document {
+        if self.shared {
+            doc! {"_id": WRITER, "node_id": &self.node_id}
+        } else {
+            doc! {"_id": WRITER, "node_id": &self.node_id, "instance": &self.instance}
+        }
+    }
+}
+
 /// One attempt: `None` when the lease is now ours (it was free, ours already, or
 /// stale by any clock), else the holder's document.
 async fn try_take(
     collection: &Collection<Document>,
-    node_id: &str,
+    owner: &Owner,
 ) -> Result<Option<Document>, StoreError> {
     let now = DateTime::now();
     let stale = DateTime::from_millis(now.timestamp_millis() - STALE_AFTER.as_millis() as i64);
+    let mut ours = owner.held();
+    ours.remove("_id");
     let taken = collection
         .update_one(
             doc! {"_id": WRITER, "$or": [
-                {"node_id": node_id},
+                ours,
                 {"expires_at": {"$lt": stale}},
             ]},
-            lease_fields(node_id, now),
+            lease_fields(owner, now),
         )
         .upsert(true)
         .await;
@@ -209,24 +249,25 @@ async fn try_take(
 /// Takes the lease from `holder` if it is still as watched (renewed at `seen`).
 async fn take_over(
     collection: &Collection<Document>,
-    node_id: &str,
+    owner: &Owner,
     holder: &str,
     seen: Option<DateTime>,
 ) -> Result<bool, StoreError> {
     let taken = collection
         .update_one(
             doc! {"_id": WRITER, "node_id": holder, "renewed_at": seen},
-            lease_fields(node_id, DateTime::now()),
+            lease_fields(owner, DateTime::now()),
         )
         .await
         .map_err(|error| StoreError::Unavailable(describe_error(&error)))?;
     Ok(taken.matched_count > 0)
 }
 
-fn lease_fields(node_id: &str, now: DateTime) -> Document {
+fn lease_fields(owner: &Owner, now: DateTime) -> Document {
     let expires = DateTime::from_millis(now.timestamp_millis() + LEASE_TTL.as_millis() as i64);
     doc! {"$set": {
-        "node_id": node_id,
+        "node_id": &owner.node_id,
+        "instance": &owner.instance,
         "pid": i64::from(std::process::id()),
         "renewed_at": now,
         "expires_at": expires,
@@ -244,7 +285,7 @@ fn duplicate_key(error: &mongodb::error::Error) -> bool {
 
 async fn renew(
     collection: Collection<Document>,
-    node_id: String,
+    owner: Owner,
     stop: CancellationToken,
     on_lost: Arc<Mutex<Option<OnLost>>>,
 ) {
@@ -257,34 +298,29 @@ async fn renew(
             _ = interval.tick() => {}
         }
         let renewed = collection
-            .update_one(
-                doc! {"_id": WRITER, "node_id": &node_id},
-                lease_fields(&node_id, DateTime::now()),
-            )
+            .update_one(owner.held(), lease_fields(&owner, DateTime::now()))
             .await;
         match renewed {
             // Gone: expired and taken, or given up by a holder of a shared lease
             // (a node of an earlier version deleted it on leaving). Taken again if
             // it is free.
-            Ok(result) if result.matched_count == 0 => {
-                match try_take(&collection, &node_id).await {
-                    Ok(None) => tracing::debug!("store lease taken again"),
-                    Ok(Some(holder)) => {
-                        let reason = format!(
+            Ok(result) if result.matched_count == 0 => match try_take(&collection, &owner).await {
+                Ok(None) => tracing::debug!("store lease taken again"),
+                Ok(Some(holder)) => {
+                    let reason = format!(
                         "another coedit server (node {}) took this MongoDB database's writer lease \
                          while this one could not renew it; this server writes nothing more to it",
                         holder.get_str("node_id").unwrap_or("unknown")
                     );
-                        tracing::error!("{reason}");
-                        let lost = on_lost.lock().ok().and_then(|slot| slot.clone());
-                        if let Some(lost) = lost {
-                            lost(&reason);
-                        }
-                        return;
+                    tracing::error!("{reason}");
+                    let lost = on_lost.lock().ok().and_then(|slot| slot.clone());
+                    if let Some(lost) = lost {
+                        lost(&reason);
                     }
-                    Err(error) => tracing::warn!(%error, "cannot renew the store lease"),
+                    return;
                 }
-            }
+                Err(error) => tracing::warn!(%error, "cannot renew the store lease"),
+            },
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(error = %describe_error(&error), "cannot renew the store lease");
