@@ -162,13 +162,17 @@ impl Journal {
 
     /// `flush`, giving up after `deadline` (a store that stays down cannot hold
     /// shutdown forever); says in the log what could not be written.
-    pub async fn flush_for_shutdown(&self, deadline: Duration) {
+    /// Waits up to `deadline` for everything queued to be written; false (and
+    /// logged) when the store did not take it all.
+    pub async fn flush_for_shutdown(&self, deadline: Duration) -> bool {
         if tokio::time::timeout(deadline, self.flush()).await.is_err() {
             tracing::error!(
                 backlog = self.backlog(),
                 "store unavailable at shutdown: updates not written"
             );
+            return false;
         }
+        true
     }
 
     pub fn backlog(&self) -> u64 {

@@ -106,6 +106,12 @@ pub enum ServeError {
     /// A cluster node cannot start as configured.
     #[error("{0}")]
     Cluster(String),
+    /// Stopped with updates the store never took: lost, unless the journal (the
+    /// embedded store's, or Redis for a cluster) replays them at the next start.
+    #[error(
+        "stopped with {0} updates the store did not take before the deadline;          they are lost unless its journal replays them at the next start"
+    )]
+    Unwritten(u64),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -513,7 +519,7 @@ async fn serve(
         webhooks.finish().await;
     }
     let _ = recovery.await;
-    registry.journal().flush_for_shutdown(SHUTDOWN_GRACE).await;
+    let mut written = registry.journal().flush_for_shutdown(SHUTDOWN_GRACE).await;
     if let Some(tasks) = cluster_tasks {
         // After the journal: what it wrote to the shared log is persisted, and the
         // node leaves the cluster.
@@ -525,15 +531,28 @@ async fn serve(
             tracing::warn!("cluster: could not persist and leave in time; the others take over");
         }
     }
+    // Read before the registry goes: the journal stops once nothing holds it.
+    let unwritten = registry.journal().backlog();
     drop(registry);
-    if !journal_task.finish(SHUTDOWN_GRACE).await {
+    // A journal that could not flush in the grace period will not now.
+    let finish_within = if written {
+        SHUTDOWN_GRACE
+    } else {
+        Duration::from_secs(1)
+    };
+    if !journal_task.finish(finish_within).await {
         tracing::error!("store did not take the last writes before the deadline");
+        written = false;
     }
     release_lease(lease, waiting_lease).await;
     if let Err(error) = store.close().await {
         tracing::warn!(%error, "store close failed");
     }
     tracing::info!("coedit stopped");
+    // A supervisor must see that the stop lost something.
+    if !written {
+        return Err(ServeError::Unwritten(unwritten));
+    }
     Ok(())
 }
 

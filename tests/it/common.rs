@@ -124,10 +124,16 @@ impl TestServer {
     }
 
     /// Graceful shutdown, waiting for the server to finish.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stopped().await.unwrap();
+    }
+
+    /// Graceful shutdown; what the server's run ended with.
+    pub async fn stopped(mut self) -> Result<(), coedit::server::ServeError> {
         self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
+        match self.task.take() {
+            Some(task) => task.await.unwrap(),
+            None => Ok(()),
         }
     }
 }

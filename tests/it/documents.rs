@@ -435,6 +435,24 @@ async fn imports_answer_once_stored_and_exports_show_only_what_is_stored() {
     assert_eq!(status, 200);
 }
 
+/// A stop that leaves updates the store never took says so: a supervisor sees a
+/// failure, not exit 0 after "updates not written" in the log.
+#[tokio::test]
+async fn a_stop_with_updates_the_store_never_took_is_a_failure() {
+    let store = MemoryStore::new();
+    let server = TestServer::start_with(Config::for_tests(), Arc::new(store.clone())).await;
+    let mut alice = server.join("late", "alice", "Alice").await;
+    store.set_failing(true);
+    alice.type_incremental(0, "unsaved").await;
+    let waiting = eventually(async || server.get("/health").await.1["store"]["backlog"] != 0).await;
+    assert!(waiting, "{}", server.get("/health").await.1);
+    let stopped = server.stopped().await;
+    assert!(
+        matches!(stopped, Err(coedit::server::ServeError::Unwritten(count)) if count > 0),
+        "{stopped:?}"
+    );
+}
+
 #[tokio::test]
 async fn documents_larger_than_other_request_bodies_import() {
     let server = TestServer::start_tweaked(|_| {}, Arc::new(MemoryStore::new())).await;
