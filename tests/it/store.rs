@@ -4,8 +4,8 @@
 use coedit::api::ServerMessage;
 use coedit::server::store::mongo::{MongoStore, CHECKPOINTS, UPDATES};
 use coedit::server::store::{
-    conformance, dump, DurableState, LoggedUpdate, RoomParts, Snapshot, Store, StoredSnapshot,
-    VersionData, WriteOp,
+    conformance, dump, DurableState, LoggedUpdate, RoomParts, Snapshot, Store, StoreError,
+    StoredSnapshot, VersionData, WriteOp,
 };
 use coedit::server::{Config, StoreConfig};
 use mongodb::bson::{doc, Bson};
@@ -600,6 +600,29 @@ async fn a_renewed_lease_is_not_taken_whatever_its_times_say() {
     );
     lease.release().await;
     db.drop().await.ok();
+}
+
+/// A store barred from writing (waiting for the writer lease, or refused it) does
+/// not answer the health probe as healthy just because MongoDB answers: a server
+/// started degraded next to another holding the lease said "healthy" and stored
+/// nothing.
+#[tokio::test]
+async fn a_store_barred_from_writing_is_not_healthy() {
+    let Some(url) = mongo_url("a_store_barred_from_writing_is_not_healthy") else {
+        return;
+    };
+    let name = unique_database("barred");
+    let store = mongo_store(&url, &name).await;
+    store.ping().await.unwrap();
+    store.hold_writes("another coedit server holds the writer lease");
+    let refused = store.ping().await;
+    assert!(
+        matches!(&refused, Err(StoreError::Unavailable(reason)) if reason.contains("writer lease")),
+        "{refused:?}"
+    );
+    store.release_writes();
+    store.ping().await.unwrap();
+    database(&url, &name).await.drop().await.ok();
 }
 
 /// Two live servers under one node id (a fixed `--node-id` in a deployment's

@@ -244,7 +244,8 @@ impl MongoStore {
     /// calls before serving.
     pub async fn prepare(&self) -> Result<(), StoreError> {
         self.ensure_indexes().await?;
-        self.ping().await
+        bounded(self.database.run_command(doc! {"ping": 1})).await?;
+        Ok(())
     }
 
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
@@ -1213,8 +1214,11 @@ impl Store for MongoStore {
         Ok(through)
     }
 
+    /// Answers only when the store can be written: a server barred from writing
+    /// (waiting for, or refused, the writer lease) is not healthy because MongoDB
+    /// answers.
     async fn ping(&self) -> Result<(), StoreError> {
-        self.ensure_indexes().await?;
+        self.writable().await?;
         bounded(self.database.run_command(doc! {"ping": 1})).await?;
         Ok(())
     }
