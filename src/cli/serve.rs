@@ -289,7 +289,20 @@ impl ServeArgs {
     }
 }
 
+/// Cancels `shutdown` at the first SIGINT or SIGTERM. A second one ends the process
+/// at once (exit 130), for an operator who will not wait out the graceful stop:
+/// what the store has not taken by then is left to the journal's replay.
 async fn cancel_on_signal(shutdown: CancellationToken) {
+    stop_signal().await;
+    tracing::info!("shutting down (a second signal stops at once)");
+    shutdown.cancel();
+    stop_signal().await;
+    tracing::warn!("second signal: stopping now, without waiting for the graceful stop");
+    std::process::exit(130);
+}
+
+/// The next SIGINT or SIGTERM.
+async fn stop_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -299,7 +312,6 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
                 Err(error) => {
                     tracing::warn!(%error, "cannot watch SIGTERM");
                     let _ = interrupt.await;
-                    shutdown.cancel();
                     return;
                 }
             };
@@ -310,8 +322,6 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
 }
 
 /// `--webhook-url`: an http or https URL.

@@ -171,6 +171,37 @@ async fn stored_text(store: &MongoStore, room: &str) -> String {
     content
 }
 
+/// With the store down, a graceful stop waits for it (and then exits 1, saying
+/// how many updates it could not write); a second SIGTERM ends it at once.
+#[tokio::test]
+async fn a_second_signal_ends_a_stop_that_waits_for_the_store() {
+    let test = "a_second_signal_ends_a_stop_that_waits_for_the_store";
+    let Some(program) = mongod_program(test) else {
+        return;
+    };
+    let mut daemon = MongoDaemon::start(program).await;
+    let mut server = CoeditProcess::start(&[
+        "--mongo-url".into(),
+        daemon.url(),
+        "--db-name".into(),
+        unique_database("second-signal"),
+    ])
+    .await;
+    let mut alice = join(&server.base(), "stop", "alice").await;
+    type_slowly(&mut alice, "saved").await;
+    daemon.stop();
+    type_slowly(&mut alice, " and not").await;
+    let backlog = format!("http://{}/api/metrics", server.base());
+    let waiting =
+        eventually(async || get_json(&backlog).await.1["store_backlog"].as_u64() > Some(0)).await;
+    assert!(waiting, "{}", server.log());
+    let (status, took) = server
+        .terminate_twice(Duration::from_secs(1), Duration::from_secs(8))
+        .unwrap_or_else(|| panic!("still running: {}", server.log()));
+    assert_eq!(status.code(), Some(130), "{}", server.log());
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
 #[tokio::test]
 async fn editing_goes_on_through_a_mongodb_outage_and_is_written_after_it() {
     let test = "editing_goes_on_through_a_mongodb_outage_and_is_written_after_it";

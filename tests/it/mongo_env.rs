@@ -232,6 +232,35 @@ impl CoeditProcess {
         terminate(&mut self.child);
     }
 
+    /// Sends SIGTERM; with `again`, a second one `again` later. Returns the exit
+    /// status and how long after the first signal it came, if within `within`.
+    pub fn terminate_twice(
+        &mut self,
+        again: Duration,
+        within: Duration,
+    ) -> Option<(std::process::ExitStatus, Duration)> {
+        let term = |pid: u32| {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        };
+        let started = Instant::now();
+        term(self.child.id());
+        let mut sent_again = false;
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some((status, started.elapsed()));
+            }
+            if !sent_again && started.elapsed() >= again {
+                term(self.child.id());
+                sent_again = true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// `kill -9`: no graceful shutdown, no final flush.
     pub fn kill_hard(mut self) {
         self.child.kill().unwrap();
