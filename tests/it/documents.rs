@@ -435,6 +435,66 @@ async fn imports_answer_once_stored_and_exports_show_only_what_is_stored() {
     assert_eq!(status, 200);
 }
 
+/// A log entry that cannot be read when its room opens is skipped, and stays in
+/// the store: the room is not compacted over it, since a snapshot claiming its
+/// number would delete the only copy of an edit people once saw.
+#[tokio::test]
+async fn an_unreadable_log_entry_is_never_compacted_away() {
+    use coedit::server::store::{LoggedUpdate, WriteOp};
+    use yrs::{Doc, ReadTxn, StateVector, Text, Transact};
+
+    let store = MemoryStore::new();
+    let doc = Doc::with_client_id(7);
+    let text = doc.get_or_insert_text("content");
+    text.insert(&mut doc.transact_mut(), 0, "kept");
+    let first = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let entry = |seq: u64, data: Vec<u8>| {
+        WriteOp::Append(LoggedUpdate {
+            room_id: "scarred".into(),
+            seq,
+            data: data.into(),
+            at_ms: 1,
+            author: None,
+        })
+    };
+    store
+        .write(&[entry(1, first), entry(2, b"not a yjs update".to_vec())])
+        .await
+        .unwrap();
+    let server = TestServer::start_tweaked(
+        |config| {
+            config.compact_every = 4;
+            config.history_retention = Duration::ZERO;
+        },
+        Arc::new(store.clone()),
+    )
+    .await;
+    let mut alice = server.join("scarred", "alice", "Alice").await;
+    for index in 0..12 {
+        alice.type_incremental(4 + index, "!").await;
+    }
+    let typed = eventually(async || {
+        let stored = store.load_durable("scarred").await.unwrap().unwrap();
+        stored.last_seq >= 14
+    })
+    .await;
+    assert!(typed, "the keystrokes were not stored");
+    let stored = store.load_durable("scarred").await.unwrap().unwrap();
+    assert!(
+        stored.snapshot.is_none(),
+        "the room was compacted over an entry it could not read"
+    );
+    assert!(
+        stored
+            .updates
+            .iter()
+            .any(|update| &update[..] == b"not a yjs update"),
+        "the unreadable entry is gone"
+    );
+}
+
 /// A stop that leaves updates the store never took says so: a supervisor sees a
 /// failure, not exit 0 after "updates not written" in the log.
 #[tokio::test]

@@ -305,7 +305,9 @@ async fn compact_if_due(
     let Some((room, through_seq, deletions)) = due else {
         return;
     };
-    if through_seq == 0 {
+    // An entry of the log could not be read into the document: no snapshot from
+    // it may claim that entry's number.
+    if through_seq == 0 || room.keeps_log() {
         return;
     }
     let now = now_ms();

@@ -152,6 +152,10 @@ pub(super) struct Durability {
     deleted: bool,
     /// Changes other nodes of a cluster made (already durable in the shared log).
     remote_changes: u64,
+    /// A log entry could not be read when the room opened: it is not in the
+    /// document, so no snapshot may claim its number (a compaction would delete
+    /// the only copy). The log is kept as it is.
+    keep_log: bool,
 }
 
 /// What the store's progress lets a room send.
@@ -164,6 +168,11 @@ enum Released {
 }
 
 impl Durability {
+    /// Keeps the room's log from being compacted (an entry of it is unreadable).
+    pub(super) fn keep_log(&mut self) {
+        self.keep_log = true;
+    }
+
     /// The bookkeeping of a room rebuilt from `stored`; the document is the caller's.
     pub(super) fn opened(stored: &Stored, write_ahead: bool) -> Self {
         let (last_seq, log_len, needs_base) = match stored {
@@ -183,6 +192,7 @@ impl Durability {
             held_for: HashMap::new(),
             held_bytes_per_connection: usize::MAX,
             resync: false,
+            keep_log: false,
             refused: None,
             deleted: false,
             remote_changes: 0,
@@ -719,8 +729,17 @@ impl Room {
         }
     }
 
+    /// Whether the room's log is kept uncompacted (an entry of it could not be
+    /// read into the document when the room opened).
+    pub fn keeps_log(&self) -> bool {
+        self.lock().durability.keep_log
+    }
+
     /// Queues a snapshot of the whole document covering every sequence number so far.
     pub(super) fn compact(&self, state: &mut RoomState) {
+        if state.durability.keep_log {
+            return;
+        }
         let now = now_ms();
         let retention = self.inner.settings.history_retention;
         let keep_since = (!retention.is_zero())

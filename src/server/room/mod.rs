@@ -212,7 +212,7 @@ impl Room {
         // A newcomer's greeting can be the whole document (a JSON sync is twice
         // its size) and waits with its other replies: the budget covers one such
         // message beside the connection's own, as SECURITY.md's formula does.
-        let durability = Durability::opened(&stored, settings.write_ahead).limit_held_bytes(
+        let mut durability = Durability::opened(&stored, settings.write_ahead).limit_held_bytes(
             settings
                 .max_outbound_bytes
                 .saturating_add(settings.max_document_bytes.saturating_mul(2)),
@@ -224,9 +224,11 @@ impl Room {
                 }
                 for update in &durable.updates {
                     // A log entry that no longer decodes is skipped, not fatal: the
-                    // rest of the document is still worth serving.
+                    // rest of the document is still worth serving. It stays in the
+                    // store: the room is not compacted over it.
                     if let Err(error) = document.apply_stored(update) {
-                        tracing::error!(room = %id, %error, "skipping unreadable log entry");
+                        tracing::error!(room = %id, %error, "skipping unreadable log entry; the room's log is kept uncompacted");
+                        durability.keep_log();
                     }
                 }
             }
