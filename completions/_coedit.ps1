@@ -88,7 +88,7 @@ Register-ArgumentCompleter -Native -CommandName 'coedit' -ScriptBlock {
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to; `host:port` means `http://host:port`')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`')
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token sent in the Authorization header')
-            [CompletionResult]::new('--start-degraded', '--start-degraded', [CompletionResultType]::ParameterName, 'Start even if the store cannot be reached, serving from memory until it can')
+            [CompletionResult]::new('--start-degraded', '--start-degraded', [CompletionResultType]::ParameterName, 'With --mongo-url: start even if MongoDB cannot be reached, serving from memory until it can (the embedded store must open)')
             [CompletionResult]::new('--no-dashboard', '--no-dashboard', [CompletionResultType]::ParameterName, 'Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')

@@ -84,7 +84,7 @@ set edit:completion:arg-completer[coedit] = {|@words|
             cand --server 'Server to talk to; `host:port` means `http://host:port`'
             cand --timeout 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`'
             cand --token 'Bearer token sent in the Authorization header'
-            cand --start-degraded 'Start even if the store cannot be reached, serving from memory until it can'
+            cand --start-degraded 'With --mongo-url: start even if MongoDB cannot be reached, serving from memory until it can (the embedded store must open)'
             cand --no-dashboard 'Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged)'
             cand --json 'Print JSON instead of a table: the server''s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
             cand -h 'Print help (see more with ''--help'')'

@@ -89,7 +89,7 @@ json\t'One JSON object per line (`timestamp`, `level`, `target`, `message` and t
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l server -d 'Server to talk to; `host:port` means `http://host:port`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l timeout -d 'Give up on the server after this long: seconds, or a duration like `500ms`, `5s`, `1m`' -r
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l token -d 'Bearer token sent in the Authorization header' -r
-complete -c coedit -n "__fish_coedit_using_subcommand serve" -l start-degraded -d 'Start even if the store cannot be reached, serving from memory until it can'
+complete -c coedit -n "__fish_coedit_using_subcommand serve" -l start-degraded -d 'With --mongo-url: start even if MongoDB cannot be reached, serving from memory until it can (the embedded store must open)'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l no-dashboard -d 'Do not serve the dashboard at `/` (the REST API and WebSockets are unchanged)'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -l json -d 'Print JSON instead of a table: the server\'s answer as received (for `bench`, its report; for `export` and `show`, `--format json`)'
 complete -c coedit -n "__fish_coedit_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'

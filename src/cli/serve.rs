@@ -39,7 +39,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 
-    /// Start even if the store cannot be reached, serving from memory until it can.
+    /// With --mongo-url: start even if MongoDB cannot be reached, serving from
+    /// memory until it can (the embedded store must open).
     #[arg(long, env = "COEDIT_START_DEGRADED", value_parser = clap::builder::BoolishValueParser::new(), help_heading = STORE)]
     pub start_degraded: bool,
 
@@ -270,13 +271,21 @@ impl ServeArgs {
     pub async fn run(self) -> Result<(), Failure> {
         let config = self.config();
         let address = format!("{}:{}", self.host, self.port);
-        let address: SocketAddr = tokio::net::lookup_host(&address)
-            .await
-            .ok()
-            .and_then(|mut addresses| addresses.next())
-            .ok_or_else(|| {
-                Failure::new(exit::USAGE, format!("invalid listen address {address}"))
-            })?;
+        let address: SocketAddr = match tokio::net::lookup_host(&address).await {
+            Ok(mut addresses) => addresses.next().ok_or_else(|| {
+                Failure::new(
+                    exit::USAGE,
+                    format!("listen address {address} names no address"),
+                )
+            })?,
+            // A name that does not resolve (yet: DNS not up at boot) is not a typo.
+            Err(error) => {
+                return Err(Failure::new(
+                    exit::FAILED,
+                    format!("cannot resolve listen address {address}: {error}"),
+                ))
+            }
+        };
         let listener = TcpListener::bind(address).await.map_err(|error| {
             Failure::new(exit::FAILED, format!("cannot listen on {address}: {error}"))
         })?;
