@@ -109,7 +109,8 @@ pub enum ServeError {
     /// Stopped with updates the store never took: lost, unless the journal (the
     /// embedded store's, or Redis for a cluster) replays them at the next start.
     #[error(
-        "stopped with {0} updates the store did not take before the deadline;          they are lost unless its journal replays them at the next start"
+        "stopped before the store took every update ({0} still queued); what it did not \
+         take is lost unless its journal replays it at the next start"
     )]
     Unwritten(u64),
     #[error("server failed: {0}")]

@@ -229,14 +229,14 @@ impl Registry {
         let result = read_stored(self.inner.store.as_ref(), room_id).await;
         match result {
             Ok(stored) => {
-                self.inner.journal.report_success();
+                self.report_read();
                 Ok(stored)
             }
             // The store answered: what it holds for this room is unreadable (an
             // original backend's checkpoint that is not hex). The room cannot open,
             // the store is not degraded for it.
             Err(StoreError::Corrupt(reason)) => {
-                self.inner.journal.report_success();
+                self.report_read();
                 Err(LoadError::Document {
                     room: room_id.to_owned(),
                     source: DocumentError::Undecodable(reason),
@@ -249,6 +249,15 @@ impl Registry {
                     source,
                 })
             }
+        }
+    }
+
+    /// A read went through: the store is healthy, unless it may not be written
+    /// (a MongoDB store waiting for, or refused, the writer lease).
+    fn report_read(&self) {
+        match self.inner.store.writes_held() {
+            Some(reason) => self.inner.journal.report_failure(&reason),
+            None => self.inner.journal.report_success(),
         }
     }
 
@@ -270,8 +279,16 @@ impl Registry {
         room_id: &str,
         wait: Duration,
     ) -> Result<Option<Deleted>, LoadError> {
-        if self.loaded(room_id).is_none() && self.stored(room_id).await?.is_nothing() {
-            return Ok(None);
+        if self.loaded(room_id).is_none() {
+            let nothing = match self.stored(room_id).await {
+                Ok(stored) => stored.is_nothing(),
+                // Something is stored, if unreadable: it can still be deleted.
+                Err(LoadError::Document { .. }) => false,
+                Err(error) => return Err(error),
+            };
+            if nothing {
+                return Ok(None);
+            }
         }
         // Loading first also waits for a load already under way, which would
         // otherwise finish after the delete with a room built from deleted data.

@@ -247,6 +247,14 @@ async fn odd_original_checkpoints_open_empty_or_are_refused_alone() {
     assert!(close.reason.contains("unreadable"), "{}", close.reason);
     let (_, health) = server.get("/health").await;
     assert_eq!(health["status"], "healthy", "{health}");
+    // What cannot be read can still be deleted, and the room starts afresh.
+    let (status, deleted) = server.send(reqwest::Method::DELETE, "/rooms/garbled").await;
+    assert_eq!(status, 200, "{deleted}");
+    let (_, greeting) = server.connect("garbled", "gus").await;
+    assert!(
+        matches!(greeting.as_slice(), [ServerMessage::Users { .. }]),
+        "{greeting:?}"
+    );
     server.stop().await;
     db.drop().await.unwrap();
 }
@@ -620,8 +628,21 @@ async fn a_store_barred_from_writing_is_not_healthy() {
         matches!(&refused, Err(StoreError::Unavailable(reason)) if reason.contains("writer lease")),
         "{refused:?}"
     );
+    // Reading a room does not make it healthy either.
+    let server = TestServer::start_with(mongo_config(&url, &name), store.clone()).await;
+    let (_reader, _) = server.connect("anything", "reader").await;
+    let (_, health) = server.get("/health").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["store"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("writer lease")),
+        "{health}"
+    );
+    // Let go, it is healthy again.
     store.release_writes();
     store.ping().await.unwrap();
+    drop(server);
     database(&url, &name).await.drop().await.ok();
 }
 
@@ -648,8 +669,10 @@ async fn one_node_id_on_two_live_servers_is_refused_and_a_silent_one_is_taken_so
         matches!(second, Err(LeaseError::InUse(_))),
         "two live servers under one node id both took the lease"
     );
-    // The first stops renewing without giving the lease up, as a crash would.
+    // The first stops renewing without giving the lease up, as a crash would (a
+    // renewal already on its way lands first).
     drop(first);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let started = std::time::Instant::now();
     let restarted = WriterLease::acquire(&db, "app:8001", false).await.unwrap();
     let took = started.elapsed();

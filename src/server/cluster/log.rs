@@ -405,6 +405,10 @@ impl ClusterStore {
 
 #[async_trait]
 impl Store for ClusterStore {
+    fn writes_held(&self) -> Option<String> {
+        self.cluster.inner.shared.writes_held()
+    }
+
     fn backend(&self) -> &'static str {
         "mongodb+redis"
     }

@@ -167,7 +167,9 @@ impl Room {
             Ok(Applied::Delta(delta)) => delta,
             Ok(Applied::Nothing) => return true,
             Err(error) => {
-                tracing::error!(room = %self.inner.id, %error, "skipping an unreadable update from the shared log");
+                // Not in this document, so no snapshot from it may claim it.
+                tracing::error!(room = %self.inner.id, %error, "skipping an unreadable update from the shared log; the room's log is kept uncompacted");
+                state.durability.keep_log();
                 return true;
             }
         };

@@ -301,11 +301,22 @@ fn decode(frame: &[u8]) -> Result<Vec<Message>, YjsError> {
 /// got) would only make the client reconnect, be closed again, and flap in and
 /// out of every member's presence. Such an update is dropped, as a read-only
 /// token's are; only one that cannot be read closes the connection.
-fn refuse_quietly(client_id: &str, error: DocumentError) -> Result<(), YjsError> {
+fn refuse_quietly(
+    metrics: &Metrics,
+    client_id: &str,
+    error: DocumentError,
+) -> Result<(), YjsError> {
     match error {
         DocumentError::TooLarge { .. }
         | DocumentError::Unstorable(_)
         | DocumentError::MissingEdits { .. } => {
+            // The others are counted where the document refused them.
+            if matches!(error, DocumentError::Unstorable(_)) {
+                metrics
+                    .counters()
+                    .rejected_updates
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             tracing::debug!(client_id, %error, "dropping a y-protocol update the room cannot take");
             Ok(())
         }
@@ -356,7 +367,7 @@ impl Room {
                             )));
                             state.send_to(self.metrics(), connection, step1);
                         }
-                        Err(error) => refuse_quietly(client_id, error)?,
+                        Err(error) => refuse_quietly(self.metrics(), client_id, error)?,
                     }
                 }
                 // A step 2 answers the room's own step 1: one with a gap still has
@@ -368,7 +379,7 @@ impl Room {
                         format: UpdateFormat::YjsSync,
                     };
                     if let Err(error) = self.apply_update(origin, UpdateBytes::Raw(&update)) {
-                        refuse_quietly(client_id, error)?;
+                        refuse_quietly(self.metrics(), client_id, error)?;
                     }
                 }
                 Message::Awareness(update) => {

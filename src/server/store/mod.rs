@@ -229,6 +229,12 @@ pub trait Store: Send + Sync + 'static {
     /// `sqlite`, `mongodb`, `memory`: shown in health and logs.
     fn backend(&self) -> &'static str;
 
+    /// Why the store takes no writes though it answers reads (MongoDB without
+    /// the writer lease), if it does not.
+    fn writes_held(&self) -> Option<String> {
+        None
+    }
+
     /// Writes a batch of journal operations, all or (on error) possibly some; a
     /// retried batch must be harmless to write twice.
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError>;

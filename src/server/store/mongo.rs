@@ -1214,6 +1214,10 @@ impl Store for MongoStore {
         Ok(through)
     }
 
+    fn writes_held(&self) -> Option<String> {
+        self.held.lock().ok().and_then(|held| held.clone())
+    }
+
     /// Answers only when the store can be written: a server barred from writing
     /// (waiting for, or refused, the writer lease) is not healthy because MongoDB
     /// answers.
