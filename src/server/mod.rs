@@ -52,6 +52,11 @@ use store::{memory::MemoryStore, mongo::MongoStore, sqlite::SqliteStore, Store, 
 /// How long shutdown waits for connections to close, then for the store to take the
 /// last writes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The whole stop, every stage's wait included: inside the 30 s a supervisor such
+/// as Kubernetes gives by default before SIGKILL, which would cut a flush short.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(25);
+/// What the last stages get even when the budget is spent.
+const SHUTDOWN_MOMENT: Duration = Duration::from_secs(1);
 /// How often idle rooms are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -506,9 +511,14 @@ async fn serve(
     tracing::info!(address = %listener.local_addr()?, store = store.backend(), "coedit serving");
     accept_loop(listener, router, header_read_timeout, &shutdown).await;
 
+    // Each stage waits at most its own grace and what is left of the budget; the
+    // journal's last wait and the store's close get a moment whatever is left.
+    let stop_by = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
+    let left =
+        |most: Duration| most.min(stop_by.saturating_duration_since(tokio::time::Instant::now()));
     // Connection tasks saw the same token and are sending their 1001 close frames.
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+    if tokio::time::timeout(left(SHUTDOWN_GRACE), tracker.wait())
         .await
         .is_err()
     {
@@ -517,15 +527,23 @@ async fn serve(
     let _ = sweeper.await;
     let _ = sampler.await;
     if let Some(webhooks) = webhooks {
-        webhooks.finish().await;
+        if tokio::time::timeout(left(SHUTDOWN_GRACE), webhooks.finish())
+            .await
+            .is_err()
+        {
+            tracing::warn!("webhooks: deliveries still queued at shutdown were dropped");
+        }
     }
     let _ = recovery.await;
-    let mut written = registry.journal().flush_for_shutdown(SHUTDOWN_GRACE).await;
+    let mut written = registry
+        .journal()
+        .flush_for_shutdown(left(SHUTDOWN_GRACE))
+        .await;
     if let Some(tasks) = cluster_tasks {
         // After the journal: what it wrote to the shared log is persisted, and the
         // node leaves the cluster.
         cluster_shutdown.cancel();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.finish())
+        if tokio::time::timeout(left(SHUTDOWN_GRACE), tasks.finish())
             .await
             .is_err()
         {
@@ -537,17 +555,22 @@ async fn serve(
     drop(registry);
     // A journal that could not flush in the grace period will not now.
     let finish_within = if written {
-        SHUTDOWN_GRACE
+        left(SHUTDOWN_GRACE).max(SHUTDOWN_MOMENT)
     } else {
-        Duration::from_secs(1)
+        SHUTDOWN_MOMENT
     };
     if !journal_task.finish(finish_within).await {
         tracing::error!("store did not take the last writes before the deadline");
         written = false;
     }
-    release_lease(lease, waiting_lease).await;
-    if let Err(error) = store.close().await {
-        tracing::warn!(%error, "store close failed");
+    let closing = async {
+        release_lease(lease, waiting_lease).await;
+        store.close().await
+    };
+    match tokio::time::timeout(left(SHUTDOWN_GRACE).max(SHUTDOWN_MOMENT), closing).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "store close failed"),
+        Err(_) => tracing::warn!("store did not close in time; its lease is left to expire"),
     }
     tracing::info!("coedit stopped");
     // A supervisor must see that the stop lost something.
