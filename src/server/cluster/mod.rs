@@ -38,10 +38,10 @@ use super::registry::Registry;
 use super::room::remote::{PeerEvent, Peers};
 use super::room::Room;
 use super::store::Store;
-use crate::api::RoomUser;
+use crate::api::{RoomInfo, RoomUser};
 
 pub use log::ClusterStore;
-pub use nodes::{Described, NodeInfo};
+pub use nodes::NodeInfo;
 
 /// Settings a node needs from the server's configuration.
 #[derive(Debug, Clone)]
@@ -333,7 +333,7 @@ impl Cluster {
     }
 
     /// `rooms` as the other live nodes hold them, without loading any here.
-    pub async fn describe(&self, rooms: &[String]) -> Result<Vec<Described>, redis::RedisError> {
+    pub async fn describe(&self, rooms: &[String]) -> Result<Vec<RoomInfo>, redis::RedisError> {
         nodes::describe(self, rooms).await
     }
 
@@ -463,7 +463,10 @@ impl Cluster {
             .watched()
             .get(room_id)
             .map(|watched| watched.room.clone());
-        if let Some(summary) = room.and_then(|room| nodes::summary_of(self, &room)) {
+        let summary = room
+            .zip(self.registry())
+            .and_then(|(room, registry)| nodes::summary_of(&room, registry.metrics().history()));
+        if let Some(summary) = summary {
             pipe.cmd("HSET")
                 .arg(nodes::summaries_key(&self.inner.instance))
                 .arg(room_id)

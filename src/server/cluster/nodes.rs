@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{left_notice, room_users, users_field, users_listed};
 use super::{channel, node_rooms_key, users_key, Cluster};
 use crate::api::RoomInfo;
+use crate::server::history::History;
 use crate::server::room::durable::now_ms;
 use crate::server::room::Room;
 
@@ -50,11 +51,6 @@ struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_activity: Option<String>,
 }
-
-/// A room as the other live nodes describe it (see `describe`): users on every
-/// live node, this one's included; `doc_size`, `connections` and
-/// `last_activity` from the other nodes' summaries only.
-pub type Described = RoomInfo;
 
 /// One node, as `GET /api/cluster` lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -195,9 +191,10 @@ async fn summarise(
     let Some(registry) = cluster.registry() else {
         return Ok(());
     };
+    let history = registry.metrics().history();
     let mut now = HashMap::new();
     for room in registry.loaded_rooms() {
-        if let Some(json) = summary_of(cluster, &room) {
+        if let Some(json) = summary_of(&room, history) {
             now.insert(room.id().to_owned(), json);
         }
     }
@@ -231,11 +228,9 @@ async fn summarise(
 }
 
 /// A room's `Summary` as this node writes it.
-pub(super) fn summary_of(cluster: &Cluster, room: &Room) -> Option<String> {
+pub(super) fn summary_of(room: &Room, history: &History) -> Option<String> {
     let (doc_size, connections) = room.size_and_connections();
-    let last_activity = cluster
-        .registry()
-        .and_then(|registry| registry.metrics().history().last_activity(room.id()));
+    let last_activity = history.last_activity(room.id());
     serde_json::to_string(&Summary {
         doc_size,
         connections,
@@ -245,14 +240,14 @@ pub(super) fn summary_of(cluster: &Cluster, room: &Room) -> Option<String> {
 }
 
 /// Describes `rooms` as the other live nodes hold them, without loading them
-/// here: their users from the rooms' presence lists, their size, connections and
+/// here: their users (this node's included) from the rooms' presence lists, their size, connections and
 /// last activity from the summaries of the nodes that list them (as of their last
 /// beat, at most a second old; a node's summary of a room it no longer lists is
 /// left out). In the order of `rooms`.
 pub(super) async fn describe(
     cluster: &Cluster,
     rooms: &[String],
-) -> Result<Vec<Described>, redis::RedisError> {
+) -> Result<Vec<RoomInfo>, redis::RedisError> {
     if rooms.is_empty() {
         return Ok(Vec::new());
     }
